@@ -1,0 +1,161 @@
+/* config.h - the YAML configuration as validated C structs.
+ *
+ * Owns: parsing the file with libyaml, applying defaults, validating every
+ * key (unknown keys, wrong types, bad values, missing files and unset
+ * environment variables are errors reported as FILE:LINE:COL: message),
+ * loading secrets (password_env / password_file / token_file / password).
+ * Guarantees: a stp_config returned by stp_config_load is complete and
+ * consistent (every route names existing upstreams, every listener has at
+ * least one address); secrets are cleansed by stp_config_free. No sockets.
+ */
+#ifndef STP_CONFIG_H
+#define STP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp-tls-proxy/cidr.h"
+
+typedef enum { STP_TLS_NONE = 0, STP_TLS_STARTTLS, STP_TLS_IMPLICIT } stp_tls_mode;
+typedef enum {
+  STP_LAUTH_NONE = 0,
+  STP_LAUTH_ANY,
+  STP_LAUTH_USERS,
+  STP_LAUTH_PASSTHROUGH
+} stp_lan_auth;
+typedef enum { STP_BARELF_FIX = 0, STP_BARELF_REJECT } stp_bare_lf;
+typedef enum {
+  STP_MECH_AUTO = 0,
+  STP_MECH_PLAIN,
+  STP_MECH_LOGIN,
+  STP_MECH_XOAUTH2
+} stp_auth_mech;
+typedef enum { STP_LOG_TEXT = 0, STP_LOG_JSON } stp_log_format;
+
+/* Version numbers are TLS wire values: 0x0301 = 1.0 ... 0x0304 = 1.3. */
+#define STP_TLS1_0 0x0301
+#define STP_TLS1_1 0x0302
+#define STP_TLS1_2 0x0303
+#define STP_TLS1_3 0x0304
+
+/* Where a value was written, for messages that point back at the file. */
+typedef struct stp_pos {
+  unsigned line, col; /* 1-based; 0 when not from the file */
+} stp_pos;
+
+typedef struct stp_strlist {
+  char **v;
+  size_t n;
+} stp_strlist;
+
+typedef struct stp_user {
+  char *name;
+  char *hash; /* crypt(3) string, e.g. $6$salt$hash */
+} stp_user;
+
+typedef struct stp_listener_cfg {
+  char *name;
+  stp_strlist listen;         /* "host:port", "[v6]:port"; validated */
+  stp_tls_mode tls;           /* default none */
+  char *certificate;          /* NULL if not given */
+  char *private_key;          /* NULL if not given */
+  uint16_t tls_min_version;   /* default STP_TLS1_2 */
+  stp_cidr *allow;            /* default: 127.0.0.0/8 and ::1/128 */
+  size_t n_allow;
+  stp_lan_auth auth;          /* default none */
+  stp_user *users;            /* for auth: users */
+  size_t n_users;
+  uint64_t max_message_size;  /* bytes; default 50 MiB */
+  uint32_t max_connections;   /* default 200 */
+  uint32_t max_connections_per_client; /* default 20 */
+  stp_bare_lf bare_lf;        /* default fix */
+  uint64_t idle_timeout_ms;   /* default 5 min */
+  stp_pos pos;
+} stp_listener_cfg;
+
+typedef struct stp_upstream_cfg {
+  char *name;
+  char *host;
+  uint16_t port;              /* default: 465 for implicit, else 587 */
+  stp_tls_mode tls;           /* default starttls */
+  char *server_name;          /* default: copy of host */
+  char *ca_file;              /* default: /etc/ssl/certs/ca-certificates.crt */
+  uint16_t tls_min_version;   /* default STP_TLS1_2; values below 1.2 rejected */
+  bool verify;                /* default true; false requires insecure */
+  bool insecure;              /* default false */
+  char *helo;                 /* default: copy of stp_config.hostname */
+  bool has_auth;              /* auth: block present */
+  stp_auth_mech mechanism;    /* default auto */
+  char *username;
+  char *secret;               /* password or bearer token; cleansed on free */
+  bool secret_is_token;       /* came from token_file (xoauth2) */
+  uint64_t connect_timeout_ms; /* default 30 s */
+  uint64_t command_timeout_ms; /* default 5 min */
+  uint64_t data_timeout_ms;    /* default 10 min */
+  stp_pos pos;
+} stp_upstream_cfg;
+
+typedef struct stp_route_cfg {
+  char *name;
+  /* match: an empty list means "any" */
+  stp_strlist match_listener;
+  stp_cidr *match_client;
+  size_t n_match_client;
+  stp_strlist match_auth_user;
+  stp_strlist match_mail_from; /* globs; "<>" is the null sender */
+  stp_strlist match_rcpt_to;   /* globs */
+  size_t *upstreams;           /* indices into stp_config.upstreams, >= 1 */
+  size_t n_upstreams;
+  char *rewrite_mail_from;     /* NULL: keep */
+  char *rewrite_header_from;   /* NULL: keep */
+  stp_pos pos;
+} stp_route_cfg;
+
+typedef struct stp_config {
+  char *path;
+  char *hostname;              /* default gethostname() */
+  int log_level;               /* STP_LOG_* from log.h; default info */
+  stp_log_format log_format;   /* default text */
+  char *metrics_listen;        /* NULL if not configured */
+  uint64_t shutdown_grace_ms;  /* default 30 s */
+  stp_listener_cfg *listeners;
+  size_t n_listeners;
+  stp_upstream_cfg *upstreams;
+  size_t n_upstreams;
+  stp_route_cfg *routes;
+  size_t n_routes;
+} stp_config;
+
+/* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"
+ * or "FILE:LINE:COL: warning: text" (without a newline). */
+typedef struct stp_diag {
+  char **lines;
+  size_t n;
+  size_t n_errors;
+  size_t n_warnings;
+} stp_diag;
+
+void stp_diag_free(stp_diag *d);
+
+/* Load and validate. Returns 0 and sets *out, or a negative code with at
+ * least one error in diag. Warnings (e.g. inline password) may be added
+ * on success. */
+int stp_config_load(const char *path, stp_config **out, stp_diag *diag);
+/* Same, from a string in memory; `name` is used as FILE in messages.
+ * Relative paths inside it resolve against the current directory. */
+int stp_config_load_string(const char *name, const char *yaml, size_t len,
+                           stp_config **out, stp_diag *diag);
+void stp_config_free(stp_config *cfg);
+
+/* Value parsers, exposed for tests and for other modules. */
+int stp_parse_duration_ms(const char *s, uint64_t *out); /* "30s" "5m" "1h" "250ms" "10" (s) */
+int stp_parse_size(const char *s, uint64_t *out);        /* "25MB" "50MiB" "1024" "10KiB" "1GB" */
+int stp_parse_tls_version(const char *s, uint16_t *out); /* "1.0".."1.3" */
+/* "host:port" / "[v6]:port" / ":port" -> host (malloc'd, "" for any) and port */
+int stp_parse_hostport(const char *s, char **host, uint16_t *port);
+
+const stp_listener_cfg *stp_config_listener(const stp_config *c, const char *name);
+const stp_upstream_cfg *stp_config_upstream(const stp_config *c, const char *name);
+
+#endif

@@ -1,0 +1,62 @@
+/* data.h - DATA framing between a LAN device and the upstream.
+ *
+ * Owns: finding the end of data, line-ending policy, dot-unstuffing what the
+ * device sent and dot-stuffing what goes upstream, and counting the size.
+ * Guarantees: pure and streaming. State between calls is a few flags, so
+ * the output for a stream split at any byte offsets equals the output for
+ * the whole stream. The output never contains a bare CR or LF and never a
+ * line consisting of a single "."; the end-of-data marker is not written
+ * (the caller sends ".\r\n" only after a clean end).
+ *
+ * End of data is CRLF "." CRLF only: a line "." ends the message when it
+ * and the line before it both ended in CRLF (the DATA command's own CRLF
+ * counts as the line before the first). A "." line that does not qualify
+ * is content: unstuffed to an empty line.
+ * bare_lf fix: a bare LF, a bare CR, or CR followed by anything but LF, is
+ *   written as CRLF (CR CR LF is one CR then a CRLF: two line ends).
+ * bare_lf reject: the first bare LF/CR sets `bare_seen`; the framer keeps
+ *   consuming until end of data (the reply 550 5.5.2 is then the caller's),
+ *   writing nothing more.
+ */
+#ifndef STP_DATA_H
+#define STP_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct data_framer {
+  bool reject_bare;     /* bare_lf: reject */
+  uint64_t max_size;    /* 0 = no limit */
+  uint64_t size;        /* bytes of message content accepted so far
+                           (after unstuffing, line ends counted as CRLF) */
+  bool too_big;         /* size went over max_size; output stopped */
+  bool bare_seen;       /* a bare LF/CR was seen */
+  bool done;            /* end of data found */
+  /* internal line state */
+  bool bol;             /* at beginning of a line */
+  bool prev_crlf;       /* previous line ended in a real CRLF */
+  bool pending_cr;      /* last byte seen was a CR not yet resolved */
+  bool pending_dot;     /* at bol, saw '.', deciding unstuff / end */
+  bool dot_cr;          /* saw ".\r" at bol */
+  bool line_is_dot_only;/* internal */
+} data_framer;
+
+void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size);
+
+/* Emit callback: bytes for upstream, already CRLF-normalised and
+ * dot-stuffed. May be called several times per feed. */
+typedef void (*data_emit_fn)(void *ctx, const char *p, size_t n);
+
+/* Consume client bytes. Returns the number of bytes consumed: all of them,
+ * or fewer when end of data was found (f->done set; bytes after it belong
+ * to the next command and are left for the caller). Nothing is emitted
+ * once too_big or bare_seen (with reject) is set. */
+size_t data_framer_feed(data_framer *f, const char *in, size_t len,
+                        data_emit_fn emit, void *ctx);
+
+/* Dot-stuff a block of text that is already CRLF-framed (for messages the
+ * proxy writes itself, e.g. --test-route). Output via emit. */
+void data_stuff_block(const char *in, size_t len, data_emit_fn emit, void *ctx);
+
+#endif

@@ -1,0 +1,80 @@
+/* util.h - the one error scheme, bounded byte buffers and small helpers.
+ *
+ * Owns: the project-wide error codes (one X-macro table, negative values,
+ * 0 is success), a fixed-capacity byte buffer that never reallocates, and
+ * secret-cleansing helpers. Guarantees: no function here allocates behind
+ * the caller's back except the explicit stp_xstrdup/stp_xmalloc family,
+ * which abort on OOM (a proxy that cannot allocate 100 bytes cannot serve).
+ */
+#ifndef STP_UTIL_H
+#define STP_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STP_ERRORS(X)                                                     \
+  X(STP_OK, 0, "ok")                                                      \
+  X(STP_ENOMEM, -1, "out of memory")                                      \
+  X(STP_EINVAL, -2, "invalid argument")                                   \
+  X(STP_ETOOLONG, -3, "too long")                                         \
+  X(STP_ESYNTAX, -4, "syntax error")                                      \
+  X(STP_EAGAIN, -5, "need more input")                                    \
+  X(STP_EFULL, -6, "buffer full")                                         \
+  X(STP_EBARELF, -7, "bare LF or CR")                                     \
+  X(STP_EADDR, -8, "bad address")                                         \
+  X(STP_EPARAM, -9, "bad parameter")                                      \
+  X(STP_EIO, -10, "i/o error")                                            \
+  X(STP_ENOTFOUND, -11, "not found")                                      \
+  X(STP_ESTATE, -12, "wrong state")
+
+enum {
+#define STP_ERR_ENUM(name, val, str) name = (val),
+  STP_ERRORS(STP_ERR_ENUM)
+#undef STP_ERR_ENUM
+};
+
+const char *stp_strerror(int err);
+
+/* A byte buffer with a fixed capacity chosen at init. Appends past the
+ * capacity fail with STP_EFULL: every buffer has a bound. */
+typedef struct stp_buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} stp_buf;
+
+void stp_buf_init(stp_buf *b, size_t cap);
+void stp_buf_free(stp_buf *b);
+int stp_buf_append(stp_buf *b, const void *p, size_t n);
+int stp_buf_appendf(stp_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Remove the first n bytes. */
+void stp_buf_consume(stp_buf *b, size_t n);
+static inline size_t stp_buf_space(const stp_buf *b) { return b->cap - b->len; }
+
+void *stp_xmalloc(size_t n);
+void *stp_xcalloc(size_t n, size_t sz);
+void *stp_xrealloc(void *p, size_t n);
+char *stp_xstrdup(const char *s);
+char *stp_xstrndup(const char *s, size_t n);
+
+/* Zero memory so the compiler cannot elide it, then free. For secrets. */
+void stp_cleanse(void *p, size_t n);
+void stp_free_secret(char *s);
+
+/* ASCII-only, locale-independent helpers (SMTP is ASCII). */
+int stp_ascii_casecmp(const char *a, const char *b);
+int stp_ascii_ncasecmp(const char *a, const char *b, size_t n);
+static inline char stp_ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+}
+
+/* Case-insensitive glob with '*' (any run) and '?' (one char). */
+bool stp_glob_match(const char *pattern, const char *s);
+
+/* Monotonic milliseconds; tests may install a fake clock. */
+uint64_t stp_now_ms(void);
+void stp_set_fake_clock(const uint64_t *now_ms);
+
+#endif
