@@ -1,0 +1,1 @@
+/* cidr.c - placeholder until the module lands. */

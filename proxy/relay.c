@@ -1,0 +1,1 @@
+/* relay.c - placeholder until the module lands. */

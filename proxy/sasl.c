@@ -1,0 +1,1 @@
+/* sasl.c - placeholder until the module lands. */

@@ -1,0 +1,1 @@
+/* server.c - placeholder until the module lands. */

@@ -1,0 +1,1 @@
+/* smtp.c - placeholder until the module lands. */

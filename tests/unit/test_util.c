@@ -1,0 +1,44 @@
+/* test_util.c - bounded buffers, glob matching, error strings. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/util.h"
+
+Test(util, buf_respects_capacity) {
+  stp_buf b;
+  stp_buf_init(&b, 8);
+  cr_assert_eq(stp_buf_append(&b, "12345", 5), STP_OK);
+  cr_assert_eq(stp_buf_append(&b, "6789", 4), STP_EFULL);
+  cr_assert_eq(b.len, 5);
+  cr_assert_eq(stp_buf_append(&b, "678", 3), STP_OK);
+  cr_assert_eq(memcmp(b.data, "12345678", 8), 0);
+  stp_buf_consume(&b, 3);
+  cr_assert_eq(b.len, 5);
+  cr_assert_eq(memcmp(b.data, "45678", 5), 0);
+  stp_buf_free(&b);
+}
+
+Test(util, buf_appendf_refuses_truncation) {
+  stp_buf b;
+  stp_buf_init(&b, 6);
+  cr_assert_eq(stp_buf_appendf(&b, "%d", 12345), STP_OK);
+  cr_assert_eq(stp_buf_appendf(&b, "%d", 67), STP_EFULL);
+  cr_assert_eq(b.len, 5);
+  stp_buf_free(&b);
+}
+
+Test(util, glob) {
+  cr_assert(stp_glob_match("*@example.com", "Scan@EXAMPLE.com"));
+  cr_assert(stp_glob_match("*", ""));
+  cr_assert(stp_glob_match("a?c", "abc"));
+  cr_assert_not(stp_glob_match("*@example.com", "a@example.com.evil"));
+  cr_assert_not(stp_glob_match("*@scanner.local", "x@notscanner.local.org"));
+  cr_assert(stp_glob_match("*@*.local", "x@a.b.local"));
+  cr_assert_not(stp_glob_match("a*b*c", "aXbY"));
+}
+
+Test(util, strerror_table) {
+  cr_assert_str_eq(stp_strerror(STP_OK), "ok");
+  cr_assert_str_eq(stp_strerror(STP_EFULL), "buffer full");
+  cr_assert_str_eq(stp_strerror(-999), "unknown error");
+}
