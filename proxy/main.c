@@ -1,1 +1,108 @@
-int main(void) { return 0; }
+/* main.c - command line, configuration load, signals and the event loop.
+ * Owns nothing but the process: every decision lives in the modules. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/server.h"
+
+static void usage(FILE *f) {
+  fputs("usage: smtp-tls-proxy -c FILE              run in the foreground, logs to stderr\n"
+        "       smtp-tls-proxy -c FILE --check      validate the configuration and exit\n"
+        "       smtp-tls-proxy -c FILE --test-route ROUTE --from A --to B\n"
+        "                                           send one test message through ROUTE\n"
+        "       smtp-tls-proxy --version | --help\n",
+        f);
+}
+
+typedef struct args {
+  const char *config;
+  bool check;
+  const char *test_route, *from, *to;
+} args;
+
+/* 0 ok, 1 usage error, 2 handled (version/help). */
+static int parse_args(int argc, char **argv, args *a) {
+  for (int i = 1; i < argc; i++) {
+    const char *s = argv[i];
+    const char **slot = NULL;
+    if (!strcmp(s, "--version")) {
+      printf("smtp-tls-proxy %s\n", STP_VERSION);
+      return 2;
+    } else if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+      usage(stdout);
+      return 2;
+    } else if (!strcmp(s, "--check")) {
+      a->check = true;
+      continue;
+    } else if (!strcmp(s, "-c") || !strcmp(s, "--config")) {
+      slot = &a->config;
+    } else if (!strcmp(s, "--test-route")) {
+      slot = &a->test_route;
+    } else if (!strcmp(s, "--from")) {
+      slot = &a->from;
+    } else if (!strcmp(s, "--to")) {
+      slot = &a->to;
+    } else {
+      fprintf(stderr, "smtp-tls-proxy: unknown argument '%s'\n", s);
+      return 1;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "smtp-tls-proxy: %s needs a value\n", s);
+      return 1;
+    }
+    *slot = argv[++i];
+  }
+  if (!a->config) {
+    fprintf(stderr, "smtp-tls-proxy: -c FILE is required\n");
+    return 1;
+  }
+  return 0;
+}
+
+static stp_config *load(const char *path) {
+  stp_config *cfg = NULL;
+  stp_diag diag = {0};
+  int rc = stp_config_load(path, &cfg, &diag);
+  for (size_t i = 0; i < diag.n; i++)
+    fprintf(stderr, "%s\n", diag.lines[i]);
+  stp_diag_free(&diag);
+  return rc < 0 ? NULL : cfg;
+}
+
+int main(int argc, char **argv) {
+  args a = {0};
+  int rc = parse_args(argc, argv, &a);
+  if (rc) {
+    if (rc == 1)
+      usage(stderr);
+    return rc == 2 ? 0 : 1;
+  }
+  stp_config *cfg = load(a.config);
+  if (!cfg)
+    return 1;
+  if (a.check) {
+    printf("%s: configuration OK (%zu listeners, %zu upstreams, %zu routes)\n", a.config,
+           cfg->n_listeners, cfg->n_upstreams, cfg->n_routes);
+    stp_config_free(cfg);
+    return 0;
+  }
+  if (a.test_route) {
+    fprintf(stderr, "smtp-tls-proxy: --test-route is not implemented yet\n");
+    stp_config_free(cfg);
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  stp_log_setup(cfg->log_level, cfg->log_format == STP_LOG_JSON, 2);
+  uv_loop_t *loop = uv_default_loop();
+  server srv;
+  rc = server_start(&srv, loop, a.config, cfg);
+  uv_run(loop, UV_RUN_DEFAULT);
+  server_free(&srv);
+  uv_loop_close(loop);
+  return rc < 0 ? 1 : 0;
+}

@@ -1,1 +1,390 @@
-/* upstream.c - placeholder until the module lands. */
+/* upstream.c - SMTP client state machine towards one upstream (pure).
+ *
+ * Owns the upstream dialogue; see upstream.h for the guarantees. Every
+ * state change is logged at debug level as "a -> b". AUTH lines are built
+ * in a stack buffer that is cleansed right after ops->write() returns, and
+ * nothing of them is ever logged.
+ */
+#include "smtp-tls-proxy/upstream.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/sasl.h"
+#include "smtp-tls-proxy/util.h"
+
+#define UP_LINE_CAP 1024 /* reply lines are 512 octets; be lenient */
+
+static const char *const state_names[] = {
+    "connecting", "tls-implicit", "greeting", "ehlo", "helo",  "starttls",
+    "tls-handshake", "ehlo2",    "auth",     "ready", "mail", "rcpt",
+    "data",       "body",        "dot",      "rset",  "quit", "dead"};
+
+const char *upstream_state_name(upstream_state s) {
+  return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "?";
+}
+
+const char *upstream_fail_name(upstream_fail f) {
+  static const char *const n[] = {"none",     "dns",     "connect", "tls",    "starttls",
+                                  "greeting", "auth",    "timeout", "closed", "protocol"};
+  return (unsigned)f < sizeof n / sizeof *n ? n[f] : "?";
+}
+
+static void set_state(upstream *u, upstream_state s) {
+  if (stp_log_level() >= STP_LOG_DEBUG) {
+    stp_kv kv[] = {{"upstream", u->cfg->name},
+                   {"from", upstream_state_name(u->state)},
+                   {"to", upstream_state_name(s)}};
+    stp_log_kv(STP_LOG_DEBUG, NULL, "upstream-state", kv, 3);
+  }
+  u->state = s;
+}
+
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
+  if (u->state == UP_DEAD)
+    return;
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  set_state(u, UP_DEAD);
+  u->ops->set_timer(u->ctx, 0);
+  u->ops->failed(u->ctx, why, detail);
+}
+
+/* First line of the reply, for log details: "421 4.3.2 busy". */
+static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
+  size_t n = strcspn(u->reply.text, "\n");
+  if (n > 200)
+    n = 200;
+  snprintf(buf, cap, "%d %.*s", u->reply.code, (int)n, u->reply.text);
+  return buf;
+}
+
+static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt,
+                     ...) __attribute__((format(printf, 4, 5)));
+
+static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt,
+                     ...) {
+  char line[SMTP_CMD_MAX + SMTP_ADDR_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  if (n < 0 || (size_t)n >= sizeof line) {
+    fail(u, UP_FAIL_PROTOCOL, "command too long");
+    return;
+  }
+  set_state(u, next);
+  memset(&u->reply, 0, sizeof u->reply);
+  u->ops->set_timer(u->ctx, timeout_ms);
+  u->ops->write(u->ctx, line, (size_t)n);
+}
+
+void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
+                   const upstream_ops *ops, void *ctx) {
+  memset(u, 0, sizeof *u);
+  u->cfg = cfg;
+  u->helo = helo;
+  u->ops = ops;
+  u->ctx = ctx;
+  u->state = UP_CONNECTING;
+  smtp_lr_init(&u->lr, UP_LINE_CAP);
+  u->lr.max = UP_LINE_CAP;
+}
+
+void upstream_free(upstream *u) { smtp_lr_free(&u->lr); }
+
+void upstream_on_connected(upstream *u) {
+  if (u->state != UP_CONNECTING)
+    return;
+  if (u->cfg->tls == STP_TLS_IMPLICIT) {
+    set_state(u, UP_TLS_IMPLICIT);
+    u->ops->set_timer(u->ctx, u->cfg->connect_timeout_ms);
+    u->ops->start_tls(u->ctx);
+  } else {
+    set_state(u, UP_GREETING);
+    u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
+  }
+}
+
+void upstream_on_tls_ready(upstream *u) {
+  if (u->state == UP_TLS_IMPLICIT) {
+    u->tls = true;
+    set_state(u, UP_GREETING);
+    u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
+  } else if (u->state == UP_TLS_HANDSHAKE) {
+    /* RFC 3207 4.2: forget everything learnt before TLS. */
+    u->tls = true;
+    memset(&u->caps, 0, sizeof u->caps);
+    send_cmd(u, UP_EHLO2, u->cfg->command_timeout_ms, "EHLO %s\r\n", u->helo);
+  }
+}
+
+static void become_ready(upstream *u) {
+  set_state(u, UP_READY);
+  u->ops->set_timer(u->ctx, 0);
+  u->ops->ready(u->ctx);
+}
+
+static void auth_write(upstream *u, long n, char *buf, size_t cap) {
+  if (n < 0) {
+    stp_cleanse(buf, cap);
+    fail(u, UP_FAIL_AUTH, "credentials too long");
+    return;
+  }
+  u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
+  u->ops->write(u->ctx, buf, (size_t)n);
+  stp_cleanse(buf, cap);
+}
+
+static void start_auth(upstream *u) {
+  int mech = sasl_choose(u->cfg->mechanism, u->cfg->secret_is_token, u->caps.auth);
+  if (mech < 0) {
+    fail(u, UP_FAIL_AUTH, "no usable AUTH mechanism offered (offered mask 0x%x)", u->caps.auth);
+    return;
+  }
+  u->mech = mech;
+  u->login_step = 0;
+  set_state(u, UP_AUTH);
+  memset(&u->reply, 0, sizeof u->reply);
+  char buf[4096];
+  long n = sasl_initial(mech, u->cfg->username, u->cfg->secret, buf, sizeof buf);
+  auth_write(u, n, buf, sizeof buf);
+}
+
+static void after_ehlo(upstream *u) {
+  if (u->cfg->has_auth)
+    start_auth(u);
+  else
+    become_ready(u);
+}
+
+static void on_ehlo(upstream *u) {
+  char s[256];
+  if (u->reply.code != 250) {
+    /* Only a plain, unauthenticated upstream may fall back to HELO: every
+     * other configuration needs EHLO's extensions. */
+    if (u->state == UP_EHLO && u->cfg->tls == STP_TLS_NONE && !u->cfg->has_auth) {
+      send_cmd(u, UP_HELO, u->cfg->command_timeout_ms, "HELO %s\r\n", u->helo);
+      return;
+    }
+    fail(u, UP_FAIL_PROTOCOL, "EHLO refused: %s", reply_summary(u, s, sizeof s));
+    return;
+  }
+  smtp_caps_parse(&u->reply, &u->caps);
+  if (u->cfg->tls == STP_TLS_STARTTLS && !u->tls) {
+    if (!u->caps.starttls) {
+      fail(u, UP_FAIL_STARTTLS, "upstream does not offer STARTTLS");
+      return;
+    }
+    send_cmd(u, UP_STARTTLS, u->cfg->command_timeout_ms, "STARTTLS\r\n");
+    return;
+  }
+  after_ehlo(u);
+}
+
+static void on_auth(upstream *u) {
+  char s[256];
+  if (u->reply.code == 235) {
+    become_ready(u);
+    return;
+  }
+  if (u->reply.code == 334 && u->mech == STP_MECH_LOGIN && u->login_step < 2) {
+    char buf[2048];
+    long n = sasl_login_step(u->login_step++, u->cfg->username, u->cfg->secret, buf, sizeof buf);
+    memset(&u->reply, 0, sizeof u->reply);
+    auth_write(u, n, buf, sizeof buf);
+    return;
+  }
+  if (u->reply.code == 334 && u->mech == STP_MECH_XOAUTH2 && u->login_step == 0) {
+    /* RFC-less but documented by Google/Microsoft: a 334 carries a JSON
+     * error; answer with an empty line to get the final 5xx. */
+    u->login_step = 1;
+    memset(&u->reply, 0, sizeof u->reply);
+    u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
+    u->ops->write(u->ctx, "\r\n", 2);
+    return;
+  }
+  fail(u, UP_FAIL_AUTH, "AUTH rejected: %s", reply_summary(u, s, sizeof s));
+}
+
+/* A complete reply arrived: advance the dialogue. */
+static void on_reply(upstream *u) {
+  char s[256];
+  switch (u->state) {
+  case UP_GREETING:
+    if (u->reply.code != 220) {
+      fail(u, UP_FAIL_GREETING, "greeting: %s", reply_summary(u, s, sizeof s));
+      return;
+    }
+    send_cmd(u, UP_EHLO, u->cfg->command_timeout_ms, "EHLO %s\r\n", u->helo);
+    return;
+  case UP_EHLO:
+  case UP_EHLO2:
+    on_ehlo(u);
+    return;
+  case UP_HELO:
+    if (u->reply.code != 250) {
+      fail(u, UP_FAIL_PROTOCOL, "HELO refused: %s", reply_summary(u, s, sizeof s));
+      return;
+    }
+    become_ready(u);
+    return;
+  case UP_STARTTLS:
+    if (u->reply.code != 220) {
+      fail(u, UP_FAIL_STARTTLS, "STARTTLS refused: %s", reply_summary(u, s, sizeof s));
+      return;
+    }
+    /* The caller checks for bytes after this reply before starting TLS. */
+    set_state(u, UP_TLS_HANDSHAKE);
+    return;
+  case UP_AUTH:
+    on_auth(u);
+    return;
+  case UP_MAIL:
+  case UP_RCPT:
+  case UP_RSET:
+  case UP_DOT:
+    set_state(u, UP_READY);
+    u->ops->set_timer(u->ctx, 0);
+    u->ops->reply(u->ctx, &u->reply);
+    return;
+  case UP_DATA:
+    set_state(u, u->reply.code == 354 ? UP_BODY : UP_READY);
+    u->ops->set_timer(u->ctx, u->reply.code == 354 ? u->cfg->data_timeout_ms : 0);
+    u->ops->reply(u->ctx, &u->reply);
+    return;
+  case UP_QUIT:
+    return;
+  case UP_READY:
+  case UP_BODY:
+    /* Unsolicited: typically "421 shutting down". */
+    fail(u, UP_FAIL_CLOSED, "unsolicited reply: %s", reply_summary(u, s, sizeof s));
+    return;
+  default:
+    fail(u, UP_FAIL_PROTOCOL, "reply in state %s", upstream_state_name(u->state));
+    return;
+  }
+}
+
+void upstream_feed(upstream *u, const char *p, size_t n) {
+  while (n > 0 && u->state != UP_DEAD) {
+    size_t used = 0;
+    const char *line;
+    size_t len;
+    bool crlf;
+    int r = smtp_lr_feed(&u->lr, p, n, &used, &line, &len, &crlf);
+    p += used;
+    n -= used;
+    if (r == 0)
+      break;
+    if (r < 0) {
+      fail(u, UP_FAIL_PROTOCOL, "reply line too long");
+      return;
+    }
+    if (u->state == UP_CONNECTING || u->state == UP_TLS_IMPLICIT ||
+        u->state == UP_TLS_HANDSHAKE) {
+      fail(u, UP_FAIL_PROTOCOL, "data before greeting or during TLS setup");
+      return;
+    }
+    r = smtp_reply_feed(&u->reply, line, len);
+    if (r < 0) {
+      fail(u, UP_FAIL_PROTOCOL, "malformed reply line");
+      return;
+    }
+    if (r == 1) {
+      on_reply(u);
+      if (u->state == UP_TLS_HANDSHAKE) {
+        /* RFC 3207 / SPEC: bytes after the 220 are an injection attempt. */
+        if (n > 0 || smtp_lr_pending(&u->lr) > 0) {
+          fail(u, UP_FAIL_STARTTLS, "bytes after 220 to STARTTLS (possible injection)");
+          return;
+        }
+        u->ops->set_timer(u->ctx, u->cfg->connect_timeout_ms);
+        u->ops->start_tls(u->ctx);
+        return;
+      }
+    }
+  }
+}
+
+void upstream_on_timeout(upstream *u) {
+  if (u->state == UP_DEAD || u->state == UP_READY)
+    return;
+  fail(u, UP_FAIL_TIMEOUT, "timeout in state %s", upstream_state_name(u->state));
+}
+
+void upstream_on_closed(upstream *u, upstream_fail why, const char *detail) {
+  if (u->state == UP_QUIT) {
+    set_state(u, UP_DEAD);
+    return;
+  }
+  fail(u, why, "%s (in state %s)", detail, upstream_state_name(u->state));
+}
+
+int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
+  if (u->state != UP_READY)
+    return STP_ESTATE;
+  char params[96] = "";
+  size_t n = 0;
+  if (a && a->has_size && u->caps.has_size)
+    n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu",
+                          (unsigned long long)a->size);
+  if (a && a->body == SMTP_BODY_8BITMIME && u->caps.eightbitmime)
+    n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
+  if (a && a->smtputf8 && u->caps.smtputf8)
+    snprintf(params + n, sizeof params - n, " SMTPUTF8");
+  send_cmd(u, UP_MAIL, u->cfg->command_timeout_ms, "MAIL FROM:<%s>%s\r\n", from, params);
+  return 0;
+}
+
+int upstream_rcpt(upstream *u, const char *to) {
+  if (u->state != UP_READY)
+    return STP_ESTATE;
+  send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>\r\n", to);
+  return 0;
+}
+
+int upstream_data(upstream *u) {
+  if (u->state != UP_READY)
+    return STP_ESTATE;
+  send_cmd(u, UP_DATA, u->cfg->command_timeout_ms, "DATA\r\n");
+  return 0;
+}
+
+int upstream_body(upstream *u, const char *p, size_t n) {
+  if (u->state != UP_BODY)
+    return STP_ESTATE;
+  u->ops->write(u->ctx, p, n);
+  return 0;
+}
+
+int upstream_end(upstream *u) {
+  if (u->state != UP_BODY)
+    return STP_ESTATE;
+  /* RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot. */
+  send_cmd(u, UP_DOT, u->cfg->data_timeout_ms, ".\r\n");
+  return 0;
+}
+
+int upstream_rset(upstream *u) {
+  if (u->state != UP_READY)
+    return STP_ESTATE;
+  send_cmd(u, UP_RSET, u->cfg->command_timeout_ms, "RSET\r\n");
+  return 0;
+}
+
+void upstream_quit(upstream *u) {
+  if (u->state == UP_READY) {
+    send_cmd(u, UP_QUIT, u->cfg->command_timeout_ms, "QUIT\r\n");
+  }
+}
+
+bool upstream_idle(const upstream *u) { return u->state == UP_READY; }

@@ -1,0 +1,122 @@
+/* session.h - the LAN-side SMTP server for one device, as a pure state
+ * machine.
+ *
+ * Owns: the device's dialogue (greeting, EHLO/HELO, MAIL, RCPT, DATA, RSET,
+ * ...), the transaction and its route, DATA framing via data.h, and the
+ * mapping of upstream outcomes to replies. It never touches a socket: device
+ * bytes come in through session_feed(), replies leave through ops->write(),
+ * and the upstream is driven through ops->up_*(), whose outcomes come back
+ * through session_up_*(). Guarantees:
+ *  - commands are answered strictly in order; while an upstream answer is
+ *    awaited, further input is held (bounded) and reading is paused;
+ *  - bytes after DATA before our 354 are a synchronisation error (554 5.5.0,
+ *    close, upstream dropped without a final dot);
+ *  - the device gets 250 for a message only as the relay of the upstream's
+ *    2xx to the final dot; our own or the network's trouble is always 4xx;
+ *  - a device that disconnects mid-DATA never causes a final dot upstream.
+ */
+#ifndef STP_SESSION_H
+#define STP_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/data.h"
+#include "smtp-tls-proxy/smtp.h"
+#include "smtp-tls-proxy/upstream.h"
+#include "smtp-tls-proxy/util.h"
+
+#define SESSION_PENDING_MAX (64 * 1024) /* >= one transport read */
+#define SESSION_MAX_RCPT 1000
+#define SESSION_MAX_ERRORS 20
+
+typedef struct session_ops {
+  void (*write)(void *ctx, const char *p, size_t n);
+  /* Flush what was written, then close the device connection. The session
+   * makes no further calls after this. */
+  void (*close)(void *ctx);
+  /* Stop (true) or resume (false) reading from the device. */
+  void (*pause)(void *ctx, bool paused);
+  /* LAN STARTTLS: the 220 has been written; flush it, then start the TLS
+   * handshake and report with session_tls_ready(). */
+  void (*start_tls)(void *ctx);
+  /* Upstream: connect for route index `route` and report with
+   * session_up_ready() or session_up_failed(). */
+  void (*up_open)(void *ctx, size_t route);
+  void (*up_mail)(void *ctx, const char *from, const smtp_mail_args *a);
+  void (*up_rcpt)(void *ctx, const char *to);
+  void (*up_data)(void *ctx);
+  void (*up_body)(void *ctx, const char *p, size_t n);
+  void (*up_end)(void *ctx);
+  void (*up_rset)(void *ctx);
+  /* Drop the upstream: graceful sends QUIT; otherwise the connection is cut
+   * at once (and a message in flight is never terminated). No callbacks
+   * for this connection may follow. */
+  void (*up_close)(void *ctx, bool graceful);
+} session_ops;
+
+typedef enum { SS_CMD = 0, SS_WAIT, SS_DATA, SS_DATA_DISCARD, SS_TLS, SS_CLOSED } session_state;
+typedef enum { W_NONE = 0, W_OPEN, W_MAIL, W_RCPT, W_DATA, W_DOT, W_RSET } session_wait;
+
+typedef struct session {
+  const stp_config *cfg;
+  const stp_listener_cfg *lcfg;
+  const session_ops *ops;
+  void *ctx;
+  struct sockaddr_storage peer;
+  char client_ip[64];
+  char sid[16];
+  session_state state;
+  session_wait wait;
+  smtp_linereader lr;
+  stp_buf pending; /* input held while waiting; cap 0 when not allocated */
+  unsigned errors;
+  bool greeted, esmtp, tls;
+  char helo[256];
+  char tls_version[16];
+  /* transaction */
+  bool have_mail;
+  bool txn_failed; /* upstream lost with recipients accepted */
+  smtp_mail_args mail;
+  long route; /* -1: not fixed yet */
+  unsigned n_rcpt;
+  smtp_path rcpt; /* the RCPT being processed */
+  uint64_t txn_start_ms;
+  data_framer framer;
+  bool data_lost; /* upstream failed while streaming */
+  /* upstream connection */
+  bool up_connected;
+  bool up_in_txn; /* MAIL accepted upstream */
+  long up_route;
+  char up_name[64];
+  char up_tls[16];
+} session;
+
+void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
+                  const struct sockaddr *peer, const char *sid, const session_ops *ops, void *ctx);
+void session_free(session *s);
+/* Send the greeting. */
+void session_start(session *s);
+/* Device events. */
+void session_feed(session *s, const char *p, size_t n);
+void session_on_eof(session *s);
+void session_on_idle_timeout(session *s);
+void session_tls_ready(session *s, const char *version);
+/* Answer 421 and close (shutdown grace over, or too many connections). */
+void session_shutdown(session *s, const char *reply);
+/* Whether the session waits on the upstream (its idle timer must not run). */
+bool session_waiting(const session *s);
+
+/* Upstream outcomes. */
+void session_up_ready(session *s, const char *upstream_name, const char *tls_version);
+void session_up_reply(session *s, const smtp_reply *r);
+void session_up_failed(session *s, upstream_fail why);
+
+const char *session_state_name(session_state st);
+/* The 4xx line (with CRLF) the device gets for an upstream failure. */
+const char *session_fail_reply(upstream_fail why);
+
+#endif
