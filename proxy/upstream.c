@@ -301,6 +301,7 @@ void upstream_feed(upstream *u, const char *p, size_t n) {
     }
     if (r == 1) {
       on_reply(u);
+      memset(&u->reply, 0, sizeof u->reply); /* consumed; the next line starts anew */
       if (u->state == UP_TLS_HANDSHAKE) {
         /* RFC 3207 / SPEC: bytes after the 220 are an injection attempt. */
         if (n > 0 || smtp_lr_pending(&u->lr) > 0) {

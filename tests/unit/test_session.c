@@ -1,0 +1,582 @@
+/* test_session.c - the LAN-side state machine, driven byte by byte with a
+ * recording fake for its ops (no sockets). Each test checks the exact
+ * replies the device gets and the exact calls made towards the upstream. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/session.h"
+
+typedef struct fake {
+  char out[65536]; /* what the device received */
+  size_t out_len;
+  char calls[8192]; /* upstream calls, one per line */
+  size_t calls_len;
+  char body[65536];
+  size_t body_len;
+  int closed, paused, starttls;
+} fake;
+
+static fake F;
+static session S;
+static stp_config C;
+static stp_listener_cfg L;
+static stp_upstream_cfg U;
+static stp_route_cfg R[2];
+static size_t R0_UP[1] = {0};
+static char *R1_RCPT[1] = {"*@other.example"};
+
+static void call(const char *fmt, const char *a) {
+  F.calls_len += (size_t)snprintf(F.calls + F.calls_len, sizeof F.calls - F.calls_len, fmt, a);
+}
+
+static void f_write(void *c, const char *p, size_t n) {
+  (void)c;
+  cr_assert_lt(F.out_len + n, sizeof F.out);
+  memcpy(F.out + F.out_len, p, n);
+  F.out_len += n;
+  F.out[F.out_len] = 0;
+}
+static void f_close(void *c) { (void)c, F.closed++; }
+static void f_pause(void *c, bool p) { (void)c, F.paused = p; }
+static void f_start_tls(void *c) { (void)c, F.starttls++; }
+static void f_open(void *c, size_t route) {
+  (void)c;
+  char r[8];
+  snprintf(r, sizeof r, "%zu", route);
+  call("open %s\n", r);
+}
+static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
+  (void)c, (void)a;
+  call("mail <%s>\n", from);
+}
+static void f_rcpt(void *c, const char *to) { (void)c, call("rcpt <%s>\n", to); }
+static void f_data(void *c) { (void)c, call("%sdata\n", ""); }
+static void f_body(void *c, const char *p, size_t n) {
+  (void)c;
+  memcpy(F.body + F.body_len, p, n);
+  F.body_len += n;
+}
+static void f_end(void *c) { (void)c, call("%send\n", ""); }
+static void f_rset(void *c) { (void)c, call("%srset\n", ""); }
+static void f_close_up(void *c, bool graceful) {
+  (void)c;
+  call("close %s\n", graceful ? "graceful" : "abort");
+}
+
+static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open, f_mail,
+                                f_rcpt,  f_data,  f_body,  f_end,       f_rset, f_close_up};
+
+static int log_pipe[2] = {-1, -1};
+
+static void setup(void) {
+  /* Log lines go to a pipe the tests can read (and not to the terminal). */
+  cr_assert_eq(pipe(log_pipe), 0);
+  fcntl(log_pipe[0], F_SETFL, O_NONBLOCK);
+  fcntl(log_pipe[1], F_SETFL, O_NONBLOCK);
+  stp_log_setup(STP_LOG_INFO, 0, log_pipe[1]);
+  memset(&F, 0, sizeof F);
+  memset(&C, 0, sizeof C);
+  memset(&L, 0, sizeof L);
+  memset(&U, 0, sizeof U);
+  memset(R, 0, sizeof R);
+  C.hostname = "relay.test";
+  L.name = "lan";
+  L.max_message_size = 1000;
+  L.bare_lf = STP_BARELF_FIX;
+  U.name = "up";
+  R[0].name = "other";
+  R[0].match_rcpt_to.v = R1_RCPT;
+  R[0].match_rcpt_to.n = 1;
+  R[0].upstreams = R0_UP;
+  R[0].n_upstreams = 1;
+  R[1].name = "default";
+  R[1].upstreams = R0_UP;
+  R[1].n_upstreams = 1;
+  C.routes = R;
+  C.n_routes = 2;
+  C.listeners = &L;
+  C.n_listeners = 1;
+  C.upstreams = &U;
+  C.n_upstreams = 1;
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(1234)};
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  session_init(&S, &C, &L, (struct sockaddr *)&sin, "test", &OPS, NULL);
+  session_start(&S);
+}
+
+static void teardown(void) {
+  session_free(&S);
+  close(log_pipe[0]);
+  close(log_pipe[1]);
+  stp_log_setup(STP_LOG_INFO, 0, 2);
+}
+
+static const char *read_log(void) {
+  static char buf[16384];
+  ssize_t n = read(log_pipe[0], buf, sizeof buf - 1);
+  buf[n > 0 ? n : 0] = 0;
+  return buf;
+}
+
+static void feed(const char *s) { session_feed(&S, s, strlen(s)); }
+
+static void clear_out(void) {
+  F.out_len = 0;
+  F.out[0] = 0;
+  F.calls_len = 0;
+  F.calls[0] = 0;
+}
+
+static smtp_reply mkreply(int code, const char *text) {
+  smtp_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = code;
+  snprintf(r.text, sizeof r.text, "%s", text);
+  r.text_len = strlen(r.text);
+  r.lines = 1;
+  return r;
+}
+
+static void up_reply(int code, const char *text) {
+  smtp_reply r = mkreply(code, text);
+  session_up_reply(&S, &r);
+}
+
+/* Through MAIL and one accepted RCPT for the default route. */
+static void to_rcpt_accepted(void) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "open 1\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  up_reply(250, "2.1.0 ok");
+  up_reply(250, "2.1.5 rcpt ok");
+  clear_out();
+}
+
+TestSuite(session, .init = setup, .fini = teardown);
+
+Test(session, greeting) { cr_assert_str_eq(F.out, "220 relay.test ESMTP smtp-tls-proxy\r\n"); }
+
+Test(session, ehlo_advertises_exactly_the_spec_set) {
+  clear_out();
+  feed("EHLO printer.lan\r\n");
+  cr_assert_str_eq(F.out, "250-relay.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+                          "250 ENHANCEDSTATUSCODES\r\n");
+  cr_assert_null(strstr(F.out, "PIPELINING"));
+  cr_assert_null(strstr(F.out, "AUTH"));
+}
+
+Test(session, ehlo_offers_starttls_only_on_starttls_listeners) {
+  L.tls = STP_TLS_STARTTLS;
+  clear_out();
+  feed("EHLO printer.lan\r\n");
+  cr_assert_not_null(strstr(F.out, "250-STARTTLS\r\n"));
+}
+
+Test(session, helo_only_client_is_served) {
+  clear_out();
+  feed("HELO old-printer\r\nMAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "250 relay.test\r\n250 2.1.0 Ok\r\n");
+}
+
+Test(session, mail_before_helo_is_refused) {
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: send HELO/EHLO first\r\n");
+}
+
+Test(session, rcpt_opens_the_upstream_then_relays_its_reply) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "open 1\n");
+  cr_assert_str_eq(F.out, "");
+  session_up_ready(&S, "up", "TLSv1.3");
+  cr_assert_str_eq(F.calls, "open 1\nmail <scan@dev.lan>\n");
+  up_reply(250, "2.1.0 ok");
+  cr_assert_str_eq(F.calls, "open 1\nmail <scan@dev.lan>\nrcpt <a@example.com>\n");
+  up_reply(250, "2.1.5 upstream says fine");
+  cr_assert_str_eq(F.out, "250 2.1.5 upstream says fine\r\n");
+}
+
+Test(session, upstream_sender_refusal_answers_the_rcpt) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  clear_out();
+  up_reply(553, "5.7.1 sender not owned by user");
+  cr_assert_str_eq(F.out, "553 5.7.1 sender not owned by user\r\n");
+  cr_assert_str_eq(F.calls, "");
+}
+
+Test(session, rewrite_mail_from_goes_upstream) {
+  R[1].rewrite_mail_from = "scanner@example.com";
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  session_up_ready(&S, "up", NULL);
+  cr_assert_str_eq(F.calls, "open 1\nmail <scanner@example.com>\n");
+}
+
+Test(session, no_route_is_550) {
+  R[1].match_rcpt_to = R[0].match_rcpt_to; /* both routes need other.example */
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.out, "550 5.7.1 No route for <a@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "");
+}
+
+Test(session, second_route_recipient_gets_452) {
+  to_rcpt_accepted();
+  feed("RCPT TO:<b@other.example>\r\n");
+  cr_assert_str_eq(F.out,
+                   "452 4.5.3 <b@other.example> takes another route; send it in a new "
+                   "transaction\r\n");
+  cr_assert_str_eq(F.calls, "");
+}
+
+Test(session, same_route_recipient_reuses_the_connection) {
+  to_rcpt_accepted();
+  feed("RCPT TO:<c@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "rcpt <c@example.com>\n");
+  up_reply(250, "2.1.5 ok");
+  cr_assert_str_eq(F.out, "250 2.1.5 ok\r\n");
+}
+
+Test(session, data_without_recipients_is_554) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\n");
+  clear_out();
+  feed("DATA\r\n");
+  cr_assert_str_eq(F.out, "554 5.5.1 Error: no valid recipients\r\n");
+}
+
+Test(session, full_message_is_relayed_and_250_only_after_upstream) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  cr_assert_str_eq(F.calls, "data\n");
+  cr_assert_str_eq(F.out, "");
+  up_reply(354, "go ahead");
+  cr_assert_str_eq(F.out, "354 End data with <CR><LF>.<CR><LF>\r\n");
+  clear_out();
+  feed("Subject: hi\r\n\r\n..dot\r\nbody\r\n.\r\n");
+  cr_assert_str_eq(F.calls, "end\n");
+  cr_assert_eq(F.body_len, strlen("Subject: hi\r\n\r\n..dot\r\nbody\r\n"));
+  cr_assert_eq(memcmp(F.body, "Subject: hi\r\n\r\n..dot\r\nbody\r\n", F.body_len), 0);
+  cr_assert_str_eq(F.out, "", "no reply before the upstream answered the dot");
+  up_reply(250, "2.0.0 queued as X1");
+  cr_assert_str_eq(F.out, "250 2.0.0 queued as X1\r\n");
+}
+
+Test(session, upstream_5xx_to_dot_is_relayed) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  clear_out();
+  feed("x\r\n.\r\n");
+  up_reply(550, "5.7.1 spam");
+  cr_assert_str_eq(F.out, "550 5.7.1 spam\r\n");
+}
+
+Test(session, multiline_upstream_reply_keeps_code_on_each_line) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("x\r\n.\r\n");
+  clear_out();
+  up_reply(451, "4.3.0 first\nsecond");
+  cr_assert_str_eq(F.out, "451-4.3.0 first\r\n451 second\r\n");
+}
+
+Test(session, body_pipelined_with_data_is_a_sync_error) {
+  to_rcpt_accepted();
+  feed("DATA\r\nSubject: smuggled\r\n");
+  cr_assert_str_eq(F.out,
+                   "554 5.5.0 Error: data sent before the 354 reply (synchronization "
+                   "error)\r\n");
+  cr_assert_eq(F.closed, 1);
+  cr_assert_str_eq(F.calls, "data\nclose abort\n");
+}
+
+Test(session, body_sent_later_but_before_354_is_a_sync_error) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  feed("S");
+  cr_assert_eq(F.closed, 1);
+  cr_assert_not_null(strstr(F.calls, "close abort"));
+  cr_assert_null(strstr(F.calls, "end"));
+}
+
+Test(session, disconnect_mid_data_never_sends_the_dot) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("partial body\r\n");
+  session_on_eof(&S);
+  cr_assert_str_eq(F.calls, "data\nclose abort\n");
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, oversized_message_is_552_and_never_terminated_upstream) {
+  L.max_message_size = 10;
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  clear_out();
+  feed("0123456789abcdef\r\nmore\r\n.\r\n");
+  cr_assert_str_eq(F.out, "552 5.3.4 Message size exceeds fixed limit\r\n");
+  cr_assert_str_eq(F.calls, "close abort\n");
+  cr_assert_eq(F.closed, 0, "the session goes on");
+}
+
+Test(session, mail_size_over_limit_is_refused_at_mail) {
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan> SIZE=1001\r\n");
+  cr_assert_str_eq(F.out, "552 5.3.4 Message size exceeds fixed limit\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan> SIZE=1000\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n");
+}
+
+Test(session, bare_lf_reject_policy) {
+  L.bare_lf = STP_BARELF_REJECT;
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  clear_out();
+  feed("line one\nline two\r\n.\r\n");
+  cr_assert_str_eq(F.out, "550 5.5.2 Bare LF or CR in message; lines must end in CRLF\r\n");
+  cr_assert_str_eq(F.calls, "close abort\n");
+}
+
+Test(session, bare_lf_fix_policy_normalises) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("line one\nline two\r\n.\r\n");
+  cr_assert_eq(F.body_len, strlen("line one\r\nline two\r\n"));
+  cr_assert_eq(memcmp(F.body, "line one\r\nline two\r\n", F.body_len), 0);
+  cr_assert_str_eq(F.calls, "data\nend\n");
+}
+
+Test(session, lf_dot_lf_does_not_end_the_message) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("a\n.\nMAIL FROM:<evil@x>\r\n");
+  cr_assert_str_eq(F.calls, "data\n", "a look-alike must not end the data");
+  feed(".\r\n");
+  cr_assert_str_eq(F.calls, "data\nend\n");
+}
+
+Test(session, upstream_failure_at_connect_is_4xx) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\n");
+  session_up_failed(&S, UP_FAIL_CONNECT);
+  cr_assert_str_eq(F.out, "451 4.4.1 Upstream not reachable, try again later\r\n");
+}
+
+Test(session, upstream_failures_map_to_4xx_never_5xx) {
+  for (int w = UP_FAIL_DNS; w <= UP_FAIL_PROTOCOL; w++) {
+    const char *r = session_fail_reply((upstream_fail)w);
+    cr_assert_eq(r[0], '4', "failure %d gives %s", w, r);
+    cr_assert_not_null(strstr(r, "\r\n"));
+  }
+}
+
+Test(session, upstream_auth_failure_is_454) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  clear_out();
+  session_up_failed(&S, UP_FAIL_AUTH);
+  cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed, try again later\r\n");
+}
+
+Test(session, upstream_lost_during_data_answers_4xx_at_the_end) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("first part\r\n");
+  session_up_failed(&S, UP_FAIL_CLOSED);
+  clear_out();
+  feed("second part\r\n.\r\n");
+  cr_assert_str_eq(F.out, "451 4.4.2 Upstream connection lost, try again later\r\n");
+  cr_assert_null(strstr(F.calls, "end"));
+}
+
+Test(session, upstream_lost_after_dot_is_4xx) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("x\r\n.\r\n");
+  clear_out();
+  session_up_failed(&S, UP_FAIL_TIMEOUT);
+  cr_assert_str_eq(F.out, "451 4.4.2 Upstream timed out, try again later\r\n");
+}
+
+Test(session, pipelined_commands_are_answered_in_order) {
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\nRCPT TO:<x@example.com>\r\nNOOP\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n");
+  cr_assert_eq(F.paused, 1, "input held while waiting: reading paused");
+  session_up_ready(&S, "up", NULL);
+  up_reply(250, "ok");
+  up_reply(250, "2.1.5 rcpt");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n250 2.1.5 rcpt\r\n250 2.0.0 Ok\r\n");
+  cr_assert_eq(F.paused, 0, "reading resumed once the held input is done");
+}
+
+Test(session, rset_resets_upstream_transaction_first) {
+  to_rcpt_accepted();
+  feed("RSET\r\n");
+  cr_assert_str_eq(F.calls, "rset\n");
+  cr_assert_str_eq(F.out, "");
+  up_reply(250, "flushed");
+  cr_assert_str_eq(F.out, "250 2.0.0 Ok\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: need MAIL command\r\n");
+}
+
+Test(session, quit_closes_both_sides) {
+  to_rcpt_accepted();
+  feed("QUIT\r\n");
+  cr_assert_str_eq(F.out, "221 2.0.0 Bye\r\n");
+  cr_assert_str_eq(F.calls, "close graceful\n");
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, small_commands) {
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("NOOP\r\nVRFY bob\r\nHELP\r\nEXPN list\r\nBDAT 10\r\nAUTH PLAIN\r\nSTARTTLS\r\nFOO\r\n");
+  cr_assert_str_eq(F.out, "250 2.0.0 Ok\r\n"
+                          "252 2.5.0 Cannot VRFY user, but will accept message and attempt "
+                          "delivery\r\n"
+                          "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY "
+                          "HELP\r\n"
+                          "502 5.5.1 EXPN not available\r\n"
+                          "502 5.5.1 BDAT not supported\r\n"
+                          "503 5.5.1 Error: authentication not enabled\r\n"
+                          "502 5.5.1 STARTTLS not available\r\n"
+                          "500 5.5.2 Error: command not recognized\r\n");
+}
+
+Test(session, command_of_512_octets_ok_513_refused) {
+  char line[600];
+  feed("EHLO dev\r\n");
+  clear_out();
+  /* "NOOP " + padding + CRLF == 512 octets */
+  memset(line, 'x', sizeof line);
+  memcpy(line, "NOOP ", 5);
+  memcpy(line + 510, "\r\n", 3);
+  feed(line);
+  cr_assert_str_eq(F.out, "250 2.0.0 Ok\r\n");
+  clear_out();
+  memset(line, 'x', sizeof line);
+  memcpy(line, "NOOP ", 5);
+  memcpy(line + 511, "\r\n", 3);
+  feed(line);
+  cr_assert_str_eq(F.out, "500 5.5.2 Error: line too long\r\n");
+}
+
+Test(session, endless_line_costs_no_memory_and_is_refused_once) {
+  char chunk[4096];
+  memset(chunk, 'A', sizeof chunk);
+  feed("EHLO dev\r\n");
+  clear_out();
+  for (int i = 0; i < 1024; i++) /* 4 MiB without a line end */
+    session_feed(&S, chunk, sizeof chunk);
+  cr_assert_str_eq(F.out, "");
+  cr_assert_eq(S.pending.cap, 0, "nothing held");
+  feed("\r\nNOOP\r\n");
+  cr_assert_str_eq(F.out, "500 5.5.2 Error: line too long\r\n250 2.0.0 Ok\r\n");
+}
+
+Test(session, too_many_errors_closes) {
+  clear_out();
+  for (int i = 0; i < SESSION_MAX_ERRORS; i++)
+    feed("BOGUS\r\n");
+  cr_assert_not_null(strstr(F.out, "421 4.7.0 Too many errors, closing connection\r\n"));
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, idle_timeout_is_421_but_not_while_upstream_works) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  clear_out();
+  session_on_idle_timeout(&S);
+  cr_assert_str_eq(F.out, "", "waiting on the upstream is not idleness");
+  session_up_failed(&S, UP_FAIL_CONNECT);
+  clear_out();
+  session_on_idle_timeout(&S);
+  cr_assert_str_eq(F.out, "421 4.4.2 Idle timeout, closing connection\r\n");
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, starttls_discards_pipelined_plaintext) {
+  L.tls = STP_TLS_STARTTLS;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("STARTTLS\r\nRSET\r\nMAIL FROM:<x@y.lan>\r\n");
+  cr_assert_str_eq(F.out, "220 2.0.0 Ready to start TLS\r\n", "nothing after STARTTLS answered");
+  cr_assert_eq(F.starttls, 1);
+  session_tls_ready(&S, "TLSv1.3");
+  clear_out();
+  feed("MAIL FROM:<x@y.lan>\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: send HELO/EHLO first\r\n", "EHLO again after TLS");
+  clear_out();
+  feed("EHLO dev\r\n");
+  cr_assert_null(strstr(F.out, "STARTTLS"), "not offered again inside TLS");
+}
+
+Test(session, null_sender_is_accepted) {
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("MAIL FROM:<>\r\nRCPT TO:<a@example.com>\r\n");
+  session_up_ready(&S, "up", NULL);
+  cr_assert_str_eq(F.calls, "open 1\nmail <>\n");
+}
+
+Test(session, shutdown_answers_421) {
+  feed("EHLO dev\r\n");
+  clear_out();
+  session_shutdown(&S, NULL);
+  cr_assert_str_eq(F.out, "421 4.3.2 Service shutting down, closing connection\r\n");
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, one_log_line_per_message_with_the_spec_fields) {
+  R[1].rewrite_mail_from = "scanner@example.com";
+  to_rcpt_accepted();
+  read_log();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("Subject: x\r\n\r\nbody\r\n.\r\n");
+  up_reply(250, "2.0.0 queued as Q1");
+  const char *log = read_log();
+  cr_assert_not_null(strstr(log, " info message sid=test client=127.0.0.1 from=scan@dev.lan "
+                                 "from_rewritten=scanner@example.com rcpts=1 route=default "
+                                 "upstream=up tls=TLSv1.3 size=20 result=delivered "
+                                 "reply=\"250 2.0.0 queued as Q1\" duration_ms="),
+                     "log was: %s", log);
+  cr_assert_eq(strchr(log, '\n'), log + strlen(log) - 1, "exactly one line");
+}
+
+Test(session, hostile_bytes_cannot_forge_log_lines) {
+  feed("EHLO dev\r\n");
+  read_log();
+  feed("MAIL FROM:<a@b.lan>\r\nRCPT TO:<x@example.com>\r\n");
+  session_up_ready(&S, "up", NULL);
+  up_reply(250, "ok");
+  up_reply(250, "ok");
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  feed("x\r\n.\r\n");
+  up_reply(250, "2.0.0 ok\ninfo message sid=forged");
+  const char *log = read_log();
+  cr_assert_eq(strchr(log, '\n'), log + strlen(log) - 1, "one line only: %s", log);
+}

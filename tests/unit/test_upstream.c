@@ -1,0 +1,325 @@
+/* test_upstream.c - the upstream client state machine against scripted
+ * server bytes: what it writes, when it asks for TLS, and how it fails.
+ * The STARTTLS tests prove that no credential or mail is written unless
+ * TLS came up after a clean 220. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/upstream.h"
+#include "smtp-tls-proxy/util.h"
+
+typedef struct fake {
+  char out[8192];
+  size_t out_len;
+  int tls_started, ready, failed, replies;
+  upstream_fail why;
+  char detail[512];
+  int last_code;
+  uint64_t timer;
+} fake;
+
+static fake F;
+static upstream UP;
+static stp_upstream_cfg CFG;
+
+static void f_write(void *c, const char *p, size_t n) {
+  (void)c;
+  memcpy(F.out + F.out_len, p, n);
+  F.out_len += n;
+  F.out[F.out_len] = 0;
+}
+static void f_tls(void *c) { (void)c, F.tls_started++; }
+static void f_timer(void *c, uint64_t ms) { (void)c, F.timer = ms; }
+static void f_ready(void *c) { (void)c, F.ready++; }
+static void f_reply(void *c, const smtp_reply *r) {
+  (void)c;
+  F.replies++;
+  F.last_code = r->code;
+}
+static void f_failed(void *c, upstream_fail why, const char *d) {
+  (void)c;
+  F.failed++;
+  F.why = why;
+  snprintf(F.detail, sizeof F.detail, "%s", d);
+}
+
+static const upstream_ops OPS = {f_write, f_tls, f_timer, f_ready, f_reply, f_failed};
+
+static void setup(void) {
+  stp_log_setup(STP_LOG_ERROR, 0, 2);
+  memset(&F, 0, sizeof F);
+  memset(&CFG, 0, sizeof CFG);
+  CFG.name = "up";
+  CFG.host = "127.0.0.1";
+  CFG.tls = STP_TLS_STARTTLS;
+  CFG.has_auth = true;
+  CFG.mechanism = STP_MECH_AUTO;
+  CFG.username = "u";
+  CFG.secret = "pw";
+  CFG.connect_timeout_ms = 30000;
+  CFG.command_timeout_ms = 300000;
+  CFG.data_timeout_ms = 600000;
+  upstream_init(&UP, &CFG, "relay.test", &OPS, NULL);
+}
+
+static void teardown(void) { upstream_free(&UP); }
+
+static void srv(const char *s) { upstream_feed(&UP, s, strlen(s)); }
+static void clear(void) {
+  F.out_len = 0;
+  F.out[0] = 0;
+}
+
+/* Greeting, EHLO with STARTTLS, 220, TLS up, second EHLO. */
+static void to_ehlo2(const char *caps) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n");
+  srv("220 2.0.0 go ahead\r\n");
+  cr_assert_eq(F.tls_started, 1);
+  upstream_on_tls_ready(&UP);
+  clear();
+  srv(caps);
+}
+
+TestSuite(upstream, .init = setup, .fini = teardown);
+
+Test(upstream, starttls_dialogue_then_auth_plain) {
+  upstream_on_connected(&UP);
+  cr_assert_eq(F.timer, 300000, "greeting timeout armed");
+  srv("220 mx.test ESMTP\r\n");
+  cr_assert_str_eq(F.out, "EHLO relay.test\r\n");
+  clear();
+  srv("250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n");
+  cr_assert_str_eq(F.out, "STARTTLS\r\n");
+  clear();
+  srv("220 2.0.0 go ahead\r\n");
+  cr_assert_eq(F.tls_started, 1);
+  cr_assert_str_eq(F.out, "");
+  upstream_on_tls_ready(&UP);
+  cr_assert_str_eq(F.out, "EHLO relay.test\r\n", "EHLO again after TLS");
+  clear();
+  srv("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n");
+  cr_assert_str_eq(F.out, "AUTH PLAIN AHUAcHc=\r\n");
+  srv("235 2.7.0 ok\r\n");
+  cr_assert_eq(F.ready, 1);
+  cr_assert_eq(F.failed, 0);
+  cr_assert_eq(F.timer, 0);
+}
+
+Test(upstream, missing_starttls_fails_before_any_secret) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_STARTTLS);
+  cr_assert_str_eq(F.out, "EHLO relay.test\r\n", "nothing but EHLO was written");
+}
+
+Test(upstream, starttls_refused_fails) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n250-mx.test\r\n250 STARTTLS\r\n");
+  srv("454 4.7.0 TLS not available\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_STARTTLS);
+  cr_assert_eq(F.tls_started, 0);
+  cr_assert_str_eq(F.detail, "STARTTLS refused: 454 4.7.0 TLS not available");
+}
+
+Test(upstream, bytes_after_220_in_same_read_are_injection) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n250-mx.test\r\n250 STARTTLS\r\n");
+  srv("220 go ahead\r\n250 injected\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_STARTTLS);
+  cr_assert_eq(F.tls_started, 0);
+  cr_assert_null(strstr(F.out, "AUTH"));
+}
+
+Test(upstream, partial_line_after_220_is_injection) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n250-mx.test\r\n250 STARTTLS\r\n");
+  srv("220 go ahead\r\n2");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.tls_started, 0);
+}
+
+Test(upstream, ehlo_knowledge_is_discarded_after_tls) {
+  /* Before TLS the server claimed AUTH PLAIN; after TLS it offers only
+   * LOGIN: only the second list counts. */
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n");
+  srv("220 go\r\n");
+  upstream_on_tls_ready(&UP);
+  clear();
+  srv("250-mx.test\r\n250 AUTH LOGIN\r\n");
+  cr_assert_str_eq(F.out, "AUTH LOGIN\r\n");
+}
+
+Test(upstream, auth_login_dialogue) {
+  CFG.mechanism = STP_MECH_LOGIN;
+  to_ehlo2("250-mx.test\r\n250 AUTH LOGIN PLAIN\r\n");
+  cr_assert_str_eq(F.out, "AUTH LOGIN\r\n");
+  clear();
+  srv("334 VXNlcm5hbWU6\r\n");
+  cr_assert_str_eq(F.out, "dQ==\r\n");
+  clear();
+  srv("334 UGFzc3dvcmQ6\r\n");
+  cr_assert_str_eq(F.out, "cHc=\r\n");
+  srv("235 ok\r\n");
+  cr_assert_eq(F.ready, 1);
+}
+
+Test(upstream, auth_xoauth2_with_token) {
+  CFG.mechanism = STP_MECH_XOAUTH2;
+  CFG.secret_is_token = true;
+  CFG.secret = "tok";
+  to_ehlo2("250-mx.test\r\n250 AUTH XOAUTH2 PLAIN\r\n");
+  /* base64("user=u\1auth=Bearer tok\1\1") */
+  cr_assert_str_eq(F.out, "AUTH XOAUTH2 dXNlcj11AWF1dGg9QmVhcmVyIHRvawEB\r\n");
+  clear();
+  srv("334 eyJzdGF0dXMiOiI0MDEifQ==\r\n");
+  cr_assert_str_eq(F.out, "\r\n", "empty answer to the JSON error challenge");
+  srv("535 5.7.8 bad token\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_AUTH);
+}
+
+Test(upstream, auth_rejected_is_auth_failure) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("535 5.7.8 Authentication credentials invalid\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_AUTH);
+  cr_assert_null(strstr(F.detail, "pw"), "no secret in the detail");
+}
+
+Test(upstream, no_usable_mechanism) {
+  to_ehlo2("250-mx.test\r\n250 AUTH CRAM-MD5\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_AUTH);
+  cr_assert_str_eq(F.out, "");
+}
+
+Test(upstream, greeting_421_fails) {
+  upstream_on_connected(&UP);
+  srv("421 4.3.2 too busy\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_GREETING);
+  cr_assert_str_eq(F.detail, "greeting: 421 4.3.2 too busy");
+}
+
+Test(upstream, implicit_tls_starts_before_reading) {
+  CFG.tls = STP_TLS_IMPLICIT;
+  upstream_on_connected(&UP);
+  cr_assert_eq(F.tls_started, 1);
+  cr_assert_eq(F.timer, 30000, "connect timeout covers the handshake");
+  upstream_on_tls_ready(&UP);
+  srv("220 mx.test\r\n");
+  cr_assert_str_eq(F.out, "EHLO relay.test\r\n");
+  clear();
+  srv("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  cr_assert_str_eq(F.out, "AUTH PLAIN AHUAcHc=\r\n", "no STARTTLS inside implicit TLS");
+}
+
+Test(upstream, plain_upstream_without_auth_falls_back_to_helo) {
+  CFG.tls = STP_TLS_NONE;
+  CFG.has_auth = false;
+  upstream_on_connected(&UP);
+  srv("220 old.mx\r\n");
+  clear();
+  srv("502 5.5.1 what\r\n");
+  cr_assert_str_eq(F.out, "HELO relay.test\r\n");
+  srv("250 old.mx\r\n");
+  cr_assert_eq(F.ready, 1);
+}
+
+Test(upstream, timeout_reports_state) {
+  upstream_on_connected(&UP);
+  upstream_on_timeout(&UP);
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_TIMEOUT);
+  cr_assert_str_eq(F.detail, "timeout in state greeting");
+}
+
+static void to_ready(void) {
+  to_ehlo2("250-mx.test\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n250 AUTH PLAIN\r\n");
+  srv("235 ok\r\n");
+  cr_assert_eq(F.ready, 1);
+  clear();
+}
+
+Test(upstream, transaction_and_data_timeouts) {
+  to_ready();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.has_size = true;
+  a.size = 1234;
+  a.body = SMTP_BODY_8BITMIME;
+  a.smtputf8 = true;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1234 BODY=8BITMIME\r\n",
+                   "SMTPUTF8 only when offered");
+  srv("250 ok\r\n");
+  cr_assert_eq(F.last_code, 250);
+  clear();
+  cr_assert_eq(upstream_rcpt(&UP, "c@d"), 0);
+  cr_assert_str_eq(F.out, "RCPT TO:<c@d>\r\n");
+  srv("250 ok\r\n");
+  cr_assert_eq(upstream_data(&UP), 0);
+  srv("354 go\r\n");
+  cr_assert_eq(F.last_code, 354);
+  cr_assert_eq(F.timer, 600000);
+  clear();
+  cr_assert_eq(upstream_body(&UP, "hello\r\n", 7), 0);
+  cr_assert_eq(upstream_end(&UP), 0);
+  cr_assert_str_eq(F.out, "hello\r\n.\r\n");
+  cr_assert_eq(F.timer, 600000, "RFC 5321 10 minutes for the final reply");
+  srv("250 2.0.0 queued\r\n");
+  cr_assert_eq(F.replies, 4);
+  cr_assert_eq(F.timer, 0);
+  cr_assert(upstream_idle(&UP));
+}
+
+Test(upstream, requests_in_wrong_state_are_refused) {
+  upstream_on_connected(&UP);
+  cr_assert_eq(upstream_mail(&UP, "a@b", NULL), STP_ESTATE);
+  cr_assert_eq(upstream_body(&UP, "x", 1), STP_ESTATE);
+  cr_assert_eq(upstream_end(&UP), STP_ESTATE);
+}
+
+Test(upstream, unsolicited_421_while_idle_fails) {
+  to_ready();
+  srv("421 4.4.2 idle too long\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_CLOSED);
+}
+
+Test(upstream, garbage_reply_is_protocol_failure) {
+  upstream_on_connected(&UP);
+  srv("HTTP/1.1 400 Bad Request\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_PROTOCOL);
+}
+
+Test(upstream, connection_lost_reports_closed_once) {
+  to_ready();
+  upstream_on_closed(&UP, UP_FAIL_CLOSED, "connection reset");
+  upstream_on_closed(&UP, UP_FAIL_CLOSED, "again");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_str_eq(F.detail, "connection reset (in state ready)");
+}
+
+Test(upstream, reply_split_at_every_byte) {
+  const char *script = "220 mx.test ESMTP\r\n";
+  upstream_on_connected(&UP);
+  for (const char *p = script; *p; p++)
+    upstream_feed(&UP, p, 1);
+  cr_assert_str_eq(F.out, "EHLO relay.test\r\n");
+  clear();
+  const char *caps = "250-mx.test\r\n250-SIZE 10\r\n250 STARTTLS\r\n";
+  for (const char *p = caps; *p; p++)
+    upstream_feed(&UP, p, 1);
+  cr_assert_str_eq(F.out, "STARTTLS\r\n");
+}
