@@ -1,1 +1,230 @@
-/* data.c - placeholder until the module lands. */
+/* data.c - DATA framing: end-of-data detection, bare CR/LF policy, dot
+ * unstuffing of what the client sends and dot stuffing of what goes up.
+ *
+ * Owns: the one decision that SMTP smuggling attacks target, namely where a
+ * message ends. Guarantees: the end is CRLF "." CRLF with both line ends
+ * real; the output is a function of the input bytes alone, never of how
+ * they were split into reads; no allocation; constant state.
+ *
+ * How: a byte-level state machine over one line at a time. Most bytes are
+ * copied unchanged (plain text, real CRLF, and ".." which unstuffs and
+ * re-stuffs to itself), so the feed keeps a "run" of input that is output
+ * verbatim and emits it in one call. Only bytes whose meaning depends on
+ * what follows (a CR, a dot at the start of a line) are held back as
+ * "pending"; when they resolve to something other than themselves the run
+ * is cut before them and a constant replacement is emitted. Pending bytes
+ * that straddle two feeds are never emitted from the old buffer: the run is
+ * cut before them at the end of the feed, and their output (always a
+ * constant) is written when the next feed resolves them.
+ */
+#include "smtp-tls-proxy/data.h"
+
+#include <string.h>
+
+/* f->state */
+enum {
+  DF_BOL = 0, /* at the start of a line */
+  DF_TEXT,    /* inside a line, its bytes emitted */
+  DF_CR,      /* saw CR in or at the start of a line: CRLF or bare CR? */
+  DF_DOT,     /* line began with '.': unstuff, ".." or end marker? */
+  DF_DOT_CR,  /* line began with ".\r": end marker or content? */
+};
+
+void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size) {
+  memset(f, 0, sizeof *f);
+  f->reject_bare = reject_bare;
+  f->max_size = max_size;
+  f->state = DF_BOL;
+  f->prev_crlf = true; /* the DATA command's own CRLF */
+}
+
+typedef struct feed {
+  data_framer *f;
+  const char *in;
+  size_t run; /* start of the verbatim run not yet emitted */
+  data_emit_fn emit;
+  void *ctx;
+} feed;
+
+static bool quiet(const data_framer *f) {
+  return f->too_big || (f->reject_bare && f->bare_seen);
+}
+
+/* Emit the verbatim run up to (not including) in[upto]. */
+static void flush(feed *s, size_t upto) {
+  if (upto > s->run && !quiet(s->f))
+    s->emit(s->ctx, s->in + s->run, upto - s->run);
+  s->run = upto;
+}
+
+static void put(feed *s, const char *p, size_t n) {
+  if (!quiet(s->f))
+    s->emit(s->ctx, p, n);
+}
+
+/* Account for k output content bytes whose input starts at in[at]. If they
+ * take the message over the limit, the run is cut before them and output
+ * stops. Returns false when they must not be emitted. */
+static bool grow(feed *s, uint64_t k, size_t at) {
+  data_framer *f = s->f;
+  bool fits = f->max_size == 0 || f->too_big || f->size + k <= f->max_size;
+  if (!fits) {
+    flush(s, at);
+    f->too_big = true;
+  }
+  f->size += k;
+  return !quiet(f);
+}
+
+/* A line end that was not a real CRLF; its input starts at in[at]. */
+static void bare_end(feed *s, size_t at) {
+  flush(s, at);
+  s->f->bare_seen = true;
+  s->f->prev_crlf = false;
+  if (grow(s, 2, at))
+    put(s, "\r\n", 2);
+}
+
+size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn emit, void *ctx) {
+  if (f->done)
+    return 0;
+  feed s = {f, in, 0, emit, ctx};
+  /* Where the pending bytes (CR, '.', ".\r") start in this buffer; when they
+   * began in an earlier feed, `carried` is set and ps is 0. */
+  size_t ps = 0;
+  bool carried = f->state == DF_CR || f->state == DF_DOT || f->state == DF_DOT_CR;
+  size_t i = 0;
+
+  while (i < len) {
+    char c = in[i];
+    switch (f->state) {
+    case DF_BOL:
+      if (c == '.') {
+        ps = i++;
+        carried = false;
+        f->state = DF_DOT;
+      } else if (c == '\r') {
+        ps = i++;
+        carried = false;
+        f->state = DF_CR;
+      } else if (c == '\n') {
+        bare_end(&s, i);
+        s.run = ++i;
+      } else {
+        f->state = DF_TEXT;
+      }
+      break;
+
+    case DF_TEXT: {
+      /* Hot path: everything up to the next CR or LF is copied as is. */
+      size_t j = i;
+      while (j < len && in[j] != '\r' && in[j] != '\n')
+        j++;
+      if (j > i) {
+        data_framer *g = s.f;
+        uint64_t n = (uint64_t)(j - i);
+        if (g->max_size && !g->too_big && g->size + n > g->max_size) {
+          flush(&s, i + (size_t)(g->max_size - g->size));
+          g->too_big = true;
+        }
+        g->size += n;
+        i = j;
+      }
+      if (i < len) {
+        if (in[i] == '\r') {
+          ps = i++;
+          carried = false;
+          f->state = DF_CR;
+        } else {
+          bare_end(&s, i);
+          s.run = ++i;
+          f->state = DF_BOL;
+        }
+      }
+      break;
+    }
+
+    case DF_CR:
+      if (c == '\n') {
+        /* Real CRLF: output as is. */
+        if (grow(&s, 2, ps) && carried)
+          put(&s, "\r", 1); /* the CR was in the previous buffer */
+        f->prev_crlf = true;
+        f->state = DF_BOL;
+        i++;
+      } else {
+        /* Bare CR: it alone ends the line; c starts the next one. */
+        bare_end(&s, ps);
+        s.run = i;
+        f->state = DF_BOL;
+      }
+      break;
+
+    case DF_DOT:
+      if (c == '\r') {
+        f->state = DF_DOT_CR;
+        i++;
+      } else if (c == '\n') {
+        /* ".\n": a content line "." unstuffed to "". */
+        bare_end(&s, ps);
+        s.run = ++i;
+        f->state = DF_BOL;
+      } else if (c == '.') {
+        /* "..": unstuffed to "." and stuffed again: output as is. The first
+         * dot is stuffing and does not count. */
+        if (grow(&s, 1, ps) && carried)
+          put(&s, ".", 1);
+        f->state = DF_TEXT;
+        i++;
+      } else {
+        /* ".x": drop the stuffing dot. */
+        flush(&s, ps);
+        s.run = i;
+        f->state = DF_TEXT;
+      }
+      break;
+
+    case DF_DOT_CR:
+      if (c == '\n') {
+        flush(&s, ps);
+        i++;
+        if (f->prev_crlf) {
+          f->done = true;
+          return i;
+        }
+        /* ".\r\n" after a bare line end: content, an empty line. */
+        if (grow(&s, 2, ps))
+          put(&s, "\r\n", 2);
+        s.run = i;
+        f->prev_crlf = true;
+        f->state = DF_BOL;
+      } else {
+        /* ".\r" then something else: the "." line ended in a bare CR. */
+        bare_end(&s, ps);
+        s.run = i;
+        f->state = DF_BOL;
+      }
+      break;
+    }
+  }
+  /* Pending bytes stay unemitted; the next feed writes their output. */
+  bool pending = f->state == DF_CR || f->state == DF_DOT || f->state == DF_DOT_CR;
+  flush(&s, pending && !carried ? ps : (pending ? s.run : len));
+  return len;
+}
+
+void data_stuff_block(const char *in, size_t len, data_emit_fn emit, void *ctx) {
+  size_t run = 0;
+  bool bol = true;
+  for (size_t i = 0; i < len; i++) {
+    if (bol && in[i] == '.') {
+      if (i > run)
+        emit(ctx, in + run, i - run);
+      emit(ctx, ".", 1);
+      run = i; /* the original dot follows the added one */
+    }
+    bol = in[i] == '\n';
+  }
+  if (len > run)
+    emit(ctx, in + run, len - run);
+}

@@ -698,7 +698,7 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
     snprintf(s->client_ip, sizeof s->client_ip, "-");
   }
   snprintf(s->sid, sizeof s->sid, "%s", sid);
-  smtp_lr_init(&s->lr, SMTP_CMD_MAX);
+  smtp_lr_init(&s->lr, SMTP_AUTH_LINE_MAX); /* AUTH continuation lines may be longer */
   s->lr.max = SMTP_CMD_MAX;
   s->route = -1;
   s->up_route = -1;

@@ -28,18 +28,17 @@
 typedef struct data_framer {
   bool reject_bare;     /* bare_lf: reject */
   uint64_t max_size;    /* 0 = no limit */
-  uint64_t size;        /* bytes of message content accepted so far
-                           (after unstuffing, line ends counted as CRLF) */
+  uint64_t size;        /* bytes of message content seen so far (after
+                           unstuffing, line ends counted as CRLF, stuffing
+                           dots not counted); keeps counting after too_big
+                           so the log shows what the client tried to send */
   bool too_big;         /* size went over max_size; output stopped */
-  bool bare_seen;       /* a bare LF/CR was seen */
+  bool bare_seen;       /* a bare LF/CR was seen (set in both modes; only
+                           reject stops the output) */
   bool done;            /* end of data found */
-  /* internal line state */
-  bool bol;             /* at beginning of a line */
-  bool prev_crlf;       /* previous line ended in a real CRLF */
-  bool pending_cr;      /* last byte seen was a CR not yet resolved */
-  bool pending_dot;     /* at bol, saw '.', deciding unstuff / end */
-  bool dot_cr;          /* saw ".\r" at bol */
-  bool line_is_dot_only;/* internal */
+  /* internal line state, see data.c */
+  unsigned char state;  /* where in a line the last byte left us */
+  bool prev_crlf;       /* the previous line ended in a real CRLF */
 } data_framer;
 
 void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size);

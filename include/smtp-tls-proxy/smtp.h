@@ -35,7 +35,7 @@ void smtp_lr_init(smtp_linereader *lr, size_t cap);
 void smtp_lr_free(smtp_linereader *lr);
 /* Consume bytes from data[0..len) until one line is complete or the input
  * is exhausted. *used = bytes consumed. Returns:
- *   1: a line is ready: *line/*line_len (no terminator, NUL-terminated in
+ *   1: a line is ready: *line and *line_len (no terminator, NUL-terminated in
  *      place, valid until the next call), *crlf true if it ended in CRLF;
  *   0: need more input (all of data consumed);
  *   STP_ETOOLONG: an over-long line ended (its bytes are gone).
@@ -113,6 +113,9 @@ int smtp_parse_mail(const char *arg, size_t len, smtp_mail_args *out);
 int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out);
 /* Parse just a path (used by both); *end = index after the path. */
 int smtp_parse_path(const char *s, size_t len, bool utf8, smtp_path *out, size_t *end);
+/* The domain of a parsed path ("" for <>). A quoted local part may contain
+ * '@' ("\"a@b\"@c"), so never split an address at its first '@'. */
+const char *smtp_path_domain(const smtp_path *p);
 
 /* ---- replies (upstream side) --------------------------------------------
  * Feed reply lines one by one (without CRLF). Handles "250-a" continuation
