@@ -363,6 +363,9 @@ int upstream_data(upstream *u) {
 int upstream_body(upstream *u, const char *p, size_t n) {
   if (u->state != UP_BODY)
     return STP_ESTATE;
+  /* The timeout measures a stall, not the whole transfer: a 1 GB scan
+   * may take longer than data_timeout and still be healthy. */
+  u->ops->set_timer(u->ctx, u->cfg->data_timeout_ms);
   u->ops->write(u->ctx, p, n);
   return 0;
 }
