@@ -148,8 +148,8 @@ static void txn_reset_then_reply(session *s, const char *ok_reply) {
   bool upstream_txn = s->up_connected && s->up_in_txn;
   txn_clear(s);
   if (upstream_txn) {
-    s->ops->up_rset(s->ctx);
     wait_for(s, W_RSET);
+    s->ops->up_rset(s->ctx);
     return;
   }
   if (ok_reply)
@@ -248,17 +248,17 @@ static const char *sender_for_upstream(const session *s) {
 static void rcpt_advance(session *s) {
   if (!s->up_connected || s->up_route != s->route) {
     up_drop(s, true);
-    s->ops->up_open(s->ctx, (size_t)s->route);
     wait_for(s, W_OPEN);
+    s->ops->up_open(s->ctx, (size_t)s->route);
     return;
   }
   if (!s->up_in_txn) {
-    s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
     wait_for(s, W_MAIL);
+    s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
     return;
   }
-  s->ops->up_rcpt(s->ctx, s->rcpt.addr);
   wait_for(s, W_RCPT);
+  s->ops->up_rcpt(s->ctx, s->rcpt.addr);
 }
 
 static void cmd_rcpt(session *s, const smtp_cmd *c) {
@@ -325,8 +325,8 @@ static void cmd_data(session *s, const smtp_cmd *c) {
     reply(s, "554 5.5.1 Error: no valid recipients\r\n");
     return;
   }
-  s->ops->up_data(s->ctx);
   wait_for(s, W_DATA);
+  s->ops->up_data(s->ctx);
 }
 
 static void cmd_rset(session *s, const smtp_cmd *c) {
@@ -462,8 +462,8 @@ static void finish_data(session *s) {
     set_state(s, SS_CMD);
     return;
   }
-  s->ops->up_end(s->ctx);
   wait_for(s, W_DOT);
+  s->ops->up_end(s->ctx);
 }
 
 /* ---- input ------------------------------------------------------------------ */
@@ -577,8 +577,8 @@ void session_up_ready(session *s, const char *upstream_name, const char *tls_ver
   s->up_route = s->route;
   snprintf(s->up_name, sizeof s->up_name, "%s", upstream_name);
   snprintf(s->up_tls, sizeof s->up_tls, "%s", tls_version ? tls_version : "none");
+  s->wait = W_MAIL; /* before the call: its answer may come back at once */
   s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
-  s->wait = W_MAIL;
 }
 
 void session_up_reply(session *s, const smtp_reply *r) {
@@ -588,8 +588,8 @@ void session_up_reply(session *s, const smtp_reply *r) {
   case W_MAIL:
     if (r->code / 100 == 2) {
       s->up_in_txn = true;
-      s->ops->up_rcpt(s->ctx, s->rcpt.addr);
       s->wait = W_RCPT;
+      s->ops->up_rcpt(s->ctx, s->rcpt.addr);
       return;
     }
     /* The upstream refused the sender: that is this RCPT's answer. */

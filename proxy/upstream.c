@@ -330,9 +330,37 @@ void upstream_on_closed(upstream *u, upstream_fail why, const char *detail) {
   fail(u, why, "%s (in state %s)", detail, upstream_state_name(u->state));
 }
 
+/* Answer a request locally, without sending it, as if the upstream had. */
+static void local_reply(upstream *u, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void local_reply(upstream *u, int code, const char *fmt, ...) {
+  smtp_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = code;
+  r.lines = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(r.text, sizeof r.text, fmt, ap);
+  va_end(ap);
+  r.text_len = n < 0 ? 0 : strlen(r.text);
+  u->ops->reply(u->ctx, &r);
+}
+
 int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   if (u->state != UP_READY)
     return STP_ESTATE;
+  /* A message that needs an extension the upstream lacks is refused here,
+   * before DATA, with the reason, rather than mangled or bounced later. */
+  if (a && a->smtputf8 && !u->caps.smtputf8) {
+    local_reply(u, 555, "5.6.7 Upstream %s does not support SMTPUTF8", u->cfg->name);
+    return 0;
+  }
+  if (a && a->has_size && u->caps.has_size && u->caps.size && a->size > u->caps.size) {
+    local_reply(u, 552, "5.3.4 Message size exceeds the upstream's limit of %llu bytes",
+                (unsigned long long)u->caps.size);
+    return 0;
+  }
   char params[96] = "";
   size_t n = 0;
   if (a && a->has_size && u->caps.has_size)

@@ -72,6 +72,7 @@ typedef struct stp_listener_cfg {
   stp_bare_lf bare_lf;        /* default fix */
   uint64_t idle_timeout_ms;   /* default 5 min */
   stp_pos pos;
+  char *rate_limit;           /* "N/period" as written (validated); NULL if not given */
 } stp_listener_cfg;
 
 typedef struct stp_upstream_cfg {
@@ -110,6 +111,7 @@ typedef struct stp_route_cfg {
   char *rewrite_mail_from;     /* NULL: keep */
   char *rewrite_header_from;   /* NULL: keep */
   stp_pos pos;
+  char *rate_limit;            /* "N/period" as written (validated); NULL if not given */
 } stp_route_cfg;
 
 typedef struct stp_config {
@@ -154,6 +156,8 @@ int stp_parse_size(const char *s, uint64_t *out);        /* "25MB" "50MiB" "1024
 int stp_parse_tls_version(const char *s, uint16_t *out); /* "1.0".."1.3" */
 /* "host:port" / "[v6]:port" / ":port" -> host (malloc'd, "" for any) and port */
 int stp_parse_hostport(const char *s, char **host, uint16_t *port);
+/* "100/1m", "10/s", "5/30s" -> count >= 1 and period > 0 */
+int stp_parse_rate(const char *s, uint32_t *count, uint64_t *period_ms);
 
 const stp_listener_cfg *stp_config_listener(const stp_config *c, const char *name);
 const stp_upstream_cfg *stp_config_upstream(const stp_config *c, const char *name);

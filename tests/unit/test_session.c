@@ -580,3 +580,22 @@ Test(session, hostile_bytes_cannot_forge_log_lines) {
   const char *log = read_log();
   cr_assert_eq(strchr(log, '\n'), log + strlen(log) - 1, "one line only: %s", log);
 }
+
+/* An upstream that answers at once (a synchronous failure or a local
+ * refusal) must find the session already waiting for that answer. */
+static void f_open_fails_at_once(void *c, size_t route) {
+  (void)c, (void)route;
+  session_up_failed(&S, UP_FAIL_DNS);
+}
+
+Test(session, synchronous_upstream_failure_is_answered) {
+  session_ops ops = OPS;
+  ops.up_open = f_open_fails_at_once;
+  S.ops = &ops;
+  feed("EHLO dev\r\nMAIL FROM:<a@b.lan>\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\nNOOP\r\n");
+  cr_assert_str_eq(F.out, "451 4.4.1 Upstream not reachable, try again later\r\n"
+                          "250 2.0.0 Ok\r\n");
+  S.ops = &OPS;
+}

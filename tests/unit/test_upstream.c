@@ -257,10 +257,8 @@ Test(upstream, transaction_and_data_timeouts) {
   a.has_size = true;
   a.size = 1234;
   a.body = SMTP_BODY_8BITMIME;
-  a.smtputf8 = true;
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
-  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1234 BODY=8BITMIME\r\n",
-                   "SMTPUTF8 only when offered");
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1234 BODY=8BITMIME\r\n");
   srv("250 ok\r\n");
   cr_assert_eq(F.last_code, 250);
   clear();
@@ -322,4 +320,29 @@ Test(upstream, reply_split_at_every_byte) {
   for (const char *p = caps; *p; p++)
     upstream_feed(&UP, p, 1);
   cr_assert_str_eq(F.out, "STARTTLS\r\n");
+}
+
+Test(upstream, smtputf8_needed_but_not_offered_is_refused_before_sending) {
+  to_ready();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.smtputf8 = true;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "", "nothing sent");
+  cr_assert_eq(F.last_code, 555);
+  cr_assert(upstream_idle(&UP));
+}
+
+Test(upstream, size_over_upstream_limit_is_552_before_data) {
+  to_ready(); /* SIZE 1000000 */
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.has_size = true;
+  a.size = 1000001;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "");
+  cr_assert_eq(F.last_code, 552);
+  a.size = 1000000;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1000000\r\n");
 }
