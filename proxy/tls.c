@@ -13,6 +13,8 @@
 #include <openssl/evp.h>
 #include <openssl/obj.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <openssl/bn.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -90,15 +92,42 @@ tls_ctx *tls_ctx_client(const char *ca_file, uint16_t min_version, bool verify, 
   return t;
 }
 
-/* A throw-away P-256 key and certificate for `hostname`, valid one year. */
-static int make_self_signed(SSL_CTX *c, const char *hostname, char *err, size_t errlen) {
+/* A fresh key: RSA-2048 where old devices must connect (many TLS 1.0
+ * stacks know no ECDSA), P-256 otherwise. */
+static EVP_PKEY *make_key(bool rsa) {
   EVP_PKEY *pkey = EVP_PKEY_new();
+  if (!pkey)
+    return NULL;
+  if (rsa) {
+    RSA *r = RSA_new();
+    BIGNUM *e = BN_new();
+    int ok = r && e && BN_set_word(e, RSA_F4) && RSA_generate_key_ex(r, 2048, e, NULL) &&
+             EVP_PKEY_assign_RSA(pkey, r);
+    BN_free(e);
+    if (!ok) {
+      RSA_free(r);
+      EVP_PKEY_free(pkey);
+      return NULL;
+    }
+    return pkey;
+  }
   EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
+  if (!ec || !EC_KEY_generate_key(ec) || !EVP_PKEY_assign_EC_KEY(pkey, ec)) {
+    EC_KEY_free(ec);
+    EVP_PKEY_free(pkey);
+    return NULL;
+  }
+  return pkey;
+}
+
+/* A throw-away certificate for `hostname`, valid one year. */
+static int make_self_signed(SSL_CTX *c, const char *hostname, bool rsa, char *err,
+                            size_t errlen) {
+  EVP_PKEY *pkey = make_key(rsa);
   X509 *x = X509_new();
   int ok = 0;
-  if (!pkey || !ec || !x || !EC_KEY_generate_key(ec) || !EVP_PKEY_assign_EC_KEY(pkey, ec))
+  if (!pkey || !x)
     goto out;
-  ec = NULL; /* owned by pkey now */
   X509_NAME *name = X509_get_subject_name(x);
   if (!X509_set_version(x, X509_VERSION_3) ||
       !ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(stp_now_ms() & 0x7fffffff)) ||
@@ -116,13 +145,12 @@ static int make_self_signed(SSL_CTX *c, const char *hostname, char *err, size_t 
   if (X509_digest(x, EVP_sha256(), md, &mdlen))
     for (unsigned i = 0; i < mdlen; i++)
       snprintf(fp + 3 * i, sizeof fp - 3 * i, "%02X%s", md[i], i + 1 < mdlen ? ":" : "");
-  stp_kv kv[] = {{"cn", hostname}, {"sha256", fp}};
-  stp_log_kv(STP_LOG_WARN, NULL, "self-signed-certificate", kv, 2);
+  stp_kv kv[] = {{"cn", hostname}, {"key", rsa ? "rsa2048" : "p256"}, {"sha256", fp}};
+  stp_log_kv(STP_LOG_WARN, NULL, "self-signed-certificate", kv, 3);
   ok = 1;
 out:
   if (!ok)
     take_errors(err, errlen, "self-signed certificate");
-  EC_KEY_free(ec);
   EVP_PKEY_free(pkey);
   X509_free(x);
   return ok;
@@ -158,7 +186,8 @@ tls_ctx *tls_ctx_server(const char *cert, const char *key, uint16_t min_version,
       SSL_CTX_free(c);
       return NULL;
     }
-  } else if (!make_self_signed(c, hostname ? hostname : "localhost", err, errlen)) {
+  } else if (!make_self_signed(c, hostname ? hostname : "localhost",
+                               min_version && min_version < TLS1_2_VERSION, err, errlen)) {
     SSL_CTX_free(c);
     return NULL;
   }
