@@ -1,12 +1,11 @@
 /* relay.c - one device connection: a session wired to upstream connections.
  *
- * Owns: the device stream, the session, the current upstream connection
- * (upconn), the idle and upstream timers, failover across a route's
- * upstreams and back-pressure between the two sides. Lifecycle: the relay
- * is freed only when its device stream and both timers are closed;
- * an upconn is detached (relay pointer cleared) when dropped and frees
- * itself when its own stream and DNS request are done, so no callback ever
- * reaches freed memory.
+ * Owns: the device stream, the session, the idle timer, the choice of the
+ * current upstream connection (upconn.c), failover across a route's
+ * upstreams, and back-pressure between the two sides. Lifecycle: the relay
+ * is freed only when its device stream and its timer are closed; a dropped
+ * upconn is detached first and frees itself, so no callback ever reaches
+ * freed memory.
  */
 #include <netdb.h>
 #include <stdio.h>
@@ -18,22 +17,11 @@
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/session.h"
 #include "smtp-tls-proxy/stream.h"
+#include "smtp-tls-proxy/upconn.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
 
 #define RELAY_CLOSE_GRACE_MS 10000 /* bound on flushing our last reply */
-
-typedef struct upconn {
-  relay *r; /* NULL once detached */
-  stream *st;
-  upstream sm;
-  size_t up_index; /* into cfg->upstreams */
-  uv_getaddrinfo_t gai;
-  bool gai_pending;
-  struct addrinfo *ai, *ai_next;
-  bool ready;
-  int n_streams; /* streams not yet closed (one per address tried) */
-} upconn;
 
 struct relay {
   listener *lst;
@@ -41,13 +29,14 @@ struct relay {
   uv_loop_t *loop;
   stream *client;
   session sess;
-  upconn *up;
-  uv_timer_t idle_timer, up_timer;
-  int open_handles; /* client stream + 2 timers */
+  upconn *up; /* current upstream connection, NULL when none */
+  uv_timer_t idle_timer;
+  int open_handles; /* client stream + idle timer */
   bool closing;
   bool refusing;
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
+  bool up_ready;
   size_t route;
   size_t try_pos; /* position in the route's upstream list */
   char sid[16];
@@ -55,10 +44,8 @@ struct relay {
   relay *prev, *next;
 };
 
-static void upconn_connect_next(upconn *u);
 static void relay_try_upstream(relay *r);
 static void idle_cb(uv_timer_t *t);
-static void up_timer_cb(uv_timer_t *t);
 
 /* ---- teardown ------------------------------------------------------------ */
 
@@ -84,45 +71,21 @@ static void relay_close(relay *r) {
   if (r->closing)
     return;
   r->closing = true;
-  uv_timer_stop(&r->up_timer);
   /* A last reply gets a bounded time to reach the device. */
   uv_timer_start(&r->idle_timer, idle_cb, RELAY_CLOSE_GRACE_MS, 0);
   stream_close_after_flush(r->client);
 }
 
-static void upconn_maybe_free(upconn *u) {
-  if (u->r || u->n_streams > 0 || u->gai_pending)
-    return;
-  upstream_free(&u->sm);
-  if (u->ai)
-    uv_freeaddrinfo(u->ai);
-  free(u);
-}
-
-/* Drop the relay's upstream connection; no callback of it reaches the
+/* Drop the relay's upstream connection; none of its callbacks reaches the
  * relay afterwards. */
-static void upconn_detach(relay *r, bool graceful) {
+static void relay_drop_upstream(relay *r, bool graceful) {
   upconn *u = r->up;
-  if (!u)
-    return;
   r->up = NULL;
-  u->r = NULL;
-  uv_timer_stop(&r->up_timer);
-  if (u->gai_pending)
-    uv_cancel((uv_req_t *)&u->gai);
-  if (u->st) {
-    if (graceful && u->ready) {
-      upstream_quit(&u->sm);
-      stream_close_after_flush(u->st);
-    } else {
-      stream_close(u->st);
-    }
-  }
+  upconn_detach(u, graceful);
   if (r->pause_bp) {
     r->pause_bp = false;
     stream_pause(r->client, r->pause_session || r->pause_client_bp);
   }
-  upconn_maybe_free(u);
 }
 
 /* ---- device side ------------------------------------------------------------ */
@@ -159,19 +122,21 @@ static void sess_start_tls(void *ctx) {
 }
 
 static void up_body_written(relay *r) {
-  if (r->up && r->up->st && stream_queued(r->up->st) > STREAM_HIGH_WATER && !r->pause_bp) {
+  if (r->up && upconn_queued(r->up) > STREAM_HIGH_WATER && !r->pause_bp) {
     r->pause_bp = true;
     update_client_reading(r);
   }
 }
 
-static upstream *cur_sm(relay *r) { return r->up ? &r->up->sm : NULL; }
+static upstream *cur_sm(relay *r) { return r->up ? upconn_sm(r->up) : NULL; }
 
+/* A request the upstream machine refused is a bug, not the network's fault;
+ * it still ends as a 4xx for the device, never as a hang. */
 static void sm_call_failed(relay *r, int rc) {
-  if (rc < 0 && r->up) {
+  if (rc < 0) {
     stp_logf(STP_LOG_ERROR, r->sid, "upstream request in wrong state %s",
-             upstream_state_name(r->up->sm.state));
-    upconn_detach(r, false);
+             r->up ? upstream_state_name(upconn_sm(r->up)->state) : "none");
+    relay_drop_upstream(r, false);
     session_up_failed(&r->sess, UP_FAIL_PROTOCOL);
   }
 }
@@ -214,7 +179,7 @@ static void sess_up_rset(void *ctx) {
   sm_call_failed(r, cur_sm(r) ? upstream_rset(cur_sm(r)) : STP_ESTATE);
 }
 
-static void sess_up_close(void *ctx, bool graceful) { upconn_detach(ctx, graceful); }
+static void sess_up_close(void *ctx, bool graceful) { relay_drop_upstream(ctx, graceful); }
 
 static const session_ops relay_session_ops = {
     sess_write,   sess_close,   sess_pause,   sess_start_tls, sess_up_open, sess_up_mail,
@@ -256,11 +221,9 @@ static void client_on_drain(void *ctx) {
 
 static void client_on_closed(void *ctx) {
   relay *r = ctx;
-  upconn_detach(r, false);
-  if (!uv_is_closing((uv_handle_t *)&r->idle_timer)) {
+  relay_drop_upstream(r, false);
+  if (!uv_is_closing((uv_handle_t *)&r->idle_timer))
     uv_close((uv_handle_t *)&r->idle_timer, timer_closed_cb);
-    uv_close((uv_handle_t *)&r->up_timer, timer_closed_cb);
-  }
   relay_handle_gone(r);
 }
 
@@ -280,77 +243,38 @@ static void idle_cb(uv_timer_t *t) {
   session_on_idle_timeout(&r->sess);
 }
 
-/* ---- upstream side ------------------------------------------------------------ */
+/* ---- upstream side ------------------------------------------------------ */
 
-static const stp_upstream_cfg *upconn_cfg(const upconn *u, const relay *r) {
-  return &r->gen->cfg->upstreams[u->up_index];
+static void up_ready(void *owner, upconn *u) {
+  relay *r = owner;
+  r->up_ready = true;
+  session_up_ready(&r->sess, upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
-static void up_write(void *ctx, const char *p, size_t n) {
-  upconn *u = ctx;
-  if (u->st)
-    stream_write(u->st, p, n);
-}
-
-static void up_start_tls(void *ctx) {
-  upconn *u = ctx;
-  relay *r = u->r;
-  if (!r)
-    return;
-  const stp_upstream_cfg *c = upconn_cfg(u, r);
-  if (stream_start_tls(u->st, r->gen->up_tls[u->up_index], c->server_name, false) < 0)
-    upstream_on_closed(&u->sm, UP_FAIL_TLS, "cannot create TLS session");
-}
-
-static void up_set_timer(void *ctx, uint64_t ms) {
-  upconn *u = ctx;
-  if (!u->r)
-    return;
-  if (ms)
-    uv_timer_start(&u->r->up_timer, up_timer_cb, ms, 0);
-  else
-    uv_timer_stop(&u->r->up_timer);
-}
-
-static void up_ready(void *ctx) {
-  upconn *u = ctx;
-  relay *r = u->r;
-  if (!r)
-    return;
-  u->ready = true;
-  const char *v = stream_tls_version(u->st);
-  stp_kv kv[] = {{"upstream", upconn_cfg(u, r)->name},
-                 {"tls", v ? v : "none"},
-                 {"cipher", stream_tls_cipher(u->st)}};
-  stp_log_kv(STP_LOG_DEBUG, r->sid, "upstream-ready", kv, 3);
-  session_up_ready(&r->sess, upconn_cfg(u, r)->name, v);
-}
-
-static void up_reply(void *ctx, const smtp_reply *rep) {
-  upconn *u = ctx;
-  if (u->r)
-    session_up_reply(&u->r->sess, rep);
-}
+static void up_reply(void *owner, const smtp_reply *rep) { session_up_reply(&((relay *)owner)->sess, rep); }
 
 /* Failures before the connection was ready may fail over to the route's
  * next upstream; later ones belong to the message in flight. */
-static void up_failed(void *ctx, upstream_fail why, const char *detail) {
-  upconn *u = ctx;
-  relay *r = u->r;
-  if (!r)
-    return;
-  const stp_upstream_cfg *c = upconn_cfg(u, r);
-  bool was_ready = u->ready;
+static void up_failed(void *owner, upstream_fail why, const char *detail) {
+  relay *r = owner;
+  const stp_config *cfg = r->gen->cfg;
+  const stp_route_cfg *rt = &cfg->routes[r->route];
+  const stp_upstream_cfg *c = &cfg->upstreams[rt->upstreams[r->try_pos]];
+  bool was_ready = r->up_ready;
+  r->up = NULL; /* already detached by upconn */
+  r->up_ready = false;
   stp_kv kv[] = {{"upstream", c->name}, {"host", c->host}, {"reason", upstream_fail_name(why)},
                  {"detail", detail}};
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
-  upconn_detach(r, false);
-  const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
+  if (r->pause_bp) {
+    r->pause_bp = false;
+    update_client_reading(r);
+  }
   if (!was_ready && r->try_pos + 1 < rt->n_upstreams) {
     r->try_pos++;
     stp_kv fk[] = {{"route", rt->name},
                    {"from", c->name},
-                   {"to", r->gen->cfg->upstreams[rt->upstreams[r->try_pos]].name}};
+                   {"to", cfg->upstreams[rt->upstreams[r->try_pos]].name}};
     stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
     relay_try_upstream(r);
     return;
@@ -358,129 +282,20 @@ static void up_failed(void *ctx, upstream_fail why, const char *detail) {
   session_up_failed(&r->sess, why);
 }
 
-static const upstream_ops relay_upstream_ops = {up_write, up_start_tls, up_set_timer,
-                                                up_ready, up_reply,     up_failed};
-
-static void upconn_on_connect(void *ctx, int status) {
-  upconn *u = ctx;
-  if (!u->r)
-    return;
-  if (status < 0) {
-    if (u->ai_next) {
-      /* Next address of the same host: a fresh socket. */
-      stream_close(u->st);
-      u->st = NULL;
-      upconn_connect_next(u);
-      return;
-    }
-    char d[160];
-    snprintf(d, sizeof d, "connect: %s", uv_strerror(status));
-    upstream_on_closed(&u->sm, UP_FAIL_CONNECT, d);
-    return;
-  }
-  uv_tcp_nodelay(stream_tcp(u->st), 1);
-  stream_start(u->st);
-  upstream_on_connected(&u->sm);
-}
-
-static void upconn_on_read(void *ctx, const char *p, size_t n) {
-  upconn *u = ctx;
-  if (u->r)
-    upstream_feed(&u->sm, p, n);
-}
-
-static void upconn_on_error(void *ctx, const char *reason, bool tls, bool verify) {
-  upconn *u = ctx;
-  (void)verify;
-  if (u->r)
-    upstream_on_closed(&u->sm, tls ? UP_FAIL_TLS : UP_FAIL_CLOSED, reason);
-}
-
-static void upconn_on_tls(void *ctx) {
-  upconn *u = ctx;
-  if (u->r)
-    upstream_on_tls_ready(&u->sm);
-}
-
-static void upconn_on_drain(void *ctx) {
-  upconn *u = ctx;
-  relay *r = u->r;
-  if (r && r->pause_bp) {
+static void up_drain(void *owner) {
+  relay *r = owner;
+  if (r->pause_bp) {
     r->pause_bp = false;
     update_client_reading(r);
   }
 }
 
-static void upconn_on_closed(void *ctx) {
-  upconn *u = ctx;
-  u->n_streams--;
-  upconn_maybe_free(u);
-}
-
-static const stream_cbs upconn_cbs = {upconn_on_connect, upconn_on_read,  upconn_on_error,
-                                      upconn_on_tls,     upconn_on_drain, upconn_on_closed};
-
-static void upconn_connect_next(upconn *u) {
-  relay *r = u->r;
-  struct addrinfo *ai = u->ai_next;
-  u->ai_next = ai->ai_next;
-  u->st = stream_new(r->loop, &upconn_cbs, u);
-  u->n_streams++;
-  int rc = stream_connect(u->st, ai->ai_addr);
-  if (rc < 0) {
-    char d[160];
-    snprintf(d, sizeof d, "connect: %s", uv_strerror(rc));
-    upstream_on_closed(&u->sm, UP_FAIL_CONNECT, d);
-  }
-}
-
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  upconn *u = req->data;
-  u->gai_pending = false;
-  u->ai = res;
-  if (!u->r) {
-    upconn_maybe_free(u);
-    return;
-  }
-  if (status < 0 || !res) {
-    char d[200];
-    snprintf(d, sizeof d, "resolve %s: %s", upconn_cfg(u, u->r)->host,
-             status < 0 ? uv_strerror(status) : "no address");
-    upstream_on_closed(&u->sm, UP_FAIL_DNS, d);
-    return;
-  }
-  u->ai_next = res;
-  upconn_connect_next(u);
-}
-
-static void up_timer_cb(uv_timer_t *t) {
-  relay *r = t->data;
-  if (r->up)
-    upstream_on_timeout(&r->up->sm);
-}
+static const upconn_owner_ops relay_upconn_ops = {up_ready, up_reply, up_failed, up_drain, NULL};
 
 static void relay_try_upstream(relay *r) {
-  const stp_config *cfg = r->gen->cfg;
-  const stp_route_cfg *rt = &cfg->routes[r->route];
-  upconn *u = stp_xcalloc(1, sizeof *u);
-  u->r = r;
-  u->up_index = rt->upstreams[r->try_pos];
-  const stp_upstream_cfg *c = &cfg->upstreams[u->up_index];
-  upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &relay_upstream_ops, u);
-  r->up = u;
-  uv_timer_start(&r->up_timer, up_timer_cb, c->connect_timeout_ms, 0);
-  char port[8];
-  snprintf(port, sizeof port, "%u", c->port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  u->gai.data = u;
-  u->gai_pending = true;
-  int rc = uv_getaddrinfo(r->loop, &u->gai, gai_cb, c->host, port, &hints);
-  if (rc < 0) {
-    u->gai_pending = false;
-    char d[160];
-    snprintf(d, sizeof d, "resolve: %s", uv_strerror(rc));
-    upstream_on_closed(&u->sm, UP_FAIL_DNS, d);
-  }
+  const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
+  r->up_ready = false;
+  r->up = upconn_open(r->loop, r->gen, rt->upstreams[r->try_pos], &relay_upconn_ops, r, r->sid);
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */
@@ -492,10 +307,8 @@ relay *relay_new(listener *l, uv_loop_t *loop) {
   r->loop = loop;
   r->client = stream_new(loop, &client_cbs, r);
   uv_timer_init(loop, &r->idle_timer);
-  uv_timer_init(loop, &r->up_timer);
   r->idle_timer.data = r;
-  r->up_timer.data = r;
-  r->open_handles = 3;
+  r->open_handles = 2;
   r->next = l->relays;
   if (l->relays)
     l->relays->prev = r;
