@@ -9,6 +9,7 @@
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/server.h"
+#include "smtp-tls-proxy/testroute.h"
 
 static void usage(FILE *f) {
   fputs("usage: smtp-tls-proxy -c FILE              run in the foreground, logs to stderr\n"
@@ -91,13 +92,10 @@ int main(int argc, char **argv) {
     stp_config_free(cfg);
     return 0;
   }
-  if (a.test_route) {
-    fprintf(stderr, "smtp-tls-proxy: --test-route is not implemented yet\n");
-    stp_config_free(cfg);
-    return 1;
-  }
   signal(SIGPIPE, SIG_IGN);
   stp_log_setup(cfg->log_level, cfg->log_format == STP_LOG_JSON, 2);
+  if (a.test_route)
+    return testroute_run(cfg, a.test_route, a.from, a.to);
   uv_loop_t *loop = uv_default_loop();
   server srv;
   rc = server_start(&srv, loop, a.config, cfg);

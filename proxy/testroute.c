@@ -1,0 +1,200 @@
+/* testroute.c - `--test-route ROUTE --from A --to B`: one test message
+ * through a route's upstreams, exactly as a device's message would go
+ * (failover order, sender rewrite, TLS, AUTH), with the upstream dialogue
+ * printed on stdout.
+ *
+ * Owns: the test message and the transcript. Guarantees: AUTH payloads are
+ * printed as "<redacted>" (upconn marks them); exit status 0 only when the
+ * upstream answered the final dot with 2xx.
+ */
+#include "smtp-tls-proxy/testroute.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "smtp-tls-proxy/data.h"
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/server.h"
+#include "smtp-tls-proxy/upconn.h"
+#include "smtp-tls-proxy/util.h"
+
+typedef enum { TR_OPEN, TR_MAIL, TR_RCPT, TR_DATA, TR_DOT, TR_DONE } tr_step;
+
+typedef struct testroute {
+  uv_loop_t *loop;
+  srv_gen *gen;
+  const stp_route_cfg *route;
+  size_t try_pos;
+  upconn *up;
+  tr_step step;
+  const char *from, *to;
+  int result; /* 0 delivered, 1 not */
+  char partial[2][1024]; /* an unfinished trace line per direction */
+} testroute;
+
+/* Print traced bytes line by line with a direction prefix. */
+static void trace_lines(testroute *t, bool out, const char *p, size_t n) {
+  char *part = t->partial[out];
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(part);
+    if (p[i] == '\n') {
+      if (len && part[len - 1] == '\r')
+        part[--len] = '\0';
+      printf("%s %s\n", out ? "C:" : "S:", part);
+      part[0] = '\0';
+    } else if (len + 1 < sizeof t->partial[0]) {
+      part[len] = p[i];
+      part[len + 1] = '\0';
+    }
+  }
+}
+
+/* "AUTH PLAIN <b64>" -> "AUTH PLAIN <redacted>"; a bare continuation line
+ * (LOGIN, XOAUTH2) -> "<redacted>". Nothing of a payload is printed. */
+static void trace(void *owner, bool out, bool redact, const char *p, size_t n) {
+  testroute *t = owner;
+  if (!(out && redact)) {
+    trace_lines(t, out, p, n);
+    return;
+  }
+  bool is_auth = n > 5 && !strncmp(p, "AUTH ", 5);
+  const char *mech_end = is_auth ? memchr(p + 5, ' ', n - 5) : NULL;
+  if (is_auth && !mech_end)
+    printf("C: %.*s\n", (int)strcspn(p, "\r\n"), p);
+  else if (mech_end)
+    printf("C: %.*s <redacted>\n", (int)(mech_end - p), p);
+  else
+    printf("C: <redacted>\n");
+}
+
+static void next_upstream(testroute *t);
+
+static void finish(testroute *t, int result) {
+  t->step = TR_DONE;
+  t->result = result;
+  upconn *u = t->up;
+  t->up = NULL;
+  upconn_detach(u, true);
+}
+
+static void emit_body(void *ctx, const char *p, size_t n) {
+  testroute *t = ctx;
+  upstream_body(upconn_sm(t->up), p, n);
+}
+
+static void send_message(testroute *t) {
+  char msg[2048], date[64], host[128] = "localhost";
+  time_t now = time(NULL);
+  struct tm tm;
+  gethostname(host, sizeof host - 1);
+  strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", gmtime_r(&now, &tm));
+  int n = snprintf(msg, sizeof msg,
+                   "From: <%s>\r\nTo: <%s>\r\nSubject: smtp-tls-proxy test via route %s\r\n"
+                   "Date: %s\r\nMessage-ID: <%ld.%d.test-route@%s>\r\nMIME-Version: 1.0\r\n"
+                   "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+                   "This is a test message sent by smtp-tls-proxy --test-route.\r\n"
+                   "Route: %s, upstream: %s\r\n",
+                   t->from, t->to, t->route->name, date, (long)now, (int)getpid(), host,
+                   t->route->name, upconn_cfg(t->up)->name);
+  data_stuff_block(msg, (size_t)n, emit_body, t);
+  t->step = TR_DOT;
+  upstream_end(upconn_sm(t->up));
+}
+
+static void on_ready(void *owner, upconn *u) {
+  testroute *t = owner;
+  (void)u;
+  const char *from = t->route->rewrite_mail_from ? t->route->rewrite_mail_from : t->from;
+  t->step = TR_MAIL;
+  upstream_mail(upconn_sm(t->up), from, NULL);
+}
+
+static void on_reply(void *owner, const smtp_reply *r) {
+  testroute *t = owner;
+  bool ok = r->code / 100 == 2;
+  switch (t->step) {
+  case TR_MAIL:
+    if (!ok)
+      break;
+    t->step = TR_RCPT;
+    upstream_rcpt(upconn_sm(t->up), t->to);
+    return;
+  case TR_RCPT:
+    if (!ok)
+      break;
+    t->step = TR_DATA;
+    upstream_data(upconn_sm(t->up));
+    return;
+  case TR_DATA:
+    if (r->code != 354)
+      break;
+    send_message(t);
+    return;
+  case TR_DOT:
+    printf("== %s: the upstream %s the message\n", ok ? "OK" : "FAILED",
+           ok ? "accepted" : "refused");
+    finish(t, ok ? 0 : 1);
+    return;
+  default:
+    return;
+  }
+  printf("== FAILED: the upstream refused the transaction (%d)\n", r->code);
+  finish(t, 1);
+}
+
+static void on_failed(void *owner, upstream_fail why, const char *detail) {
+  testroute *t = owner;
+  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[t->route->upstreams[t->try_pos]];
+  t->up = NULL;
+  printf("== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
+  bool before_mail = t->step == TR_OPEN;
+  if (before_mail && t->try_pos + 1 < t->route->n_upstreams) {
+    t->try_pos++;
+    next_upstream(t);
+    return;
+  }
+  t->step = TR_DONE;
+  t->result = 1;
+}
+
+static const upconn_owner_ops tr_ops = {on_ready, on_reply, on_failed, NULL, trace};
+
+static void next_upstream(testroute *t) {
+  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[t->route->upstreams[t->try_pos]];
+  printf("== route %s: trying upstream %s (%s:%u, tls %s)\n", t->route->name, c->name, c->host,
+         c->port,
+         c->tls == STP_TLS_IMPLICIT   ? "implicit"
+         : c->tls == STP_TLS_STARTTLS ? "starttls"
+                                      : "none");
+  t->step = TR_OPEN;
+  t->up = upconn_open(t->loop, t->gen, t->route->upstreams[t->try_pos], &tr_ops, t, "test-route");
+}
+
+int testroute_run(stp_config *cfg, const char *route, const char *from, const char *to) {
+  const stp_route_cfg *rt = NULL;
+  for (size_t i = 0; i < cfg->n_routes; i++)
+    if (!strcmp(cfg->routes[i].name, route))
+      rt = &cfg->routes[i];
+  if (!rt || !from || !to) {
+    fprintf(stderr, "smtp-tls-proxy: %s\n",
+            !rt ? "no such route" : "--test-route needs --from and --to");
+    stp_config_free(cfg);
+    return 1;
+  }
+  char err[512];
+  srv_gen *gen = srv_gen_new(cfg, err, sizeof err);
+  if (!gen) {
+    fprintf(stderr, "smtp-tls-proxy: %s\n", err);
+    return 1;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  testroute t = {.loop = uv_default_loop(), .gen = gen, .route = rt, .from = from, .to = to,
+                 .result = 1};
+  next_upstream(&t);
+  uv_run(t.loop, UV_RUN_DEFAULT);
+  srv_gen_unref(gen);
+  uv_loop_close(t.loop);
+  return t.result;
+}
