@@ -37,6 +37,7 @@ struct relay {
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
+  char skipped[256]; /* upstreams passed over for the current connection */
   size_t route;
   size_t try_pos; /* position in the route's upstream list */
   char sid[16];
@@ -145,6 +146,7 @@ static void sess_up_open(void *ctx, size_t route) {
   relay *r = ctx;
   r->route = route;
   r->try_pos = 0;
+  r->skipped[0] = '\0';
   relay_try_upstream(r);
 }
 
@@ -248,6 +250,7 @@ static void idle_cb(uv_timer_t *t) {
 static void up_ready(void *owner, upconn *u) {
   relay *r = owner;
   r->up_ready = true;
+  session_up_skipped(&r->sess, r->skipped);
   session_up_ready(&r->sess, upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
@@ -270,6 +273,9 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
     r->pause_bp = false;
     update_client_reading(r);
   }
+  size_t used = strlen(r->skipped);
+  snprintf(r->skipped + used, sizeof r->skipped - used, "%s%s:%s", used ? "," : "", c->name,
+           upstream_fail_name(why));
   if (!was_ready && r->try_pos + 1 < rt->n_upstreams) {
     r->try_pos++;
     stp_kv fk[] = {{"route", rt->name},
@@ -279,6 +285,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
     relay_try_upstream(r);
     return;
   }
+  session_up_skipped(&r->sess, r->skipped);
   session_up_failed(&r->sess, why);
 }
 

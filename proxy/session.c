@@ -104,6 +104,7 @@ static void log_message(session *s, const char *result, const char *reply_line) 
       {"rcpts", rcpts},
       {"route", rt ? rt->name : "-"},
       {"upstream", s->up_name[0] ? s->up_name : "-"},
+      {"skipped", s->up_skipped[0] ? s->up_skipped : NULL},
       {"tls", s->up_tls[0] ? s->up_tls : "-"},
       {"size", size},
       {"result", result},
@@ -567,6 +568,10 @@ void session_feed(session *s, const char *p, size_t n) {
 static void resume(session *s, session_state next) {
   done_waiting(s, next);
   drain_pending(s);
+}
+
+void session_up_skipped(session *s, const char *skipped) {
+  snprintf(s->up_skipped, sizeof s->up_skipped, "%s", skipped ? skipped : "");
 }
 
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version) {

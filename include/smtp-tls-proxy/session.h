@@ -93,6 +93,7 @@ typedef struct session {
   long up_route;
   char up_name[64];
   char up_tls[16];
+  char up_skipped[256]; /* "name:reason,..." upstreams passed over */
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
@@ -110,7 +111,10 @@ void session_shutdown(session *s, const char *reply);
 /* Whether the session waits on the upstream (its idle timer must not run). */
 bool session_waiting(const session *s);
 
-/* Upstream outcomes. */
+/* Upstream outcomes. session_up_skipped() names the upstreams that were
+ * passed over (failover, back-off) for the per-message log line; call it
+ * before session_up_ready() or session_up_failed(). */
+void session_up_skipped(session *s, const char *skipped);
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version);
 void session_up_reply(session *s, const smtp_reply *r);
 void session_up_failed(session *s, upstream_fail why);
