@@ -16,6 +16,8 @@
  *   stp_config_load_string there is no file, so they are kept as written
  *   and thus resolve against the current directory.
  * No sockets; files are only opened to check them and to read secrets.
+ * The value parsers and the diagnostics machinery live in config_values.c;
+ * this file owns the schema walk, files and secrets, and loading.
  */
 #include "smtp-tls-proxy/config.h"
 
@@ -23,7 +25,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "config_internal.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -40,554 +42,9 @@
 #define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 /* ------------------------------------------------------------------------ */
-/* Value parsers                                                             */
-
-static int parse_digits(const char **pp, uint64_t *out) {
-  const char *p = *pp;
-  uint64_t v = 0;
-  if (*p < '0' || *p > '9')
-    return STP_ESYNTAX;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    unsigned d = (unsigned)(*p - '0');
-    if (v > (UINT64_MAX - d) / 10)
-      return STP_EPARAM;
-    v = v * 10 + d;
-  }
-  *pp = p;
-  *out = v;
-  return STP_OK;
-}
-
-static bool mul_add(uint64_t *acc, uint64_t n, uint64_t mult) {
-  if (mult && n > UINT64_MAX / mult)
-    return false;
-  if (*acc > UINT64_MAX - n * mult)
-    return false;
-  *acc += n * mult;
-  return true;
-}
-
-static bool is_alpha(char ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-}
-
-static uint64_t duration_unit(const char *u, size_t n) {
-  static const struct {
-    const char *name;
-    uint64_t ms;
-  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000}};
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
-    if (strlen(units[i].name) == n && stp_ascii_ncasecmp(units[i].name, u, n) == 0)
-      return units[i].ms;
-  return 0;
-}
-
-/* "30s", "5m", "1h", "250ms", "2d", compounds like "1h30m"; a bare integer
- * is seconds. STP_ESYNTAX for bad text, STP_EPARAM on overflow. */
-int stp_parse_duration_ms(const char *s, uint64_t *out) {
-  const char *p = s;
-  uint64_t total = 0, n;
-  int rc;
-  if (!s || (rc = parse_digits(&p, &n)) != STP_OK)
-    return s ? rc : STP_ESYNTAX;
-  if (*p == '\0') {
-    if (!mul_add(&total, n, 1000))
-      return STP_EPARAM;
-    *out = total;
-    return STP_OK;
-  }
-  for (;;) {
-    size_t ul = 0;
-    while (is_alpha(p[ul]))
-      ul++;
-    uint64_t mult = duration_unit(p, ul);
-    if (!mult)
-      return STP_ESYNTAX;
-    if (!mul_add(&total, n, mult))
-      return STP_EPARAM;
-    p += ul;
-    if (*p == '\0')
-      break;
-    if ((rc = parse_digits(&p, &n)) != STP_OK)
-      return rc;
-  }
-  *out = total;
-  return STP_OK;
-}
-
-/* Bytes, or KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (powers of 1024),
- * case-insensitive, optionally one space before the unit. A bare "K"/"M" is
- * refused: whether it means 1000 or 1024 is exactly what people disagree on. */
-int stp_parse_size(const char *s, uint64_t *out) {
-  static const struct {
-    const char *name;
-    uint64_t mult;
-  } units[] = {{"b", 1},
-               {"kb", 1000ull},
-               {"mb", 1000000ull},
-               {"gb", 1000000000ull},
-               {"tb", 1000000000000ull},
-               {"kib", 1ull << 10},
-               {"mib", 1ull << 20},
-               {"gib", 1ull << 30},
-               {"tib", 1ull << 40}};
-  const char *p = s;
-  uint64_t n, total = 0;
-  int rc;
-  if (!s)
-    return STP_ESYNTAX;
-  if ((rc = parse_digits(&p, &n)) != STP_OK)
-    return rc;
-  if (*p == '\0') {
-    *out = n;
-    return STP_OK;
-  }
-  if (*p == ' ')
-    p++;
-  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-    if (stp_ascii_casecmp(units[i].name, p) == 0) {
-      if (!mul_add(&total, n, units[i].mult))
-        return STP_EPARAM;
-      *out = total;
-      return STP_OK;
-    }
-  }
-  return STP_ESYNTAX;
-}
-
-int stp_parse_tls_version(const char *s, uint16_t *out) {
-  static const char *const names[] = {"1.0", "1.1", "1.2", "1.3"};
-  for (unsigned i = 0; s && i < 4; i++) {
-    if (strcmp(s, names[i]) == 0) {
-      *out = (uint16_t)(STP_TLS1_0 + i);
-      return STP_OK;
-    }
-  }
-  return STP_ESYNTAX;
-}
-
-static bool host_char(char ch) {
-  return is_alpha(ch) || (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
-}
-
-int stp_parse_hostport(const char *s, char **host, uint16_t *port) {
-  const char *colon, *h;
-  size_t hlen;
-  if (!s)
-    return STP_ESYNTAX;
-  if (s[0] == '[') {
-    const char *close = strchr(s, ']');
-    char buf[INET6_ADDRSTRLEN + 1];
-    unsigned char tmp[16];
-    if (!close || close[1] != ':')
-      return STP_ESYNTAX;
-    h = s + 1;
-    hlen = (size_t)(close - h);
-    if (hlen == 0 || hlen >= sizeof buf)
-      return STP_ESYNTAX;
-    memcpy(buf, h, hlen);
-    buf[hlen] = '\0';
-    if (inet_pton(AF_INET6, buf, tmp) != 1)
-      return STP_ESYNTAX;
-    colon = close + 1;
-  } else {
-    colon = strrchr(s, ':');
-    if (!colon)
-      return STP_ESYNTAX;
-    h = s;
-    hlen = (size_t)(colon - s);
-    for (size_t i = 0; i < hlen; i++)
-      if (!host_char(h[i]) && !(hlen == 1 && h[i] == '*'))
-        return STP_ESYNTAX; /* an unbracketed IPv6 address lands here too */
-    if (hlen == 1 && h[0] == '*')
-      hlen = 0; /* "*:25" is "any", as in many daemons */
-  }
-  const char *p = colon + 1;
-  uint64_t v;
-  if (strlen(p) > 5 || parse_digits(&p, &v) != STP_OK || *p != '\0' || v > 65535)
-    return STP_ESYNTAX;
-  *host = stp_xstrndup(h, hlen);
-  *port = (uint16_t)v;
-  return STP_OK;
-}
-
-int stp_parse_rate(const char *s, uint32_t *count, uint64_t *period_ms) {
-  const char *p = s, *slash;
-  uint64_t n, ms;
-  if (!s || !(slash = strchr(s, '/')))
-    return STP_ESYNTAX;
-  if (parse_digits(&p, &n) != STP_OK || p != slash || n == 0 || n > UINT32_MAX)
-    return STP_ESYNTAX;
-  p = slash + 1;
-  if (is_alpha(*p)) {
-    size_t ul = strlen(p);
-    if ((ms = duration_unit(p, ul)) == 0)
-      return STP_ESYNTAX;
-  } else if (stp_parse_duration_ms(p, &ms) != STP_OK || ms == 0) {
-    return STP_ESYNTAX;
-  }
-  *count = (uint32_t)n;
-  *period_ms = ms;
-  return STP_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Diagnostics                                                               */
-
-typedef struct pending_diag {
-  unsigned line, col;
-  size_t seq;
-  bool error;
-  char *text;
-} pending_diag;
-
-typedef struct ctx {
-  const char *file; /* FILE in messages */
-  const char *base; /* directory for relative paths; NULL: keep as written */
-  const char *src;
-  size_t srclen;
-  yaml_document_t *doc;
-  stp_config *cfg;
-  pending_diag *p;
-  size_t np, cap, n_errors;
-} ctx;
-
-static void vreport(ctx *c, bool error, unsigned line, unsigned col, const char *fmt, va_list ap)
-    __attribute__((format(printf, 5, 0)));
-static void vreport(ctx *c, bool error, unsigned line, unsigned col, const char *fmt, va_list ap) {
-  char msg[1024], *text;
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  /* A diagnostic is one line whatever a value contained. */
-  for (char *q = msg; *q; q++)
-    if ((unsigned char)*q < 0x20 || *q == 0x7f)
-      *q = '?';
-  const char *kind = error ? "error" : "warning";
-  size_t need = strlen(c->file) + strlen(msg) + 48;
-  text = stp_xmalloc(need);
-  if (line)
-    snprintf(text, need, "%s:%u:%u: %s: %s", c->file, line, col, kind, msg);
-  else
-    snprintf(text, need, "%s: %s: %s", c->file, kind, msg);
-  if (c->np == c->cap) {
-    c->cap = c->cap ? c->cap * 2 : 8;
-    c->p = stp_xrealloc(c->p, c->cap * sizeof *c->p);
-  }
-  c->p[c->np] = (pending_diag){line, col, c->np, error, text};
-  c->np++;
-  if (error)
-    c->n_errors++;
-}
-
-static unsigned nline(const yaml_node_t *n) {
-  return (unsigned)n->start_mark.line + 1;
-}
-static unsigned ncol(const yaml_node_t *n) {
-  return (unsigned)n->start_mark.column + 1;
-}
-
-static void err(ctx *c, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void err(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreport(c, true, n ? nline(n) : 0, n ? ncol(n) : 0, fmt, ap);
-  va_end(ap);
-}
-
-static void warn(ctx *c, const yaml_node_t *n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void warn(ctx *c, const yaml_node_t *n, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreport(c, false, n ? nline(n) : 0, n ? ncol(n) : 0, fmt, ap);
-  va_end(ap);
-}
-
-static void err_at(ctx *c, unsigned line, unsigned col, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void err_at(ctx *c, unsigned line, unsigned col, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vreport(c, true, line, col, fmt, ap);
-  va_end(ap);
-}
-
-static int pending_cmp(const void *a, const void *b) {
-  const pending_diag *x = a, *y = b;
-  if (x->line != y->line)
-    return x->line < y->line ? -1 : 1;
-  if (x->col != y->col)
-    return x->col < y->col ? -1 : 1;
-  return x->seq < y->seq ? -1 : (x->seq > y->seq);
-}
-
-static void flush_diags(ctx *c, stp_diag *d) {
-  if (c->np)
-    qsort(c->p, c->np, sizeof *c->p, pending_cmp);
-  if (d && c->np)
-    d->lines = stp_xrealloc(d->lines, (d->n + c->np) * sizeof *d->lines);
-  for (size_t i = 0; i < c->np; i++) {
-    if (!d) {
-      free(c->p[i].text);
-      continue;
-    }
-    d->lines[d->n++] = c->p[i].text;
-    if (c->p[i].error)
-      d->n_errors++;
-    else
-      d->n_warnings++;
-  }
-  free(c->p);
-  c->p = NULL;
-  c->np = c->cap = 0;
-}
-
-void stp_diag_free(stp_diag *d) {
-  if (!d)
-    return;
-  for (size_t i = 0; i < d->n; i++)
-    free(d->lines[i]);
-  free(d->lines);
-  d->lines = NULL;
-  d->n = d->n_errors = d->n_warnings = 0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Node helpers                                                              */
-
-static yaml_node_t *node_at(ctx *c, int idx) {
-  return yaml_document_get_node(c->doc, idx);
-}
-
-/* A plain empty/~/null scalar: the key is treated as not given. */
-static bool is_null(const yaml_node_t *n) {
-  if (!n)
-    return true;
-  if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-    return false;
-  const char *v = (const char *)n->data.scalar.value;
-  return !*v || !strcmp(v, "~") || !strcmp(v, "null") || !strcmp(v, "Null") || !strcmp(v, "NULL");
-}
-
-static bool has_nul(const yaml_node_t *n) {
-  return strlen((const char *)n->data.scalar.value) != n->data.scalar.length;
-}
-
-static const char *kind_of(const yaml_node_t *n) {
-  switch (n->type) {
-  case YAML_MAPPING_NODE:
-    return "a mapping";
-  case YAML_SEQUENCE_NODE:
-    return "a list";
-  default:
-    return "a single value";
-  }
-}
-
-static bool has_ctl(const char *s) {
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      return true;
-  return false;
-}
-
-/* Text of a scalar value or NULL with an error. `in_list` picks the wording
- * for list items. Control characters are refused except for secrets, which
- * are opaque (and never echoed). */
-static const char *scalar_text(ctx *c, const yaml_node_t *n, const char *key, bool in_list,
-                               bool secret) {
-  if (n->type != YAML_SCALAR_NODE) {
-    err(c, n, "expected a single value %s '%s', not %s", in_list ? "in" : "for", key, kind_of(n));
-    return NULL;
-  }
-  const char *s = (const char *)n->data.scalar.value;
-  if (has_nul(n) || (!secret && has_ctl(s))) {
-    err(c, n, "'%s' contains a control character", key);
-    return NULL;
-  }
-  return s;
-}
-
-static const char *str_of(ctx *c, const yaml_node_t *n, const char *key) {
-  return scalar_text(c, n, key, false, false);
-}
-
-/* Non-empty string. */
-static const char *nonempty(ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = str_of(c, n, key);
-  if (s && !*s) {
-    err(c, n, "'%s' is empty", key);
-    return NULL;
-  }
-  return s;
-}
-
-static void set_str(ctx *c, const yaml_node_t *n, const char *key, char **dst) {
-  const char *s = nonempty(c, n, key);
-  if (s) {
-    free(*dst);
-    *dst = stp_xstrdup(s);
-  }
-}
-
-static bool expect_map(ctx *c, const yaml_node_t *n, const char *key) {
-  if (n->type == YAML_MAPPING_NODE)
-    return true;
-  err(c, n, "expected a mapping for '%s', not %s", key, kind_of(n));
-  return false;
-}
-
-/* A list, or (single_ok) one scalar standing for a list of one. */
-static bool expect_list(ctx *c, const yaml_node_t *n, const char *key, bool single_ok) {
-  if (n->type == YAML_SEQUENCE_NODE || (single_ok && n->type == YAML_SCALAR_NODE))
-    return true;
-  err(c, n, "expected %s for '%s', not %s", single_ok ? "a value or a list" : "a list", key,
-      kind_of(n));
-  return false;
-}
-
-static size_t list_len(const yaml_node_t *n) {
-  if (n->type == YAML_SCALAR_NODE)
-    return 1;
-  return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-}
-
-static yaml_node_t *list_item(ctx *c, yaml_node_t *n, size_t i) {
-  if (n->type == YAML_SCALAR_NODE)
-    return n;
-  return node_at(c, n->data.sequence.items.start[i]);
-}
-
-/* Fills k[i]/v[i] for each known key (v is NULL for a null value, so a
- * "key:" with nothing after it means "not given"). Unknown, duplicate and
- * non-string keys are reported and skipped. */
-static void walk_map(ctx *c, yaml_node_t *map, const char *where, const char *const *keys,
-                     size_t nkeys, yaml_node_t **k, yaml_node_t **v) {
-  for (size_t i = 0; i < nkeys; i++)
-    k[i] = v[i] = NULL;
-  for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-    yaml_node_t *kn = node_at(c, p->key), *vn = node_at(c, p->value);
-    if (!kn || kn->type != YAML_SCALAR_NODE) {
-      err(c, kn ? kn : map, "keys must be strings %s", where);
-      continue;
-    }
-    const char *name = (const char *)kn->data.scalar.value;
-    size_t i = 0;
-    while (i < nkeys && !(strlen(keys[i]) == kn->data.scalar.length &&
-                          memcmp(keys[i], name, kn->data.scalar.length) == 0))
-      i++;
-    if (i == nkeys)
-      err(c, kn, "unknown key '%s' %s", name, where);
-    else if (k[i])
-      err(c, kn, "duplicate key '%s' %s", name, where);
-    else {
-      k[i] = kn;
-      v[i] = is_null(vn) ? NULL : vn;
-    }
-  }
-}
-
-#define WALK(c, map, where, keys, k, v)                                                            \
-  walk_map(c, map, where, keys, sizeof(keys) / sizeof(keys[0]), k, v)
-
-static bool parse_enum(ctx *c, const yaml_node_t *n, const char *key, const char *const *names,
-                       const char *expected, int *out) {
-  const char *s = str_of(c, n, key);
-  if (!s)
-    return false;
-  for (int i = 0; names[i]; i++) {
-    if (stp_ascii_casecmp(names[i], s) == 0) {
-      *out = i;
-      return true;
-    }
-  }
-  err(c, n, "bad %s '%s' (expected %s)", key, s, expected);
-  return false;
-}
-
-static void parse_bool(ctx *c, const yaml_node_t *n, const char *key, bool *out) {
-  /* libyaml is YAML 1.1, where yes/no/on/off are booleans too. */
-  static const char *const names[] = {"false", "true", "no", "yes", "off", "on", NULL};
-  int i;
-  if (parse_enum(c, n, key, names, "true or false", &i))
-    *out = (i % 2) == 1;
-}
-
-static void parse_duration(ctx *c, const yaml_node_t *n, const char *key, bool zero_ok,
-                           uint64_t *out) {
-  const char *s = str_of(c, n, key);
-  uint64_t v;
-  if (!s)
-    return;
-  int rc = stp_parse_duration_ms(s, &v);
-  if (rc == STP_EPARAM)
-    err(c, n, "duration '%s' for %s is too large", s, key);
-  else if (rc != STP_OK)
-    err(c, n, "bad duration '%s' for %s (use e.g. 30s, 5m, 1h, 250ms)", s, key);
-  else if (v == 0 && !zero_ok)
-    err(c, n, "%s must be greater than 0", key);
-  else
-    *out = v;
-}
-
-static void parse_sizev(ctx *c, const yaml_node_t *n, const char *key, uint64_t *out) {
-  const char *s = str_of(c, n, key);
-  uint64_t v;
-  if (!s)
-    return;
-  int rc = stp_parse_size(s, &v);
-  if (rc == STP_EPARAM)
-    err(c, n, "size '%s' for %s is too large", s, key);
-  else if (rc != STP_OK)
-    err(c, n, "bad size '%s' for %s (use bytes, or e.g. 25MB, 50MiB)", s, key);
-  else if (v == 0)
-    err(c, n, "%s must be greater than 0", key);
-  else
-    *out = v;
-}
-
-static void parse_count(ctx *c, const yaml_node_t *n, const char *key, uint64_t max,
-                        uint64_t *out) {
-  const char *s = str_of(c, n, key), *p = s;
-  uint64_t v;
-  if (!s)
-    return;
-  if (parse_digits(&p, &v) != STP_OK || *p || v == 0 || v > max)
-    err(c, n, "bad %s '%s' (expected an integer from 1 to %llu)", key, s, (unsigned long long)max);
-  else
-    *out = v;
-}
-
-static bool valid_name(const char *s) {
-  if (!*s || strlen(s) > 64)
-    return false;
-  for (; *s; s++)
-    if (!host_char(*s))
-      return false;
-  return true;
-}
-
-/* name: required, [A-Za-z0-9._-]{1,64} (names end up in logs and metrics). */
-static char *parse_name(ctx *c, yaml_node_t *map, yaml_node_t *kn, yaml_node_t *vn,
-                        const char *kind) {
-  if (!vn) {
-    err(c, kn ? kn : map, "%s needs a name", kind);
-    return NULL;
-  }
-  const char *s = str_of(c, vn, "name");
-  if (!s)
-    return NULL;
-  if (!valid_name(s)) {
-    err(c, vn, "bad %s name '%s' (letters, digits, '.', '_' and '-', at most 64)", kind, s);
-    return NULL;
-  }
-  return stp_xstrdup(s);
-}
-
-/* ------------------------------------------------------------------------ */
 /* Files and secrets                                                         */
 
-static char *resolve_path(ctx *c, const char *s) {
+static char *resolve_path(cfg_ctx *c, const char *s) {
   if (s[0] == '/' || !c->base)
     return stp_xstrdup(s);
   while (s[0] == '.' && s[1] == '/')
@@ -599,15 +56,15 @@ static char *resolve_path(ctx *c, const char *s) {
 }
 
 /* Opens a regular file for reading; -1 with an error reported otherwise. */
-static int open_regular(ctx *c, const yaml_node_t *n, const char *key, const char *path,
+static int open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *path,
                         struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
-    err(c, n, "cannot read %s '%s': %s", key, path, strerror(errno));
+    cfg_err(c, n, "cannot read %s '%s': %s", key, path, strerror(errno));
     return -1;
   }
   if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-    err(c, n, "cannot read %s '%s': not a regular file", key, path);
+    cfg_err(c, n, "cannot read %s '%s': not a regular file", key, path);
     close(fd);
     return -1;
   }
@@ -615,8 +72,8 @@ static int open_regular(ctx *c, const yaml_node_t *n, const char *key, const cha
 }
 
 /* A path value: resolved, and checked to be a readable file. */
-static void parse_file(ctx *c, const yaml_node_t *n, const char *key, char **dst) {
-  const char *s = nonempty(c, n, key);
+static void parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst) {
+  const char *s = cfg_nonempty(c, n, key);
   struct stat st;
   if (!s)
     return;
@@ -633,8 +90,8 @@ static void parse_file(ctx *c, const yaml_node_t *n, const char *key, char **dst
 
 /* Reads a secret file; trailing CR/LF stripped. The buffer is cleansed on
  * every path that does not hand it over. */
-static char *read_secret_file(ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = nonempty(c, n, key);
+static char *read_secret_file(cfg_ctx *c, const yaml_node_t *n, const char *key) {
+  const char *s = cfg_nonempty(c, n, key);
   struct stat st;
   if (!s)
     return NULL;
@@ -671,14 +128,14 @@ static char *read_secret_file(ctx *c, const yaml_node_t *n, const char *key) {
   if (!problem && memchr(buf, '\0', len))
     problem = "it contains a NUL byte";
   if (problem) {
-    err(c, n, "cannot use %s '%s': %s", key, path, problem);
+    cfg_err(c, n, "cannot use %s '%s': %s", key, path, problem);
     stp_cleanse(buf, SECRET_MAX_BYTES + 1);
     free(buf);
     free(path);
     return NULL;
   }
   if (st.st_mode & 077)
-    warn(c, n, "%s '%s' is readable by group or others (chmod 600 it)", key, path);
+    cfg_warn(c, n, "%s '%s' is readable by group or others (chmod 600 it)", key, path);
   buf[len] = '\0';
   char *secret = stp_xstrndup(buf, len);
   stp_cleanse(buf, SECRET_MAX_BYTES + 1);
@@ -691,129 +148,27 @@ static bool valid_env_name(const char *s) {
   if (!*s || (*s >= '0' && *s <= '9'))
     return false;
   for (; *s; s++)
-    if (!is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '_')
+    if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '_')
       return false;
   return true;
 }
 
-static char *read_secret_env(ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = str_of(c, n, key);
+static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) {
+  const char *s = cfg_str_of(c, n, key);
   if (!s)
     return NULL;
   if (!valid_env_name(s)) {
-    err(c, n, "bad %s '%s' (expected an environment variable name)", key, s);
+    cfg_err(c, n, "bad %s '%s' (expected an environment variable name)", key, s);
     return NULL;
   }
   const char *v = getenv(s);
   if (!v)
-    err(c, n, "environment variable %s is not set", s);
+    cfg_err(c, n, "environment variable %s is not set", s);
   else if (!*v)
-    err(c, n, "environment variable %s is empty", s);
+    cfg_err(c, n, "environment variable %s is empty", s);
   else
     return stp_xstrdup(v);
   return NULL;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Lists                                                                     */
-
-/* A string or a list of non-empty strings into l; items validated by the
- * caller afterwards when they need more than that. */
-static void parse_strlist(ctx *c, yaml_node_t *n, const char *key, stp_strlist *l) {
-  if (!expect_list(c, n, key, true))
-    return;
-  size_t cnt = list_len(n);
-  if (cnt == 0) {
-    err(c, n, "'%s' is empty; leave it out to match anything", key);
-    return;
-  }
-  l->v = stp_xcalloc(cnt, sizeof *l->v);
-  for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, n, i);
-    const char *s = scalar_text(c, it, key, n->type == YAML_SEQUENCE_NODE, false);
-    if (s && !*s)
-      err(c, it, "empty string in '%s'", key);
-    else if (s)
-      l->v[l->n++] = stp_xstrdup(s);
-  }
-}
-
-/* Explains a prefix that stp_cidr_parse refused because of host bits. */
-static void cidr_error(ctx *c, const yaml_node_t *n, const char *key, const char *s) {
-  const char *slash = strrchr(s, '/');
-  char addr[INET6_ADDRSTRLEN + 1], shown[INET6_ADDRSTRLEN + 1];
-  stp_cidr whole, tmp;
-  if (slash && (size_t)(slash - s) < sizeof addr) {
-    memcpy(addr, s, (size_t)(slash - s));
-    addr[slash - s] = '\0';
-    const char *p = slash + 1;
-    uint64_t bits;
-    if (stp_cidr_parse(addr, &whole) == STP_OK && parse_digits(&p, &bits) == STP_OK && !*p &&
-        strlen(slash + 1) <= 3 && bits <= (whole.family == 4 ? 32u : 128u)) {
-      for (unsigned i = (unsigned)bits; i < (whole.family == 4 ? 32u : 128u); i++)
-        whole.addr[i / 8] = (uint8_t)(whole.addr[i / 8] & ~(0x80u >> (i % 8)));
-      if (inet_ntop(whole.family == 4 ? AF_INET : AF_INET6, whole.addr, shown, sizeof shown) &&
-          snprintf(addr, sizeof addr, "%s/%u", shown, (unsigned)bits) > 0 &&
-          stp_cidr_parse(addr, &tmp) == STP_OK) {
-        err(c, n, "host bits set in '%s' in %s (did you mean %s?)", s, key, addr);
-        return;
-      }
-    }
-  }
-  err(c, n, "bad CIDR '%s' in %s", s, key);
-}
-
-static void parse_cidrs(ctx *c, yaml_node_t *n, const char *key, stp_cidr **out, size_t *nout) {
-  if (!expect_list(c, n, key, true))
-    return;
-  size_t cnt = list_len(n);
-  if (cnt == 0) {
-    err(c, n, "'%s' is empty", key);
-    return;
-  }
-  *out = stp_xcalloc(cnt, sizeof **out);
-  for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, n, i);
-    const char *s = scalar_text(c, it, key, n->type == YAML_SEQUENCE_NODE, false);
-    if (!s)
-      continue;
-    if (stp_cidr_parse(s, &(*out)[*nout]) != STP_OK) {
-      cidr_error(c, it, key, s);
-      continue;
-    }
-    (*nout)++;
-  }
-}
-
-/* listen / metrics addresses: an IP literal or empty ("any"); names would
- * need DNS at bind time, which is the wrong moment to find out. */
-static bool parse_bind_addr(ctx *c, const yaml_node_t *it, const char *key, const char *s) {
-  char *host = NULL;
-  uint16_t port;
-  unsigned char tmp[16];
-  if (stp_parse_hostport(s, &host, &port) != STP_OK) {
-    err(c, it, "bad %s address '%s' (expected host:port, [v6]:port or :port)", key, s);
-    return false;
-  }
-  bool ok = !*host || inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
-  if (!ok)
-    err(c, it, "%s address '%s' must be an IP address (e.g. 0.0.0.0:25, [::1]:25, :25)", key, s);
-  free(host);
-  return ok;
-}
-
-static void parse_rate_limit(ctx *c, const yaml_node_t *n, char **dst) {
-  const char *s = str_of(c, n, "rate_limit");
-  uint32_t cnt;
-  uint64_t ms;
-  if (!s)
-    return;
-  if (stp_parse_rate(s, &cnt, &ms) != STP_OK) {
-    err(c, n, "bad rate_limit '%s' (expected N/period, e.g. 100/1m or 10/s)", s);
-    return;
-  }
-  free(*dst);
-  *dst = stp_xstrdup(s);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -834,40 +189,40 @@ static const char *const listener_keys[L_N] = {
   [L_BARELF] = "bare_lf", [L_IDLE] = "idle_timeout", [L_RATE] = "rate_limit"};
 /* clang-format on */
 
-static void parse_users(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
-  if (!expect_map(c, n, "users"))
+static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
+  if (!cfg_expect_map(c, n, "users"))
     return;
   size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
   l->users = stp_xcalloc(cnt ? cnt : 1, sizeof *l->users);
   for (size_t i = 0; i < cnt; i++) {
     yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
-    yaml_node_t *kn = node_at(c, p->key), *vn = node_at(c, p->value);
-    const char *name = scalar_text(c, kn, "users", true, false);
+    yaml_node_t *kn = cfg_node_at(c, p->key), *vn = cfg_node_at(c, p->value);
+    const char *name = cfg_scalar_text(c, kn, "users", true, false);
     if (!name)
       continue;
     if (!*name || strchr(name, ' ')) {
-      err(c, kn, "bad user name '%s'", name);
+      cfg_err(c, kn, "bad user name '%s'", name);
       continue;
     }
     /* Against every earlier key, valid or not: one typo must not hide
      * a second entry for the same user. */
     bool dup = false;
     for (size_t j = 0; j < i && !dup; j++) {
-      yaml_node_t *pk = node_at(c, n->data.mapping.pairs.start[j].key);
+      yaml_node_t *pk = cfg_node_at(c, n->data.mapping.pairs.start[j].key);
       dup = pk->type == YAML_SCALAR_NODE && strcmp((const char *)pk->data.scalar.value, name) == 0;
     }
     if (dup) {
-      err(c, kn, "duplicate user '%s'", name);
+      cfg_err(c, kn, "duplicate user '%s'", name);
       continue;
     }
     /* The hash is not echoed: it is what an attacker would brute-force. */
-    if (vn->type != YAML_SCALAR_NODE || has_nul(vn)) {
-      err(c, vn, "expected a crypt(3) hash for user '%s'", name);
+    if (vn->type != YAML_SCALAR_NODE || cfg_has_nul(vn)) {
+      cfg_err(c, vn, "expected a crypt(3) hash for user '%s'", name);
       continue;
     }
     const char *hash = (const char *)vn->data.scalar.value;
-    if (hash[0] != '$' || has_ctl(hash)) {
-      err(c, vn, "hash of user '%s' is not a crypt(3) string (it must start with '$')", name);
+    if (hash[0] != '$' || cfg_has_ctl(hash)) {
+      cfg_err(c, vn, "hash of user '%s' is not a crypt(3) string (it must start with '$')", name);
       continue;
     }
     l->users[l->n_users].name = stp_xstrdup(name);
@@ -876,22 +231,22 @@ static void parse_users(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   }
 }
 
-static void parse_listen(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
-  if (!expect_list(c, n, "listen", true))
+static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
+  if (!cfg_expect_list(c, n, "listen", true))
     return;
-  size_t cnt = list_len(n);
+  size_t cnt = cfg_list_len(n);
   if (cnt == 0)
-    err(c, n, "'listen' is empty");
+    cfg_err(c, n, "'listen' is empty");
   l->listen.v = stp_xcalloc(cnt ? cnt : 1, sizeof(char *));
   for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, n, i);
-    const char *s = scalar_text(c, it, "listen", n->type == YAML_SEQUENCE_NODE, false);
-    if (s && parse_bind_addr(c, it, "listen", s))
+    yaml_node_t *it = cfg_list_item(c, n, i);
+    const char *s = cfg_scalar_text(c, it, "listen", n->type == YAML_SEQUENCE_NODE, false);
+    if (s && cfg_parse_bind_addr(c, it, "listen", s))
       l->listen.v[l->listen.n++] = stp_xstrdup(s);
   }
 }
 
-static void parse_listener(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
+static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   static const char *const auth_names[] = {"none", "any", "users", "passthrough", NULL};
   static const char *const barelf_names[] = {"fix", "reject", NULL};
   yaml_node_t *k[L_N], *v[L_N];
@@ -905,39 +260,39 @@ static void parse_listener(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   l->max_connections_per_client = 20;
   l->bare_lf = STP_BARELF_FIX;
   l->idle_timeout_ms = 5 * 60 * 1000;
-  l->pos = (stp_pos){nline(n), ncol(n)};
+  l->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in listener", listener_keys, k, v);
 
-  l->name = parse_name(c, n, k[L_NAME], v[L_NAME], "listener");
+  l->name = cfg_parse_name(c, n, k[L_NAME], v[L_NAME], "listener");
   if (!v[L_LISTEN]) {
-    err(c, k[L_LISTEN] ? k[L_LISTEN] : n, "listener needs 'listen' (e.g. \"0.0.0.0:25\")");
+    cfg_err(c, k[L_LISTEN] ? k[L_LISTEN] : n, "listener needs 'listen' (e.g. \"0.0.0.0:25\")");
   } else {
     parse_listen(c, v[L_LISTEN], l);
   }
-  if (v[L_TLS] && parse_enum(c, v[L_TLS], "tls", tls_names, "none, starttls or implicit", &e))
+  if (v[L_TLS] && cfg_parse_enum(c, v[L_TLS], "tls", tls_names, "none, starttls or implicit", &e))
     l->tls = (stp_tls_mode)e;
   if (v[L_CERT])
     parse_file(c, v[L_CERT], "certificate", &l->certificate);
   if (v[L_KEY])
     parse_file(c, v[L_KEY], "private_key", &l->private_key);
   if (v[L_CERT] && !v[L_KEY])
-    err(c, k[L_CERT], "certificate needs private_key");
+    cfg_err(c, k[L_CERT], "certificate needs private_key");
   if (v[L_KEY] && !v[L_CERT])
-    err(c, k[L_KEY], "private_key needs certificate");
+    cfg_err(c, k[L_KEY], "private_key needs certificate");
   if (l->tls == STP_TLS_NONE && v[L_CERT])
-    warn(c, k[L_CERT], "certificate is not used with tls: none");
+    cfg_warn(c, k[L_CERT], "certificate is not used with tls: none");
   if (l->tls != STP_TLS_NONE && !v[L_CERT])
-    warn(c, v[L_TLS], "no certificate: a self-signed one will be generated at start");
+    cfg_warn(c, v[L_TLS], "no certificate: a self-signed one will be generated at start");
   if (v[L_TLSMIN]) {
-    const char *s = str_of(c, v[L_TLSMIN], "tls_min_version");
+    const char *s = cfg_str_of(c, v[L_TLSMIN], "tls_min_version");
     if (s && stp_parse_tls_version(s, &l->tls_min_version) != STP_OK)
-      err(c, v[L_TLSMIN], "bad tls_min_version '%s' (expected \"1.0\" to \"1.3\")", s);
+      cfg_err(c, v[L_TLSMIN], "bad tls_min_version '%s' (expected \"1.0\" to \"1.3\")", s);
   }
   if (v[L_ALLOW]) {
-    parse_cidrs(c, v[L_ALLOW], "allow", &l->allow, &l->n_allow);
+    cfg_parse_cidrs(c, v[L_ALLOW], "allow", &l->allow, &l->n_allow);
     for (size_t i = 0; i < l->n_allow; i++)
       if (l->allow[i].prefix == 0)
-        warn(c, v[L_ALLOW], "allow %s is open to the whole internet",
+        cfg_warn(c, v[L_ALLOW], "allow %s is open to the whole internet",
              l->allow[i].family == 4 ? "0.0.0.0/0" : "::/0");
   } else {
     l->allow = stp_xcalloc(2, sizeof *l->allow);
@@ -946,38 +301,38 @@ static void parse_listener(ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     l->n_allow = 2;
   }
   if (v[L_AUTH] &&
-      parse_enum(c, v[L_AUTH], "auth", auth_names, "none, any, users or passthrough", &e))
+      cfg_parse_enum(c, v[L_AUTH], "auth", auth_names, "none, any, users or passthrough", &e))
     l->auth = (stp_lan_auth)e;
   if (v[L_USERS])
     parse_users(c, v[L_USERS], l);
   if (l->auth == STP_LAUTH_USERS &&
       (!v[L_USERS] || (v[L_USERS]->type == YAML_MAPPING_NODE &&
                        v[L_USERS]->data.mapping.pairs.top == v[L_USERS]->data.mapping.pairs.start)))
-    err(c, v[L_AUTH], "auth: users needs a non-empty 'users' mapping");
+    cfg_err(c, v[L_AUTH], "auth: users needs a non-empty 'users' mapping");
   if (l->auth != STP_LAUTH_USERS && v[L_USERS])
-    warn(c, k[L_USERS], "users are not used unless auth: users");
+    cfg_warn(c, k[L_USERS], "users are not used unless auth: users");
   if ((l->auth == STP_LAUTH_USERS || l->auth == STP_LAUTH_PASSTHROUGH) && l->tls == STP_TLS_NONE)
-    warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
+    cfg_warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
          l->auth == STP_LAUTH_USERS ? "users" : "passthrough");
   if (v[L_MAXSIZE])
-    parse_sizev(c, v[L_MAXSIZE], "max_message_size", &l->max_message_size);
+    cfg_parse_sizev(c, v[L_MAXSIZE], "max_message_size", &l->max_message_size);
   uint64_t u;
   if (v[L_MAXCONN]) {
     u = l->max_connections;
-    parse_count(c, v[L_MAXCONN], "max_connections", UINT32_MAX, &u);
+    cfg_parse_count(c, v[L_MAXCONN], "max_connections", UINT32_MAX, &u);
     l->max_connections = (uint32_t)u;
   }
   if (v[L_MAXPER]) {
     u = l->max_connections_per_client;
-    parse_count(c, v[L_MAXPER], "max_connections_per_client", UINT32_MAX, &u);
+    cfg_parse_count(c, v[L_MAXPER], "max_connections_per_client", UINT32_MAX, &u);
     l->max_connections_per_client = (uint32_t)u;
   }
-  if (v[L_BARELF] && parse_enum(c, v[L_BARELF], "bare_lf", barelf_names, "fix or reject", &e))
+  if (v[L_BARELF] && cfg_parse_enum(c, v[L_BARELF], "bare_lf", barelf_names, "fix or reject", &e))
     l->bare_lf = (stp_bare_lf)e;
   if (v[L_IDLE])
-    parse_duration(c, v[L_IDLE], "idle_timeout", false, &l->idle_timeout_ms);
+    cfg_parse_duration(c, v[L_IDLE], "idle_timeout", false, &l->idle_timeout_ms);
   if (v[L_RATE])
-    parse_rate_limit(c, v[L_RATE], &l->rate_limit);
+    cfg_parse_rate_limit(c, v[L_RATE], &l->rate_limit);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1006,41 +361,41 @@ static const char *const oauth2_keys[] = {
 
 /* Later features: their shape is checked now so that a config written for
  * them fails with one clear message instead of a cascade. */
-static void parse_future_sources(ctx *c, yaml_node_t **k, yaml_node_t **v) {
-  if (v[A_TCMD] && expect_list(c, v[A_TCMD], "token_command", false)) {
-    size_t cnt = list_len(v[A_TCMD]);
+static void parse_future_sources(cfg_ctx *c, yaml_node_t **k, yaml_node_t **v) {
+  if (v[A_TCMD] && cfg_expect_list(c, v[A_TCMD], "token_command", false)) {
+    size_t cnt = cfg_list_len(v[A_TCMD]);
     for (size_t i = 0; i < cnt; i++)
-      scalar_text(c, list_item(c, v[A_TCMD], i), "token_command", true, false);
+      cfg_scalar_text(c, cfg_list_item(c, v[A_TCMD], i), "token_command", true, false);
     if (cnt == 0)
-      err(c, v[A_TCMD], "'token_command' is empty");
+      cfg_err(c, v[A_TCMD], "'token_command' is empty");
   }
-  if (v[A_OAUTH] && expect_map(c, v[A_OAUTH], "oauth2")) {
+  if (v[A_OAUTH] && cfg_expect_map(c, v[A_OAUTH], "oauth2")) {
     yaml_node_t *ok[sizeof oauth2_keys / sizeof oauth2_keys[0]];
     yaml_node_t *ov[sizeof oauth2_keys / sizeof oauth2_keys[0]];
     WALK(c, v[A_OAUTH], "in oauth2", oauth2_keys, ok, ov);
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
       if (ov[i])
-        str_of(c, ov[i], oauth2_keys[i]);
+        cfg_str_of(c, ov[i], oauth2_keys[i]);
   }
   if (k[A_TCMD])
-    err(c, k[A_TCMD], "not supported yet: token_command");
+    cfg_err(c, k[A_TCMD], "not supported yet: token_command");
   if (k[A_OAUTH])
-    err(c, k[A_OAUTH], "not supported yet: oauth2");
+    cfg_err(c, k[A_OAUTH], "not supported yet: oauth2");
 }
 
-static void parse_upstream_auth(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
+static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   static const char *const mech_names[] = {"auto", "plain", "login", "xoauth2", NULL};
   yaml_node_t *k[A_N], *v[A_N];
   int e;
   u->has_auth = true;
   WALK(c, n, "in upstream auth", auth_keys, k, v);
   if (v[A_MECH] &&
-      parse_enum(c, v[A_MECH], "mechanism", mech_names, "auto, plain, login or xoauth2", &e))
+      cfg_parse_enum(c, v[A_MECH], "mechanism", mech_names, "auto, plain, login or xoauth2", &e))
     u->mechanism = (stp_auth_mech)e;
   if (v[A_USER])
-    set_str(c, v[A_USER], "username", &u->username);
+    cfg_set_str(c, v[A_USER], "username", &u->username);
   else
-    err(c, k[A_USER] ? k[A_USER] : n, "auth needs a username");
+    cfg_err(c, k[A_USER] ? k[A_USER] : n, "auth needs a username");
 
   /* Exactly one secret source; any later in the file conflicts with the
    * first, and then none is read (no cascade of unrelated errors). */
@@ -1050,20 +405,20 @@ static void parse_upstream_auth(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
       first = i;
   for (int i = A_PENV; i < A_N; i++) {
     if (k[i] && i != first) {
-      err(c, k[i], "'%s' conflicts with '%s': give only one secret source", auth_keys[i],
+      cfg_err(c, k[i], "'%s' conflicts with '%s': give only one secret source", auth_keys[i],
           auth_keys[first]);
       conflicts++;
     }
   }
   if (first < 0) {
-    err(c, n, "auth needs one of password_env, password_file, password or token_file");
+    cfg_err(c, n, "auth needs one of password_env, password_file, password or token_file");
     return;
   }
   if (conflicts)
     return;
   parse_future_sources(c, k, v);
   if (!v[first]) {
-    err(c, k[first], "'%s' is empty", auth_keys[first]);
+    cfg_err(c, k[first], "'%s' is empty", auth_keys[first]);
     return;
   }
   switch (first) {
@@ -1076,13 +431,13 @@ static void parse_upstream_auth(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     break;
   case A_PASS: {
     /* Never echoed, whatever is wrong with it. */
-    if (v[A_PASS]->type != YAML_SCALAR_NODE || has_nul(v[A_PASS]))
-      err(c, v[A_PASS], "expected a single value for 'password', not %s", kind_of(v[A_PASS]));
+    if (v[A_PASS]->type != YAML_SCALAR_NODE || cfg_has_nul(v[A_PASS]))
+      cfg_err(c, v[A_PASS], "expected a single value for 'password', not %s", cfg_kind_of(v[A_PASS]));
     else if (!v[A_PASS]->data.scalar.length)
-      err(c, v[A_PASS], "'password' is empty");
+      cfg_err(c, v[A_PASS], "'password' is empty");
     else
       u->secret = stp_xstrdup((const char *)v[A_PASS]->data.scalar.value);
-    warn(c, k[A_PASS],
+    cfg_warn(c, k[A_PASS],
          "inline password in the config file; prefer password_env or "
          "password_file");
     break;
@@ -1091,7 +446,7 @@ static void parse_upstream_auth(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     u->secret = read_secret_file(c, v[A_TFILE], "token_file");
     u->secret_is_token = true;
     if (u->mechanism == STP_MECH_PLAIN || u->mechanism == STP_MECH_LOGIN)
-      err(c, k[A_TFILE], "token_file needs mechanism xoauth2 (or auto)");
+      cfg_err(c, k[A_TFILE], "token_file needs mechanism xoauth2 (or auto)");
     else
       u->mechanism = STP_MECH_XOAUTH2; /* a bearer token only makes sense there */
     break;
@@ -1099,7 +454,7 @@ static void parse_upstream_auth(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     break;
   }
   if (u->mechanism == STP_MECH_XOAUTH2 && (first == A_PFILE || first == A_PASS))
-    err(c, v[A_MECH], "mechanism xoauth2 needs token_file or password_env holding the token");
+    cfg_err(c, v[A_MECH], "mechanism xoauth2 needs token_file or password_env holding the token");
 }
 
 static bool valid_host(const char *s) {
@@ -1109,12 +464,12 @@ static bool valid_host(const char *s) {
   if (s[0] == '-' || s[0] == '.')
     return false;
   for (; *s; s++)
-    if (!host_char(*s))
+    if (!cfg_host_char(*s))
       return false;
   return true;
 }
 
-static void parse_upstream(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
+static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   yaml_node_t *k[U_N], *v[U_N];
   int e;
   u->tls = STP_TLS_STARTTLS;
@@ -1123,31 +478,31 @@ static void parse_upstream(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   u->connect_timeout_ms = 30 * 1000;
   u->command_timeout_ms = 5 * 60 * 1000;
   u->data_timeout_ms = 10 * 60 * 1000;
-  u->pos = (stp_pos){nline(n), ncol(n)};
+  u->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in upstream", upstream_keys, k, v);
 
-  u->name = parse_name(c, n, k[U_NAME], v[U_NAME], "upstream");
+  u->name = cfg_parse_name(c, n, k[U_NAME], v[U_NAME], "upstream");
   if (!v[U_HOST]) {
-    err(c, k[U_HOST] ? k[U_HOST] : n, "upstream needs a host");
+    cfg_err(c, k[U_HOST] ? k[U_HOST] : n, "upstream needs a host");
   } else {
-    const char *s = nonempty(c, v[U_HOST], "host");
+    const char *s = cfg_nonempty(c, v[U_HOST], "host");
     if (s && !valid_host(s))
-      err(c, v[U_HOST], "bad host '%s'", s);
+      cfg_err(c, v[U_HOST], "bad host '%s'", s);
     else if (s)
       u->host = stp_xstrdup(s);
   }
-  if (v[U_TLS] && parse_enum(c, v[U_TLS], "tls", tls_names, "starttls, implicit or none", &e))
+  if (v[U_TLS] && cfg_parse_enum(c, v[U_TLS], "tls", tls_names, "starttls, implicit or none", &e))
     u->tls = (stp_tls_mode)e;
   u->port = u->tls == STP_TLS_IMPLICIT ? 465 : 587;
   if (v[U_PORT]) {
     uint64_t p = u->port;
-    parse_count(c, v[U_PORT], "port", 65535, &p);
+    cfg_parse_count(c, v[U_PORT], "port", 65535, &p);
     u->port = (uint16_t)p;
   }
   if (v[U_SNI]) {
-    const char *s = nonempty(c, v[U_SNI], "server_name");
+    const char *s = cfg_nonempty(c, v[U_SNI], "server_name");
     if (s && !valid_host(s))
-      err(c, v[U_SNI], "bad server_name '%s'", s);
+      cfg_err(c, v[U_SNI], "bad server_name '%s'", s);
     else if (s)
       u->server_name = stp_xstrdup(s);
   }
@@ -1158,50 +513,50 @@ static void parse_upstream(ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   if (!u->ca_file)
     u->ca_file = stp_xstrdup(DEFAULT_CA_FILE);
   if (v[U_TLSMIN]) {
-    const char *s = str_of(c, v[U_TLSMIN], "tls_min_version");
+    const char *s = cfg_str_of(c, v[U_TLSMIN], "tls_min_version");
     uint16_t ver;
     if (s && stp_parse_tls_version(s, &ver) != STP_OK)
-      err(c, v[U_TLSMIN], "bad tls_min_version '%s' (expected \"1.2\" or \"1.3\")", s);
+      cfg_err(c, v[U_TLSMIN], "bad tls_min_version '%s' (expected \"1.2\" or \"1.3\")", s);
     else if (s && ver < STP_TLS1_2)
-      err(c, v[U_TLSMIN], "tls_min_version '%s' refused: the upstream side stays TLS 1.2+", s);
+      cfg_err(c, v[U_TLSMIN], "tls_min_version '%s' refused: the upstream side stays TLS 1.2+", s);
     else if (s)
       u->tls_min_version = ver;
   }
   if (v[U_VERIFY])
-    parse_bool(c, v[U_VERIFY], "verify", &u->verify);
+    cfg_parse_bool(c, v[U_VERIFY], "verify", &u->verify);
   if (v[U_INSECURE])
-    parse_bool(c, v[U_INSECURE], "insecure", &u->insecure);
+    cfg_parse_bool(c, v[U_INSECURE], "insecure", &u->insecure);
   if (u->tls == STP_TLS_NONE && !u->insecure)
-    err(c, v[U_TLS],
+    cfg_err(c, v[U_TLS],
         "tls: none needs insecure: true (mail and credentials would cross the "
         "network in clear)");
   else if (u->tls == STP_TLS_NONE)
-    warn(c, v[U_TLS],
+    cfg_warn(c, v[U_TLS],
          "tls: none: mail and credentials to upstream '%s' cross the network in "
          "clear",
          u->name ? u->name : "?");
   if (!u->verify && !u->insecure)
-    err(c, v[U_VERIFY], "verify: false needs insecure: true");
+    cfg_err(c, v[U_VERIFY], "verify: false needs insecure: true");
   else if (!u->verify && u->tls != STP_TLS_NONE)
-    warn(c, v[U_VERIFY], "verify: false: the certificate of upstream '%s' is not checked",
+    cfg_warn(c, v[U_VERIFY], "verify: false: the certificate of upstream '%s' is not checked",
          u->name ? u->name : "?");
   if (v[U_HELO]) {
-    const char *s = nonempty(c, v[U_HELO], "helo");
+    const char *s = cfg_nonempty(c, v[U_HELO], "helo");
     if (s && strchr(s, ' '))
-      err(c, v[U_HELO], "bad helo '%s'", s);
+      cfg_err(c, v[U_HELO], "bad helo '%s'", s);
     else if (s)
       u->helo = stp_xstrdup(s);
   }
   if (!u->helo)
     u->helo = stp_xstrdup(c->cfg->hostname);
-  if (v[U_AUTH] && expect_map(c, v[U_AUTH], "auth"))
+  if (v[U_AUTH] && cfg_expect_map(c, v[U_AUTH], "auth"))
     parse_upstream_auth(c, v[U_AUTH], u);
   if (v[U_CTO])
-    parse_duration(c, v[U_CTO], "connect_timeout", false, &u->connect_timeout_ms);
+    cfg_parse_duration(c, v[U_CTO], "connect_timeout", false, &u->connect_timeout_ms);
   if (v[U_CMDTO])
-    parse_duration(c, v[U_CMDTO], "command_timeout", false, &u->command_timeout_ms);
+    cfg_parse_duration(c, v[U_CMDTO], "command_timeout", false, &u->command_timeout_ms);
   if (v[U_DATATO])
-    parse_duration(c, v[U_DATATO], "data_timeout", false, &u->data_timeout_ms);
+    cfg_parse_duration(c, v[U_DATATO], "data_timeout", false, &u->data_timeout_ms);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1234,32 +589,32 @@ static ssize_t find_upstream(const stp_config *cfg, const char *name) {
   return -1;
 }
 
-static void parse_match(ctx *c, yaml_node_t *n, stp_route_cfg *r) {
+static void parse_match(cfg_ctx *c, yaml_node_t *n, stp_route_cfg *r) {
   yaml_node_t *k[M_N], *v[M_N];
   WALK(c, n, "in route match", match_keys, k, v);
-  if (v[M_LISTENER] && expect_list(c, v[M_LISTENER], "listener", true)) {
-    size_t cnt = list_len(v[M_LISTENER]);
+  if (v[M_LISTENER] && cfg_expect_list(c, v[M_LISTENER], "listener", true)) {
+    size_t cnt = cfg_list_len(v[M_LISTENER]);
     if (cnt == 0)
-      err(c, v[M_LISTENER], "'listener' is empty; leave it out to match anything");
+      cfg_err(c, v[M_LISTENER], "'listener' is empty; leave it out to match anything");
     r->match_listener.v = stp_xcalloc(cnt ? cnt : 1, sizeof(char *));
     for (size_t i = 0; i < cnt; i++) {
-      yaml_node_t *it = list_item(c, v[M_LISTENER], i);
+      yaml_node_t *it = cfg_list_item(c, v[M_LISTENER], i);
       const char *s =
-          scalar_text(c, it, "listener", v[M_LISTENER]->type == YAML_SEQUENCE_NODE, false);
+          cfg_scalar_text(c, it, "listener", v[M_LISTENER]->type == YAML_SEQUENCE_NODE, false);
       if (s && find_listener(c->cfg, s) < 0)
-        err(c, it, "unknown listener '%s'", s);
+        cfg_err(c, it, "unknown listener '%s'", s);
       else if (s)
         r->match_listener.v[r->match_listener.n++] = stp_xstrdup(s);
     }
   }
   if (v[M_CLIENT])
-    parse_cidrs(c, v[M_CLIENT], "client", &r->match_client, &r->n_match_client);
+    cfg_parse_cidrs(c, v[M_CLIENT], "client", &r->match_client, &r->n_match_client);
   if (v[M_AUTHUSER])
-    parse_strlist(c, v[M_AUTHUSER], "auth_user", &r->match_auth_user);
+    cfg_parse_strlist(c, v[M_AUTHUSER], "auth_user", &r->match_auth_user);
   if (v[M_FROM])
-    parse_strlist(c, v[M_FROM], "mail_from", &r->match_mail_from);
+    cfg_parse_strlist(c, v[M_FROM], "mail_from", &r->match_mail_from);
   if (v[M_RCPT])
-    parse_strlist(c, v[M_RCPT], "rcpt_to", &r->match_rcpt_to);
+    cfg_parse_strlist(c, v[M_RCPT], "rcpt_to", &r->match_rcpt_to);
 }
 
 static bool valid_address(const char *s) {
@@ -1272,56 +627,56 @@ static bool valid_address(const char *s) {
   return true;
 }
 
-static void parse_route(ctx *c, yaml_node_t *n, stp_route_cfg *r) {
+static void parse_route(cfg_ctx *c, yaml_node_t *n, stp_route_cfg *r) {
   yaml_node_t *k[R_N], *v[R_N];
-  r->pos = (stp_pos){nline(n), ncol(n)};
+  r->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in route", route_keys, k, v);
-  r->name = parse_name(c, n, k[R_NAME], v[R_NAME], "route");
-  if (v[R_MATCH] && expect_map(c, v[R_MATCH], "match"))
+  r->name = cfg_parse_name(c, n, k[R_NAME], v[R_NAME], "route");
+  if (v[R_MATCH] && cfg_expect_map(c, v[R_MATCH], "match"))
     parse_match(c, v[R_MATCH], r);
   if (!v[R_UPSTREAM]) {
-    err(c, k[R_UPSTREAM] ? k[R_UPSTREAM] : n, "route needs an upstream");
-  } else if (expect_list(c, v[R_UPSTREAM], "upstream", true)) {
-    size_t cnt = list_len(v[R_UPSTREAM]);
+    cfg_err(c, k[R_UPSTREAM] ? k[R_UPSTREAM] : n, "route needs an upstream");
+  } else if (cfg_expect_list(c, v[R_UPSTREAM], "upstream", true)) {
+    size_t cnt = cfg_list_len(v[R_UPSTREAM]);
     if (cnt == 0)
-      err(c, v[R_UPSTREAM], "route needs an upstream");
+      cfg_err(c, v[R_UPSTREAM], "route needs an upstream");
     r->upstreams = stp_xcalloc(cnt ? cnt : 1, sizeof *r->upstreams);
     for (size_t i = 0; i < cnt; i++) {
-      yaml_node_t *it = list_item(c, v[R_UPSTREAM], i);
+      yaml_node_t *it = cfg_list_item(c, v[R_UPSTREAM], i);
       const char *s =
-          scalar_text(c, it, "upstream", v[R_UPSTREAM]->type == YAML_SEQUENCE_NODE, false);
+          cfg_scalar_text(c, it, "upstream", v[R_UPSTREAM]->type == YAML_SEQUENCE_NODE, false);
       ssize_t idx = s ? find_upstream(c->cfg, s) : -1;
       if (s && idx < 0) {
-        err(c, it, "unknown upstream '%s'", s);
+        cfg_err(c, it, "unknown upstream '%s'", s);
         continue;
       }
       if (!s)
         continue;
       for (size_t j = 0; j < r->n_upstreams; j++)
         if (r->upstreams[j] == (size_t)idx)
-          warn(c, it, "upstream '%s' is listed twice", s);
+          cfg_warn(c, it, "upstream '%s' is listed twice", s);
       r->upstreams[r->n_upstreams++] = (size_t)idx;
     }
   }
-  if (v[R_REWRITE] && expect_map(c, v[R_REWRITE], "rewrite")) {
+  if (v[R_REWRITE] && cfg_expect_map(c, v[R_REWRITE], "rewrite")) {
     yaml_node_t *wk[W_N], *wv[W_N];
     WALK(c, v[R_REWRITE], "in route rewrite", rewrite_keys, wk, wv);
     const char *s;
-    if (wv[W_FROM] && (s = nonempty(c, wv[W_FROM], "mail_from")) != NULL) {
+    if (wv[W_FROM] && (s = cfg_nonempty(c, wv[W_FROM], "mail_from")) != NULL) {
       if (!valid_address(s))
-        err(c, wv[W_FROM], "bad address '%s' for rewrite mail_from (expected user@domain)", s);
+        cfg_err(c, wv[W_FROM], "bad address '%s' for rewrite mail_from (expected user@domain)", s);
       else
         r->rewrite_mail_from = stp_xstrdup(s);
     }
-    if (wv[W_HEADER] && (s = nonempty(c, wv[W_HEADER], "header_from")) != NULL) {
+    if (wv[W_HEADER] && (s = cfg_nonempty(c, wv[W_HEADER], "header_from")) != NULL) {
       if (!strchr(s, '@'))
-        err(c, wv[W_HEADER], "bad header_from '%s' (expected an address)", s);
+        cfg_err(c, wv[W_HEADER], "bad header_from '%s' (expected an address)", s);
       else
         r->rewrite_header_from = stp_xstrdup(s);
     }
   }
   if (v[R_RATE])
-    parse_rate_limit(c, v[R_RATE], &r->rate_limit);
+    cfg_parse_rate_limit(c, v[R_RATE], &r->rate_limit);
 }
 
 static bool route_matches_all(const stp_route_cfg *r) {
@@ -1352,50 +707,50 @@ static int log_level_of(const char *s) {
   return -1;
 }
 
-static void parse_log(ctx *c, yaml_node_t *n) {
+static void parse_log(cfg_ctx *c, yaml_node_t *n) {
   static const char *const log_keys[] = {"level", "format"};
   static const char *const fmt_names[] = {"text", "json", NULL};
   yaml_node_t *k[2], *v[2];
   int e;
-  if (!expect_map(c, n, "log"))
+  if (!cfg_expect_map(c, n, "log"))
     return;
   WALK(c, n, "in log", log_keys, k, v);
   const char *s;
-  if (v[0] && (s = str_of(c, v[0], "level")) != NULL) {
+  if (v[0] && (s = cfg_str_of(c, v[0], "level")) != NULL) {
     if ((e = log_level_of(s)) < 0)
-      err(c, v[0], "bad level '%s' (expected error, warn, info or debug)", s);
+      cfg_err(c, v[0], "bad level '%s' (expected error, warn, info or debug)", s);
     else
       c->cfg->log_level = e;
   }
-  if (v[1] && parse_enum(c, v[1], "format", fmt_names, "text or json", &e))
+  if (v[1] && cfg_parse_enum(c, v[1], "format", fmt_names, "text or json", &e))
     c->cfg->log_format = (stp_log_format)e;
 }
 
-static void parse_metrics(ctx *c, yaml_node_t *n) {
+static void parse_metrics(cfg_ctx *c, yaml_node_t *n) {
   static const char *const metrics_keys[] = {"listen"};
   yaml_node_t *k[1], *v[1];
-  if (!expect_map(c, n, "metrics"))
+  if (!cfg_expect_map(c, n, "metrics"))
     return;
   WALK(c, n, "in metrics", metrics_keys, k, v);
   const char *s;
   if (!v[0])
-    err(c, k[0] ? k[0] : n, "metrics needs 'listen' (e.g. \"127.0.0.1:9587\")");
-  else if ((s = str_of(c, v[0], "listen")) != NULL && parse_bind_addr(c, v[0], "metrics", s))
+    cfg_err(c, k[0] ? k[0] : n, "metrics needs 'listen' (e.g. \"127.0.0.1:9587\")");
+  else if ((s = cfg_str_of(c, v[0], "listen")) != NULL && cfg_parse_bind_addr(c, v[0], "metrics", s))
     c->cfg->metrics_listen = stp_xstrdup(s);
 }
 
 /* A list of mappings; returns its length (0 and an error when missing). */
-static size_t section_len(ctx *c, yaml_node_t *root, yaml_node_t *kn, yaml_node_t *vn,
+static size_t section_len(cfg_ctx *c, yaml_node_t *root, yaml_node_t *kn, yaml_node_t *vn,
                           const char *key, const char *what) {
-  if (vn && !expect_list(c, vn, key, false))
+  if (vn && !cfg_expect_list(c, vn, key, false))
     return 0;
-  size_t cnt = vn ? list_len(vn) : 0;
+  size_t cnt = vn ? cfg_list_len(vn) : 0;
   if (cnt == 0)
-    err(c, vn ? vn : kn ? kn : root, "at least one %s is required in '%s'", what, key);
+    cfg_err(c, vn ? vn : kn ? kn : root, "at least one %s is required in '%s'", what, key);
   return cnt;
 }
 
-static void check_unique(ctx *c, const char *kind, size_t n,
+static void check_unique(cfg_ctx *c, const char *kind, size_t n,
                          const char *(*name_of)(const stp_config *, size_t),
                          const stp_pos *(*pos_of)(const stp_config *, size_t)) {
   for (size_t i = 0; i < n; i++) {
@@ -1404,7 +759,7 @@ static void check_unique(ctx *c, const char *kind, size_t n,
       const char *b = name_of(c->cfg, j);
       if (b && strcmp(a, b) == 0) {
         const stp_pos *pi = pos_of(c->cfg, i), *pj = pos_of(c->cfg, j);
-        err_at(c, pi->line, pi->col, "duplicate %s name '%s' (first at line %u)", kind, a,
+        cfg_err_at(c, pi->line, pi->col, "duplicate %s name '%s' (first at line %u)", kind, a,
                pj->line);
         break;
       }
@@ -1431,7 +786,7 @@ static const stp_pos *rpos(const stp_config *cfg, size_t i) {
   return &cfg->routes[i].pos;
 }
 
-static void parse_sections(ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node_t **v) {
+static void parse_sections(cfg_ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node_t **v) {
   stp_config *cfg = c->cfg;
   yaml_node_t *seq;
   size_t cnt;
@@ -1441,10 +796,10 @@ static void parse_sections(ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node
   cfg->listeners = stp_xcalloc(cnt ? cnt : 1, sizeof *cfg->listeners);
   cfg->n_listeners = cnt;
   for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, seq, i);
-    cfg->listeners[i].pos = (stp_pos){nline(it), ncol(it)};
+    yaml_node_t *it = cfg_list_item(c, seq, i);
+    cfg->listeners[i].pos = (stp_pos){cfg_nline(it), cfg_ncol(it)};
     if (it->type != YAML_MAPPING_NODE)
-      err(c, it, "expected a mapping in 'listeners', not %s", kind_of(it));
+      cfg_err(c, it, "expected a mapping in 'listeners', not %s", cfg_kind_of(it));
     else
       parse_listener(c, it, &cfg->listeners[i]);
   }
@@ -1455,10 +810,10 @@ static void parse_sections(ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node
   cfg->upstreams = stp_xcalloc(cnt ? cnt : 1, sizeof *cfg->upstreams);
   cfg->n_upstreams = cnt;
   for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, seq, i);
-    cfg->upstreams[i].pos = (stp_pos){nline(it), ncol(it)};
+    yaml_node_t *it = cfg_list_item(c, seq, i);
+    cfg->upstreams[i].pos = (stp_pos){cfg_nline(it), cfg_ncol(it)};
     if (it->type != YAML_MAPPING_NODE)
-      err(c, it, "expected a mapping in 'upstreams', not %s", kind_of(it));
+      cfg_err(c, it, "expected a mapping in 'upstreams', not %s", cfg_kind_of(it));
     else
       parse_upstream(c, it, &cfg->upstreams[i]);
   }
@@ -1469,10 +824,10 @@ static void parse_sections(ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node
   cfg->routes = stp_xcalloc(cnt ? cnt : 1, sizeof *cfg->routes);
   cfg->n_routes = cnt;
   for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = list_item(c, seq, i);
-    cfg->routes[i].pos = (stp_pos){nline(it), ncol(it)};
+    yaml_node_t *it = cfg_list_item(c, seq, i);
+    cfg->routes[i].pos = (stp_pos){cfg_nline(it), cfg_ncol(it)};
     if (it->type != YAML_MAPPING_NODE)
-      err(c, it, "expected a mapping in 'routes', not %s", kind_of(it));
+      cfg_err(c, it, "expected a mapping in 'routes', not %s", cfg_kind_of(it));
     else
       parse_route(c, it, &cfg->routes[i]);
   }
@@ -1481,13 +836,13 @@ static void parse_sections(ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_node
     if (!route_matches_all(&cfg->routes[i]) || !cfg->routes[i].name)
       continue;
     for (size_t j = i + 1; j < cnt; j++)
-      warn(c, list_item(c, seq, j), "route '%s' is never used: route '%s' matches everything",
+      cfg_warn(c, cfg_list_item(c, seq, j), "route '%s' is never used: route '%s' matches everything",
            cfg->routes[j].name ? cfg->routes[j].name : "?", cfg->routes[i].name);
     break;
   }
 }
 
-static void parse_root(ctx *c, yaml_node_t *root) {
+static void parse_root(cfg_ctx *c, yaml_node_t *root) {
   stp_config *cfg = c->cfg;
   yaml_node_t *k[T_N], *v[T_N];
   char host[256];
@@ -1496,14 +851,14 @@ static void parse_root(ctx *c, yaml_node_t *root) {
   cfg->log_format = STP_LOG_TEXT;
   cfg->shutdown_grace_ms = 30 * 1000;
   if (root->type != YAML_MAPPING_NODE) {
-    err(c, root, "expected a mapping at top level, not %s", kind_of(root));
+    cfg_err(c, root, "expected a mapping at top level, not %s", cfg_kind_of(root));
     return;
   }
   WALK(c, root, "at top level", top_keys, k, v);
   if (v[T_HOSTNAME]) {
-    const char *s = nonempty(c, v[T_HOSTNAME], "hostname");
+    const char *s = cfg_nonempty(c, v[T_HOSTNAME], "hostname");
     if (s && (strchr(s, ' ') || strlen(s) > 255))
-      err(c, v[T_HOSTNAME], "bad hostname '%s'", s);
+      cfg_err(c, v[T_HOSTNAME], "bad hostname '%s'", s);
     else if (s)
       cfg->hostname = stp_xstrdup(s);
   }
@@ -1518,14 +873,14 @@ static void parse_root(ctx *c, yaml_node_t *root) {
   if (v[T_METRICS])
     parse_metrics(c, v[T_METRICS]);
   if (v[T_GRACE])
-    parse_duration(c, v[T_GRACE], "shutdown_grace", true, &cfg->shutdown_grace_ms);
+    cfg_parse_duration(c, v[T_GRACE], "shutdown_grace", true, &cfg->shutdown_grace_ms);
   parse_sections(c, root, k, v);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 
-static void yaml_error(ctx *c, const yaml_parser_t *p) {
+static void yaml_error(cfg_ctx *c, const yaml_parser_t *p) {
   unsigned line = (unsigned)p->problem_mark.line + 1, col = (unsigned)p->problem_mark.column + 1;
   const char *problem = p->problem ? p->problem : "cannot parse";
   if (p->error == YAML_READER_ERROR) {
@@ -1541,12 +896,12 @@ static void yaml_error(ctx *c, const yaml_parser_t *p) {
     }
   }
   if (p->error == YAML_MEMORY_ERROR)
-    err_at(c, 0, 0, "out of memory while parsing YAML");
+    cfg_err_at(c, 0, 0, "out of memory while parsing YAML");
   else if (p->context)
-    err_at(c, line, col, "YAML: %s (%s at %u:%u)", problem, p->context,
+    cfg_err_at(c, line, col, "YAML: %s (%s at %u:%u)", problem, p->context,
            (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
   else
-    err_at(c, line, col, "YAML: %s", problem);
+    cfg_err_at(c, line, col, "YAML: %s", problem);
 }
 
 static void free_strlist(stp_strlist *l) {
@@ -1606,7 +961,7 @@ void stp_config_free(stp_config *cfg) {
 
 static int load_buffer(const char *name, const char *base, const char *yaml, size_t len,
                        stp_config **out, stp_diag *diag) {
-  ctx c;
+  cfg_ctx c;
   yaml_parser_t parser;
   yaml_document_t doc;
   memset(&c, 0, sizeof c);
@@ -1618,22 +973,22 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
   *out = NULL;
 
   if (!yaml_parser_initialize(&parser)) {
-    err_at(&c, 0, 0, "out of memory while parsing YAML");
-    flush_diags(&c, diag);
+    cfg_err_at(&c, 0, 0, "out of memory while parsing YAML");
+    cfg_flush_diags(&c, diag);
     return STP_ENOMEM;
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &doc)) {
     yaml_error(&c, &parser);
     yaml_parser_delete(&parser);
-    flush_diags(&c, diag);
+    cfg_flush_diags(&c, diag);
     return STP_ESYNTAX;
   }
   c.cfg = stp_xcalloc(1, sizeof *c.cfg);
   c.cfg->path = stp_xstrdup(name);
   yaml_node_t *root = yaml_document_get_root_node(&doc);
   if (!root) {
-    err_at(&c, 1, 1, "the configuration is empty");
+    cfg_err_at(&c, 1, 1, "the configuration is empty");
   } else {
     parse_root(&c, root);
     /* A second document would be silently ignored by yaml_parser_load. */
@@ -1643,7 +998,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
     } else {
       yaml_node_t *r2 = yaml_document_get_root_node(&next);
       if (r2)
-        err_at(&c, (unsigned)next.start_mark.line + 1, (unsigned)next.start_mark.column + 1,
+        cfg_err_at(&c, (unsigned)next.start_mark.line + 1, (unsigned)next.start_mark.column + 1,
                "only one YAML document is allowed");
       yaml_document_delete(&next);
     }
@@ -1652,7 +1007,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
   yaml_parser_delete(&parser);
 
   bool failed = c.n_errors > 0;
-  flush_diags(&c, diag);
+  cfg_flush_diags(&c, diag);
   if (failed) {
     stp_config_free(c.cfg);
     return STP_ESYNTAX;
