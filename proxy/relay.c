@@ -303,6 +303,8 @@ static void relay_try_upstream(relay *r) {
   const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
   r->up_ready = false;
   r->up = upconn_open(r->loop, r->gen, rt->upstreams[r->try_pos], &relay_upconn_ops, r, r->sid);
+  if (r->sess.pt_secret) /* auth: passthrough: the device's own credentials */
+    upstream_set_credentials(upconn_sm(r->up), r->sess.auth_user, r->sess.pt_secret);
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */

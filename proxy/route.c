@@ -45,6 +45,8 @@ int route_matches(const stp_route_cfg *r, const route_input *in) {
     return 0;
   if (!any_name(&r->match_auth_user, in->auth_user))
     return 0;
+  if (in->ignore_addresses)
+    return 1;
   if (!any_addr(&r->match_mail_from, in->mail_from))
     return 0;
   if (!any_addr(&r->match_rcpt_to, in->rcpt_to))

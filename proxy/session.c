@@ -209,6 +209,11 @@ static void cmd_helo(session *s, const smtp_cmd *c) { cmd_ehlo(s, c, false); }
 static void cmd_ehlo_esmtp(session *s, const smtp_cmd *c) { cmd_ehlo(s, c, true); }
 
 static void cmd_mail(session *s, const smtp_cmd *c) {
+  if (!s->authenticated &&
+      (s->lcfg->auth == STP_LAUTH_USERS || s->lcfg->auth == STP_LAUTH_PASSTHROUGH)) {
+    reply(s, "530 5.7.0 Authentication required\r\n");
+    return;
+  }
   if (s->have_mail) {
     reply(s, "503 5.5.1 Error: nested MAIL command\r\n");
     return;
@@ -288,8 +293,8 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
     reply(s, "452 4.5.3 Too many recipients\r\n");
     return;
   }
-  route_input in = {s->lcfg->name, (const struct sockaddr *)&s->peer, NULL,
-                    s->mail.from.addr, s->rcpt.addr};
+  route_input in = {s->lcfg->name, (const struct sockaddr *)&s->peer,
+                    s->authenticated ? s->auth_user : NULL, s->mail.from.addr, s->rcpt.addr, 0};
   long rt = route_match(s->cfg, &in);
   if (rt < 0) {
     replyf(s, "550 5.7.1 No route for <%s>\r\n", s->rcpt.addr);
@@ -362,6 +367,8 @@ static void cmd_quit(session *s, const smtp_cmd *c) {
   close_session(s);
 }
 
+static void auth_forget(session *s);
+
 static void cmd_starttls(session *s, const smtp_cmd *c) {
   if (s->lcfg->tls != STP_TLS_STARTTLS || s->tls) {
     reply(s, "502 5.5.1 STARTTLS not available\r\n");
@@ -377,14 +384,129 @@ static void cmd_starttls(session *s, const smtp_cmd *c) {
   smtp_lr_reset(&s->lr);
   s->pending.len = 0;
   s->greeted = false;
+  s->authenticated = false; /* RFC 3207 4.2: AUTH again inside TLS */
+  auth_forget(s);
   txn_clear(s);
   set_state(s, SS_TLS);
   s->ops->start_tls(s->ctx);
 }
 
+/* ---- LAN AUTH ---------------------------------------------------------------- */
+
+static void log_auth(session *s, const char *result, const char *reason) {
+  const char *mode = s->lcfg->auth == STP_LAUTH_ANY     ? "any"
+                     : s->lcfg->auth == STP_LAUTH_USERS ? "users"
+                                                        : "passthrough";
+  stp_kv kv[] = {{"client", s->client_ip}, {"user", s->auth.user_len ? s->auth.user : "-"},
+                 {"mode", mode},           {"result", result},
+                 {"reason", reason}};
+  stp_log_kv(STP_LOG_INFO, s->sid, "auth", kv, 5);
+}
+
+static void auth_forget(session *s) {
+  lanauth_reset(&s->auth);
+  stp_free_secret(s->pt_secret);
+  s->pt_secret = NULL;
+}
+
+static void auth_accept(session *s) {
+  s->authenticated = true;
+  snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
+  log_auth(s, "ok", NULL);
+  lanauth_reset(&s->auth);
+  reply(s, "235 2.7.0 Authentication successful\r\n");
+}
+
+static void auth_refuse(session *s, const char *line, const char *reason) {
+  log_auth(s, "failed", reason);
+  auth_forget(s);
+  reply(s, line);
+  /* Guessing passwords costs a connection every few tries. */
+  if (++s->auth_failures >= SESSION_MAX_AUTH_FAILURES) {
+    reply(s, "421 4.7.0 Too many authentication failures, closing connection\r\n");
+    up_drop(s, false);
+    close_session(s);
+  }
+}
+
+static const stp_user *find_user(const stp_listener_cfg *l, const char *name) {
+  for (size_t i = 0; i < l->n_users; i++)
+    if (!strcmp(l->users[i].name, name))
+      return &l->users[i];
+  return NULL;
+}
+
+/* passthrough: the device's credentials are checked by the upstream that
+ * its mail will use, before any MAIL, so a wrong password is a 535 here. */
+static void auth_passthrough(session *s) {
+  route_input in = {s->lcfg->name, (const struct sockaddr *)&s->peer, s->auth.user, NULL, NULL, 1};
+  long rt = route_match(s->cfg, &in);
+  if (rt < 0) {
+    auth_refuse(s, "535 5.7.8 No route for this user\r\n", "no-route");
+    return;
+  }
+  s->pt_secret = stp_xstrndup(s->auth.pass, s->auth.pass_len);
+  snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
+  up_drop(s, true);
+  s->route = rt;
+  wait_for(s, W_AUTH);
+  s->ops->up_open(s->ctx, (size_t)rt);
+}
+
+static void auth_done(session *s) {
+  switch (s->lcfg->auth) {
+  case STP_LAUTH_ANY:
+    auth_accept(s);
+    return;
+  case STP_LAUTH_USERS: {
+    const stp_user *u = find_user(s->lcfg, s->auth.user);
+    /* Hash even for an unknown user so both cases take the same time. */
+    bool ok = lanauth_check_hash(u ? u->hash : "$6$nouser$", s->auth.pass) && u;
+    if (ok)
+      auth_accept(s);
+    else
+      auth_refuse(s, "535 5.7.8 Authentication credentials invalid\r\n", "credentials");
+    return;
+  }
+  case STP_LAUTH_PASSTHROUGH:
+    auth_passthrough(s);
+    return;
+  default:
+    auth_refuse(s, "503 5.5.1 Error: authentication not enabled\r\n", "disabled");
+    return;
+  }
+}
+
+static void auth_result(session *s, la_result r) {
+  if (r == LA_REPLY) {
+    s->in_auth = true;
+    s->lr.max = SMTP_AUTH_LINE_MAX;
+    reply(s, s->auth.reply);
+    return;
+  }
+  s->in_auth = false;
+  s->lr.max = SMTP_CMD_MAX;
+  if (r == LA_DONE) {
+    auth_done(s);
+    return;
+  }
+  auth_refuse(s, s->auth.reply, s->auth.reason);
+}
+
 static void cmd_auth(session *s, const smtp_cmd *c) {
-  (void)c;
-  reply(s, "503 5.5.1 Error: authentication not enabled\r\n");
+  if (s->lcfg->auth == STP_LAUTH_NONE) {
+    reply(s, "503 5.5.1 Error: authentication not enabled\r\n");
+    return;
+  }
+  if (s->authenticated) {
+    reply(s, "503 5.5.1 Error: already authenticated\r\n");
+    return;
+  }
+  if (s->have_mail) {
+    reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
+    return;
+  }
+  auth_result(s, lanauth_start(&s->auth, c->arg, c->arg_len));
 }
 
 static void cmd_bdat(session *s, const smtp_cmd *c) {
@@ -508,11 +630,20 @@ static size_t process_some(session *s, const char *p, size_t n) {
     if (r == 0)
       break;
     if (r == STP_ETOOLONG) {
+      if (s->in_auth) {
+        s->in_auth = false;
+        s->lr.max = SMTP_CMD_MAX;
+        auth_refuse(s, "500 5.5.6 Authentication exchange line is too long\r\n", "too-long");
+        continue;
+      }
       reply(s, "500 5.5.2 Error: line too long\r\n");
       count_error(s);
       continue;
     }
-    handle_line(s, line, len);
+    if (s->in_auth)
+      auth_result(s, lanauth_step(&s->auth, line, len));
+    else
+      handle_line(s, line, len);
   }
   return used_total;
 }
@@ -575,13 +706,20 @@ void session_up_skipped(session *s, const char *skipped) {
 }
 
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version) {
-  if (s->state != SS_WAIT || s->wait != W_OPEN)
+  if (s->state != SS_WAIT || (s->wait != W_OPEN && s->wait != W_AUTH))
     return;
   s->up_connected = true;
   s->up_in_txn = false;
   s->up_route = s->route;
   snprintf(s->up_name, sizeof s->up_name, "%s", upstream_name);
   snprintf(s->up_tls, sizeof s->up_tls, "%s", tls_version ? tls_version : "none");
+  if (s->wait == W_AUTH) {
+    /* The upstream took the device's credentials. */
+    s->route = -1;
+    auth_accept(s);
+    resume(s, SS_CMD);
+    return;
+  }
   s->wait = W_MAIL; /* before the call: its answer may come back at once */
   s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
 }
@@ -654,6 +792,21 @@ void session_up_failed(session *s, upstream_fail why) {
     return;
   }
   const char *r = session_fail_reply(why);
+  if (s->wait == W_AUTH) {
+    s->route = -1;
+    done_waiting(s, SS_CMD);
+    if (why == UP_FAIL_AUTH)
+      auth_refuse(s, "535 5.7.8 Authentication credentials invalid (refused by the upstream)\r\n",
+                  "upstream");
+    else {
+      log_auth(s, "deferred", upstream_fail_name(why));
+      auth_forget(s);
+      reply(s, r);
+    }
+    if (s->state != SS_CLOSED)
+      drain_pending(s);
+    return;
+  }
   switch (s->wait) {
   case W_OPEN:
   case W_MAIL:
@@ -707,9 +860,11 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
   s->lr.max = SMTP_CMD_MAX;
   s->route = -1;
   s->up_route = -1;
+  lanauth_init(&s->auth);
 }
 
 void session_free(session *s) {
+  auth_forget(s);
   smtp_lr_free(&s->lr);
   if (s->pending.cap)
     stp_buf_free(&s->pending);

@@ -101,6 +101,19 @@ void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
 
 void upstream_free(upstream *u) { smtp_lr_free(&u->lr); }
 
+void upstream_set_credentials(upstream *u, const char *user, const char *secret) {
+  u->pt_user = user;
+  u->pt_secret = secret;
+}
+
+static bool has_auth(const upstream *u) { return u->pt_secret || u->cfg->has_auth; }
+static const char *auth_user(const upstream *u) {
+  return u->pt_secret ? u->pt_user : u->cfg->username;
+}
+static const char *auth_secret(const upstream *u) {
+  return u->pt_secret ? u->pt_secret : u->cfg->secret;
+}
+
 void upstream_on_connected(upstream *u) {
   if (u->state != UP_CONNECTING)
     return;
@@ -145,7 +158,10 @@ static void auth_write(upstream *u, long n, char *buf, size_t cap) {
 }
 
 static void start_auth(upstream *u) {
-  int mech = sasl_choose(u->cfg->mechanism, u->cfg->secret_is_token, u->caps.auth);
+  /* A device's own (passthrough) password: the best password mechanism
+   * offered; the configured mechanism applies to the configured secret. */
+  int mech = u->pt_secret ? sasl_choose(STP_MECH_AUTO, false, u->caps.auth)
+                         : sasl_choose(u->cfg->mechanism, u->cfg->secret_is_token, u->caps.auth);
   if (mech < 0) {
     fail(u, UP_FAIL_AUTH, "no usable AUTH mechanism offered (offered mask 0x%x)", u->caps.auth);
     return;
@@ -155,12 +171,12 @@ static void start_auth(upstream *u) {
   set_state(u, UP_AUTH);
   memset(&u->reply, 0, sizeof u->reply);
   char buf[4096];
-  long n = sasl_initial(mech, u->cfg->username, u->cfg->secret, buf, sizeof buf);
+  long n = sasl_initial(mech, auth_user(u), auth_secret(u), buf, sizeof buf);
   auth_write(u, n, buf, sizeof buf);
 }
 
 static void after_ehlo(upstream *u) {
-  if (u->cfg->has_auth)
+  if (has_auth(u))
     start_auth(u);
   else
     become_ready(u);
@@ -171,7 +187,7 @@ static void on_ehlo(upstream *u) {
   if (u->reply.code != 250) {
     /* Only a plain, unauthenticated upstream may fall back to HELO: every
      * other configuration needs EHLO's extensions. */
-    if (u->state == UP_EHLO && u->cfg->tls == STP_TLS_NONE && !u->cfg->has_auth) {
+    if (u->state == UP_EHLO && u->cfg->tls == STP_TLS_NONE && !has_auth(u)) {
       send_cmd(u, UP_HELO, u->cfg->command_timeout_ms, "HELO %s\r\n", u->helo);
       return;
     }
@@ -198,7 +214,7 @@ static void on_auth(upstream *u) {
   }
   if (u->reply.code == 334 && u->mech == STP_MECH_LOGIN && u->login_step < 2) {
     char buf[2048];
-    long n = sasl_login_step(u->login_step++, u->cfg->username, u->cfg->secret, buf, sizeof buf);
+    long n = sasl_login_step(u->login_step++, auth_user(u), auth_secret(u), buf, sizeof buf);
     memset(&u->reply, 0, sizeof u->reply);
     auth_write(u, n, buf, sizeof buf);
     return;

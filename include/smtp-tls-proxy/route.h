@@ -18,6 +18,9 @@ typedef struct route_input {
   const char *auth_user;         /* NULL when the device did not AUTH */
   const char *mail_from;         /* canonical address, "" for <> */
   const char *rcpt_to;           /* canonical address */
+  /* Match on listener, client and auth_user only (passthrough AUTH picks
+   * the upstream that checks the device's credentials before any MAIL). */
+  int ignore_addresses;
 } route_input;
 
 /* Index of the first matching route, or -1. */

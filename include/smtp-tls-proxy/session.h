@@ -25,6 +25,7 @@
 
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/data.h"
+#include "smtp-tls-proxy/lanauth.h"
 #include "smtp-tls-proxy/smtp.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
@@ -59,7 +60,9 @@ typedef struct session_ops {
 } session_ops;
 
 typedef enum { SS_CMD = 0, SS_WAIT, SS_DATA, SS_DATA_DISCARD, SS_TLS, SS_CLOSED } session_state;
-typedef enum { W_NONE = 0, W_OPEN, W_MAIL, W_RCPT, W_DATA, W_DOT, W_RSET } session_wait;
+typedef enum { W_NONE = 0, W_OPEN, W_MAIL, W_RCPT, W_DATA, W_DOT, W_RSET, W_AUTH } session_wait;
+
+#define SESSION_MAX_AUTH_FAILURES 3
 
 typedef struct session {
   const stp_config *cfg;
@@ -94,6 +97,13 @@ typedef struct session {
   char up_name[64];
   char up_tls[16];
   char up_skipped[256]; /* "name:reason,..." upstreams passed over */
+  /* LAN AUTH (listener auth: any | users | passthrough) */
+  lanauth auth;
+  bool in_auth;      /* an AUTH exchange is reading continuation lines */
+  bool authenticated;
+  char auth_user[LANAUTH_USER_MAX + 1];
+  char *pt_secret;   /* passthrough: the device's password; cleansed on free */
+  unsigned auth_failures;
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,

@@ -85,11 +85,18 @@ typedef struct upstream {
   int mech;          /* chosen SASL mechanism */
   unsigned login_step;
   bool ehlo_fallback_helo;
+  /* A LAN device's own credentials (auth: passthrough) replacing the
+   * configured ones when set. Borrowed pointers; never logged. */
+  const char *pt_user;
+  const char *pt_secret;
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
                    const upstream_ops *ops, void *ctx);
 void upstream_free(upstream *u);
+/* Use these credentials instead of the configured ones (passthrough).
+ * Call before the connection reaches AUTH; the strings must outlive it. */
+void upstream_set_credentials(upstream *u, const char *user, const char *secret);
 
 /* Transport events. */
 void upstream_on_connected(upstream *u);

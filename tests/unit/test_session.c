@@ -599,3 +599,159 @@ Test(session, synchronous_upstream_failure_is_answered) {
                           "250 2.0.0 Ok\r\n");
   S.ops = &OPS;
 }
+
+/* ---- LAN AUTH ---------------------------------------------------------- */
+#include <crypt.h>
+
+static stp_user USERS[1];
+
+static void with_users(void) {
+  struct crypt_data cd;
+  memset(&cd, 0, sizeof cd);
+  static char hash[256];
+  snprintf(hash, sizeof hash, "%s", crypt_r("scan-pw", "$6$testsalt$", &cd));
+  USERS[0].name = "scanner1";
+  USERS[0].hash = hash;
+  L.auth = STP_LAUTH_USERS;
+  L.users = USERS;
+  L.n_users = 1;
+}
+
+/* base64("\0scanner1\0scan-pw") and ("\0scanner1\0wrong") */
+#define PLAIN_OK "AHNjYW5uZXIxAHNjYW4tcHc="
+#define PLAIN_BAD "AHNjYW5uZXIxAHdyb25n"
+
+Test(session, auth_none_refuses_auth_and_does_not_advertise_it) {
+  feed("EHLO dev\r\n");
+  cr_assert_null(strstr(F.out, "AUTH"));
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: authentication not enabled\r\n");
+}
+
+Test(session, auth_any_accepts_whatever_the_device_sends) {
+  L.auth = STP_LAUTH_ANY;
+  feed("EHLO dev\r\n");
+  cr_assert_not_null(strstr(F.out, "250-AUTH PLAIN LOGIN\r\n"));
+  read_log();
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_BAD "\r\n");
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+  const char *log = read_log();
+  cr_assert_not_null(strstr(log, "user=scanner1 mode=any result=ok"), "%s", log);
+  cr_assert_null(strstr(log, "wrong"), "no password in the log");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n");
+}
+
+Test(session, auth_users_checks_the_hash) {
+  with_users();
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "530 5.7.0 Authentication required\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_BAD "\r\n");
+  cr_assert_str_eq(F.out, "535 5.7.8 Authentication credentials invalid\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\nMAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: already authenticated\r\n250 2.1.0 Ok\r\n");
+}
+
+Test(session, auth_login_dialogue_and_cancel) {
+  with_users();
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH LOGIN\r\n");
+  cr_assert_str_eq(F.out, "334 VXNlcm5hbWU6\r\n");
+  feed("c2Nhbm5lcjE=\r\n"); /* scanner1 */
+  cr_assert_str_eq(F.out, "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n");
+  clear_out();
+  feed("*\r\n");
+  cr_assert_str_eq(F.out, "501 5.7.0 Authentication cancelled\r\n");
+  clear_out();
+  feed("AUTH LOGIN c2Nhbm5lcjE=\r\n"); /* user as initial response */
+  cr_assert_str_eq(F.out, "334 UGFzc3dvcmQ6\r\n");
+  clear_out();
+  feed("c2Nhbi1wdw==\r\n"); /* scan-pw */
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+}
+
+Test(session, auth_failures_close_the_connection) {
+  with_users();
+  feed("EHLO dev\r\n");
+  clear_out();
+  for (int i = 0; i < SESSION_MAX_AUTH_FAILURES; i++)
+    feed("AUTH PLAIN " PLAIN_BAD "\r\n");
+  cr_assert_not_null(strstr(F.out, "421 4.7.0 Too many authentication failures"));
+  cr_assert_eq(F.closed, 1);
+}
+
+Test(session, auth_not_inside_a_transaction) {
+  L.auth = STP_LAUTH_ANY;
+  feed("EHLO dev\r\nMAIL FROM:<a@b.lan>\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.out, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
+}
+
+Test(session, auth_user_selects_the_route) {
+  static char *who[] = {"scanner1"};
+  with_users();
+  R[0].match_rcpt_to.n = 0;
+  R[0].match_auth_user.v = who;
+  R[0].match_auth_user.n = 1;
+  feed("EHLO dev\r\nAUTH PLAIN " PLAIN_OK "\r\nMAIL FROM:<a@b.lan>\r\n");
+  clear_out();
+  feed("RCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "open 0\n", "route 0 is scanner1's");
+}
+
+Test(session, auth_passthrough_is_checked_by_the_upstream) {
+  L.auth = STP_LAUTH_PASSTHROUGH;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.calls, "open 0\n", "first route without address conditions");
+  cr_assert_str_eq(F.out, "", "no answer before the upstream");
+  cr_assert_str_eq(S.pt_secret, "scan-pw");
+  session_up_ready(&S, "up", "TLSv1.3");
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\nRCPT TO:<x@other.example>\r\n");
+  cr_assert_str_eq(F.calls, "mail <a@b.lan>\n", "the verified connection is reused");
+}
+
+Test(session, auth_passthrough_wrong_password_is_535) {
+  L.auth = STP_LAUTH_PASSTHROUGH;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_BAD "\r\n");
+  session_up_failed(&S, UP_FAIL_AUTH);
+  cr_assert_str_eq(F.out,
+                   "535 5.7.8 Authentication credentials invalid (refused by the upstream)\r\n");
+  cr_assert_null(S.pt_secret, "the password is forgotten");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "530 5.7.0 Authentication required\r\n");
+}
+
+Test(session, auth_passthrough_upstream_down_is_temporary) {
+  L.auth = STP_LAUTH_PASSTHROUGH;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  session_up_failed(&S, UP_FAIL_CONNECT);
+  cr_assert_str_eq(F.out, "451 4.4.1 Upstream not reachable, try again later\r\n");
+}
+
+Test(session, starttls_forgets_authentication) {
+  L.auth = STP_LAUTH_ANY;
+  L.tls = STP_TLS_STARTTLS;
+  feed("EHLO dev\r\nAUTH PLAIN " PLAIN_OK "\r\nSTARTTLS\r\n");
+  cr_assert(!S.authenticated);
+}

@@ -1,0 +1,80 @@
+/* ratelimit.h - token buckets, alone and in a bounded per-key table.
+ *
+ * Owns: the arithmetic of "N per period" limits (per listener, per client
+ * address). Guarantees: pure, time comes in as plain milliseconds (no
+ * clock is read here); integer arithmetic, so the wait returned is exact:
+ * a take at now + wait succeeds, one at now + wait - 1 does not; the table
+ * allocates its fixed capacity once and never grows.
+ *
+ * A bucket holds up to `count` tokens and refills continuously at
+ * count/period. Internally a token is `period_ms` units of credit and the
+ * refill is `count` units per millisecond, which keeps everything in
+ * integers; ratelimit_parse refuses rates where count * period_ms does not
+ * fit (RL_MAX_CREDIT), and rl_take shortens the period of such a rate
+ * given directly, which only makes it more permissive.
+ */
+#ifndef STP_RATELIMIT_H
+#define STP_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define RL_MAX_CREDIT (UINT64_C(1) << 62)
+#define RL_KEY_MAX 64 /* key bytes kept, NUL included; longer keys share a bucket */
+#define RL_TABLE_DEFAULT_CAPACITY 4096
+
+/* "N/period": N >= 1, period a unit ("s", "m", "h", "d", "ms") or a
+ * duration ("10s", "5m", "1h30m"; see stp_parse_duration_ms), e.g.
+ * "100/1m", "10/s", "1000/1h". The grammar is config.c's stp_parse_rate;
+ * additionally count * period_ms must not exceed RL_MAX_CREDIT.
+ * Returns 0 or STP_ESYNTAX. */
+int ratelimit_parse(const char *s, uint32_t *count, uint64_t *period_ms);
+
+typedef struct rl_bucket {
+  uint64_t credit; /* tokens * period_ms; UINT64_MAX right after rl_init ("full") */
+  uint64_t last_ms;
+} rl_bucket;
+
+/* A full bucket (whatever count and period it is later used with). */
+void rl_init(rl_bucket *b, uint64_t now_ms);
+/* Take one token: 0 when taken, else the milliseconds until one will be
+ * available (>= 1); nothing is taken then. count == 0 or period_ms == 0
+ * means no limit (always 0). A clock that goes backwards refills nothing. */
+uint64_t rl_take(rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms);
+/* True when the bucket would hold `count` tokens at now_ms. */
+bool rl_full(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms);
+
+/* Buckets by key (client address text). When all `capacity` entries are
+ * in use, a new key evicts an entry that is full anyway (forgetting it
+ * loses nothing) among the RL_EVICT_SCAN least recently used, else the
+ * least recently used one. */
+#define RL_EVICT_SCAN 8
+
+typedef struct rl_entry {
+  char key[RL_KEY_MAX];
+  uint32_t hash;
+  uint32_t chain;        /* next entry in the same hash slot */
+  uint32_t newer, older; /* recency list */
+  rl_bucket b;
+} rl_entry;
+
+typedef struct rl_table {
+  rl_entry *e;
+  uint32_t *slots; /* nslots heads of hash chains */
+  uint32_t nslots, capacity, used;
+  uint32_t newest, oldest;
+  uint64_t evictions;
+} rl_table;
+
+/* capacity 0: RL_TABLE_DEFAULT_CAPACITY. Allocates once. */
+void rl_table_init(rl_table *t, uint32_t capacity);
+void rl_table_free(rl_table *t);
+/* rl_take on the bucket of `key` (a new key starts full). */
+uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
+                       uint64_t now_ms);
+static inline uint32_t rl_table_size(const rl_table *t) {
+  return t->used;
+}
+
+#endif

@@ -1,0 +1,39 @@
+/* backoff.c - per-upstream failure back-off (see backoff.h).
+ *
+ * Owns: the back-off schedule. Guarantees: pure; no overflow whatever the
+ * failure count or the clock value (saturating arithmetic).
+ */
+#include "smtp-tls-proxy/backoff.h"
+
+uint64_t backoff_delay_ms(unsigned n) {
+  uint64_t d = BACKOFF_BASE_MS;
+  for (unsigned i = 1; i < n && d < BACKOFF_MAX_MS; i++)
+    d *= 2;
+  return d < BACKOFF_MAX_MS ? d : BACKOFF_MAX_MS;
+}
+
+bool backoff_failed(backoff *b, uint64_t now_ms) {
+  bool was_healthy = b->failures == 0;
+  if (backoff_active(b, now_ms))
+    return false;
+  if (b->failures < ~0u)
+    b->failures++;
+  uint64_t d = backoff_delay_ms(b->failures);
+  b->until_ms = now_ms > UINT64_MAX - d ? UINT64_MAX : now_ms + d;
+  return was_healthy;
+}
+
+bool backoff_succeeded(backoff *b) {
+  bool was_failing = b->failures != 0;
+  b->failures = 0;
+  b->until_ms = 0;
+  return was_failing;
+}
+
+bool backoff_active(const backoff *b, uint64_t now_ms) {
+  return now_ms < b->until_ms;
+}
+
+uint64_t backoff_remaining(const backoff *b, uint64_t now_ms) {
+  return now_ms < b->until_ms ? b->until_ms - now_ms : 0;
+}

@@ -1,0 +1,66 @@
+/* test_backoff.c - the upstream back-off schedule and its state changes. */
+#include <criterion/criterion.h>
+
+#include "smtp-tls-proxy/backoff.h"
+
+Test(backoff, schedule_doubles_to_the_cap) {
+  static const uint64_t want[] = {30000, 60000, 120000, 240000, 480000, 600000, 600000};
+  for (unsigned n = 1; n <= 7; n++)
+    cr_assert_eq(backoff_delay_ms(n), want[n - 1], "failure %u", n);
+  cr_assert_eq(backoff_delay_ms(1000), 600000);
+  cr_assert_eq(backoff_delay_ms(~0u), 600000);
+}
+
+Test(backoff, consecutive_failures_after_each_expiry) {
+  backoff b = {0};
+  uint64_t now = 5000;
+  static const uint64_t want[] = {30000, 60000, 120000, 240000, 480000, 600000, 600000};
+  for (unsigned i = 0; i < 7; i++) {
+    bool changed = backoff_failed(&b, now);
+    cr_assert_eq(changed, i == 0, "only the first failure is a state change (%u)", i);
+    cr_assert_eq(b.failures, i + 1);
+    cr_assert_eq(backoff_remaining(&b, now), want[i], "failure %u", i + 1);
+    cr_assert(backoff_active(&b, now));
+    cr_assert(backoff_active(&b, now + want[i] - 1));
+    cr_assert_not(backoff_active(&b, now + want[i]));
+    cr_assert_eq(backoff_remaining(&b, now + want[i] - 1), 1);
+    cr_assert_eq(backoff_remaining(&b, now + want[i]), 0);
+    cr_assert_eq(backoff_remaining(&b, now + want[i] + 5), 0);
+    now += want[i]; /* retried when the back-off ends, fails again */
+  }
+}
+
+Test(backoff, failures_during_backoff_do_not_count) {
+  backoff b = {0};
+  cr_assert(backoff_failed(&b, 1000));
+  cr_assert_not(backoff_failed(&b, 1001));
+  cr_assert_not(backoff_failed(&b, 30999));
+  cr_assert_eq(b.failures, 1);
+  cr_assert_eq(b.until_ms, 31000);
+  cr_assert_not(backoff_failed(&b, 31000));
+  cr_assert_eq(b.failures, 2);
+  cr_assert_eq(b.until_ms, 91000);
+}
+
+Test(backoff, success_resets) {
+  backoff b = {0};
+  cr_assert_not(backoff_succeeded(&b), "healthy stays healthy: no state change");
+  cr_assert_not(backoff_active(&b, 0));
+  cr_assert_eq(backoff_remaining(&b, 0), 0);
+  cr_assert(backoff_failed(&b, 0));
+  cr_assert(backoff_failed(&b, 30000) == false);
+  cr_assert(backoff_succeeded(&b), "failing -> healthy is a state change");
+  cr_assert_eq(b.failures, 0);
+  cr_assert_not(backoff_active(&b, 30001));
+  cr_assert_not(backoff_succeeded(&b));
+  /* after a success the schedule starts over at 30 s */
+  cr_assert(backoff_failed(&b, 100000));
+  cr_assert_eq(backoff_remaining(&b, 100000), 30000);
+}
+
+Test(backoff, clock_near_the_end_saturates) {
+  backoff b = {0};
+  cr_assert(backoff_failed(&b, UINT64_MAX - 10));
+  cr_assert_eq(b.until_ms, UINT64_MAX);
+  cr_assert(backoff_active(&b, UINT64_MAX - 1));
+}
