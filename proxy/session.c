@@ -562,16 +562,48 @@ static void handle_line(session *s, const char *line, size_t len) {
 
 /* ---- DATA ----------------------------------------------------------------- */
 
-static void emit_body(void *ctx, const char *p, size_t n) {
+static void emit_upstream(void *ctx, const char *p, size_t n) {
   session *s = ctx;
   if (s->state == SS_DATA)
     s->ops->up_body(s->ctx, p, n);
 }
 
+/* Framed bytes: through the header rewriter when the route wants one. */
+static void emit_body(void *ctx, const char *p, size_t n) {
+  session *s = ctx;
+  if (!s->rw_active) {
+    emit_upstream(s, p, n);
+    return;
+  }
+  if (!s->rw_overflow && hdr_rewriter_feed(&s->rw, p, n, emit_upstream, s) < 0)
+    s->rw_overflow = true;
+}
+
+static void rewrite_stop(session *s) {
+  if (s->rw_active)
+    hdr_rewriter_free(&s->rw);
+  s->rw_active = false;
+  s->rw_overflow = false;
+}
+
+static void rewrite_start(session *s) {
+  const stp_route_cfg *rt = s->route >= 0 ? &s->cfg->routes[s->route] : NULL;
+  if (rt && rt->rewrite_header_from &&
+      hdr_rewriter_init(&s->rw, rt->rewrite_header_from, HDR_REWRITE_DEFAULT_MAX) == 0)
+    s->rw_active = true;
+}
+
 static void finish_data(session *s) {
   const char *r = NULL;
+  if (s->rw_active && !s->rw_overflow && !s->framer.too_big && s->state == SS_DATA &&
+      hdr_rewriter_finish(&s->rw, emit_upstream, s) < 0)
+    s->rw_overflow = true;
+  bool header_overflow = s->rw_overflow;
+  rewrite_stop(s);
   if (s->framer.too_big)
     r = "552 5.3.4 Message size exceeds fixed limit\r\n";
+  else if (header_overflow)
+    r = "552 5.3.4 Message header block too large to rewrite\r\n";
   else if (s->framer.bare_seen && s->lcfg->bare_lf == STP_BARELF_REJECT)
     r = "550 5.5.2 Bare LF or CR in message; lines must end in CRLF\r\n";
   else if (s->data_lost)
@@ -752,6 +784,7 @@ void session_up_reply(session *s, const smtp_reply *r) {
       reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
       data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT,
                        s->lcfg->max_message_size);
+      rewrite_start(s);
       resume(s, SS_DATA);
       return;
     }
@@ -865,6 +898,7 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
 
 void session_free(session *s) {
   auth_forget(s);
+  rewrite_stop(s);
   smtp_lr_free(&s->lr);
   if (s->pending.cap)
     stp_buf_free(&s->pending);

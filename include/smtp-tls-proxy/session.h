@@ -26,6 +26,7 @@
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/lanauth.h"
+#include "smtp-tls-proxy/rewrite.h"
 #include "smtp-tls-proxy/smtp.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
@@ -90,6 +91,9 @@ typedef struct session {
   uint64_t txn_start_ms;
   data_framer framer;
   bool data_lost; /* upstream failed while streaming */
+  hdr_rewriter rw; /* route with rewrite.header_from */
+  bool rw_active;
+  bool rw_overflow; /* header block over its bound: 552 */
   /* upstream connection */
   bool up_connected;
   bool up_in_txn; /* MAIL accepted upstream */

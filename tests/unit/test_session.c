@@ -755,3 +755,35 @@ Test(session, starttls_forgets_authentication) {
   feed("EHLO dev\r\nAUTH PLAIN " PLAIN_OK "\r\nSTARTTLS\r\n");
   cr_assert(!S.authenticated);
 }
+
+Test(session, header_from_rewrite_streams_through_the_session) {
+  R[1].rewrite_header_from = "Office Scanner <scanner@example.com>";
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  /* header block split across reads */
+  feed("From: Jane <jane@dev.lan>\r\nSubj");
+  feed("ect: scan\r\n\r\nbody\r\n.\r\n");
+  const char *want = "From: Office Scanner <scanner@example.com>\r\n"
+                     "Reply-To: Jane <jane@dev.lan>\r\n"
+                     "Subject: scan\r\n\r\nbody\r\n";
+  cr_assert_eq(F.body_len, strlen(want), "got %.*s", (int)F.body_len, F.body);
+  cr_assert_eq(memcmp(F.body, want, F.body_len), 0, "got %.*s", (int)F.body_len, F.body);
+  cr_assert_str_eq(F.calls, "data\nend\n");
+}
+
+Test(session, header_block_over_the_rewrite_bound_is_552) {
+  static char big[HDR_REWRITE_DEFAULT_MAX + 100];
+  R[1].rewrite_header_from = "Scanner <scanner@example.com>";
+  L.max_message_size = sizeof big * 2;
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  clear_out();
+  memset(big, 'a', sizeof big - 1);
+  memcpy(big, "X-Long: ", 8);
+  feed(big);
+  feed("\r\n\r\nbody\r\n.\r\n");
+  cr_assert_str_eq(F.out, "552 5.3.4 Message header block too large to rewrite\r\n");
+  cr_assert_str_eq(F.calls, "close abort\n", "never a final dot");
+}
