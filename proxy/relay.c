@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/server.h"
@@ -247,14 +248,41 @@ static void idle_cb(uv_timer_t *t) {
 
 /* ---- upstream side ------------------------------------------------------ */
 
+static void note_skipped(relay *r, const char *name, const char *why) {
+  size_t used = strlen(r->skipped);
+  snprintf(r->skipped + used, sizeof r->skipped - used, "%s%s:%s", used ? "," : "", name, why);
+}
+
 static void up_ready(void *owner, upconn *u) {
   relay *r = owner;
   r->up_ready = true;
+  const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
+  if (backoff_succeeded(&r->gen->limits.upstream[rt->upstreams[r->try_pos]])) {
+    stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}};
+    stp_log_kv(STP_LOG_INFO, r->sid, "upstream-recovered", kv, 1);
+  }
   session_up_skipped(&r->sess, r->skipped);
   session_up_ready(&r->sess, upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
 static void up_reply(void *owner, const smtp_reply *rep) { session_up_reply(&((relay *)owner)->sess, rep); }
+
+/* An upstream that failed before it was ready is skipped by every session
+ * for a back-off period (30 s doubling to 10 min), except when the fault
+ * was a device's own passthrough credentials. */
+static void record_failure(relay *r, size_t index, upstream_fail why) {
+  if (why == UP_FAIL_AUTH && r->sess.pt_secret)
+    return;
+  backoff *b = &r->gen->limits.upstream[index];
+  if (backoff_failed(b, stp_now_ms())) {
+    char ms[24];
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)backoff_remaining(b, stp_now_ms()));
+    stp_kv kv[] = {{"upstream", r->gen->cfg->upstreams[index].name},
+                   {"reason", upstream_fail_name(why)},
+                   {"skip_ms", ms}};
+    stp_log_kv(STP_LOG_WARN, r->sid, "upstream-backoff", kv, 3);
+  }
+}
 
 /* Failures before the connection was ready may fail over to the route's
  * next upstream; later ones belong to the message in flight. */
@@ -262,7 +290,8 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   relay *r = owner;
   const stp_config *cfg = r->gen->cfg;
   const stp_route_cfg *rt = &cfg->routes[r->route];
-  const stp_upstream_cfg *c = &cfg->upstreams[rt->upstreams[r->try_pos]];
+  size_t index = rt->upstreams[r->try_pos];
+  const stp_upstream_cfg *c = &cfg->upstreams[index];
   bool was_ready = r->up_ready;
   r->up = NULL; /* already detached by upconn */
   r->up_ready = false;
@@ -273,15 +302,11 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
     r->pause_bp = false;
     update_client_reading(r);
   }
-  size_t used = strlen(r->skipped);
-  snprintf(r->skipped + used, sizeof r->skipped - used, "%s%s:%s", used ? "," : "", c->name,
-           upstream_fail_name(why));
+  if (!was_ready)
+    record_failure(r, index, why);
+  note_skipped(r, c->name, upstream_fail_name(why));
   if (!was_ready && r->try_pos + 1 < rt->n_upstreams) {
     r->try_pos++;
-    stp_kv fk[] = {{"route", rt->name},
-                   {"from", c->name},
-                   {"to", cfg->upstreams[rt->upstreams[r->try_pos]].name}};
-    stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
     relay_try_upstream(r);
     return;
   }
@@ -299,8 +324,27 @@ static void up_drain(void *owner) {
 
 static const upconn_owner_ops relay_upconn_ops = {up_ready, up_reply, up_failed, up_drain, NULL};
 
+/* Open the route's upstream at try_pos, or the next one not in back-off.
+ * All of them backing off: a 4xx at once, without a connection attempt. */
 static void relay_try_upstream(relay *r) {
-  const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
+  const stp_config *cfg = r->gen->cfg;
+  const stp_route_cfg *rt = &cfg->routes[r->route];
+  uint64_t now = stp_now_ms();
+  while (backoff_active(&r->gen->limits.upstream[rt->upstreams[r->try_pos]], now)) {
+    note_skipped(r, cfg->upstreams[rt->upstreams[r->try_pos]].name, "backoff");
+    if (r->try_pos + 1 >= rt->n_upstreams) {
+      session_up_skipped(&r->sess, r->skipped);
+      session_up_failed(&r->sess, UP_FAIL_CONNECT);
+      return;
+    }
+    r->try_pos++;
+  }
+  if (r->try_pos > 0) {
+    stp_kv fk[] = {{"route", rt->name},
+                   {"to", cfg->upstreams[rt->upstreams[r->try_pos]].name},
+                   {"skipped", r->skipped}};
+    stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
+  }
   r->up_ready = false;
   r->up = upconn_open(r->loop, r->gen, rt->upstreams[r->try_pos], &relay_upconn_ops, r, r->sid);
   if (r->sess.pt_secret) /* auth: passthrough: the device's own credentials */
@@ -352,6 +396,7 @@ void relay_start(relay *r, const struct sockaddr *peer) {
   memcpy(&r->peer, peer, len);
   make_sid(r);
   session_init(&r->sess, r->gen->cfg, lc, peer, r->sid, &relay_session_ops, r);
+  session_set_limits(&r->sess, &r->gen->limits);
   char ip[64];
   stp_kv kv[] = {{"listener", lc->name}, {"client", stp_sockaddr_ip(peer, ip, sizeof ip)}};
   stp_log_kv(STP_LOG_INFO, r->sid, "connect", kv, 2);

@@ -30,6 +30,7 @@ void srv_gen_unref(srv_gen *g) {
     tls_ctx_free(g->lan_tls[i]);
   free(g->up_tls);
   free(g->lan_tls);
+  limits_free(&g->limits);
   stp_config_free(g->cfg);
   free(g);
 }
@@ -40,6 +41,7 @@ srv_gen *srv_gen_new(stp_config *cfg, char *err, size_t errlen) {
   g->cfg = cfg;
   g->up_tls = stp_xcalloc(cfg->n_upstreams, sizeof *g->up_tls);
   g->lan_tls = stp_xcalloc(cfg->n_listeners, sizeof *g->lan_tls);
+  limits_init(&g->limits, cfg, stp_now_ms());
   char why[256];
   for (size_t i = 0; i < cfg->n_upstreams; i++) {
     const stp_upstream_cfg *u = &cfg->upstreams[i];

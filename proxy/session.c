@@ -236,6 +236,16 @@ static void cmd_mail(session *s, const smtp_cmd *c) {
     reply(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
     return;
   }
+  uint64_t wait_ms = s->limits ? limits_client(s->limits, (size_t)(s->lcfg - s->cfg->listeners),
+                                               s->client_ip, stp_now_ms())
+                               : 0;
+  if (wait_ms) {
+    replyf(s, "451 4.7.0 Rate limit exceeded for %s, try again in %llu s\r\n", s->client_ip,
+           (unsigned long long)((wait_ms + 999) / 1000));
+    stp_kv kv[] = {{"scope", "listener"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
+    stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
+    return;
+  }
   txn_clear(s);
   s->mail = a;
   s->have_mail = true;
@@ -309,6 +319,17 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
     /* Nothing accepted yet: the transaction may still change route. */
     if (s->up_in_txn)
       up_drop(s, false);
+  }
+  if (s->route != rt && s->limits) {
+    /* One token per transaction that takes the route. */
+    uint64_t wait_ms = limits_route(s->limits, (size_t)rt, stp_now_ms());
+    if (wait_ms) {
+      replyf(s, "451 4.7.0 Rate limit of route %s exceeded, try again in %llu s\r\n",
+             s->cfg->routes[rt].name, (unsigned long long)((wait_ms + 999) / 1000));
+      stp_kv kv[] = {{"scope", "route"}, {"name", s->cfg->routes[rt].name}};
+      stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 2);
+      return;
+    }
   }
   s->route = rt;
   rcpt_advance(s);
@@ -480,12 +501,10 @@ static void auth_done(session *s) {
 static void auth_result(session *s, la_result r) {
   if (r == LA_REPLY) {
     s->in_auth = true;
-    s->lr.max = SMTP_AUTH_LINE_MAX;
     reply(s, s->auth.reply);
     return;
   }
   s->in_auth = false;
-  s->lr.max = SMTP_CMD_MAX;
   if (r == LA_DONE) {
     auth_done(s);
     return;
@@ -540,6 +559,12 @@ static void count_error(session *s) {
 
 static void handle_line(session *s, const char *line, size_t len) {
   smtp_cmd c;
+  bool too_long = len + 2 > SMTP_CMD_MAX; /* RFC 5321 4.5.3.1.4, CRLF included */
+  if (too_long && (len < 5 || stp_ascii_ncasecmp(line, "AUTH ", 5))) {
+    reply(s, "500 5.5.2 Error: line too long\r\n");
+    count_error(s);
+    return;
+  }
   if (smtp_parse_command(line, len, &c) < 0) {
     reply(s, "501 5.5.2 Syntax error in command\r\n");
     count_error(s);
@@ -664,7 +689,6 @@ static size_t process_some(session *s, const char *p, size_t n) {
     if (r == STP_ETOOLONG) {
       if (s->in_auth) {
         s->in_auth = false;
-        s->lr.max = SMTP_CMD_MAX;
         auth_refuse(s, "500 5.5.6 Authentication exchange line is too long\r\n", "too-long");
         continue;
       }
@@ -889,8 +913,11 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
     snprintf(s->client_ip, sizeof s->client_ip, "-");
   }
   snprintf(s->sid, sizeof s->sid, "%s", sid);
-  smtp_lr_init(&s->lr, SMTP_AUTH_LINE_MAX); /* AUTH continuation lines may be longer */
-  s->lr.max = SMTP_CMD_MAX;
+  /* Lines may reach the AUTH limit (RFC 4954: an initial response or a
+   * continuation line); every other command is held to 512 octets once its
+   * verb is known, in handle_line(). */
+  smtp_lr_init(&s->lr, SMTP_AUTH_LINE_MAX);
+  s->lr.max = SMTP_AUTH_LINE_MAX;
   s->route = -1;
   s->up_route = -1;
   lanauth_init(&s->auth);
@@ -903,6 +930,8 @@ void session_free(session *s) {
   if (s->pending.cap)
     stp_buf_free(&s->pending);
 }
+
+void session_set_limits(session *s, stp_limits *limits) { s->limits = limits; }
 
 void session_start(session *s) {
   replyf(s, "220 %s ESMTP smtp-tls-proxy\r\n", s->cfg->hostname);

@@ -26,7 +26,7 @@
 
 /* "N/period": N >= 1, period a unit ("s", "m", "h", "d", "ms") or a
  * duration ("10s", "5m", "1h30m"; see stp_parse_duration_ms), e.g.
- * "100/1m", "10/s", "1000/1h". The grammar is config.c's stp_parse_rate;
+ * "100/1m", "10/s", "1000/1h". The grammar is stp_parse_rate's (config.h);
  * additionally count * period_ms must not exceed RL_MAX_CREDIT.
  * Returns 0 or STP_ESYNTAX. */
 int ratelimit_parse(const char *s, uint32_t *count, uint64_t *period_ms);

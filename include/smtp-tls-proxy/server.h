@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/limits.h"
 #include "smtp-tls-proxy/tls.h"
 
 typedef struct relay relay;
@@ -27,6 +28,7 @@ typedef struct srv_gen {
   stp_config *cfg;
   tls_ctx **up_tls;  /* per upstream */
   tls_ctx **lan_tls; /* per listener; NULL for tls: none */
+  stp_limits limits; /* rate limits and upstream back-off */
 } srv_gen;
 
 srv_gen *srv_gen_ref(srv_gen *g);

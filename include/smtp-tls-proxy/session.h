@@ -26,6 +26,7 @@
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/lanauth.h"
+#include "smtp-tls-proxy/limits.h"
 #include "smtp-tls-proxy/rewrite.h"
 #include "smtp-tls-proxy/smtp.h"
 #include "smtp-tls-proxy/upstream.h"
@@ -108,11 +109,14 @@ typedef struct session {
   char auth_user[LANAUTH_USER_MAX + 1];
   char *pt_secret;   /* passthrough: the device's password; cleansed on free */
   unsigned auth_failures;
+  stp_limits *limits; /* rate limits of this generation; NULL: none */
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
                   const struct sockaddr *peer, const char *sid, const session_ops *ops, void *ctx);
 void session_free(session *s);
+/* Rate limits shared by all sessions of a configuration generation. */
+void session_set_limits(session *s, stp_limits *limits);
 /* Send the greeting. */
 void session_start(session *s);
 /* Device events. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 
@@ -225,4 +226,167 @@ Test(integ, lan_auth_any) {
   cr_assert_eq(h_json_str(l.v[0], "auth_user", user, sizeof user), 1);
   cr_assert_str_eq(user, H_USER);
   h_lines_free(&l);
+}
+
+/* ---- failover, back-off, routing by client/sender/user, rate limits ---- */
+
+static int send_one(int port, const char *from, const char *rcpt, char *text, size_t cap) {
+  h_smtp c;
+  h_smtp_open(&c, port, true);
+  const char *stage;
+  static const char body[] = "Subject: routing\r\n\r\nhello\r\n";
+  int code = h_smtp_message(&c, from, (const char *const[]){rcpt, NULL}, body, sizeof body - 1,
+                            text, cap, &stage);
+  h_smtp_cmd(&c, "QUIT", NULL, 0);
+  h_smtp_close(&c);
+  return code;
+}
+
+static size_t events(const h_upstream *u, const char *ev) {
+  h_lines l;
+  size_t n = h_records(u->record, ev, &l);
+  h_lines_free(&l);
+  return n;
+}
+
+Test(integ, route_backoff_skips_a_failed_upstream_without_connecting) {
+  h_upstream bad, good;
+  h_proxy px;
+  h_fault_start(&bad, "greeting-421", "starttls", "server");
+  h_upstream_start(&good, "starttls", NULL);
+  char ups[4096], text[1024];
+  int n = upstream_yaml(ups, sizeof ups, "first", bad.port);
+  upstream_yaml(ups + n, sizeof ups - (size_t)n, "second", good.port);
+  start_with_routes(&px, ups, "  - name: default\n    upstream: [first, second]\n");
+  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250);
+  cr_assert_eq(events(&bad, "connect"), 1);
+  cr_assert(h_file_contains(px.log, "upstream-backoff", 16));
+  cr_assert_eq(send_one(px.port, "a@printer.test", "y@example.com", text, sizeof text), 250);
+  cr_assert_eq(h_wait_records(good.record, "message", 2, 5000), 2);
+  cr_assert_eq(events(&bad, "connect"), 1, "the backed-off upstream was not contacted again");
+  cr_assert(h_file_contains(px.log, "skipped=first:backoff", 21), "the message line names it");
+}
+
+Test(integ, route_failover_past_dead_port_bad_certificate_and_refused_credentials) {
+  h_upstream wrongcert, badauth, good;
+  h_proxy px;
+  h_fault_start(&wrongcert, "ok", "starttls", "wrongname");
+  h_fault_start(&badauth, "auth-fail", "starttls", "server");
+  h_upstream_start(&good, "starttls", NULL);
+  char ups[8192], text[1024];
+  int n = upstream_yaml(ups, sizeof ups, "dead", 1); /* nothing listens on port 1 */
+  n += upstream_yaml(ups + n, sizeof ups - (size_t)n, "wrongcert", wrongcert.port);
+  n += upstream_yaml(ups + n, sizeof ups - (size_t)n, "badauth", badauth.port);
+  upstream_yaml(ups + n, sizeof ups - (size_t)n, "good", good.port);
+  start_with_routes(&px, ups,
+                    "  - name: default\n    upstream: [dead, wrongcert, badauth, good]\n");
+  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250,
+               "%s", text);
+  cr_assert_eq(h_wait_records(good.record, "message", 1, 5000), 1);
+  cr_assert_eq(h_fault_commands(&wrongcert, "AUTH", -1), 0, "no credentials to a bad cert");
+  cr_assert(h_file_contains(px.log, "skipped=dead:connect,wrongcert:tls,badauth:auth", 47),
+            "the message line lists what was skipped and why");
+}
+
+Test(integ, route_all_upstreams_down_is_4xx) {
+  char ups[2048], text[1024];
+  h_proxy px;
+  int n = upstream_yaml(ups, sizeof ups, "dead1", 1);
+  upstream_yaml(ups + n, sizeof ups - (size_t)n, "dead2", 1);
+  start_with_routes(&px, ups, "  - name: default\n    upstream: [dead1, dead2]\n");
+  int code = send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text);
+  cr_assert_eq(code / 100, 4, "%d %s", code, text);
+}
+
+static void two_upstreams(h_upstream *a, h_upstream *b, char *ups, size_t cap) {
+  h_upstream_start(a, "starttls", NULL);
+  h_upstream_start(b, "implicit", NULL);
+  int n = upstream_yaml(ups, cap, "a", a->port);
+  n += snprintf(ups + n, cap - (size_t)n,
+                "  - name: b\n    host: 127.0.0.1\n    port: %d\n    tls: implicit\n"
+                "    server_name: localhost\n    ca_file: %s/ca.crt\n"
+                "    auth: { username: %s, password_env: %s }\n",
+                b->port, h_certs(), H_USER, H_PW_ENV);
+}
+
+Test(integ, route_by_sender_and_recipient) {
+  h_upstream a, b;
+  h_proxy px;
+  char ups[4096], text[1024];
+  two_upstreams(&a, &b, ups, sizeof ups);
+  start_with_routes(&px, ups,
+                    "  - name: scanners\n    match: { mail_from: [\"*@scanner.local\"] }\n"
+                    "    upstream: a\n"
+                    "  - name: finance\n    match: { rcpt_to: [\"*@finance.example\"] }\n"
+                    "    upstream: b\n"
+                    "  - name: default\n    upstream: a\n");
+  cr_assert_eq(send_one(px.port, "s@scanner.local", "x@finance.example", text, sizeof text), 250);
+  cr_assert_eq(send_one(px.port, "p@printer.lan", "x@finance.example", text, sizeof text), 250);
+  cr_assert_eq(h_wait_records(a.record, "message", 1, 5000), 1, "sender route to a");
+  cr_assert_eq(h_wait_records(b.record, "message", 1, 5000), 1, "recipient route to b");
+}
+
+Test(integ, route_by_client_address) {
+  h_upstream a, b;
+  h_proxy px;
+  char ups[4096], cmd[1024], out[16384];
+  two_upstreams(&a, &b, ups, sizeof ups);
+  start_with_routes(&px, ups,
+                    "  - name: floor2\n    match: { client: [\"127.0.0.2/32\"] }\n"
+                    "    upstream: a\n"
+                    "  - name: floor3\n    match: { client: [\"127.0.0.3\"] }\n"
+                    "    upstream: b\n");
+  for (int i = 2; i <= 3; i++) {
+    snprintf(cmd, sizeof cmd,
+             "swaks --server 127.0.0.1:%d --local-interface 127.0.0.%d --from d@printer.lan "
+             "--to x@example.com --timeout 15 2>&1",
+             px.port, i);
+    cr_assert_eq(h_run(cmd, NULL, 20000, out, sizeof out), 0, "%s", out);
+  }
+  cr_assert_eq(h_wait_records(a.record, "message", 1, 5000), 1, "127.0.0.2 -> a");
+  cr_assert_eq(h_wait_records(b.record, "message", 1, 5000), 1, "127.0.0.3 -> b");
+  cr_assert_eq(send_one(px.port, "d@printer.lan", "x@example.com", out, sizeof out), 550,
+               "127.0.0.1 matches no route");
+}
+
+Test(integ, route_by_auth_user) {
+  h_upstream a, b;
+  h_proxy px;
+  char ups[4096], cmd[1024], out[16384];
+  two_upstreams(&a, &b, ups, sizeof ups);
+  char yaml[8192];
+  snprintf(yaml, sizeof yaml,
+           "hostname: proxy.test\nlisteners:\n  - name: lan\n    listen: \"127.0.0.1:0\"\n"
+           "    auth: any\nupstreams:\n%sroutes:\n"
+           "  - name: hr\n    match: { auth_user: [hr-scanner] }\n    upstream: b\n"
+           "  - name: default\n    upstream: a\n",
+           ups);
+  h_proxy_start_yaml(&px, yaml);
+  const char *users[] = {"hr-scanner", "lobby"};
+  for (int i = 0; i < 2; i++) {
+    snprintf(cmd, sizeof cmd,
+             "swaks --server 127.0.0.1:%d -a PLAIN -au %s -ap x --from d@printer.lan "
+             "--to x@example.com --timeout 15 2>&1",
+             px.port, users[i]);
+    cr_assert_eq(h_run(cmd, NULL, 20000, out, sizeof out), 0, "%s", out);
+  }
+  cr_assert_eq(h_wait_records(b.record, "message", 1, 5000), 1, "hr-scanner -> b");
+  cr_assert_eq(h_wait_records(a.record, "message", 1, 5000), 1, "lobby -> a");
+}
+
+Test(integ, listener_rate_limit_4xx_then_recovery) {
+  h_upstream u;
+  h_proxy px;
+  h_upstream_start(&u, "starttls", NULL);
+  h_proxy_start(&px, &(h_proxy_opts){.up_port = u.port, .listener_extra = "    rate_limit: 1/2s\n"});
+  char text[1024];
+  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250);
+  int code = send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text);
+  cr_assert_eq(code, 451, "%d %s", code, text);
+  cr_assert_not_null(strstr(text, "4.7.0"), "%s", text);
+  struct timespec d = {2, 200 * 1000000};
+  nanosleep(&d, NULL);
+  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250,
+               "recovered after the period");
+  cr_assert_eq(h_wait_records(u.record, "message", 2, 5000), 2);
 }

@@ -787,3 +787,77 @@ Test(session, header_block_over_the_rewrite_bound_is_552) {
   cr_assert_str_eq(F.out, "552 5.3.4 Message header block too large to rewrite\r\n");
   cr_assert_str_eq(F.calls, "close abort\n", "never a final dot");
 }
+
+Test(session, auth_initial_response_may_exceed_512_octets) {
+  L.auth = STP_LAUTH_ANY;
+  feed("EHLO dev\r\n");
+  clear_out();
+  /* "\0" + 255 x 'u' + "\0" + 255 x 'p' in base64 is 688 characters */
+  char raw[512], b64[1024], line[1100];
+  size_t n = 0;
+  raw[n++] = 0;
+  memset(raw + n, 'u', 255), n += 255;
+  raw[n++] = 0;
+  memset(raw + n, 'p', 255), n += 255;
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    unsigned v = (unsigned)(unsigned char)raw[i] << 16;
+    if (i + 1 < n)
+      v |= (unsigned)(unsigned char)raw[i + 1] << 8;
+    if (i + 2 < n)
+      v |= (unsigned char)raw[i + 2];
+    b64[o++] = tbl[(v >> 18) & 63];
+    b64[o++] = tbl[(v >> 12) & 63];
+    b64[o++] = i + 1 < n ? tbl[(v >> 6) & 63] : '=';
+    b64[o++] = i + 2 < n ? tbl[v & 63] : '=';
+  }
+  b64[o] = 0;
+  snprintf(line, sizeof line, "AUTH PLAIN %s\r\n", b64);
+  cr_assert_gt(strlen(line), 512);
+  feed(line);
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+}
+
+Test(session, listener_rate_limit_per_client_then_recovery) {
+  static char rate[] = "2/1m";
+  uint64_t now = 1000000;
+  stp_set_fake_clock(&now);
+  L.rate_limit = rate;
+  stp_limits lim;
+  limits_init(&lim, &C, now);
+  session_set_limits(&S, &lim);
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\nRSET\r\nMAIL FROM:<a@b.lan>\r\nRSET\r\nMAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n250 2.0.0 Ok\r\n"
+                          "451 4.7.0 Rate limit exceeded for 127.0.0.1, try again in 30 s\r\n");
+  clear_out();
+  now += 30000;
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n", "a token is back after period/count");
+  limits_free(&lim);
+  stp_set_fake_clock(NULL);
+}
+
+Test(session, route_rate_limit_per_transaction) {
+  static char rate[] = "1/1h";
+  uint64_t now = 5000;
+  stp_set_fake_clock(&now);
+  R[1].rate_limit = rate;
+  stp_limits lim;
+  limits_init(&lim, &C, now);
+  session_set_limits(&S, &lim);
+  to_rcpt_accepted();
+  feed("RCPT TO:<b@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "rcpt <b@example.com>\n", "same transaction: no new token");
+  up_reply(250, "ok");
+  feed("RSET\r\n");
+  up_reply(250, "ok");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n"
+                          "451 4.7.0 Rate limit of route default exceeded, try again in 3600 s\r\n");
+  limits_free(&lim);
+  stp_set_fake_clock(NULL);
+}

@@ -1,0 +1,42 @@
+/* limits.h - the run-time state behind rate limits and upstream back-off
+ * for one configuration generation.
+ *
+ * Owns: a token-bucket table per listener (keyed by client address) for
+ * listener `rate_limit`, one bucket per route for route `rate_limit`, and a
+ * back-off record per upstream. Guarantees: pure (the caller passes the
+ * time), bounded (client tables hold at most RL_TABLE_DEFAULT_CAPACITY
+ * addresses each), and a listener or route without `rate_limit` costs
+ * nothing and is never limited. State starts fresh on a reload.
+ */
+#ifndef STP_LIMITS_H
+#define STP_LIMITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "smtp-tls-proxy/backoff.h"
+#include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/ratelimit.h"
+
+typedef struct stp_rate {
+  uint32_t count; /* 0: no limit */
+  uint64_t period_ms;
+} stp_rate;
+
+typedef struct stp_limits {
+  size_t n_listeners, n_routes, n_upstreams;
+  stp_rate *listener_rate;
+  rl_table *client; /* per listener; used only where listener_rate.count */
+  stp_rate *route_rate;
+  rl_bucket *route;
+  backoff *upstream;
+} stp_limits;
+
+void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms);
+void limits_free(stp_limits *l);
+/* 0 when a message from this client may go, else milliseconds to wait. */
+uint64_t limits_client(stp_limits *l, size_t listener, const char *client_ip, uint64_t now_ms);
+/* 0 when a transaction may take this route, else milliseconds to wait. */
+uint64_t limits_route(stp_limits *l, size_t route, uint64_t now_ms);
+
+#endif
