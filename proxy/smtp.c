@@ -199,6 +199,10 @@ static size_t scan_domain(const char *s, size_t i, size_t len, bool utf8) {
     const char *lit = s + i + 1;
     char tmp[64];
     unsigned char addr[16];
+    /* inet_pton stops at a NUL: the literal must hold none, or what is
+     * checked would differ from what is kept (found by fuzz_address). */
+    if (memchr(lit, '\0', n))
+      return 0;
     if (n >= 5 && stp_ascii_ncasecmp(lit, "IPv6:", 5) == 0) {
       if (n - 5 >= sizeof tmp)
         return 0;

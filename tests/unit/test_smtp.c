@@ -693,3 +693,11 @@ Test(smtp, caps_helo_only_and_non_250) {
   cr_assert_not(c.starttls);
   cr_assert_eq(c.auth, 0);
 }
+
+Test(smtp, address_literal_with_nul_is_rejected) {
+  /* fuzz_address found "<u@[1.2.3.4\0]>" accepted as "u@[1.2.3.4" */
+  static const char in[] = "<u@[1.2.3.4\0]>";
+  smtp_path p;
+  size_t end = 0;
+  cr_assert_lt(smtp_parse_path(in, sizeof in - 1, false, &p, &end), 0);
+}
