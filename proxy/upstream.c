@@ -382,7 +382,10 @@ int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   if (a && a->has_size && u->caps.has_size)
     n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu",
                           (unsigned long long)a->size);
-  if (a && a->body == SMTP_BODY_8BITMIME && u->caps.eightbitmime)
+  /* Old devices send 8-bit text without BODY=8BITMIME. Declaring it when
+   * the device said nothing is harmless for 7-bit content (RFC 6152) and
+   * keeps an upstream from refusing or mangling undeclared 8-bit bytes. */
+  if (a && a->body != SMTP_BODY_7BIT && u->caps.eightbitmime)
     n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
   if (a && a->smtputf8 && u->caps.smtputf8)
     snprintf(params + n, sizeof params - n, " SMTPUTF8");

@@ -344,5 +344,29 @@ Test(upstream, size_over_upstream_limit_is_552_before_data) {
   cr_assert_eq(F.last_code, 552);
   a.size = 1000000;
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
-  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1000000\r\n");
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> SIZE=1000000 BODY=8BITMIME\r\n");
+}
+
+Test(upstream, undeclared_body_is_declared_8bitmime_when_offered) {
+  to_ready(); /* offers 8BITMIME */
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> BODY=8BITMIME\r\n");
+  srv("250 ok\r\n");
+  clear();
+  a.body = SMTP_BODY_7BIT;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b>\r\n", "an explicit 7BIT stays 7BIT");
+}
+
+Test(upstream, no_body_parameter_when_8bitmime_not_offered) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("235 ok\r\n");
+  clear();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.body = SMTP_BODY_8BITMIME;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b>\r\n");
 }
