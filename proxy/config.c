@@ -35,6 +35,7 @@
 
 #include "config_internal.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/oauth2.h"
 #include "smtp-tls-proxy/util.h"
 
 #define CONFIG_MAX_BYTES (4u * 1024 * 1024) /* a config file, not a mailbox */
@@ -341,46 +342,178 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
 /* clang-format off */
 enum {
   U_NAME, U_HOST, U_PORT, U_TLS, U_SNI, U_CA, U_TLSMIN, U_VERIFY, U_INSECURE, U_HELO, U_AUTH,
-  U_CTO, U_CMDTO, U_DATATO, U_N
+  U_CTO, U_CMDTO, U_DATATO, U_POOL, U_POOLMAX, U_POOLIDLE, U_N
 };
 static const char *const upstream_keys[U_N] = {
   [U_NAME] = "name", [U_HOST] = "host", [U_PORT] = "port", [U_TLS] = "tls",
   [U_SNI] = "server_name", [U_CA] = "ca_file", [U_TLSMIN] = "tls_min_version",
   [U_VERIFY] = "verify", [U_INSECURE] = "insecure", [U_HELO] = "helo", [U_AUTH] = "auth",
-  [U_CTO] = "connect_timeout", [U_CMDTO] = "command_timeout", [U_DATATO] = "data_timeout"};
+  [U_CTO] = "connect_timeout", [U_CMDTO] = "command_timeout", [U_DATATO] = "data_timeout",
+  [U_POOL] = "pool", [U_POOLMAX] = "pool_max_idle", [U_POOLIDLE] = "pool_idle_timeout"};
 
-enum { A_MECH, A_USER, A_PENV, A_PFILE, A_PASS, A_TFILE, A_TCMD, A_OAUTH, A_N };
+enum { A_MECH, A_USER, A_PENV, A_PFILE, A_PASS, A_TFILE, A_TCMD, A_OAUTH, A_TTL, A_N };
+/* A_PENV..A_OAUTH are the secret sources, exactly one of which is given. */
+#define A_SRC_END A_TTL
 static const char *const auth_keys[A_N] = {
   [A_MECH] = "mechanism", [A_USER] = "username", [A_PENV] = "password_env",
   [A_PFILE] = "password_file", [A_PASS] = "password", [A_TFILE] = "token_file",
-  [A_TCMD] = "token_command", [A_OAUTH] = "oauth2"};
-static const char *const oauth2_keys[] = {
-  "token_url", "client_id", "client_secret_env", "client_secret_file", "refresh_token_file",
-  "grant", "scope", "ca_file", "tenant", "preset"};
+  [A_TCMD] = "token_command", [A_OAUTH] = "oauth2", [A_TTL] = "token_ttl"};
+enum {
+  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET, O_N
+};
+static const char *const oauth2_keys[O_N] = {
+  [O_URL] = "token_url", [O_ID] = "client_id", [O_SENV] = "client_secret_env",
+  [O_SFILE] = "client_secret_file", [O_RTFILE] = "refresh_token_file", [O_GRANT] = "grant",
+  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset"};
 /* clang-format on */
 
-/* Later features: their shape is checked now so that a config written for
- * them fails with one clear message instead of a cascade. */
-static void parse_future_sources(cfg_ctx *c, yaml_node_t **k, yaml_node_t **v) {
-  if (v[A_TCMD] && cfg_expect_list(c, v[A_TCMD], "token_command", false)) {
-    size_t cnt = cfg_list_len(v[A_TCMD]);
-    for (size_t i = 0; i < cnt; i++)
-      cfg_scalar_text(c, cfg_list_item(c, v[A_TCMD], i), "token_command", true, false);
-    if (cnt == 0)
-      cfg_err(c, v[A_TCMD], "'token_command' is empty");
+#define GOOGLE_TOKEN_URL "https://oauth2.googleapis.com/token"
+#define GOOGLE_SCOPE "https://mail.google.com/"
+#define M365_TOKEN_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
+#define M365_SCOPE_APP "https://outlook.office365.com/.default"
+#define M365_SCOPE_USER "https://outlook.office365.com/SMTP.Send offline_access"
+
+/* Which load a token source came from: the token cache adopts secrets
+ * (a client secret, a refresh token put back by hand) only from a load
+ * newer than the one it last saw, so an old generation still serving
+ * sessions after SIGHUP never undoes a reload. */
+static unsigned long g_load_seq;
+
+static bool valid_tenant(const char *s) {
+  if (!*s || strlen(s) > 128)
+    return false;
+  for (; *s; s++)
+    if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '.' && *s != '-')
+      return false;
+  return true;
+}
+
+static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
+  static const char *const preset_names[] = {"google", "microsoft365", NULL};
+  static const char *const grant_names[] = {"refresh_token", "client_credentials", NULL};
+  yaml_node_t *k[O_N], *v[O_N];
+  int e, preset = -1;
+  WALK(c, n, "in oauth2", oauth2_keys, k, v);
+  stp_oauth2_cfg *o = stp_xcalloc(1, sizeof *o);
+  u->token_src = o;
+  o->kind = STP_TOKSRC_OAUTH2;
+  o->load_seq = g_load_seq;
+  if (v[O_PRESET] && cfg_parse_enum(c, v[O_PRESET], "preset", preset_names,
+                                    "google or microsoft365", &e))
+    preset = e;
+  if (v[O_GRANT] && cfg_parse_enum(c, v[O_GRANT], "grant", grant_names,
+                                   "refresh_token or client_credentials", &e))
+    o->grant = (stp_oauth2_grant)e;
+  else if (!v[O_GRANT] && !k[O_RTFILE])
+    cfg_err(c, n, "oauth2 needs refresh_token_file (grant: refresh_token) or "
+                  "grant: client_credentials");
+
+  /* token_url: written, or from the preset */
+  if (v[O_TENANT] && preset != 1)
+    cfg_err(c, k[O_TENANT], "tenant is only used with preset: microsoft365");
+  if (v[O_URL]) {
+    cfg_set_str(c, v[O_URL], "token_url", &o->token_url);
+  } else if (preset == 0) {
+    o->token_url = stp_xstrdup(GOOGLE_TOKEN_URL);
+  } else if (preset == 1) {
+    const char *t = v[O_TENANT] ? cfg_str_of(c, v[O_TENANT], "tenant") : NULL;
+    if (!v[O_TENANT]) {
+      cfg_err(c, k[O_PRESET], "preset: microsoft365 needs tenant (a tenant id or domain)");
+    } else if (t && !valid_tenant(t)) {
+      cfg_err(c, v[O_TENANT], "bad tenant '%s' (expected a tenant id or domain)", t);
+    } else if (t) {
+      size_t need = sizeof M365_TOKEN_URL + strlen(t);
+      o->token_url = stp_xmalloc(need);
+      snprintf(o->token_url, need, M365_TOKEN_URL, t);
+    }
+  } else if (!k[O_PRESET]) {
+    cfg_err(c, n, "oauth2 needs token_url or preset");
   }
-  if (v[A_OAUTH] && cfg_expect_map(c, v[A_OAUTH], "oauth2")) {
-    yaml_node_t *ok[sizeof oauth2_keys / sizeof oauth2_keys[0]];
-    yaml_node_t *ov[sizeof oauth2_keys / sizeof oauth2_keys[0]];
-    WALK(c, v[A_OAUTH], "in oauth2", oauth2_keys, ok, ov);
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-      if (ov[i])
-        cfg_str_of(c, ov[i], oauth2_keys[i]);
+  if (o->token_url) {
+    oauth2_url url;
+    if (oauth2_url_parse(o->token_url, &url) != STP_OK)
+      cfg_err(c, v[O_URL], "bad token_url '%s' (expected https://host[:port]/path)",
+              o->token_url);
+    else if (!url.https && !u->insecure)
+      cfg_err(c, v[O_URL], "token_url over http:// needs insecure: true (the client secret "
+                           "and tokens would cross the network in clear)");
   }
-  if (k[A_TCMD])
-    cfg_err(c, k[A_TCMD], "not supported yet: token_command");
-  if (k[A_OAUTH])
-    cfg_err(c, k[A_OAUTH], "not supported yet: oauth2");
+
+  if (v[O_ID])
+    cfg_set_str(c, v[O_ID], "client_id", &o->client_id);
+  else
+    cfg_err(c, k[O_ID] ? k[O_ID] : n, "oauth2 needs client_id");
+  if (v[O_SENV] && v[O_SFILE])
+    cfg_err(c, k[O_SFILE], "'client_secret_file' conflicts with 'client_secret_env'");
+  else if (v[O_SENV])
+    o->client_secret = read_secret_env(c, v[O_SENV], "client_secret_env");
+  else if (v[O_SFILE])
+    o->client_secret = read_secret_file(c, v[O_SFILE], "client_secret_file");
+  if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && !k[O_SENV] && !k[O_SFILE])
+    cfg_err(c, n, "grant: client_credentials needs client_secret_env or client_secret_file");
+
+  if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
+    o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
+    const char *s = cfg_str_of(c, v[O_RTFILE], "refresh_token_file");
+    if (s)
+      o->refresh_token_file = resolve_path(c, s);
+    if (o->refresh_token && !oauth2_token_ok(o->refresh_token, strlen(o->refresh_token)))
+      cfg_err(c, v[O_RTFILE], "refresh_token_file '%s' does not hold a token (one line of "
+                              "printable ASCII)", o->refresh_token_file);
+    if (o->refresh_token_file) {
+      char *dir = stp_xstrdup(o->refresh_token_file), *slash = strrchr(dir, '/');
+      if (slash)
+        *(slash == dir ? slash + 1 : slash) = '\0';
+      if (access(slash ? dir : ".", W_OK) != 0)
+        cfg_warn(c, v[O_RTFILE], "the directory of refresh_token_file is not writable: a "
+                                 "rotated refresh token could not be saved");
+      free(dir);
+    }
+  } else if (o->grant == STP_GRANT_REFRESH_TOKEN && k[O_RTFILE]) {
+    cfg_err(c, k[O_RTFILE], "'refresh_token_file' is empty");
+  } else if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_GRANT]) {
+    cfg_err(c, v[O_GRANT], "grant: refresh_token needs refresh_token_file");
+  } else if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && k[O_RTFILE]) {
+    cfg_err(c, k[O_RTFILE], "refresh_token_file is not used with grant: client_credentials");
+  }
+
+  if (v[O_SCOPE])
+    cfg_set_str(c, v[O_SCOPE], "scope", &o->scope);
+  else if (preset == 0)
+    o->scope = stp_xstrdup(GOOGLE_SCOPE);
+  else if (preset == 1)
+    o->scope = stp_xstrdup(o->grant == STP_GRANT_CLIENT_CREDENTIALS ? M365_SCOPE_APP
+                                                                    : M365_SCOPE_USER);
+  if (v[O_CA])
+    parse_file(c, v[O_CA], "ca_file", &o->ca_file);
+  if (!o->ca_file)
+    o->ca_file = stp_xstrdup(DEFAULT_CA_FILE);
+}
+
+static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
+  if (!cfg_expect_list(c, n, "token_command", false))
+    return;
+  size_t cnt = cfg_list_len(n);
+  if (cnt == 0) {
+    cfg_err(c, n, "'token_command' is empty");
+    return;
+  }
+  stp_oauth2_cfg *o = stp_xcalloc(1, sizeof *o);
+  u->token_src = o;
+  o->kind = STP_TOKSRC_COMMAND;
+  o->load_seq = g_load_seq;
+  o->token_ttl_ms = 5 * 60 * 1000;
+  o->command.v = stp_xcalloc(cnt + 1, sizeof *o->command.v); /* NULL-terminated for exec */
+  for (size_t i = 0; i < cnt; i++) {
+    yaml_node_t *it = cfg_list_item(c, n, i);
+    const char *s = cfg_scalar_text(c, it, "token_command", true, false);
+    if (s && i == 0 && !*s)
+      cfg_err(c, it, "token_command needs a program as its first item");
+    else if (s && i == 0 && strchr(s, '/'))
+      o->command.v[o->command.n++] = resolve_path(c, s);
+    else if (s)
+      o->command.v[o->command.n++] = stp_xstrdup(s);
+  }
 }
 
 static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
@@ -400,10 +533,10 @@ static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u)
   /* Exactly one secret source; any later in the file conflicts with the
    * first, and then none is read (no cascade of unrelated errors). */
   int first = -1, conflicts = 0;
-  for (int i = A_PENV; i < A_N; i++)
+  for (int i = A_PENV; i < A_SRC_END; i++)
     if (k[i] && (first < 0 || k[i]->start_mark.index < k[first]->start_mark.index))
       first = i;
-  for (int i = A_PENV; i < A_N; i++) {
+  for (int i = A_PENV; i < A_SRC_END; i++) {
     if (k[i] && i != first) {
       cfg_err(c, k[i], "'%s' conflicts with '%s': give only one secret source", auth_keys[i],
           auth_keys[first]);
@@ -411,12 +544,14 @@ static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u)
     }
   }
   if (first < 0) {
-    cfg_err(c, n, "auth needs one of password_env, password_file, password or token_file");
+    cfg_err(c, n, "auth needs one of password_env, password_file, password, token_file, "
+                  "token_command or oauth2");
     return;
   }
   if (conflicts)
     return;
-  parse_future_sources(c, k, v);
+  if (v[A_TTL] && first != A_TCMD)
+    cfg_err(c, k[A_TTL], "token_ttl is only used with token_command");
   if (!v[first]) {
     cfg_err(c, k[first], "'%s' is empty", auth_keys[first]);
     return;
@@ -450,11 +585,26 @@ static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u)
     else
       u->mechanism = STP_MECH_XOAUTH2; /* a bearer token only makes sense there */
     break;
+  case A_TCMD:
+  case A_OAUTH:
+    if (first == A_TCMD)
+      parse_token_command(c, v[A_TCMD], u);
+    else if (cfg_expect_map(c, v[A_OAUTH], "oauth2"))
+      parse_oauth2(c, v[A_OAUTH], u);
+    if (u->token_src && first == A_TCMD && v[A_TTL])
+      cfg_parse_duration(c, v[A_TTL], "token_ttl", false, &u->token_src->token_ttl_ms);
+    u->secret_is_token = true;
+    if (u->mechanism == STP_MECH_PLAIN || u->mechanism == STP_MECH_LOGIN)
+      cfg_err(c, v[A_MECH], "%s needs mechanism xoauth2 (or auto)", auth_keys[first]);
+    else
+      u->mechanism = STP_MECH_XOAUTH2;
+    break;
   default:
     break;
   }
   if (u->mechanism == STP_MECH_XOAUTH2 && (first == A_PFILE || first == A_PASS))
-    cfg_err(c, v[A_MECH], "mechanism xoauth2 needs token_file or password_env holding the token");
+    cfg_err(c, v[A_MECH], "mechanism xoauth2 needs token_file, token_command, oauth2 or "
+                          "password_env holding the token");
 }
 
 static bool valid_host(const char *s) {
@@ -478,6 +628,9 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   u->connect_timeout_ms = 30 * 1000;
   u->command_timeout_ms = 5 * 60 * 1000;
   u->data_timeout_ms = 10 * 60 * 1000;
+  u->pool = true;
+  u->pool_max_idle = 4;
+  u->pool_idle_timeout_ms = 60 * 1000;
   u->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in upstream", upstream_keys, k, v);
 
@@ -557,6 +710,17 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_parse_duration(c, v[U_CMDTO], "command_timeout", false, &u->command_timeout_ms);
   if (v[U_DATATO])
     cfg_parse_duration(c, v[U_DATATO], "data_timeout", false, &u->data_timeout_ms);
+  if (v[U_POOL])
+    cfg_parse_bool(c, v[U_POOL], "pool", &u->pool);
+  if (v[U_POOLMAX]) {
+    uint64_t max_idle = 0;
+    cfg_parse_count(c, v[U_POOLMAX], "pool_max_idle", 1000, &max_idle);
+    u->pool_max_idle = (uint32_t)max_idle;
+  }
+  if (v[U_POOLIDLE])
+    cfg_parse_duration(c, v[U_POOLIDLE], "pool_idle_timeout", false, &u->pool_idle_timeout_ms);
+  if (u->token_src) /* a token fetch is bounded like the connection it precedes */
+    u->token_src->timeout_ms = u->connect_timeout_ms;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -937,6 +1101,18 @@ void stp_config_free(stp_config *cfg) {
     free(u->helo);
     free(u->username);
     stp_free_secret(u->secret);
+    stp_oauth2_cfg *o = u->token_src;
+    if (o) {
+      free(o->token_url);
+      free(o->client_id);
+      stp_free_secret(o->client_secret);
+      free(o->refresh_token_file);
+      stp_free_secret(o->refresh_token);
+      free(o->scope);
+      free(o->ca_file);
+      free_strlist(&o->command);
+      free(o);
+    }
   }
   free(cfg->upstreams);
   for (size_t i = 0; i < cfg->n_routes; i++) {
@@ -965,6 +1141,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
   yaml_parser_t parser;
   yaml_document_t doc;
   memset(&c, 0, sizeof c);
+  g_load_seq++;
   c.file = name;
   c.base = base;
   c.src = yaml;

@@ -15,6 +15,7 @@
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/pool.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/session.h"
 #include "smtp-tls-proxy/stream.h"
@@ -38,6 +39,11 @@ struct relay {
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
+  bool up_reused;    /* r->up came from the pool */
+  bool mail_pending; /* MAIL sent, its reply not yet seen */
+  bool replay_mail;  /* a pooled connection died before MAIL's reply: resend */
+  char mail_from[SMTP_ADDR_MAX + 1];
+  smtp_mail_args mail_args;
   char skipped[256]; /* upstreams passed over for the current connection */
   size_t route;
   size_t try_pos; /* position in the route's upstream list */
@@ -46,7 +52,7 @@ struct relay {
   relay *prev, *next;
 };
 
-static void relay_try_upstream(relay *r);
+static void relay_try_upstream(relay *r, bool allow_pool);
 static void idle_cb(uv_timer_t *t);
 
 /* ---- teardown ------------------------------------------------------------ */
@@ -83,7 +89,11 @@ static void relay_close(relay *r) {
 static void relay_drop_upstream(relay *r, bool graceful) {
   upconn *u = r->up;
   r->up = NULL;
-  upconn_detach(u, graceful);
+  if (u && graceful && r->up_ready)
+    pool_give(r->gen->pool, u, upconn_index(u)); /* RSET and keep, or QUIT */
+  else
+    upconn_detach(u, graceful);
+  r->up_ready = false;
   if (r->pause_bp) {
     r->pause_bp = false;
     stream_pause(r->client, r->pause_session || r->pause_client_bp);
@@ -148,11 +158,16 @@ static void sess_up_open(void *ctx, size_t route) {
   r->route = route;
   r->try_pos = 0;
   r->skipped[0] = '\0';
-  relay_try_upstream(r);
+  relay_try_upstream(r, true);
 }
 
 static void sess_up_mail(void *ctx, const char *from, const smtp_mail_args *a) {
   relay *r = ctx;
+  /* Kept so that MAIL can be sent again on a fresh connection when a
+   * pooled one turns out dead before it answered. */
+  snprintf(r->mail_from, sizeof r->mail_from, "%s", from);
+  r->mail_args = *a;
+  r->mail_pending = true;
   sm_call_failed(r, cur_sm(r) ? upstream_mail(cur_sm(r), from, a) : STP_ESTATE);
 }
 
@@ -256,6 +271,11 @@ static void note_skipped(relay *r, const char *name, const char *why) {
 static void up_ready(void *owner, upconn *u) {
   relay *r = owner;
   r->up_ready = true;
+  if (r->replay_mail) {
+    r->replay_mail = false;
+    sm_call_failed(r, upstream_mail(upconn_sm(u), r->mail_from, &r->mail_args));
+    return;
+  }
   const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
   if (backoff_succeeded(&r->gen->limits.upstream[rt->upstreams[r->try_pos]])) {
     stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}};
@@ -265,7 +285,11 @@ static void up_ready(void *owner, upconn *u) {
   session_up_ready(&r->sess, upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
-static void up_reply(void *owner, const smtp_reply *rep) { session_up_reply(&((relay *)owner)->sess, rep); }
+static void up_reply(void *owner, const smtp_reply *rep) {
+  relay *r = owner;
+  r->mail_pending = false;
+  session_up_reply(&r->sess, rep);
+}
 
 /* An upstream that failed before it was ready is skipped by every session
  * for a back-off period (30 s doubling to 10 min), except when the fault
@@ -293,8 +317,19 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   size_t index = rt->upstreams[r->try_pos];
   const stp_upstream_cfg *c = &cfg->upstreams[index];
   bool was_ready = r->up_ready;
+  bool dead_pooled = r->up_reused && r->mail_pending;
   r->up = NULL; /* already detached by upconn */
   r->up_ready = false;
+  r->up_reused = false;
+  if (dead_pooled) {
+    /* The upstream closed a pooled connection while it idled: replace it
+     * without the device noticing, and send its MAIL again. */
+    stp_kv kv[] = {{"upstream", c->name}, {"detail", detail}};
+    stp_log_kv(STP_LOG_INFO, r->sid, "pooled-connection-dead", kv, 2);
+    r->replay_mail = true;
+    relay_try_upstream(r, false);
+    return;
+  }
   stp_kv kv[] = {{"upstream", c->name}, {"host", c->host}, {"reason", upstream_fail_name(why)},
                  {"detail", detail}};
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
@@ -307,9 +342,10 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   note_skipped(r, c->name, upstream_fail_name(why));
   if (!was_ready && r->try_pos + 1 < rt->n_upstreams) {
     r->try_pos++;
-    relay_try_upstream(r);
+    relay_try_upstream(r, false);
     return;
   }
+  r->replay_mail = false;
   session_up_skipped(&r->sess, r->skipped);
   session_up_failed(&r->sess, why);
 }
@@ -326,7 +362,7 @@ static const upconn_owner_ops relay_upconn_ops = {up_ready, up_reply, up_failed,
 
 /* Open the route's upstream at try_pos, or the next one not in back-off.
  * All of them backing off: a 4xx at once, without a connection attempt. */
-static void relay_try_upstream(relay *r) {
+static void relay_try_upstream(relay *r, bool allow_pool) {
   const stp_config *cfg = r->gen->cfg;
   const stp_route_cfg *rt = &cfg->routes[r->route];
   uint64_t now = stp_now_ms();
@@ -346,7 +382,20 @@ static void relay_try_upstream(relay *r) {
     stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
   }
   r->up_ready = false;
-  r->up = upconn_open(r->loop, r->gen, rt->upstreams[r->try_pos], &relay_upconn_ops, r, r->sid);
+  r->up_reused = false;
+  size_t index = rt->upstreams[r->try_pos];
+  if (allow_pool && !r->sess.pt_secret) {
+    upconn *u = pool_take(r->gen->pool, index, &relay_upconn_ops, r);
+    if (u) {
+      stp_kv kv[] = {{"upstream", cfg->upstreams[index].name}};
+      stp_log_kv(STP_LOG_DEBUG, r->sid, "upstream-reused", kv, 1);
+      r->up = u;
+      r->up_reused = true;
+      up_ready(r, u);
+      return;
+    }
+  }
+  r->up = upconn_open(r->loop, r->gen, index, &relay_upconn_ops, r, r->sid);
   if (r->sess.pt_secret) /* auth: passthrough: the device's own credentials */
     upstream_set_credentials(upconn_sm(r->up), r->sess.auth_user, r->sess.pt_secret);
 }

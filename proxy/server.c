@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/pool.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -110,6 +111,8 @@ void server_stop(server *srv) {
   stp_kv kv[] = {{"grace_ms", grace}};
   stp_log_kv(STP_LOG_INFO, NULL, "stopping", kv, 1);
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
+  pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
+  srv->gen->pool = NULL;
   for (size_t i = 0; i < srv->n_listeners; i++)
     listener_close(srv->listeners[i]);
   server_listener_idle(srv);
@@ -149,6 +152,9 @@ int server_reload(server *srv) {
   for (size_t i = 0; i < old_n; i++)
     listener_close(srv->listeners[i]);
   srv_gen *old = srv->gen;
+  pool_close(old->pool); /* old connections may carry old credentials */
+  old->pool = NULL;
+  g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     listener_open(srv, g, i);
@@ -168,6 +174,7 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     fprintf(stderr, "smtp-tls-proxy: %s\n", err);
     return STP_EINVAL;
   }
+  srv->gen->pool = pool_new(loop, cfg);
   uv_timer_init(loop, &srv->grace);
   srv->grace.data = srv;
   uv_signal_init(loop, &srv->sig_term);

@@ -66,6 +66,15 @@ void upconn_detach(upconn *u, bool graceful) {
   maybe_free(u);
 }
 
+void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner) {
+  if (!u->ops)
+    return; /* detached: it belongs to nobody any more */
+  u->ops = ops;
+  u->owner = owner;
+}
+
+size_t upconn_index(const upconn *u) { return u->index; }
+
 const stp_upstream_cfg *upconn_cfg(const upconn *u) { return &u->gen->cfg->upstreams[u->index]; }
 upstream *upconn_sm(upconn *u) { return &u->sm; }
 size_t upconn_queued(const upconn *u) { return u->st ? stream_queued(u->st) : 0; }

@@ -75,6 +75,30 @@ typedef struct stp_listener_cfg {
   char *rate_limit;           /* "N/period" as written (validated); NULL if not given */
 } stp_listener_cfg;
 
+/* Where an XOAUTH2 upstream's access token comes from when it is not a
+ * static token_file: an OAuth2 token endpoint (auth.oauth2) or a helper
+ * program (auth.token_command). Fetched and cached by oauth2_net.c. */
+typedef enum { STP_TOKSRC_OAUTH2 = 0, STP_TOKSRC_COMMAND } stp_toksrc_kind;
+typedef enum { STP_GRANT_REFRESH_TOKEN = 0, STP_GRANT_CLIENT_CREDENTIALS } stp_oauth2_grant;
+
+typedef struct stp_oauth2_cfg {
+  stp_toksrc_kind kind;
+  /* oauth2 */
+  stp_oauth2_grant grant;     /* default refresh_token */
+  char *token_url;            /* https:// (http:// only with the upstream's insecure) */
+  char *client_id;
+  char *client_secret;        /* NULL for public clients; cleansed on free */
+  char *refresh_token_file;   /* absolute path; rotated tokens are written back */
+  char *refresh_token;        /* as read at load; cleansed on free */
+  char *scope;                /* NULL: none sent */
+  char *ca_file;              /* trust anchors for token_url; default system bundle */
+  /* token_command */
+  stp_strlist command;        /* argv, run without a shell */
+  uint64_t token_ttl_ms;      /* token_command: default 5 min */
+  uint64_t timeout_ms;        /* one fetch or command run: the upstream's connect_timeout */
+  unsigned long load_seq;     /* which load this came from (newer wins in the cache) */
+} stp_oauth2_cfg;
+
 typedef struct stp_upstream_cfg {
   char *name;
   char *host;
@@ -95,6 +119,11 @@ typedef struct stp_upstream_cfg {
   uint64_t command_timeout_ms; /* default 5 min */
   uint64_t data_timeout_ms;    /* default 10 min */
   stp_pos pos;
+  /* Connection reuse (configured credentials only; never passthrough). */
+  bool pool;                    /* default true */
+  uint32_t pool_max_idle;       /* idle connections kept; default 4 */
+  uint64_t pool_idle_timeout_ms; /* default 60 s */
+  stp_oauth2_cfg *token_src;    /* auth.oauth2 or auth.token_command; NULL otherwise */
 } stp_upstream_cfg;
 
 typedef struct stp_route_cfg {

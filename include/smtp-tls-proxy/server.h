@@ -29,6 +29,7 @@ typedef struct srv_gen {
   tls_ctx **up_tls;  /* per upstream */
   tls_ctx **lan_tls; /* per listener; NULL for tls: none */
   stp_limits limits; /* rate limits and upstream back-off */
+  struct up_pool *pool; /* idle upstream connections; NULL once closed */
 } srv_gen;
 
 srv_gen *srv_gen_ref(srv_gen *g);

@@ -38,6 +38,10 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
  * lets queued bytes go out; otherwise the connection is cut at once. */
 void upconn_detach(upconn *u, bool graceful);
 
+/* Hand the connection to another owner (the pool, or a session taking a
+ * pooled connection). */
+void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner);
+size_t upconn_index(const upconn *u);
 upstream *upconn_sm(upconn *u);
 const stp_upstream_cfg *upconn_cfg(const upconn *u);
 size_t upconn_queued(const upconn *u);

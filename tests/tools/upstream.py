@@ -62,6 +62,9 @@ def parse_args():
     p.add_argument("--lifetime", type=float, default=300.0,
                    help="exit after this many seconds whatever happens")
     p.add_argument("--hostname", default="upstream.test")
+    p.add_argument("--hang-on-reuse", action="store_true",
+                   help="a connection that already carried a message never "
+                        "answers again (a pooled connection gone silent)")
     return p.parse_args()
 
 
@@ -80,6 +83,13 @@ class Handler:
                 return AuthResult(success=True, auth_data=auth_data.login.decode())
         return AuthResult(success=False, handled=False)
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.args.hang_on_reuse and getattr(session, "stp_messages", 0) > 0:
+            await asyncio.sleep(3600)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         for pat in self.args.reject_rcpt:
             if fnmatch.fnmatchcase(address, pat):
@@ -89,6 +99,7 @@ class Handler:
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
+        session.stp_messages = getattr(session, "stp_messages", 0) + 1
         if self.args.reply_data:
             return self.args.reply_data
         data = envelope.original_content or b""
