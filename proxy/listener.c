@@ -13,6 +13,7 @@
 
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -74,6 +75,7 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
   if (!stp_cidr_match_any(c->allow, c->n_allow, peer)) {
     stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "not in allow list"}};
     stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
+    metrics_refused_connection(c->name, "allow");
     relay_refuse(r, "554 5.7.1 Access denied\r\n");
     return;
   }
@@ -81,6 +83,7 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
   if (l->n_conns > c->max_connections || l->srv->stopping) {
     stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "max_connections"}};
     stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
+    metrics_refused_connection(c->name, "max_connections");
     relay_refuse(r, "421 4.7.0 Too many connections, try again later\r\n");
     return;
   }
@@ -88,6 +91,7 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
     stp_kv kv[] = {{"listener", c->name}, {"client", ip},
                    {"reason", "max_connections_per_client"}};
     stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
+    metrics_refused_connection(c->name, "max_connections_per_client");
     relay_refuse(r, "421 4.7.0 Too many connections from your address, try again later\r\n");
     return;
   }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/util.h"
 
 typedef struct pooled {
@@ -39,6 +40,7 @@ static void unlink_entry(pooled *e) {
   if (e->next)
     e->next->prev = e->prev;
   p->n_idle[e->index]--;
+  metrics_pool_size(p->cfg->upstreams[e->index].name, (long)p->n_idle[e->index]);
   free(e);
 }
 
@@ -146,6 +148,7 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
     p->head->prev = e;
   p->head = e;
   p->n_idle[index]++;
+  metrics_pool_size(c->name, (long)p->n_idle[index]);
   upconn_set_owner(u, &pooled_ops, e);
   /* Whatever the device left open upstream is reset before reuse. */
   if (upstream_rset(sm) < 0)

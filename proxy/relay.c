@@ -15,6 +15,7 @@
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/pool.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/session.h"
@@ -39,6 +40,8 @@ struct relay {
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
+  uint64_t up_t0;  /* when the current connection was opened (latency) */
+  uint64_t dot_t0; /* when the final dot went out (latency) */
   bool up_reused;    /* r->up came from the pool */
   bool mail_pending; /* MAIL sent, its reply not yet seen */
   bool replay_mail;  /* a pooled connection died before MAIL's reply: resend */
@@ -60,8 +63,10 @@ static void idle_cb(uv_timer_t *t);
 static void relay_handle_gone(relay *r) {
   if (--r->open_handles > 0)
     return;
-  if (!r->refusing)
+  if (!r->refusing) {
     session_free(&r->sess);
+    metrics_session_close(r->gen->cfg->listeners[r->lst->index].name);
+  }
   if (r->prev)
     r->prev->next = r->next;
   else
@@ -189,6 +194,7 @@ static void sess_up_body(void *ctx, const char *p, size_t n) {
 
 static void sess_up_end(void *ctx) {
   relay *r = ctx;
+  r->dot_t0 = stp_now_ms();
   sm_call_failed(r, cur_sm(r) ? upstream_end(cur_sm(r)) : STP_ESTATE);
 }
 
@@ -271,6 +277,9 @@ static void note_skipped(relay *r, const char *name, const char *why) {
 static void up_ready(void *owner, upconn *u) {
   relay *r = owner;
   r->up_ready = true;
+  if (!r->up_reused)
+    metrics_upstream_latency(upconn_cfg(u)->name, "ready",
+                             (double)(stp_now_ms() - r->up_t0) / 1000.0);
   if (r->replay_mail) {
     r->replay_mail = false;
     sm_call_failed(r, upstream_mail(upconn_sm(u), r->mail_from, &r->mail_args));
@@ -288,6 +297,11 @@ static void up_ready(void *owner, upconn *u) {
 static void up_reply(void *owner, const smtp_reply *rep) {
   relay *r = owner;
   r->mail_pending = false;
+  if (r->dot_t0 && r->up) {
+    metrics_upstream_latency(upconn_cfg(r->up)->name, "dot",
+                             (double)(stp_now_ms() - r->dot_t0) / 1000.0);
+    r->dot_t0 = 0;
+  }
   session_up_reply(&r->sess, rep);
 }
 
@@ -333,6 +347,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   stp_kv kv[] = {{"upstream", c->name}, {"host", c->host}, {"reason", upstream_fail_name(why)},
                  {"detail", detail}};
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
+  metrics_upstream_failure(c->name, upstream_fail_name(why));
   if (r->pause_bp) {
     r->pause_bp = false;
     update_client_reading(r);
@@ -380,6 +395,8 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
                    {"to", cfg->upstreams[rt->upstreams[r->try_pos]].name},
                    {"skipped", r->skipped}};
     stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
+    metrics_failover(rt->name, cfg->upstreams[rt->upstreams[r->try_pos - 1]].name,
+                     cfg->upstreams[rt->upstreams[r->try_pos]].name);
   }
   r->up_ready = false;
   r->up_reused = false;
@@ -395,6 +412,7 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
       return;
     }
   }
+  r->up_t0 = stp_now_ms();
   r->up = upconn_open(r->loop, r->gen, index, &relay_upconn_ops, r, r->sid);
   if (r->sess.pt_secret) /* auth: passthrough: the device's own credentials */
     upstream_set_credentials(upconn_sm(r->up), r->sess.auth_user, r->sess.pt_secret);
@@ -444,6 +462,7 @@ void relay_start(relay *r, const struct sockaddr *peer) {
                                            : sizeof(struct sockaddr_in);
   memcpy(&r->peer, peer, len);
   make_sid(r);
+  metrics_session_open(lc->name);
   session_init(&r->sess, r->gen->cfg, lc, peer, r->sid, &relay_session_ops, r);
   session_set_limits(&r->sess, &r->gen->limits);
   char ip[64];

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics_http.h"
 #include "smtp-tls-proxy/pool.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/util.h"
@@ -113,6 +114,8 @@ void server_stop(server *srv) {
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
   pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
   srv->gen->pool = NULL;
+  metrics_http_stop(srv->metrics); /* /healthz fails from now on */
+  srv->metrics = NULL;
   for (size_t i = 0; i < srv->n_listeners; i++)
     listener_close(srv->listeners[i]);
   server_listener_idle(srv);
@@ -164,6 +167,20 @@ int server_reload(server *srv) {
   return 0;
 }
 
+/* Healthy while the loop runs, we are not stopping, and every listener of
+ * the current configuration has its sockets open. */
+static bool server_healthy(void *ctx) {
+  server *srv = ctx;
+  if (srv->stopping)
+    return false;
+  for (size_t i = 0; i < srv->n_listeners; i++) {
+    listener *l = srv->listeners[i];
+    if (l->gen == srv->gen && (l->closing || l->n_open == 0))
+      return false;
+  }
+  return true;
+}
+
 int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_config *cfg) {
   memset(srv, 0, sizeof *srv);
   srv->loop = loop;
@@ -189,6 +206,15 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     if (rc < 0) {
       fprintf(stderr, "smtp-tls-proxy: cannot listen on listener %s: %s\n",
               cfg->listeners[i].name, uv_strerror(rc));
+      server_stop(srv);
+      return rc;
+    }
+  }
+  if (cfg->metrics_listen) {
+    int rc = metrics_http_start(loop, cfg->metrics_listen, server_healthy, srv, &srv->metrics);
+    if (rc < 0) {
+      fprintf(stderr, "smtp-tls-proxy: cannot serve metrics on %s: %s\n", cfg->metrics_listen,
+              uv_strerror(rc));
       server_stop(srv);
       return rc;
     }

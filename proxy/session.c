@@ -14,6 +14,7 @@
 
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/route.h"
 
 static const char *const state_names[] = {"cmd", "wait", "data", "data-discard", "tls",
@@ -112,6 +113,7 @@ static void log_message(session *s, const char *result, const char *reply_line) 
       {"duration_ms", dur},
   };
   stp_log_kv(STP_LOG_INFO, s->sid, "message", kv, sizeof kv / sizeof *kv);
+  metrics_message(rt ? rt->name : "", s->up_name, result, s->framer.size);
 }
 
 static void log_relayed(session *s, const smtp_reply *r) {
@@ -244,6 +246,7 @@ static void cmd_mail(session *s, const smtp_cmd *c) {
            (unsigned long long)((wait_ms + 999) / 1000));
     stp_kv kv[] = {{"scope", "listener"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
     stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
+    metrics_rate_limited("listener", s->lcfg->name);
     return;
   }
   txn_clear(s);
@@ -328,6 +331,7 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
              s->cfg->routes[rt].name, (unsigned long long)((wait_ms + 999) / 1000));
       stp_kv kv[] = {{"scope", "route"}, {"name", s->cfg->routes[rt].name}};
       stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 2);
+      metrics_rate_limited("route", s->cfg->routes[rt].name);
       return;
     }
   }

@@ -56,6 +56,7 @@ struct server {
   uv_timer_t grace;
   bool stopping;
   unsigned long sessions_started;
+  struct metrics_http *metrics; /* /metrics and /healthz; NULL when off */
   const char *config_path;
 };
 

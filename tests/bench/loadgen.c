@@ -71,6 +71,7 @@ typedef struct sess {
   int ready; /* counted as set up (for the ramp) */
   int authed;
   int msgs;
+  int conns; /* connections this slot has made (--connections) */
   uint64_t t0;
   uint64_t off;    /* body octets queued */
   size_t inflight; /* octets handed to uv_write and not yet written */
@@ -87,7 +88,7 @@ typedef struct wreq {
 
 /* options */
 static const char *o_host = "127.0.0.1";
-static int o_port, o_mode = M_PLAIN, o_sessions = 1, o_messages = 1;
+static int o_port, o_mode = M_PLAIN, o_sessions = 1, o_messages = 1, o_connections = 1;
 static uint64_t o_size = 10240;
 static double o_duration = 0, o_idle = -1, o_timeout = 600;
 static const char *o_auth, *o_label = "run", *o_sink_stats, *o_ca;
@@ -490,11 +491,23 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   }
 }
 
+static void connect_one(sess *s);
+
 static void close_cb(uv_handle_t *h) {
   sess *s = h->data;
   if (s->ssl) {
     SSL_free(s->ssl);
     s->ssl = NULL;
+  }
+  /* --connections: the slot reconnects, as a printer opens a new session
+   * for every scan; each new session pays its own greeting, TLS and AUTH. */
+  if (!g_stop && s->conns < o_connections && s->st == C_QUIT) {
+    int conns = s->conns, ready = s->ready;
+    memset(s, 0, sizeof *s);
+    s->conns = conns;
+    s->ready = ready;
+    connect_one(s);
+    return;
   }
   g_closed++;
   if (g_closed == o_sessions) {
@@ -537,6 +550,11 @@ static void connect_cb(uv_connect_t *req, int status) {
 static void start_one(void) {
   sess *s = &g_sess[g_started++];
   memset(s, 0, sizeof *s);
+  connect_one(s);
+}
+
+static void connect_one(sess *s) {
+  s->conns++;
   uv_tcp_init(g_loop, &s->tcp);
   s->tcp.data = s;
   s->creq.data = s;
@@ -606,7 +624,8 @@ static uint64_t parse_size(const char *v) {
 static void usage(void) {
   fprintf(stderr,
           "usage: loadgen --port P [--host 127.0.0.1] [--mode plain|starttls|implicit]\n"
-          "               [--auth USER:PASS] [--sessions N] [--messages M] [--size S[k|m]]\n"
+          "               [--auth USER:PASS] [--sessions N] [--messages M] [--connections C]\n"
+          "               [--size S[k|m]]\n"
           "               [--duration SEC] [--timeout SEC] [--sink-stats FILE]\n"
           "               [--idle SEC] [--ca FILE] [--label NAME] [-v]\n");
   exit(2);
@@ -637,6 +656,8 @@ int main(int argc, char **argv) {
       o_sessions = atoi(v);
     else if (!strcmp(a, "--messages"))
       o_messages = atoi(v);
+    else if (!strcmp(a, "--connections"))
+      o_connections = atoi(v);
     else if (!strcmp(a, "--size"))
       o_size = parse_size(v);
     else if (!strcmp(a, "--duration"))
@@ -654,7 +675,7 @@ int main(int argc, char **argv) {
     else
       usage();
   }
-  if (o_port <= 0 || o_sessions <= 0 || o_messages <= 0)
+  if (o_port <= 0 || o_sessions <= 0 || o_messages <= 0 || o_connections <= 0)
     usage();
   if (strcmp(o_host, "127.0.0.1") != 0 && strcmp(o_host, "::1") != 0) {
     fprintf(stderr, "loadgen: loopback only (127.0.0.1 or ::1)\n");

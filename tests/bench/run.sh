@@ -284,7 +284,8 @@ run() {
   esac
   local a0
   a0=$(sink_auths)
-  out=$("$LOADGEN" --port "$port" "${args[@]}" --sessions "$n" --messages "$m" --size "$size" \
+  out=$("$LOADGEN" --port "$port" "${args[@]}" --sessions "$n" --messages "$m" \
+    --connections "${CONNS:-1}" --size "$size" \
     --duration "$dur" --timeout 240 --label "$target" 2>>"$W/loadgen.err" | grep '^RESULT') || true
   local k="$target|$case"
   AUTHS[$target]=$((${AUTHS[$target]:-0} + $(sink_auths) - a0))
@@ -302,20 +303,23 @@ run() {
 
 # case name, size, sessions, messages per session (the count bound; the
 # time bound is BENCH_SECONDS)
+# A case ending in ":Cc" makes every session reconnect C times with one
+# message each: printers open a session per scan, so this is the case where
+# a TLS handshake and AUTH per message (stunnel, Postfix) show.
 if [ "$QUICK" = 1 ]; then
-  CASES="1KiB×1:1k:1:200 1KiB×20:1k:20:20 1KiB×200:1k:200:2 10KiB×1:10k:1:200
+  CASES="10KiB×20/session:10k:20:1:50c 1KiB×1:1k:1:200 1KiB×20:1k:20:20 1KiB×200:1k:200:2 10KiB×1:10k:1:200
          10KiB×20:10k:20:20 10KiB×200:10k:200:2 10MiB×1:10m:1:2 10MiB×20:10m:20:1
          10MiB×200:10m:200:1 50MiB×1:50m:1:2"
 else
-  CASES="1KiB×1:1k:1:20000 1KiB×20:1k:20:2000 1KiB×200:1k:200:200 10KiB×1:10k:1:20000
+  CASES="10KiB×20/session:10k:20:1:1000c 1KiB×1:1k:1:20000 1KiB×20:1k:20:2000 1KiB×200:1k:200:200 10KiB×1:10k:1:20000
          10KiB×20:10k:20:2000 10KiB×200:10k:200:200 10MiB×1:10m:1:20 10MiB×20:10m:20:2
          10MiB×200:10m:200:1 50MiB×1:50m:1:5"
 fi
 TARGETS="plain tls proxy postfix stunnel"
 for c in $CASES; do
-  IFS=: read -r name size n m <<<"$c"
+  IFS=: read -r name size n m conns <<<"$c"
   say "case $name"
-  for t in $TARGETS; do run "$t" "$name" "$size" "$n" "$m"; done
+  for t in $TARGETS; do CONNS=${conns%c} run "$t" "$name" "$size" "$n" "$m"; done
 done
 PROXY_MATRIX_HWM=$(rss_kib "$PROXY_MAIN_PID" VmHWM)
 
@@ -419,13 +423,17 @@ RES=$ROOT/tests/bench/last-result.md
   echo "| peak RSS (VmHWM) of a fresh proxy after one 100 MiB message, KiB | $HWM_100M | |"
   echo "| peak RSS (VmHWM) of the proxy over the whole matrix above, KiB | $PROXY_MATRIX_HWM | |"
   echo
-  k="10KiB×20"
   big="50MiB×1"
-  echo "Targets (issue 6):"
+  echo "Targets (issue 6). The issue's peers figures (Postfix ~130/s, stunnel ~90/s) are"
+  echo "for a fresh session and TLS handshake per message, which is how printers send:"
+  echo "that is the /session case. The long-session case (2000 messages per session) is"
+  echo "shown too: there stunnel's one handshake is amortised and it only copies bytes."
   echo
-  echo "- 10 KiB × 20: proxy ≥ 10× Postfix end to end: $(ratio "${RATE[proxy|$k]:-}" "${RATE[postfix|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[postfix|$k]:-}" | tr -d -) + 0 >= 10")"
-  echo "- 10 KiB × 20: proxy ≥ 5× stunnel: $(ratio "${RATE[proxy|$k]:-}" "${RATE[stunnel|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[stunnel|$k]:-}" | tr -d -) + 0 >= 5")"
-  echo "- 10 KiB × 20: proxy ≥ ¼ of plain direct: $(ratio "${RATE[proxy|$k]:-}" "${RATE[plain|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[plain|$k]:-}" | tr -d -) + 0 >= 0.25")"
+  for k in "10KiB×20/session" "10KiB×20"; do
+    echo "- $k: proxy ≥ 10× Postfix end to end: $(ratio "${RATE[proxy|$k]:-}" "${RATE[postfix|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[postfix|$k]:-}" | tr -d -) + 0 >= 10")"
+    echo "- $k: proxy ≥ 5× stunnel: $(ratio "${RATE[proxy|$k]:-}" "${RATE[stunnel|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[stunnel|$k]:-}" | tr -d -) + 0 >= 5")"
+    echo "- $k: proxy ≥ ¼ of plain direct: $(ratio "${RATE[proxy|$k]:-}" "${RATE[plain|$k]:-}")× — $(verdict "$(ratio "${RATE[proxy|$k]:-}" "${RATE[plain|$k]:-}" | tr -d -) + 0 >= 0.25")"
+  done
   big_r=$(ratio "${P50[proxy|$big]:-}" "${P50[stunnel|$big]:-}")
   echo "- one 50 MiB message: proxy no slower than 1.2× stunnel: median time proxy ${P50[proxy|$big]:-?} ms, stunnel ${P50[stunnel|$big]:-?} ms = ${big_r}× — $(verdict "\"$big_r\" ~ /^[0-9.]+$/ && $big_r <= 1.2")"
   echo "- ≤ 32 KiB per idle session: $IDLE_PROXY KiB — $(verdict "\"$IDLE_PROXY\" ~ /^[0-9.]+$/ && $IDLE_PROXY <= 32")"

@@ -1,0 +1,105 @@
+/* metrics.h - the process-wide metrics registry and its Prometheus text.
+ *
+ * Owns: every metric family the proxy exports (a fixed table: name, help,
+ * type, label names), the bounded table of series (one per distinct label
+ * set, at most METRICS_MAX_SERIES), and the text exposition format 0.0.4.
+ * Also the pure half of the /metrics HTTP endpoint: parsing a request head
+ * and deciding what it asks for (metrics_http.c does the sockets).
+ *
+ * Guarantees: an update allocates only the first time its series appears
+ * and never formats a string; once the table is full, updates that would
+ * need a new series are counted in smtp_proxy_metrics_dropped_series_total
+ * instead. Label values are stored (truncated to METRICS_MAX_LABEL bytes)
+ * and escaped on output (\\ \" \n, invalid UTF-8 becomes U+FFFD), so no
+ * value can break the format. Families and series come out sorted, so two
+ * renders of the same state are byte-identical. No I/O.
+ *
+ * Not thread-safe: every call belongs to the event-loop thread.
+ */
+#ifndef STP_METRICS_H
+#define STP_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define METRICS_MAX_SERIES 4096
+#define METRICS_MAX_LABEL 128
+
+/* Forget every series and the dropped count (tests; not needed at runtime). */
+void metrics_reset(void);
+
+/* smtp_proxy_sessions_active{listener} (gauge) and
+ * smtp_proxy_sessions_total{listener} (counter). */
+void metrics_session_open(const char *listener);
+void metrics_session_close(const char *listener);
+
+/* smtp_proxy_refused_connections_total{listener,reason};
+ * reason: allow | max_connections | max_connections_per_client. */
+void metrics_refused_connection(const char *listener, const char *reason);
+
+/* smtp_proxy_messages_total{route,upstream,result} and
+ * smtp_proxy_message_bytes_total{route,upstream} (bytes of every message,
+ * whatever its result); result: delivered (2xx to the dot) | rejected (5xx)
+ * | deferred (4xx, ours or the upstream's) | aborted (client went away). */
+void metrics_message(const char *route, const char *upstream, const char *result, uint64_t bytes);
+
+/* smtp_proxy_upstream_failures_total{upstream,reason}; reason: dns | connect
+ * | tls | starttls | greeting | auth | timeout | closed | protocol. */
+void metrics_upstream_failure(const char *upstream, const char *reason);
+
+/* smtp_proxy_failovers_total{route,from,to}. */
+void metrics_failover(const char *route, const char *from, const char *to);
+
+/* smtp_proxy_rate_limited_total{scope,name}; scope: listener | route. */
+void metrics_rate_limited(const char *scope, const char *name);
+
+/* smtp_proxy_upstream_latency_seconds{upstream,phase} (histogram, buckets
+ * METRICS_LATENCY_BUCKETS); phase: connect | ready | dot. Negative values
+ * count as 0, NaN is ignored. */
+void metrics_upstream_latency(const char *upstream, const char *phase, double seconds);
+#define METRICS_LATENCY_BUCKETS                                                                    \
+  { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60 }
+
+/* smtp_proxy_upstream_pool_connections{upstream} (gauge, set). */
+void metrics_pool_size(const char *upstream, long n);
+
+/* The exact length of the text metrics_render would write now. */
+size_t metrics_render_size(void);
+/* Write the exposition text into buf: at most cap bytes, whole lines only,
+ * no NUL terminator. Returns the number of bytes written, which is
+ * metrics_render_size() when cap is large enough. */
+size_t metrics_render(char *buf, size_t cap);
+
+/* --- the pure half of the HTTP endpoint (metrics_http.c) ---------------- */
+
+#define METRICS_HTTP_MAX_HEAD 8192
+
+typedef struct metrics_http_req {
+  const char *method; /* points into the parsed buffer, not NUL-terminated */
+  size_t method_len;
+  const char *target;
+  size_t target_len;
+  int minor;       /* HTTP/1.<minor>: 0 or 1 */
+  size_t head_len; /* bytes up to and including the empty line */
+} metrics_http_req;
+
+/* Parse a request head from buf[0..len). Returns STP_OK (head complete),
+ * STP_EAGAIN (need more bytes, len < max), STP_ETOOLONG (no end of head in
+ * the first max bytes: 431), or STP_ESYNTAX (bad request line or a control
+ * byte in the head: 400). Lines may end in CRLF or LF; empty lines before
+ * the request line are skipped. */
+int metrics_http_parse(const char *buf, size_t len, size_t max, metrics_http_req *out);
+
+typedef enum {
+  METRICS_HTTP_METRICS = 0, /* GET/HEAD /metrics */
+  METRICS_HTTP_HEALTHZ,     /* GET/HEAD /healthz */
+  METRICS_HTTP_NOT_FOUND,   /* GET/HEAD elsewhere: 404 */
+  METRICS_HTTP_BAD_METHOD   /* any other method: 405, Allow: GET, HEAD */
+} metrics_http_target;
+
+/* What a parsed request asks for; *head is set for HEAD. A query string is
+ * ignored ("/metrics?x" is /metrics). */
+metrics_http_target metrics_http_classify(const metrics_http_req *r, bool *head);
+
+#endif
