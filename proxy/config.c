@@ -629,7 +629,7 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   u->command_timeout_ms = 5 * 60 * 1000;
   u->data_timeout_ms = 10 * 60 * 1000;
   u->pool = true;
-  u->pool_max_idle = 4;
+  u->pool_max_idle = 16;
   u->pool_idle_timeout_ms = 60 * 1000;
   u->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in upstream", upstream_keys, k, v);

@@ -142,7 +142,8 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
   e->pool = p;
   e->u = u;
   e->index = index;
-  e->resetting = true;
+  e->resetting = sm->in_txn;
+  e->since = stp_now_ms();
   e->next = p->head;
   if (p->head)
     p->head->prev = e;
@@ -150,8 +151,9 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
   p->n_idle[index]++;
   metrics_pool_size(c->name, (long)p->n_idle[index]);
   upconn_set_owner(u, &pooled_ops, e);
-  /* Whatever the device left open upstream is reset before reuse. */
-  if (upstream_rset(sm) < 0)
+  /* Whatever the device left open upstream is reset before reuse; after a
+   * completed message there is nothing to reset. */
+  if (e->resetting && upstream_rset(sm) < 0)
     drop(e, false);
 }
 

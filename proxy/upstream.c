@@ -268,6 +268,10 @@ static void on_reply(upstream *u) {
   case UP_RCPT:
   case UP_RSET:
   case UP_DOT:
+    if (u->state == UP_MAIL)
+      u->in_txn = u->reply.code / 100 == 2;
+    else if (u->state != UP_RCPT)
+      u->in_txn = false; /* the dot's reply or RSET's ends the transaction */
     set_state(u, UP_READY);
     u->ops->set_timer(u->ctx, 0);
     u->ops->reply(u->ctx, &u->reply);

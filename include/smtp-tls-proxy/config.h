@@ -121,7 +121,7 @@ typedef struct stp_upstream_cfg {
   stp_pos pos;
   /* Connection reuse (configured credentials only; never passthrough). */
   bool pool;                    /* default true */
-  uint32_t pool_max_idle;       /* idle connections kept; default 4 */
+  uint32_t pool_max_idle;       /* idle connections kept; default 16 */
   uint64_t pool_idle_timeout_ms; /* default 60 s */
   stp_oauth2_cfg *token_src;    /* auth.oauth2 or auth.token_command; NULL otherwise */
 } stp_upstream_cfg;

@@ -89,6 +89,7 @@ typedef struct upstream {
    * configured ones when set. Borrowed pointers; never logged. */
   const char *pt_user;
   const char *pt_secret;
+  bool in_txn; /* a MAIL was accepted and no final reply or RSET since */
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,

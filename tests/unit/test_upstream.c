@@ -370,3 +370,20 @@ Test(upstream, no_body_parameter_when_8bitmime_not_offered) {
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
   cr_assert_str_eq(F.out, "MAIL FROM:<a@b>\r\n");
 }
+
+Test(upstream, transaction_state_for_reuse) {
+  to_ready();
+  cr_assert_not(UP.in_txn);
+  upstream_mail(&UP, "a@b", NULL);
+  srv("250 ok\r\n");
+  cr_assert(UP.in_txn, "MAIL accepted: a transaction is open");
+  upstream_rcpt(&UP, "c@d");
+  srv("550 no\r\n");
+  cr_assert(UP.in_txn, "a refused RCPT does not end it");
+  upstream_rset(&UP);
+  srv("250 flushed\r\n");
+  cr_assert_not(UP.in_txn);
+  upstream_mail(&UP, "a@b", NULL);
+  srv("452 busy\r\n");
+  cr_assert_not(UP.in_txn, "a refused MAIL opens nothing");
+}
