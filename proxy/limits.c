@@ -19,6 +19,10 @@ void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms) {
   l->n_listeners = cfg->n_listeners;
   l->n_routes = cfg->n_routes;
   l->n_upstreams = cfg->n_upstreams;
+  l->auth_fail = stp_xcalloc(cfg->n_listeners, sizeof *l->auth_fail);
+  for (size_t i = 0; i < cfg->n_listeners; i++)
+    if (cfg->listeners[i].auth == STP_LAUTH_USERS || cfg->listeners[i].auth == STP_LAUTH_PASSTHROUGH)
+      rl_table_init(&l->auth_fail[i], RL_TABLE_DEFAULT_CAPACITY);
   l->listener_rate = stp_xcalloc(cfg->n_listeners, sizeof *l->listener_rate);
   l->client = stp_xcalloc(cfg->n_listeners, sizeof *l->client);
   for (size_t i = 0; i < cfg->n_listeners; i++) {
@@ -36,9 +40,13 @@ void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms) {
 }
 
 void limits_free(stp_limits *l) {
-  for (size_t i = 0; i < l->n_listeners; i++)
+  for (size_t i = 0; i < l->n_listeners; i++) {
     if (l->listener_rate[i].count)
       rl_table_free(&l->client[i]);
+    if (l->auth_fail[i].capacity)
+      rl_table_free(&l->auth_fail[i]);
+  }
+  free(l->auth_fail);
   free(l->listener_rate);
   free(l->client);
   free(l->route_rate);
@@ -52,6 +60,22 @@ uint64_t limits_client(stp_limits *l, size_t listener, const char *client_ip, ui
     return 0;
   const stp_rate *r = &l->listener_rate[listener];
   return rl_table_take(&l->client[listener], client_ip, r->count, r->period_ms, now_ms);
+}
+
+uint64_t limits_auth_failed(stp_limits *l, size_t listener, const char *client_ip,
+                            uint64_t now_ms) {
+  if (listener >= l->n_listeners || !l->auth_fail[listener].capacity)
+    return 0;
+  return rl_table_take(&l->auth_fail[listener], client_ip, LIMITS_AUTH_FAILURES,
+                       LIMITS_AUTH_PERIOD_MS, now_ms);
+}
+
+uint64_t limits_auth_blocked(stp_limits *l, size_t listener, const char *client_ip,
+                             uint64_t now_ms) {
+  if (listener >= l->n_listeners || !l->auth_fail[listener].capacity)
+    return 0;
+  return rl_table_peek(&l->auth_fail[listener], client_ip, LIMITS_AUTH_FAILURES,
+                       LIMITS_AUTH_PERIOD_MS, now_ms);
 }
 
 uint64_t limits_route(stp_limits *l, size_t route, uint64_t now_ms) {

@@ -69,6 +69,14 @@ uint64_t rl_take(rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_
   return (period - b->credit + count - 1) / count;
 }
 
+uint64_t rl_peek(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
+  if (count == 0 || period_ms == 0)
+    return 0;
+  uint64_t period = eff_period(count, period_ms);
+  uint64_t credit = credit_at(b, count, period, now_ms);
+  return credit >= period ? 0 : (period - credit + count - 1) / count;
+}
+
 bool rl_full(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
   if (count == 0 || period_ms == 0)
     return true;
@@ -147,18 +155,35 @@ static uint32_t pick_victim(const rl_table *t, uint32_t count, uint64_t period_m
   return t->oldest;
 }
 
-uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
-                       uint64_t now_ms) {
-  char k[RL_KEY_MAX];
+/* The key as stored (cut to RL_KEY_MAX - 1 bytes), its hash, and its
+ * entry index or NIL. */
+static uint32_t find(const rl_table *t, const char *key, char k[RL_KEY_MAX], uint32_t *h) {
   size_t n = strnlen(key, RL_KEY_MAX - 1);
   memcpy(k, key, n);
   k[n] = '\0';
-  uint32_t h = hash_key(k);
-  uint32_t *slot = &t->slots[h & (t->nslots - 1)];
+  *h = hash_key(k);
   uint32_t i;
-  for (i = *slot; i != NIL; i = t->e[i].chain)
-    if (t->e[i].hash == h && strcmp(t->e[i].key, k) == 0)
+  for (i = t->slots[*h & (t->nslots - 1)]; i != NIL; i = t->e[i].chain)
+    if (t->e[i].hash == *h && strcmp(t->e[i].key, k) == 0)
       break;
+  return i;
+}
+
+uint64_t rl_table_peek(const rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
+                       uint64_t now_ms) {
+  char k[RL_KEY_MAX];
+  uint32_t h;
+  uint32_t i = find(t, key, k, &h);
+  return i == NIL ? 0 : rl_peek(&t->e[i].b, count, period_ms, now_ms);
+}
+
+uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
+                       uint64_t now_ms) {
+  char k[RL_KEY_MAX];
+  uint32_t h;
+  uint32_t i = find(t, key, k, &h);
+  size_t n = strlen(k);
+  uint32_t *slot = &t->slots[h & (t->nslots - 1)];
   if (i != NIL) {
     lru_unlink(t, i);
   } else {

@@ -24,6 +24,8 @@ const char *session_state_name(session_state st) {
   return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
 }
 
+static size_t listener_index(const session *s) { return (size_t)(s->lcfg - s->cfg->listeners); }
+
 /* ---- output ------------------------------------------------------------ */
 
 static void reply(session *s, const char *line) {
@@ -238,9 +240,8 @@ static void cmd_mail(session *s, const smtp_cmd *c) {
     reply(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
     return;
   }
-  uint64_t wait_ms = s->limits ? limits_client(s->limits, (size_t)(s->lcfg - s->cfg->listeners),
-                                               s->client_ip, stp_now_ms())
-                               : 0;
+  uint64_t wait_ms =
+      s->limits ? limits_client(s->limits, listener_index(s), s->client_ip, stp_now_ms()) : 0;
   if (wait_ms) {
     replyf(s, "451 4.7.0 Rate limit exceeded for %s, try again in %llu s\r\n", s->client_ip,
            (unsigned long long)((wait_ms + 999) / 1000));
@@ -446,6 +447,8 @@ static void auth_refuse(session *s, const char *line, const char *reason) {
   log_auth(s, "failed", reason);
   auth_forget(s);
   reply(s, line);
+  if (s->limits)
+    limits_auth_failed(s->limits, listener_index(s), s->client_ip, stp_now_ms());
   /* Guessing passwords costs a connection every few tries. */
   if (++s->auth_failures >= SESSION_MAX_AUTH_FAILURES) {
     reply(s, "421 4.7.0 Too many authentication failures, closing connection\r\n");
@@ -527,6 +530,17 @@ static void cmd_auth(session *s, const smtp_cmd *c) {
   }
   if (s->have_mail) {
     reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
+    return;
+  }
+  uint64_t wait_ms =
+      s->limits ? limits_auth_blocked(s->limits, listener_index(s), s->client_ip, stp_now_ms())
+                : 0;
+  if (wait_ms) {
+    replyf(s, "454 4.7.0 Too many authentication failures from %s, try again in %llu s\r\n",
+           s->client_ip, (unsigned long long)((wait_ms + 999) / 1000));
+    stp_kv kv[] = {{"scope", "auth"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
+    stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
+    metrics_rate_limited("auth", s->lcfg->name);
     return;
   }
   auth_result(s, lanauth_start(&s->auth, c->arg, c->arg_len));

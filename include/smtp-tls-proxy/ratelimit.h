@@ -43,6 +43,8 @@ void rl_init(rl_bucket *b, uint64_t now_ms);
  * means no limit (always 0). A clock that goes backwards refills nothing. */
 uint64_t rl_take(rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms);
 /* True when the bucket would hold `count` tokens at now_ms. */
+/* Like rl_take but takes nothing: 0 when a token is there, else the wait. */
+uint64_t rl_peek(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms);
 bool rl_full(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms);
 
 /* Buckets by key (client address text). When all `capacity` entries are
@@ -72,6 +74,10 @@ void rl_table_init(rl_table *t, uint32_t capacity);
 void rl_table_free(rl_table *t);
 /* rl_take on the bucket of `key` (a new key starts full). */
 uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
+                       uint64_t now_ms);
+/* The wait rl_table_take would report, without taking or adding anything
+ * (an unknown key has a full bucket: 0). */
+uint64_t rl_table_peek(const rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
                        uint64_t now_ms);
 static inline uint32_t rl_table_size(const rl_table *t) {
   return t->used;

@@ -233,3 +233,16 @@ Test(ratelimit, table_evicts_a_full_entry_before_a_limited_one) {
   cr_assert_eq(found_other, 0);
   rl_table_free(&t);
 }
+
+Test(ratelimit, peek_never_takes) {
+  rl_table t;
+  rl_table_init(&t, 16);
+  cr_assert_eq(rl_table_peek(&t, "10.0.0.1", 2, 1000, 0), 0, "unknown key: full");
+  cr_assert_eq(rl_table_take(&t, "10.0.0.1", 2, 1000, 0), 0);
+  cr_assert_eq(rl_table_take(&t, "10.0.0.1", 2, 1000, 0), 0);
+  for (int i = 0; i < 5; i++)
+    cr_assert_eq(rl_table_peek(&t, "10.0.0.1", 2, 1000, 0), 500, "peeking is free");
+  cr_assert_eq(rl_table_peek(&t, "10.0.0.1", 2, 1000, 500), 0, "a token is back");
+  cr_assert_eq(rl_table_size(&t), 1, "peek adds no entries");
+  rl_table_free(&t);
+}

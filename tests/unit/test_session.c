@@ -861,3 +861,36 @@ Test(session, route_rate_limit_per_transaction) {
   limits_free(&lim);
   stp_set_fake_clock(NULL);
 }
+
+Test(session, auth_failures_are_limited_per_client_across_sessions) {
+  uint64_t now = 77000;
+  stp_set_fake_clock(&now);
+  with_users();
+  stp_limits lim;
+  limits_init(&lim, &C, now);
+  session_set_limits(&S, &lim);
+  feed("EHLO dev\r\n");
+  for (int i = 0; i < SESSION_MAX_AUTH_FAILURES; i++)
+    feed("AUTH PLAIN " PLAIN_BAD "\r\n");
+  cr_assert_eq(F.closed, 1, "first session closed after its failures");
+  /* The same client reconnects. */
+  struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(4321)};
+  inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
+  session_free(&S);
+  session_init(&S, &C, &L, (struct sockaddr *)&sin, "test2", &OPS, NULL);
+  session_set_limits(&S, &lim);
+  feed("EHLO dev\r\n");
+  feed("AUTH PLAIN " PLAIN_BAD "\r\nAUTH PLAIN " PLAIN_BAD "\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.out,
+                   "454 4.7.0 Too many authentication failures from 127.0.0.1, try again in "
+                   "120 s\r\n",
+                   "even the right password waits: the allowance of 5 is used up");
+  now += 120000;
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+  limits_free(&lim);
+  stp_set_fake_clock(NULL);
+}
