@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/oauth2_net.h"
 #include "smtp-tls-proxy/stream.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -30,12 +31,18 @@ struct upconn {
   upstream sm;
   char sid[16];
   char early_fail[160]; /* a failure found inside upconn_open, reported later */
+  /* auth.oauth2 / token_command: the token is fetched before connecting. */
+  tok_waiter tw;
+  char *token;      /* what this connection authenticates with; cleansed */
+  bool tok_retried; /* a refused token was replaced once already */
+  bool tok_restart; /* timer_cb starts over with a fresh token */
 };
 
 static void maybe_free(upconn *u) {
   if (u->ops || u->n_streams > 0 || u->gai_pending || u->timer_open)
     return;
   upstream_free(&u->sm);
+  stp_free_secret(u->token);
   if (u->ai)
     uv_freeaddrinfo(u->ai);
   srv_gen_unref(u->gen);
@@ -52,6 +59,7 @@ void upconn_detach(upconn *u, bool graceful) {
   if (!u || !u->ops)
     return;
   u->ops = NULL;
+  tok_cancel(&u->tw);
   uv_close((uv_handle_t *)&u->timer, timer_closed_cb);
   if (u->gai_pending)
     uv_cancel((uv_req_t *)&u->gai);
@@ -99,10 +107,16 @@ static void sm_start_tls(void *ctx) {
     upstream_on_closed(&u->sm, UP_FAIL_TLS, "cannot create TLS session");
 }
 
+static void token_restart(upconn *u);
+
 static void timer_cb(uv_timer_t *t) {
   upconn *u = t->data;
   if (!u->ops)
     return;
+  if (u->tok_restart) {
+    token_restart(u);
+    return;
+  }
   if (u->early_fail[0]) {
     upstream_on_closed(&u->sm, UP_FAIL_DNS, u->early_fail);
     return;
@@ -141,6 +155,21 @@ static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   upconn *u = ctx;
   if (!u->ops)
     return;
+  if (why == UP_FAIL_AUTH && u->token && !u->tok_retried && u->sm.reply.code >= 400) {
+    /* The upstream refused a fetched token (535, or XOAUTH2's 334 error):
+     * revoked or expired early. Once, fetch a new one and start over on a
+     * new connection; the machine is dead and restarts from the loop. */
+    u->tok_retried = true;
+    stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}, {"detail", detail}};
+    stp_log_kv(STP_LOG_WARN, u->sid, "oauth2-token-refused", kv, 2);
+    tok_invalidate(upconn_cfg(u), u->token);
+    if (u->st)
+      stream_close(u->st);
+    u->st = NULL;
+    u->tok_restart = true;
+    uv_timer_start(&u->timer, timer_cb, 0, 0);
+    return;
+  }
   const upconn_owner_ops *ops = u->ops;
   void *owner = u->owner;
   upconn_detach(u, false);
@@ -243,6 +272,70 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   connect_next(u);
 }
 
+/* DNS, then TCP to each address in turn. */
+static void begin_connect(upconn *u) {
+  const stp_upstream_cfg *c = upconn_cfg(u);
+  /* The connect timeout covers DNS and TCP; the machine re-arms it for TLS. */
+  uv_timer_start(&u->timer, timer_cb, c->connect_timeout_ms, 0);
+  char port[8];
+  snprintf(port, sizeof port, "%u", c->port);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+  u->gai.data = u;
+  u->gai_pending = true;
+  int rc = uv_getaddrinfo(u->loop, &u->gai, gai_cb, c->host, port, &hints);
+  if (rc < 0) {
+    /* Never call the owner back from inside upconn_open: report from the
+     * loop, as every other outcome is. */
+    u->gai_pending = false;
+    snprintf(u->early_fail, sizeof u->early_fail, "resolve: %s", uv_strerror(rc));
+    uv_timer_start(&u->timer, timer_cb, 0, 0);
+  }
+}
+
+static void use_token(upconn *u, char *token) {
+  u->token = token;
+  upstream_set_token(&u->sm, token);
+  begin_connect(u);
+}
+
+static void token_cb(void *arg, const char *token, const char *err) {
+  upconn *u = arg;
+  if (!u->ops)
+    return;
+  if (!token) {
+    char d[600];
+    snprintf(d, sizeof d, "no OAuth2 access token: %s", err);
+    upstream_on_closed(&u->sm, UP_FAIL_AUTH, d);
+    return;
+  }
+  use_token(u, stp_xstrdup(token));
+}
+
+/* With auth.oauth2 / token_command the access token comes first (from the
+ * cache at once, or after a fetch shared with other connections). */
+static void begin(upconn *u) {
+  const stp_upstream_cfg *c = upconn_cfg(u);
+  char *token;
+  if (!c->token_src)
+    begin_connect(u);
+  else if (tok_get(u->loop, c, &u->tw, token_cb, u, &token) == 1)
+    use_token(u, token);
+}
+
+static void token_restart(upconn *u) {
+  const stp_config *cfg = u->gen->cfg;
+  const stp_upstream_cfg *c = upconn_cfg(u);
+  u->tok_restart = false;
+  upstream_free(&u->sm);
+  upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  stp_free_secret(u->token);
+  u->token = NULL;
+  if (u->ai)
+    uv_freeaddrinfo(u->ai);
+  u->ai = u->ai_next = NULL;
+  begin(u);
+}
+
 upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_owner_ops *ops,
                     void *owner, const char *sid) {
   upconn *u = stp_xcalloc(1, sizeof *u);
@@ -258,20 +351,6 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
   uv_timer_init(loop, &u->timer);
   u->timer.data = u;
   u->timer_open = true;
-  /* The connect timeout covers DNS and TCP; the machine re-arms it for TLS. */
-  uv_timer_start(&u->timer, timer_cb, c->connect_timeout_ms, 0);
-  char port[8];
-  snprintf(port, sizeof port, "%u", c->port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  u->gai.data = u;
-  u->gai_pending = true;
-  int rc = uv_getaddrinfo(loop, &u->gai, gai_cb, c->host, port, &hints);
-  if (rc < 0) {
-    /* Never call the owner back from inside upconn_open: report from the
-     * loop, as every other outcome is. */
-    u->gai_pending = false;
-    snprintf(u->early_fail, sizeof u->early_fail, "resolve: %s", uv_strerror(rc));
-    uv_timer_start(&u->timer, timer_cb, 0, 0);
-  }
+  begin(u);
   return u;
 }

@@ -106,12 +106,14 @@ void upstream_set_credentials(upstream *u, const char *user, const char *secret)
   u->pt_secret = secret;
 }
 
+void upstream_set_token(upstream *u, const char *token) { u->tok_secret = token; }
+
 static bool has_auth(const upstream *u) { return u->pt_secret || u->cfg->has_auth; }
 static const char *auth_user(const upstream *u) {
   return u->pt_secret ? u->pt_user : u->cfg->username;
 }
 static const char *auth_secret(const upstream *u) {
-  return u->pt_secret ? u->pt_secret : u->cfg->secret;
+  return u->pt_secret ? u->pt_secret : u->tok_secret ? u->tok_secret : u->cfg->secret;
 }
 
 void upstream_on_connected(upstream *u) {
@@ -166,11 +168,17 @@ static void start_auth(upstream *u) {
     fail(u, UP_FAIL_AUTH, "no usable AUTH mechanism offered (offered mask 0x%x)", u->caps.auth);
     return;
   }
+  if (!auth_secret(u)) { /* a token source that delivered nothing */
+    fail(u, UP_FAIL_AUTH, "no credentials to authenticate with");
+    return;
+  }
   u->mech = mech;
   u->login_step = 0;
   set_state(u, UP_AUTH);
   memset(&u->reply, 0, sizeof u->reply);
-  char buf[4096];
+  /* Room for an RFC 4954 AUTH line (12288 octets): Microsoft access tokens
+   * are JWTs of several KiB, too long for a smaller buffer once in base64. */
+  char buf[12288];
   long n = sasl_initial(mech, auth_user(u), auth_secret(u), buf, sizeof buf);
   auth_write(u, n, buf, sizeof buf);
 }

@@ -89,6 +89,9 @@ typedef struct upstream {
    * configured ones when set. Borrowed pointers; never logged. */
   const char *pt_user;
   const char *pt_secret;
+  /* An access token fetched for the configured user (auth.oauth2 or
+   * token_command), used instead of cfg->secret. Borrowed; never logged. */
+  const char *tok_secret;
   bool in_txn; /* a MAIL was accepted and no final reply or RSET since */
 } upstream;
 
@@ -98,6 +101,9 @@ void upstream_free(upstream *u);
 /* Use these credentials instead of the configured ones (passthrough).
  * Call before the connection reaches AUTH; the strings must outlive it. */
 void upstream_set_credentials(upstream *u, const char *user, const char *secret);
+/* Use this bearer token as the configured user's secret (the mechanism
+ * stays the configured one). Same lifetime rule as above. */
+void upstream_set_token(upstream *u, const char *token);
 
 /* Transport events. */
 void upstream_on_connected(upstream *u);

@@ -35,28 +35,34 @@ static unsigned char *only_body(const h_upstream *u, size_t *len, char **line) {
   return b;
 }
 
-/* 9a: bare LF and bare CR are rewritten to CRLF (bare_lf: fix, default). */
-Test(integ, bare_lf_fixed_to_crlf) {
+/* One message through a fresh proxy (listener_extra applied); the upstream
+ * must receive exactly `want`. */
+static void expect_delivered_as(const char *listener_extra, const char *body, size_t body_len,
+                                const char *want, size_t want_len) {
   h_upstream u;
   h_proxy px;
-  start(&px, &u, NULL);
+  start(&px, &u, listener_extra);
   h_smtp c;
   h_smtp_open(&c, px.port, true);
+  char text[2048];
+  const char *stage;
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, body_len, text, sizeof text, &stage);
+  cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
+  size_t len;
+  unsigned char *got = only_body(&u, &len, NULL);
+  cr_assert_eq(len, want_len, "got:\n%s", (char *)got);
+  cr_assert(memcmp(got, want, len) == 0, "got:\n%s", (char *)got);
+  free(got);
+}
+
+/* 9a: bare LF and bare CR are rewritten to CRLF (bare_lf: fix, default). */
+Test(integ, bare_lf_fixed_to_crlf) {
   static const char body[] = "Subject: bare\nX-Test: 1\n\nhello\nworld\r\n"
                              "cr\rhere\r\nend\r\n";
   static const char want[] = "Subject: bare\r\nX-Test: 1\r\n\r\nhello\r\nworld\r\n"
                              "cr\r\nhere\r\nend\r\n";
-  char text[2048];
-  const char *stage;
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
-  cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
-  size_t len;
-  unsigned char *got = only_body(&u, &len, NULL);
-  cr_assert_eq(len, sizeof want - 1, "got:\n%s", (char *)got);
-  cr_assert(memcmp(got, want, len) == 0, "got:\n%s", (char *)got);
-  free(got);
+  expect_delivered_as(NULL, body, sizeof body - 1, want, sizeof want - 1);
 }
 
 /* 9b: bare_lf: reject answers 550 5.5.2 and delivers nothing - also for a
@@ -140,25 +146,10 @@ Test(integ, smuggling_lookalikes_are_content) {
 /* Dot-stuffing both ways: a stuffed line arrives unstuffed at the upstream
  * (the proxy re-stuffs what it sends). */
 Test(integ, dot_lines_survive) {
-  h_upstream u;
-  h_proxy px;
-  start(&px, &u, NULL);
-  h_smtp c;
-  h_smtp_open(&c, px.port, true);
   static const char body[] = "Subject: dots\r\n\r\n..\r\n...x\r\n. \r\n";
   /* RFC 5321 4.5.2: the first of a line's leading dots is removed. */
   static const char want[] = "Subject: dots\r\n\r\n.\r\n..x\r\n \r\n";
-  char text[2048];
-  const char *stage;
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
-  cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
-  size_t len;
-  unsigned char *got = only_body(&u, &len, NULL);
-  cr_assert_eq(len, sizeof want - 1, "got:\n%s", (char *)got);
-  cr_assert(memcmp(got, want, len) == 0, "got:\n%s", (char *)got);
-  free(got);
+  expect_delivered_as(NULL, body, sizeof body - 1, want, sizeof want - 1);
 }
 
 /* 10: max_message_size is advertised and enforced while streaming. */

@@ -38,12 +38,12 @@ checked=0
 check_one() {
   local label=$1 f=$2 target=$2 out rc env=()
   local -a vars
-  mapfile -t vars < <(sed -nE 's/^[^#]*password_env:[[:space:]]*"?([A-Za-z_][A-Za-z0-9_]*)"?.*/\1/p' "$f" | sort -u)
+  mapfile -t vars < <(sed -nE 's/^[^#]*(password_env|client_secret_env):[[:space:]]*"?([A-Za-z_][A-Za-z0-9_]*)"?.*/\2/p' "$f" | sort -u)
   for v in "${vars[@]}"; do env+=("$v=dummy-secret-for-check"); done
 
   # Absolute secret files that do not exist here: point a copy at dummies.
   local -a files
-  mapfile -t files < <(sed -nE 's/^[^#]*(token_file|password_file):[[:space:]]*"?(\/[^" #]+)"?.*/\2/p' "$f" | sort -u)
+  mapfile -t files < <(sed -nE 's/^[^#]*(token_file|password_file|refresh_token_file|client_secret_file):[[:space:]]*"?(\/[^" #]+)"?.*/\2/p' "$f" | sort -u)
   local copy="" i=0 p dummy
   for p in "${files[@]}"; do
     [ -e "$p" ] && continue

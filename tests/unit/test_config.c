@@ -856,7 +856,7 @@ Test(config, inline_password_warns) {
 Test(config, secret_sources_exactly_one) {
   setenv("STP_TEST_PW", "pw", 1);
   fails_with(AUTH_UP(""), "t.yaml:8:7: error: auth needs one of password_env, password_file, "
-                          "password or token_file");
+                          "password, token_file, token_command or oauth2");
   fails_with(AUTH_UP("      password_env: STP_TEST_PW\n      password: x\n"),
              "t.yaml:10:7: error: 'password' conflicts with 'password_env': give only one "
              "secret source");
@@ -889,25 +889,30 @@ Test(config, xoauth2, .init = make_tmpdir, .fini = remove_tmpdir) {
   done(cfg);
 
   fails_with(AUTH_UP("      mechanism: xoauth2\n      password: x\n"),
-             "t.yaml:9:18: error: mechanism xoauth2 needs token_file or password_env holding "
-             "the token\n"
+             "t.yaml:9:18: error: mechanism xoauth2 needs token_file, token_command, oauth2 or "
+             "password_env holding the token\n"
              "t.yaml:10:7: warning: inline password in the config file; prefer password_env "
              "or password_file");
   snprintf(yaml, sizeof yaml, AUTH_UP("      mechanism: plain\n      token_file: %s\n"), tok);
   fails_with(yaml, "t.yaml:10:7: error: token_file needs mechanism xoauth2 (or auto)");
 }
 
-Test(config, token_command_and_oauth2_not_yet) {
-  fails_with(AUTH_UP("      mechanism: xoauth2\n      token_command: [/usr/bin/get-token, -q]\n"),
-             "t.yaml:10:7: error: not supported yet: token_command");
-  fails_with(AUTH_UP("      oauth2: { preset: google, client_id: abc, "
-                     "refresh_token_file: rt }\n"),
-             "t.yaml:9:7: error: not supported yet: oauth2");
-  fails_with(AUTH_UP("      oauth2: { secret: x }\n"),
-             "t.yaml:9:7: error: not supported yet: oauth2\n"
+/* The token sources themselves are covered in test_oauth2.c; here, their
+ * shape errors and the token_command argv. */
+Test(config, token_command_and_oauth2_shapes) {
+  stp_config *cfg =
+      loads_with(AUTH_UP("      mechanism: xoauth2\n      token_command: [/usr/bin/get-token, -q]\n"),
+                 "");
+  cr_assert_not_null(cfg->upstreams[0].token_src);
+  cr_assert_eq(cfg->upstreams[0].token_src->command.n, 2);
+  done(cfg);
+  fails_with(AUTH_UP("      oauth2: { secret: x, grant: client_credentials }\n"),
+             "t.yaml:9:15: error: oauth2 needs token_url or preset\n"
+             "t.yaml:9:15: error: oauth2 needs client_id\n"
+             "t.yaml:9:15: error: grant: client_credentials needs client_secret_env or "
+             "client_secret_file\n"
              "t.yaml:9:17: error: unknown key 'secret' in oauth2");
   fails_with(AUTH_UP("      token_command: /usr/bin/get-token\n"),
-             "t.yaml:9:7: error: not supported yet: token_command\n"
              "t.yaml:9:22: error: expected a list for 'token_command', not a single value");
 }
 
