@@ -12,29 +12,29 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "session_internal.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/route.h"
 
-static const char *const state_names[] = {"cmd", "wait", "data", "data-discard", "tls",
-                                          "closed"};
+static const char *const state_names[] = {"cmd", "wait", "data", "data-discard", "tls", "closed"};
 
 const char *session_state_name(session_state st) {
   return (unsigned)st < sizeof state_names / sizeof *state_names ? state_names[st] : "?";
 }
 
-static size_t listener_index(const session *s) { return (size_t)(s->lcfg - s->cfg->listeners); }
+size_t session_listener_index(const session *s) {
+  return (size_t)(s->lcfg - s->cfg->listeners);
+}
 
 /* ---- output ------------------------------------------------------------ */
 
-static void reply(session *s, const char *line) {
+void session_reply(session *s, const char *line) {
   s->ops->write(s->ctx, line, strlen(line));
 }
 
-static void replyf(session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void replyf(session *s, const char *fmt, ...) {
+void session_replyf(session *s, const char *fmt, ...) {
   char buf[SMTP_CMD_MAX + SMTP_ADDR_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -59,7 +59,7 @@ static void relay_reply(session *s, const smtp_reply *r) {
     while (n < left && t[n] != '\n')
       n++;
     bool last = n >= left;
-    replyf(s, "%03d%c%.*s\r\n", r->code, last ? ' ' : '-', (int)n, t);
+    session_replyf(s, "%03d%c%.*s\r\n", r->code, last ? ' ' : '-', (int)n, t);
     t += n + (last ? 0 : 1);
     left -= n + (last ? 0 : 1);
     if (last)
@@ -75,14 +75,14 @@ static void set_state(session *s, session_state st) {
   s->state = st;
 }
 
-static void close_session(session *s) {
+void session_close_now(session *s) {
   if (s->state == SS_CLOSED)
     return;
   set_state(s, SS_CLOSED);
   s->ops->close(s->ctx);
 }
 
-static void up_drop(session *s, bool graceful) {
+void session_up_drop(session *s, bool graceful) {
   if (!s->up_connected && s->wait != W_OPEN)
     return;
   s->ops->up_close(s->ctx, graceful);
@@ -121,7 +121,10 @@ static void log_message(session *s, const char *result, const char *reply_line) 
 static void log_relayed(session *s, const smtp_reply *r) {
   char line[256];
   snprintf(line, sizeof line, "%d %.*s", r->code, (int)strcspn(r->text, "\n"), r->text);
-  log_message(s, r->code / 100 == 2 ? "delivered" : r->code / 100 == 4 ? "deferred" : "rejected",
+  log_message(s,
+              r->code / 100 == 2   ? "delivered"
+              : r->code / 100 == 4 ? "deferred"
+                                   : "rejected",
               line);
 }
 
@@ -137,7 +140,7 @@ static void txn_clear(session *s) {
   memset(&s->framer, 0, sizeof s->framer);
 }
 
-static void wait_for(session *s, session_wait w) {
+void session_wait_for(session *s, session_wait w) {
   s->wait = w;
   set_state(s, SS_WAIT);
 }
@@ -153,12 +156,12 @@ static void txn_reset_then_reply(session *s, const char *ok_reply) {
   bool upstream_txn = s->up_connected && s->up_in_txn;
   txn_clear(s);
   if (upstream_txn) {
-    wait_for(s, W_RSET);
+    session_wait_for(s, W_RSET);
     s->ops->up_rset(s->ctx);
     return;
   }
   if (ok_reply)
-    reply(s, ok_reply);
+    session_reply(s, ok_reply);
 }
 
 const char *session_fail_reply(upstream_fail why) {
@@ -186,7 +189,7 @@ const char *session_fail_reply(upstream_fail why) {
 
 static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
   if (c->arg_len == 0) {
-    replyf(s, "501 5.5.4 Syntax: %s hostname\r\n", esmtp ? "EHLO" : "HELO");
+    session_replyf(s, "501 5.5.4 Syntax: %s hostname\r\n", esmtp ? "EHLO" : "HELO");
     return;
   }
   snprintf(s->helo, sizeof s->helo, "%.*s", (int)c->arg_len, c->arg);
@@ -194,7 +197,7 @@ static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
   s->esmtp = esmtp;
   if (!esmtp) {
     txn_clear(s);
-    replyf(s, "250 %s\r\n", s->cfg->hostname);
+    session_replyf(s, "250 %s\r\n", s->cfg->hostname);
     return;
   }
   char buf[512];
@@ -206,45 +209,50 @@ static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
     n += snprintf(buf + n, sizeof buf - (size_t)n, "250-STARTTLS\r\n");
   snprintf(buf + n, sizeof buf - (size_t)n, "250 ENHANCEDSTATUSCODES\r\n");
   txn_clear(s);
-  reply(s, buf);
+  session_reply(s, buf);
 }
 
-static void cmd_helo(session *s, const smtp_cmd *c) { cmd_ehlo(s, c, false); }
-static void cmd_ehlo_esmtp(session *s, const smtp_cmd *c) { cmd_ehlo(s, c, true); }
+static void cmd_helo(session *s, const smtp_cmd *c) {
+  cmd_ehlo(s, c, false);
+}
+static void cmd_ehlo_esmtp(session *s, const smtp_cmd *c) {
+  cmd_ehlo(s, c, true);
+}
 
 static void cmd_mail(session *s, const smtp_cmd *c) {
   if (!s->authenticated &&
       (s->lcfg->auth == STP_LAUTH_USERS || s->lcfg->auth == STP_LAUTH_PASSTHROUGH)) {
-    reply(s, "530 5.7.0 Authentication required\r\n");
+    session_reply(s, "530 5.7.0 Authentication required\r\n");
     return;
   }
   if (s->have_mail) {
-    reply(s, "503 5.5.1 Error: nested MAIL command\r\n");
+    session_reply(s, "503 5.5.1 Error: nested MAIL command\r\n");
     return;
   }
   smtp_mail_args a;
   int r = smtp_parse_mail(c->arg, c->arg_len, &a);
   if (r == STP_EADDR) {
-    reply(s, "553 5.1.7 Bad sender address syntax\r\n");
+    session_reply(s, "553 5.1.7 Bad sender address syntax\r\n");
     return;
   }
   if (r == STP_EPARAM) {
-    reply(s, "555 5.5.4 Unsupported or malformed MAIL parameter\r\n");
+    session_reply(s, "555 5.5.4 Unsupported or malformed MAIL parameter\r\n");
     return;
   }
   if (r < 0) {
-    reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
+    session_reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>\r\n");
     return;
   }
   if (a.has_size && s->lcfg->max_message_size && a.size > s->lcfg->max_message_size) {
-    reply(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
+    session_reply(s, "552 5.3.4 Message size exceeds fixed limit\r\n");
     return;
   }
   uint64_t wait_ms =
-      s->limits ? limits_client(s->limits, listener_index(s), s->client_ip, stp_now_ms()) : 0;
+      s->limits ? limits_client(s->limits, session_listener_index(s), s->client_ip, stp_now_ms())
+                : 0;
   if (wait_ms) {
-    replyf(s, "451 4.7.0 Rate limit exceeded for %s, try again in %llu s\r\n", s->client_ip,
-           (unsigned long long)((wait_ms + 999) / 1000));
+    session_replyf(s, "451 4.7.0 Rate limit exceeded for %s, try again in %llu s\r\n", s->client_ip,
+                   (unsigned long long)((wait_ms + 999) / 1000));
     stp_kv kv[] = {{"scope", "listener"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
     stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
     metrics_rate_limited("listener", s->lcfg->name);
@@ -254,7 +262,7 @@ static void cmd_mail(session *s, const smtp_cmd *c) {
   s->mail = a;
   s->have_mail = true;
   s->txn_start_ms = stp_now_ms();
-  reply(s, "250 2.1.0 Ok\r\n");
+  session_reply(s, "250 2.1.0 Ok\r\n");
 }
 
 static const char *sender_for_upstream(const session *s) {
@@ -267,69 +275,73 @@ static const char *sender_for_upstream(const session *s) {
 /* Move the current RCPT towards the upstream: connect, MAIL, then RCPT. */
 static void rcpt_advance(session *s) {
   if (!s->up_connected || s->up_route != s->route) {
-    up_drop(s, true);
-    wait_for(s, W_OPEN);
+    session_up_drop(s, true);
+    session_wait_for(s, W_OPEN);
     s->ops->up_open(s->ctx, (size_t)s->route);
     return;
   }
   if (!s->up_in_txn) {
-    wait_for(s, W_MAIL);
+    session_wait_for(s, W_MAIL);
     s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
     return;
   }
-  wait_for(s, W_RCPT);
+  session_wait_for(s, W_RCPT);
   s->ops->up_rcpt(s->ctx, s->rcpt.addr);
 }
 
 static void cmd_rcpt(session *s, const smtp_cmd *c) {
   if (!s->have_mail) {
-    reply(s, "503 5.5.1 Error: need MAIL command\r\n");
+    session_reply(s, "503 5.5.1 Error: need MAIL command\r\n");
     return;
   }
   int r = smtp_parse_rcpt(c->arg, c->arg_len, s->mail.smtputf8, &s->rcpt);
   if (r == STP_EADDR) {
-    reply(s, "553 5.1.3 Bad recipient address syntax\r\n");
+    session_reply(s, "553 5.1.3 Bad recipient address syntax\r\n");
     return;
   }
   if (r == STP_EPARAM) {
-    reply(s, "555 5.5.4 Unsupported RCPT parameter\r\n");
+    session_reply(s, "555 5.5.4 Unsupported RCPT parameter\r\n");
     return;
   }
   if (r < 0) {
-    reply(s, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
+    session_reply(s, "501 5.5.4 Syntax: RCPT TO:<address>\r\n");
     return;
   }
   if (s->txn_failed) {
-    reply(s, "451 4.4.2 Upstream connection lost, start a new transaction\r\n");
+    session_reply(s, "451 4.4.2 Upstream connection lost, start a new transaction\r\n");
     return;
   }
   if (s->n_rcpt >= SESSION_MAX_RCPT) {
-    reply(s, "452 4.5.3 Too many recipients\r\n");
+    session_reply(s, "452 4.5.3 Too many recipients\r\n");
     return;
   }
-  route_input in = {s->lcfg->name, (const struct sockaddr *)&s->peer,
-                    s->authenticated ? s->auth_user : NULL, s->mail.from.addr, s->rcpt.addr, 0};
+  route_input in = {s->lcfg->name,
+                    (const struct sockaddr *)&s->peer,
+                    s->authenticated ? s->auth_user : NULL,
+                    s->mail.from.addr,
+                    s->rcpt.addr,
+                    0};
   long rt = route_match(s->cfg, &in);
   if (rt < 0) {
-    replyf(s, "550 5.7.1 No route for <%s>\r\n", s->rcpt.addr);
+    session_replyf(s, "550 5.7.1 No route for <%s>\r\n", s->rcpt.addr);
     return;
   }
   if (s->route >= 0 && rt != s->route) {
     if (s->n_rcpt > 0) {
-      replyf(s, "452 4.5.3 <%s> takes another route; send it in a new transaction\r\n",
-             s->rcpt.addr);
+      session_replyf(s, "452 4.5.3 <%s> takes another route; send it in a new transaction\r\n",
+                     s->rcpt.addr);
       return;
     }
     /* Nothing accepted yet: the transaction may still change route. */
     if (s->up_in_txn)
-      up_drop(s, false);
+      session_up_drop(s, false);
   }
   if (s->route != rt && s->limits) {
     /* One token per transaction that takes the route. */
     uint64_t wait_ms = limits_route(s->limits, (size_t)rt, stp_now_ms());
     if (wait_ms) {
-      replyf(s, "451 4.7.0 Rate limit of route %s exceeded, try again in %llu s\r\n",
-             s->cfg->routes[rt].name, (unsigned long long)((wait_ms + 999) / 1000));
+      session_replyf(s, "451 4.7.0 Rate limit of route %s exceeded, try again in %llu s\r\n",
+                     s->cfg->routes[rt].name, (unsigned long long)((wait_ms + 999) / 1000));
       stp_kv kv[] = {{"scope", "route"}, {"name", s->cfg->routes[rt].name}};
       stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 2);
       metrics_rate_limited("route", s->cfg->routes[rt].name);
@@ -342,22 +354,22 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
 
 static void cmd_data(session *s, const smtp_cmd *c) {
   if (c->arg_len) {
-    reply(s, "501 5.5.4 Syntax: DATA\r\n");
+    session_reply(s, "501 5.5.4 Syntax: DATA\r\n");
     return;
   }
   if (!s->have_mail) {
-    reply(s, "503 5.5.1 Error: need MAIL command\r\n");
+    session_reply(s, "503 5.5.1 Error: need MAIL command\r\n");
     return;
   }
   if (s->txn_failed) {
-    reply(s, "451 4.4.2 Upstream connection lost, start a new transaction\r\n");
+    session_reply(s, "451 4.4.2 Upstream connection lost, start a new transaction\r\n");
     return;
   }
   if (s->n_rcpt == 0) {
-    reply(s, "554 5.5.1 Error: no valid recipients\r\n");
+    session_reply(s, "554 5.5.1 Error: no valid recipients\r\n");
     return;
   }
-  wait_for(s, W_DATA);
+  session_wait_for(s, W_DATA);
   s->ops->up_data(s->ctx);
 }
 
@@ -368,187 +380,56 @@ static void cmd_rset(session *s, const smtp_cmd *c) {
 
 static void cmd_noop(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "250 2.0.0 Ok\r\n");
+  session_reply(s, "250 2.0.0 Ok\r\n");
 }
 
 static void cmd_vrfy(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
+  session_reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
 }
 
 static void cmd_expn(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "502 5.5.1 EXPN not available\r\n");
+  session_reply(s, "502 5.5.1 EXPN not available\r\n");
 }
 
 static void cmd_help(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n");
+  session_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP\r\n");
 }
 
 static void cmd_quit(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "221 2.0.0 Bye\r\n");
-  up_drop(s, true);
-  close_session(s);
+  session_reply(s, "221 2.0.0 Bye\r\n");
+  session_up_drop(s, true);
+  session_close_now(s);
 }
-
-static void auth_forget(session *s);
 
 static void cmd_starttls(session *s, const smtp_cmd *c) {
   if (s->lcfg->tls != STP_TLS_STARTTLS || s->tls) {
-    reply(s, "502 5.5.1 STARTTLS not available\r\n");
+    session_reply(s, "502 5.5.1 STARTTLS not available\r\n");
     return;
   }
   if (c->arg_len) {
-    reply(s, "501 5.5.4 Syntax: STARTTLS\r\n");
+    session_reply(s, "501 5.5.4 Syntax: STARTTLS\r\n");
     return;
   }
-  reply(s, "220 2.0.0 Ready to start TLS\r\n");
+  session_reply(s, "220 2.0.0 Ready to start TLS\r\n");
   /* RFC 3207 4.2 / Postfix: forget everything, including any plaintext the
    * device pipelined after STARTTLS; it is never executed. */
   smtp_lr_reset(&s->lr);
   s->pending.len = 0;
   s->greeted = false;
   s->authenticated = false; /* RFC 3207 4.2: AUTH again inside TLS */
-  auth_forget(s);
+  session_auth_forget(s);
   txn_clear(s);
   set_state(s, SS_TLS);
   s->ops->start_tls(s->ctx);
 }
 
-/* ---- LAN AUTH ---------------------------------------------------------------- */
-
-static void log_auth(session *s, const char *result, const char *reason) {
-  const char *mode = s->lcfg->auth == STP_LAUTH_ANY     ? "any"
-                     : s->lcfg->auth == STP_LAUTH_USERS ? "users"
-                                                        : "passthrough";
-  stp_kv kv[] = {{"client", s->client_ip}, {"user", s->auth.user_len ? s->auth.user : "-"},
-                 {"mode", mode},           {"result", result},
-                 {"reason", reason}};
-  stp_log_kv(STP_LOG_INFO, s->sid, "auth", kv, 5);
-}
-
-static void auth_forget(session *s) {
-  lanauth_reset(&s->auth);
-  stp_free_secret(s->pt_secret);
-  s->pt_secret = NULL;
-}
-
-static void auth_accept(session *s) {
-  s->authenticated = true;
-  snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
-  log_auth(s, "ok", NULL);
-  lanauth_reset(&s->auth);
-  reply(s, "235 2.7.0 Authentication successful\r\n");
-}
-
-static void auth_refuse(session *s, const char *line, const char *reason) {
-  log_auth(s, "failed", reason);
-  auth_forget(s);
-  reply(s, line);
-  if (s->limits)
-    limits_auth_failed(s->limits, listener_index(s), s->client_ip, stp_now_ms());
-  /* Guessing passwords costs a connection every few tries. */
-  if (++s->auth_failures >= SESSION_MAX_AUTH_FAILURES) {
-    reply(s, "421 4.7.0 Too many authentication failures, closing connection\r\n");
-    up_drop(s, false);
-    close_session(s);
-  }
-}
-
-static const stp_user *find_user(const stp_listener_cfg *l, const char *name) {
-  for (size_t i = 0; i < l->n_users; i++)
-    if (!strcmp(l->users[i].name, name))
-      return &l->users[i];
-  return NULL;
-}
-
-/* passthrough: the device's credentials are checked by the upstream that
- * its mail will use, before any MAIL, so a wrong password is a 535 here. */
-static void auth_passthrough(session *s) {
-  route_input in = {s->lcfg->name, (const struct sockaddr *)&s->peer, s->auth.user, NULL, NULL, 1};
-  long rt = route_match(s->cfg, &in);
-  if (rt < 0) {
-    auth_refuse(s, "535 5.7.8 No route for this user\r\n", "no-route");
-    return;
-  }
-  s->pt_secret = stp_xstrndup(s->auth.pass, s->auth.pass_len);
-  snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
-  up_drop(s, true);
-  s->route = rt;
-  wait_for(s, W_AUTH);
-  s->ops->up_open(s->ctx, (size_t)rt);
-}
-
-static void auth_done(session *s) {
-  switch (s->lcfg->auth) {
-  case STP_LAUTH_ANY:
-    auth_accept(s);
-    return;
-  case STP_LAUTH_USERS: {
-    const stp_user *u = find_user(s->lcfg, s->auth.user);
-    /* Hash even for an unknown user so both cases take the same time. */
-    bool ok = lanauth_check_hash(u ? u->hash : "$6$nouser$", s->auth.pass) && u;
-    if (ok)
-      auth_accept(s);
-    else
-      auth_refuse(s, "535 5.7.8 Authentication credentials invalid\r\n", "credentials");
-    return;
-  }
-  case STP_LAUTH_PASSTHROUGH:
-    auth_passthrough(s);
-    return;
-  default:
-    auth_refuse(s, "503 5.5.1 Error: authentication not enabled\r\n", "disabled");
-    return;
-  }
-}
-
-static void auth_result(session *s, la_result r) {
-  if (r == LA_REPLY) {
-    s->in_auth = true;
-    reply(s, s->auth.reply);
-    return;
-  }
-  s->in_auth = false;
-  if (r == LA_DONE) {
-    auth_done(s);
-    return;
-  }
-  auth_refuse(s, s->auth.reply, s->auth.reason);
-}
-
-static void cmd_auth(session *s, const smtp_cmd *c) {
-  if (s->lcfg->auth == STP_LAUTH_NONE) {
-    reply(s, "503 5.5.1 Error: authentication not enabled\r\n");
-    return;
-  }
-  if (s->authenticated) {
-    reply(s, "503 5.5.1 Error: already authenticated\r\n");
-    return;
-  }
-  if (s->have_mail) {
-    reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
-    return;
-  }
-  uint64_t wait_ms =
-      s->limits ? limits_auth_blocked(s->limits, listener_index(s), s->client_ip, stp_now_ms())
-                : 0;
-  if (wait_ms) {
-    replyf(s, "454 4.7.0 Too many authentication failures from %s, try again in %llu s\r\n",
-           s->client_ip, (unsigned long long)((wait_ms + 999) / 1000));
-    stp_kv kv[] = {{"scope", "auth"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
-    stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
-    metrics_rate_limited("auth", s->lcfg->name);
-    return;
-  }
-  auth_result(s, lanauth_start(&s->auth, c->arg, c->arg_len));
-}
-
 static void cmd_bdat(session *s, const smtp_cmd *c) {
   (void)c;
-  reply(s, "502 5.5.1 BDAT not supported\r\n");
+  session_reply(s, "502 5.5.1 BDAT not supported\r\n");
 }
 
 typedef struct cmd_entry {
@@ -558,20 +439,20 @@ typedef struct cmd_entry {
 } cmd_entry;
 
 static const cmd_entry commands[] = {
-    {SMTP_HELO, false, cmd_helo},     {SMTP_EHLO, false, cmd_ehlo_esmtp},
-    {SMTP_MAIL, true, cmd_mail},      {SMTP_RCPT, true, cmd_rcpt},
-    {SMTP_DATA, true, cmd_data},      {SMTP_RSET, false, cmd_rset},
-    {SMTP_NOOP, false, cmd_noop},     {SMTP_QUIT, false, cmd_quit},
-    {SMTP_VRFY, false, cmd_vrfy},     {SMTP_EXPN, false, cmd_expn},
-    {SMTP_HELP, false, cmd_help},     {SMTP_STARTTLS, false, cmd_starttls},
-    {SMTP_AUTH, true, cmd_auth},      {SMTP_BDAT, true, cmd_bdat},
+    {SMTP_HELO, false, cmd_helo},        {SMTP_EHLO, false, cmd_ehlo_esmtp},
+    {SMTP_MAIL, true, cmd_mail},         {SMTP_RCPT, true, cmd_rcpt},
+    {SMTP_DATA, true, cmd_data},         {SMTP_RSET, false, cmd_rset},
+    {SMTP_NOOP, false, cmd_noop},        {SMTP_QUIT, false, cmd_quit},
+    {SMTP_VRFY, false, cmd_vrfy},        {SMTP_EXPN, false, cmd_expn},
+    {SMTP_HELP, false, cmd_help},        {SMTP_STARTTLS, false, cmd_starttls},
+    {SMTP_AUTH, true, session_cmd_auth}, {SMTP_BDAT, true, cmd_bdat},
 };
 
 static void count_error(session *s) {
   if (++s->errors >= SESSION_MAX_ERRORS) {
-    reply(s, "421 4.7.0 Too many errors, closing connection\r\n");
-    up_drop(s, true);
-    close_session(s);
+    session_reply(s, "421 4.7.0 Too many errors, closing connection\r\n");
+    session_up_drop(s, true);
+    session_close_now(s);
   }
 }
 
@@ -579,12 +460,12 @@ static void handle_line(session *s, const char *line, size_t len) {
   smtp_cmd c;
   bool too_long = len + 2 > SMTP_CMD_MAX; /* RFC 5321 4.5.3.1.4, CRLF included */
   if (too_long && (len < 5 || stp_ascii_ncasecmp(line, "AUTH ", 5))) {
-    reply(s, "500 5.5.2 Error: line too long\r\n");
+    session_reply(s, "500 5.5.2 Error: line too long\r\n");
     count_error(s);
     return;
   }
   if (smtp_parse_command(line, len, &c) < 0) {
-    reply(s, "501 5.5.2 Syntax error in command\r\n");
+    session_reply(s, "501 5.5.2 Syntax error in command\r\n");
     count_error(s);
     return;
   }
@@ -592,14 +473,14 @@ static void handle_line(session *s, const char *line, size_t len) {
     if (commands[i].verb != c.verb)
       continue;
     if (commands[i].needs_helo && !s->greeted) {
-      reply(s, "503 5.5.1 Error: send HELO/EHLO first\r\n");
+      session_reply(s, "503 5.5.1 Error: send HELO/EHLO first\r\n");
       count_error(s);
       return;
     }
     commands[i].proceed(s, &c);
     return;
   }
-  reply(s, "500 5.5.2 Error: command not recognized\r\n");
+  session_reply(s, "500 5.5.2 Error: command not recognized\r\n");
   count_error(s);
 }
 
@@ -653,24 +534,24 @@ static void finish_data(session *s) {
     r = session_fail_reply(UP_FAIL_CLOSED);
   if (r) {
     /* Never a final dot for a message we refuse: cut the upstream. */
-    up_drop(s, false);
-    reply(s, r);
+    session_up_drop(s, false);
+    session_reply(s, r);
     log_message(s, r[0] == '4' ? "deferred" : "rejected", r);
     txn_clear(s);
     set_state(s, SS_CMD);
     return;
   }
-  wait_for(s, W_DOT);
+  session_wait_for(s, W_DOT);
   s->ops->up_end(s->ctx);
 }
 
 /* ---- input ------------------------------------------------------------------ */
 
 static void sync_error(session *s) {
-  reply(s, "554 5.5.0 Error: data sent before the 354 reply (synchronization error)\r\n");
+  session_reply(s, "554 5.5.0 Error: data sent before the 354 reply (synchronization error)\r\n");
   stp_logf(STP_LOG_WARN, s->sid, "synchronization error: bytes after DATA before 354");
-  up_drop(s, false);
-  close_session(s);
+  session_up_drop(s, false);
+  session_close_now(s);
 }
 
 /* Process input until it is used up or the session must wait. Returns the
@@ -707,15 +588,16 @@ static size_t process_some(session *s, const char *p, size_t n) {
     if (r == STP_ETOOLONG) {
       if (s->in_auth) {
         s->in_auth = false;
-        auth_refuse(s, "500 5.5.6 Authentication exchange line is too long\r\n", "too-long");
+        session_auth_refuse(s, "500 5.5.6 Authentication exchange line is too long\r\n",
+                            "too-long");
         continue;
       }
-      reply(s, "500 5.5.2 Error: line too long\r\n");
+      session_reply(s, "500 5.5.2 Error: line too long\r\n");
       count_error(s);
       continue;
     }
     if (s->in_auth)
-      auth_result(s, lanauth_step(&s->auth, line, len));
+      session_auth_line(s, line, len);
     else
       handle_line(s, line, len);
   }
@@ -723,9 +605,9 @@ static size_t process_some(session *s, const char *p, size_t n) {
 }
 
 static void drain_pending(session *s) {
-  while (s->pending.len > 0 && (s->state == SS_CMD || s->state == SS_DATA ||
-                                s->state == SS_DATA_DISCARD ||
-                                (s->state == SS_WAIT && s->wait == W_DATA))) {
+  while (s->pending.len > 0 &&
+         (s->state == SS_CMD || s->state == SS_DATA || s->state == SS_DATA_DISCARD ||
+          (s->state == SS_WAIT && s->wait == W_DATA))) {
     size_t used = process_some(s, s->pending.data, s->pending.len);
     if (s->state == SS_CLOSED)
       return;
@@ -746,9 +628,9 @@ void session_feed(session *s, const char *p, size_t n) {
     /* Reading is paused while input is held; a read already under way may
      * still deliver. Keep order: append and let drain decide. */
     if (stp_buf_append(&s->pending, p, n) < 0) {
-      reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
-      up_drop(s, false);
-      close_session(s);
+      session_reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
+      session_up_drop(s, false);
+      session_close_now(s);
       return;
     }
     drain_pending(s);
@@ -759,9 +641,9 @@ void session_feed(session *s, const char *p, size_t n) {
     if (!s->pending.cap)
       stp_buf_init(&s->pending, SESSION_PENDING_MAX);
     if (stp_buf_append(&s->pending, p + used, n - used) < 0) {
-      reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
-      up_drop(s, false);
-      close_session(s);
+      session_reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
+      session_up_drop(s, false);
+      session_close_now(s);
       return;
     }
     s->ops->pause(s->ctx, true);
@@ -790,7 +672,7 @@ void session_up_ready(session *s, const char *upstream_name, const char *tls_ver
   if (s->wait == W_AUTH) {
     /* The upstream took the device's credentials. */
     s->route = -1;
-    auth_accept(s);
+    session_auth_accept(s);
     resume(s, SS_CMD);
     return;
   }
@@ -823,7 +705,7 @@ void session_up_reply(session *s, const smtp_reply *r) {
     return;
   case W_DATA:
     if (r->code == 354) {
-      reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+      session_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
       data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT,
                        s->lcfg->max_message_size);
       rewrite_start(s);
@@ -842,7 +724,7 @@ void session_up_reply(session *s, const smtp_reply *r) {
     return;
   case W_RSET:
     s->up_in_txn = false;
-    reply(s, "250 2.0.0 Ok\r\n");
+    session_reply(s, "250 2.0.0 Ok\r\n");
     resume(s, SS_CMD);
     return;
   default:
@@ -870,14 +752,7 @@ void session_up_failed(session *s, upstream_fail why) {
   if (s->wait == W_AUTH) {
     s->route = -1;
     done_waiting(s, SS_CMD);
-    if (why == UP_FAIL_AUTH)
-      auth_refuse(s, "535 5.7.8 Authentication credentials invalid (refused by the upstream)\r\n",
-                  "upstream");
-    else {
-      log_auth(s, "deferred", upstream_fail_name(why));
-      auth_forget(s);
-      reply(s, r);
-    }
+    session_auth_upstream_failed(s, why);
     if (s->state != SS_CLOSED)
       drain_pending(s);
     return;
@@ -886,25 +761,25 @@ void session_up_failed(session *s, upstream_fail why) {
   case W_OPEN:
   case W_MAIL:
   case W_RCPT:
-    reply(s, r);
+    session_reply(s, r);
     if (had_rcpts)
       s->txn_failed = true;
     else
       s->route = -1;
     break;
   case W_DATA:
-    reply(s, r);
+    session_reply(s, r);
     s->txn_failed = true;
     break;
   case W_DOT:
     /* The upstream may or may not have taken it; 4xx so the device retries
      * (at most one extra copy, never a lost scan). */
-    reply(s, r);
+    session_reply(s, r);
     log_message(s, "deferred", r);
     txn_clear(s);
     break;
   case W_RSET:
-    reply(s, "250 2.0.0 Ok\r\n");
+    session_reply(s, "250 2.0.0 Ok\r\n");
     break;
   default:
     break;
@@ -915,8 +790,7 @@ void session_up_failed(session *s, upstream_fail why) {
 /* ---- lifecycle ------------------------------------------------------------ */
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
-                  const struct sockaddr *peer, const char *sid, const session_ops *ops,
-                  void *ctx) {
+                  const struct sockaddr *peer, const char *sid, const session_ops *ops, void *ctx) {
   memset(s, 0, sizeof *s);
   s->cfg = cfg;
   s->lcfg = lcfg;
@@ -942,17 +816,19 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
 }
 
 void session_free(session *s) {
-  auth_forget(s);
+  session_auth_forget(s);
   rewrite_stop(s);
   smtp_lr_free(&s->lr);
   if (s->pending.cap)
     stp_buf_free(&s->pending);
 }
 
-void session_set_limits(session *s, stp_limits *limits) { s->limits = limits; }
+void session_set_limits(session *s, stp_limits *limits) {
+  s->limits = limits;
+}
 
 void session_start(session *s) {
-  replyf(s, "220 %s ESMTP smtp-tls-proxy\r\n", s->cfg->hostname);
+  session_replyf(s, "220 %s ESMTP smtp-tls-proxy\r\n", s->cfg->hostname);
 }
 
 void session_on_eof(session *s) {
@@ -964,9 +840,9 @@ void session_on_eof(session *s) {
      * whose dot already went out is in the upstream's hands. */
     if (!(s->state == SS_WAIT && s->wait == W_DOT))
       log_message(s, "aborted", "device disconnected during DATA");
-    up_drop(s, false);
+    session_up_drop(s, false);
   } else {
-    up_drop(s, true);
+    session_up_drop(s, true);
   }
   set_state(s, SS_CLOSED);
   s->ops->close(s->ctx);
@@ -975,17 +851,17 @@ void session_on_eof(session *s) {
 void session_on_idle_timeout(session *s) {
   if (s->state == SS_CLOSED || session_waiting(s))
     return;
-  reply(s, "421 4.4.2 Idle timeout, closing connection\r\n");
-  up_drop(s, s->state != SS_DATA && s->state != SS_DATA_DISCARD);
-  close_session(s);
+  session_reply(s, "421 4.4.2 Idle timeout, closing connection\r\n");
+  session_up_drop(s, s->state != SS_DATA && s->state != SS_DATA_DISCARD);
+  session_close_now(s);
 }
 
 void session_shutdown(session *s, const char *line) {
   if (s->state == SS_CLOSED)
     return;
-  reply(s, line ? line : "421 4.3.2 Service shutting down, closing connection\r\n");
-  up_drop(s, s->state == SS_CMD);
-  close_session(s);
+  session_reply(s, line ? line : "421 4.3.2 Service shutting down, closing connection\r\n");
+  session_up_drop(s, s->state == SS_CMD);
+  session_close_now(s);
 }
 
 void session_tls_ready(session *s, const char *version) {
@@ -996,4 +872,6 @@ void session_tls_ready(session *s, const char *version) {
   set_state(s, SS_CMD);
 }
 
-bool session_waiting(const session *s) { return s->state == SS_WAIT; }
+bool session_waiting(const session *s) {
+  return s->state == SS_WAIT;
+}
