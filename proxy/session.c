@@ -3,7 +3,8 @@
  * Input is processed by process_some(), which stops as soon as the session
  * must wait for the upstream; whatever the device sent meanwhile is held in
  * `pending` (bounded) with reading paused, and processed in order once the
- * answer is in. Commands are dispatched through one table.
+ * answer is in. Commands are dispatched through one table. AUTH from
+ * devices lives in session_auth.c (shared helpers: session_internal.h).
  */
 #include "smtp-tls-proxy/session.h"
 
