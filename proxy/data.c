@@ -97,6 +97,9 @@ static void bare_end(feed *s, size_t at) {
     put(s, "\r\n", 2);
 }
 
+/* One function on purpose: the whole framing state machine in one switch,
+ * so every transition of the security-critical end-of-data rule can be
+ * read (and fuzzed) in one place, and the hot path stays in one frame. */
 size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn emit, void *ctx) {
   if (f->done)
     return 0;
