@@ -16,6 +16,18 @@ test's control. Run with /usr/bin/python3.
          tarpit             the greeting is sent 1 byte per second
          greeting-421       421 greeting, then close
          auth-fail          AUTH answered 535 5.7.8
+         tls-garbage-after-354  after TLS and the 354, raw non-TLS bytes are
+                            written on the socket under the TLS layer
+                            (breaks the record layer), then silence
+         tls-alert-after-354    the same with a plaintext fatal TLS alert
+                            record (internal_error) instead of garbage
+         chaos              like ok, but per RCPT / per message a seeded
+                            RNG (--seed, per connection) picks: 451 to RCPT,
+                            RST after 354, RST after the final dot without
+                            a reply, 451 to the final dot, a 0-500 ms delay
+                            before the 250, or a plain 250. Message records
+                            get "outcome": accepted | vanished | rejected
+  --seed N                  chaos: base seed (default 1)
   --tls starttls|implicit   implicit: TLS from the first byte
   --cert/--key              the certificate it presents (tests pass the
                             wrong-name/expired/self-signed ones with mode ok)
@@ -34,9 +46,13 @@ Record events (compact JSON, one line each, appended with O_APPEND):
   {"event":"tls_failed","conn":N,"error":"..."}
   {"event":"auth","conn":N,"tls":true,"mechanism":"PLAIN","auth_user":"u","ok":true}
   {"event":"rst","conn":N}
+  {"event":"tls_broken","conn":N,"mode":"tls-garbage-after-354","bytes":N}
+  {"event":"chaos","conn":N,"action":"rcpt-451"|"rst-after-354"|"vanish"|
+   "dot-451"|"delay"|"normal"}
   {"event":"message","conn":N,"mail_from":..,"rcpt_tos":[..],"mail_options":[..],
    "rcpt_options":[..],"data_b64":..,"data_len":..,"auth_user":..,
    "tls_version":..,"peer":..,"helo":..,"replied":true}
+        (mode chaos adds "outcome": "accepted" | "vanished" | "rejected")
   {"event":"close","conn":N,"plaintext_commands":["EHLO",..],
    "tls_commands":[..],"auth_seen":bool,"auth_in_plaintext":bool,
    "mail_in_plaintext":bool}
@@ -49,6 +65,7 @@ import base64
 import itertools
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -59,7 +76,8 @@ import time
 
 MODES = ["ok", "no-starttls", "starttls-454", "starttls-extra", "no-greeting",
          "no-reply-after-dot", "reset-after-354", "tarpit", "greeting-421",
-         "auth-fail"]
+         "auth-fail", "tls-garbage-after-354", "tls-alert-after-354",
+         "chaos"]
 
 _conn_ids = itertools.count(1)
 _record_lock = threading.Lock()
@@ -81,6 +99,7 @@ def parse_args():
     p.add_argument("--record", required=True)
     p.add_argument("--lifetime", type=float, default=300.0)
     p.add_argument("--io-timeout", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=1)
     return p.parse_args()
 
 
@@ -111,6 +130,7 @@ class Session:
         self.plaintext_commands = []
         self.tls_commands = []
         self.auth_seen = False
+        self.rng = random.Random(ARGS.seed * 1000003 + self.id)
         self.reset_envelope()
 
     def reset_envelope(self):
@@ -259,6 +279,10 @@ class Session:
             self.rcpt_options = []
             self.reply("250 2.1.0 Ok")
         elif verb == "RCPT":
+            if mode == "chaos" and self.rng.random() < 0.08:
+                record(event="chaos", conn=self.id, action="rcpt-451")
+                self.reply("451 4.3.0 chaos: recipient deferred (test)")
+                return True
             parts = arg.split(" ")
             self.rcpt_tos.append(parts[0][3:].strip("<>") if parts[0].upper().startswith("TO:") else parts[0])
             self.rcpt_options += [p for p in parts[1:] if p]
@@ -267,24 +291,34 @@ class Session:
             if not self.rcpt_tos:
                 self.reply("503 5.5.1 need RCPT")
                 return True
+            action = self.chaos_action() if mode == "chaos" else None
             self.reply("354 End data with <CR><LF>.<CR><LF>")
-            if mode == "reset-after-354":
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                     struct.pack("ii", 1, 0))
-                record(event="rst", conn=self.id)
-                self.sock.close()
-                raise Closed("rst")
+            if mode == "reset-after-354" or action == "rst-after-354":
+                self.rst()
+            if mode in ("tls-garbage-after-354", "tls-alert-after-354"):
+                self.break_tls(mode)
             data = self.read_data()
-            replied = mode != "no-reply-after-dot"
+            replied = mode != "no-reply-after-dot" and action != "vanish"
+            extra = {}
+            if mode == "chaos":
+                extra["outcome"] = {"vanish": "vanished",
+                                    "dot-451": "rejected"}.get(action, "accepted")
             record(event="message", conn=self.id, mail_from=self.mail_from,
                    rcpt_tos=self.rcpt_tos, mail_options=self.mail_options,
                    rcpt_options=self.rcpt_options,
                    data_b64=base64.b64encode(data).decode(), data_len=len(data),
                    auth_user=self.auth_user, tls_version=self.tls_version,
-                   peer=self.peer, helo=self.helo, replied=replied)
+                   peer=self.peer, helo=self.helo, replied=replied, **extra)
             self.reset_envelope()
+            if action == "vanish":
+                self.rst()
             if not replied:
                 self.swallow()
+            if action == "dot-451":
+                self.reply("451 4.3.0 chaos: message deferred (test)")
+                return True
+            if action == "delay":
+                time.sleep(self.rng.random() * 0.5)
             self.reply("250 2.0.0 Ok: queued as F%d" % self.id)
         elif verb == "RSET":
             self.reset_envelope()
@@ -297,6 +331,43 @@ class Session:
         else:
             self.reply("500 5.5.1 unknown command")
         return True
+
+    def rst(self):
+        """Abort the connection with a TCP RST (SO_LINGER 0)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                             struct.pack("ii", 1, 0))
+        record(event="rst", conn=self.id)
+        self.sock.close()
+        raise Closed("rst")
+
+    def chaos_action(self):
+        r = self.rng.random()
+        if r < 0.08:
+            action = "rst-after-354"
+        elif r < 0.16:
+            action = "vanish"      # RST after the final dot, no reply
+        elif r < 0.22:
+            action = "dot-451"
+        elif r < 0.45:
+            action = "delay"
+        else:
+            action = "normal"
+        record(event="chaos", conn=self.id, action=action)
+        return action
+
+    def break_tls(self, mode):
+        """Write bytes under the TLS layer, straight onto the TCP socket:
+        the peer's record layer sees a non-TLS record mid-stream."""
+        if mode == "tls-alert-after-354":
+            junk = b"\x15\x03\x03\x00\x02\x02\x50"  # plaintext fatal alert
+        else:
+            junk = b"this is not a TLS record\r\n" * 8
+        try:
+            os.write(self.sock.fileno(), junk)
+        except OSError as e:
+            raise Closed(str(e))
+        record(event="tls_broken", conn=self.id, mode=mode, bytes=len(junk))
+        self.swallow()
 
     def read_data(self):
         out = []
