@@ -17,7 +17,9 @@
  *   and thus resolve against the current directory.
  * No sockets; files are only opened to check them and to read secrets.
  * The value parsers and the diagnostics machinery live in config_values.c;
- * this file owns the schema walk, files and secrets, and loading.
+ * an upstream's `auth:` mapping (secret sources, oauth2, token_command) and
+ * the reading of secrets live in config_auth.c; this file owns the rest of
+ * the schema walk, path resolution and file checks, and loading.
  */
 #include "smtp-tls-proxy/config.h"
 
@@ -35,17 +37,21 @@
 
 #include "config_internal.h"
 #include "smtp-tls-proxy/log.h"
-#include "smtp-tls-proxy/oauth2.h"
 #include "smtp-tls-proxy/util.h"
 
 #define CONFIG_MAX_BYTES (4u * 1024 * 1024) /* a config file, not a mailbox */
-#define SECRET_MAX_BYTES (64u * 1024)       /* a password or an OAuth token */
-#define DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+
+/* Which load a token source came from: the token cache adopts secrets
+ * (a client secret, a refresh token put back by hand) only from a load
+ * newer than the one it last saw, so an old generation still serving
+ * sessions after SIGHUP never undoes a reload. Each load takes the next
+ * number into cfg_ctx.load_seq. */
+static unsigned long g_load_seq;
 
 /* ------------------------------------------------------------------------ */
-/* Files and secrets                                                         */
+/* Files                                                                     */
 
-static char *resolve_path(cfg_ctx *c, const char *s) {
+char *cfg_resolve_path(cfg_ctx *c, const char *s) {
   if (s[0] == '/' || !c->base)
     return stp_xstrdup(s);
   while (s[0] == '.' && s[1] == '/')
@@ -56,9 +62,8 @@ static char *resolve_path(cfg_ctx *c, const char *s) {
   return r;
 }
 
-/* Opens a regular file for reading; -1 with an error reported otherwise. */
-static int open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *path,
-                        struct stat *st) {
+int cfg_open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *path,
+                     struct stat *st) {
   int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) {
     cfg_err(c, n, "cannot read %s '%s': %s", key, path, strerror(errno));
@@ -72,14 +77,13 @@ static int open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const
   return fd;
 }
 
-/* A path value: resolved, and checked to be a readable file. */
-static void parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst) {
+void cfg_parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst) {
   const char *s = cfg_nonempty(c, n, key);
   struct stat st;
   if (!s)
     return;
-  char *path = resolve_path(c, s);
-  int fd = open_regular(c, n, key, path, &st);
+  char *path = cfg_resolve_path(c, s);
+  int fd = cfg_open_regular(c, n, key, path, &st);
   if (fd < 0) {
     free(path);
     return;
@@ -87,89 +91,6 @@ static void parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char *
   close(fd);
   free(*dst);
   *dst = path;
-}
-
-/* Reads a secret file; trailing CR/LF stripped. The buffer is cleansed on
- * every path that does not hand it over. */
-static char *read_secret_file(cfg_ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = cfg_nonempty(c, n, key);
-  struct stat st;
-  if (!s)
-    return NULL;
-  char *path = resolve_path(c, s);
-  int fd = open_regular(c, n, key, path, &st);
-  if (fd < 0) {
-    free(path);
-    return NULL;
-  }
-  char *buf = stp_xmalloc(SECRET_MAX_BYTES + 1);
-  size_t len = 0;
-  const char *problem = NULL;
-  for (;;) {
-    ssize_t r = read(fd, buf + len, SECRET_MAX_BYTES + 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      problem = strerror(errno);
-      break;
-    }
-    if (r == 0)
-      break;
-    len += (size_t)r;
-    if (len > SECRET_MAX_BYTES) {
-      problem = "larger than 64 KiB";
-      break;
-    }
-  }
-  close(fd);
-  while (!problem && len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-    len--;
-  if (!problem && len == 0)
-    problem = "it is empty";
-  if (!problem && memchr(buf, '\0', len))
-    problem = "it contains a NUL byte";
-  if (problem) {
-    cfg_err(c, n, "cannot use %s '%s': %s", key, path, problem);
-    stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-    free(buf);
-    free(path);
-    return NULL;
-  }
-  if (st.st_mode & 077)
-    cfg_warn(c, n, "%s '%s' is readable by group or others (chmod 600 it)", key, path);
-  buf[len] = '\0';
-  char *secret = stp_xstrndup(buf, len);
-  stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-  free(buf);
-  free(path);
-  return secret;
-}
-
-static bool valid_env_name(const char *s) {
-  if (!*s || (*s >= '0' && *s <= '9'))
-    return false;
-  for (; *s; s++)
-    if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '_')
-      return false;
-  return true;
-}
-
-static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = cfg_str_of(c, n, key);
-  if (!s)
-    return NULL;
-  if (!valid_env_name(s)) {
-    cfg_err(c, n, "bad %s '%s' (expected an environment variable name)", key, s);
-    return NULL;
-  }
-  const char *v = getenv(s);
-  if (!v)
-    cfg_err(c, n, "environment variable %s is not set", s);
-  else if (!*v)
-    cfg_err(c, n, "environment variable %s is empty", s);
-  else
-    return stp_xstrdup(v);
-  return NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -273,9 +194,9 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   if (v[L_TLS] && cfg_parse_enum(c, v[L_TLS], "tls", tls_names, "none, starttls or implicit", &e))
     l->tls = (stp_tls_mode)e;
   if (v[L_CERT])
-    parse_file(c, v[L_CERT], "certificate", &l->certificate);
+    cfg_parse_file(c, v[L_CERT], "certificate", &l->certificate);
   if (v[L_KEY])
-    parse_file(c, v[L_KEY], "private_key", &l->private_key);
+    cfg_parse_file(c, v[L_KEY], "private_key", &l->private_key);
   if (v[L_CERT] && !v[L_KEY])
     cfg_err(c, k[L_CERT], "certificate needs private_key");
   if (v[L_KEY] && !v[L_CERT])
@@ -294,7 +215,7 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     for (size_t i = 0; i < l->n_allow; i++)
       if (l->allow[i].prefix == 0)
         cfg_warn(c, v[L_ALLOW], "allow %s is open to the whole internet",
-             l->allow[i].family == 4 ? "0.0.0.0/0" : "::/0");
+                 l->allow[i].family == 4 ? "0.0.0.0/0" : "::/0");
   } else {
     l->allow = stp_xcalloc(2, sizeof *l->allow);
     stp_cidr_parse("127.0.0.0/8", &l->allow[0]);
@@ -314,7 +235,7 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_warn(c, k[L_USERS], "users are not used unless auth: users");
   if ((l->auth == STP_LAUTH_USERS || l->auth == STP_LAUTH_PASSTHROUGH) && l->tls == STP_TLS_NONE)
     cfg_warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
-         l->auth == STP_LAUTH_USERS ? "users" : "passthrough");
+             l->auth == STP_LAUTH_USERS ? "users" : "passthrough");
   if (v[L_MAXSIZE])
     cfg_parse_sizev(c, v[L_MAXSIZE], "max_message_size", &l->max_message_size);
   uint64_t u;
@@ -350,262 +271,7 @@ static const char *const upstream_keys[U_N] = {
   [U_VERIFY] = "verify", [U_INSECURE] = "insecure", [U_HELO] = "helo", [U_AUTH] = "auth",
   [U_CTO] = "connect_timeout", [U_CMDTO] = "command_timeout", [U_DATATO] = "data_timeout",
   [U_POOL] = "pool", [U_POOLMAX] = "pool_max_idle", [U_POOLIDLE] = "pool_idle_timeout"};
-
-enum { A_MECH, A_USER, A_PENV, A_PFILE, A_PASS, A_TFILE, A_TCMD, A_OAUTH, A_TTL, A_N };
-/* A_PENV..A_OAUTH are the secret sources, exactly one of which is given. */
-#define A_SRC_END A_TTL
-static const char *const auth_keys[A_N] = {
-  [A_MECH] = "mechanism", [A_USER] = "username", [A_PENV] = "password_env",
-  [A_PFILE] = "password_file", [A_PASS] = "password", [A_TFILE] = "token_file",
-  [A_TCMD] = "token_command", [A_OAUTH] = "oauth2", [A_TTL] = "token_ttl"};
-enum {
-  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET, O_N
-};
-static const char *const oauth2_keys[O_N] = {
-  [O_URL] = "token_url", [O_ID] = "client_id", [O_SENV] = "client_secret_env",
-  [O_SFILE] = "client_secret_file", [O_RTFILE] = "refresh_token_file", [O_GRANT] = "grant",
-  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset"};
 /* clang-format on */
-
-#define GOOGLE_TOKEN_URL "https://oauth2.googleapis.com/token"
-#define GOOGLE_SCOPE "https://mail.google.com/"
-#define M365_TOKEN_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
-#define M365_SCOPE_APP "https://outlook.office365.com/.default"
-#define M365_SCOPE_USER "https://outlook.office365.com/SMTP.Send offline_access"
-
-/* Which load a token source came from: the token cache adopts secrets
- * (a client secret, a refresh token put back by hand) only from a load
- * newer than the one it last saw, so an old generation still serving
- * sessions after SIGHUP never undoes a reload. */
-static unsigned long g_load_seq;
-
-static bool valid_tenant(const char *s) {
-  if (!*s || strlen(s) > 128)
-    return false;
-  for (; *s; s++)
-    if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '.' && *s != '-')
-      return false;
-  return true;
-}
-
-static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
-  static const char *const preset_names[] = {"google", "microsoft365", NULL};
-  static const char *const grant_names[] = {"refresh_token", "client_credentials", NULL};
-  yaml_node_t *k[O_N], *v[O_N];
-  int e, preset = -1;
-  WALK(c, n, "in oauth2", oauth2_keys, k, v);
-  stp_oauth2_cfg *o = stp_xcalloc(1, sizeof *o);
-  u->token_src = o;
-  o->kind = STP_TOKSRC_OAUTH2;
-  o->load_seq = g_load_seq;
-  if (v[O_PRESET] && cfg_parse_enum(c, v[O_PRESET], "preset", preset_names,
-                                    "google or microsoft365", &e))
-    preset = e;
-  if (v[O_GRANT] && cfg_parse_enum(c, v[O_GRANT], "grant", grant_names,
-                                   "refresh_token or client_credentials", &e))
-    o->grant = (stp_oauth2_grant)e;
-  else if (!v[O_GRANT] && !k[O_RTFILE])
-    cfg_err(c, n, "oauth2 needs refresh_token_file (grant: refresh_token) or "
-                  "grant: client_credentials");
-
-  /* token_url: written, or from the preset */
-  if (v[O_TENANT] && preset != 1)
-    cfg_err(c, k[O_TENANT], "tenant is only used with preset: microsoft365");
-  if (v[O_URL]) {
-    cfg_set_str(c, v[O_URL], "token_url", &o->token_url);
-  } else if (preset == 0) {
-    o->token_url = stp_xstrdup(GOOGLE_TOKEN_URL);
-  } else if (preset == 1) {
-    const char *t = v[O_TENANT] ? cfg_str_of(c, v[O_TENANT], "tenant") : NULL;
-    if (!v[O_TENANT]) {
-      cfg_err(c, k[O_PRESET], "preset: microsoft365 needs tenant (a tenant id or domain)");
-    } else if (t && !valid_tenant(t)) {
-      cfg_err(c, v[O_TENANT], "bad tenant '%s' (expected a tenant id or domain)", t);
-    } else if (t) {
-      size_t need = sizeof M365_TOKEN_URL + strlen(t);
-      o->token_url = stp_xmalloc(need);
-      snprintf(o->token_url, need, M365_TOKEN_URL, t);
-    }
-  } else if (!k[O_PRESET]) {
-    cfg_err(c, n, "oauth2 needs token_url or preset");
-  }
-  if (o->token_url) {
-    oauth2_url url;
-    if (oauth2_url_parse(o->token_url, &url) != STP_OK)
-      cfg_err(c, v[O_URL], "bad token_url '%s' (expected https://host[:port]/path)",
-              o->token_url);
-    else if (!url.https && !u->insecure)
-      cfg_err(c, v[O_URL], "token_url over http:// needs insecure: true (the client secret "
-                           "and tokens would cross the network in clear)");
-  }
-
-  if (v[O_ID])
-    cfg_set_str(c, v[O_ID], "client_id", &o->client_id);
-  else
-    cfg_err(c, k[O_ID] ? k[O_ID] : n, "oauth2 needs client_id");
-  if (v[O_SENV] && v[O_SFILE])
-    cfg_err(c, k[O_SFILE], "'client_secret_file' conflicts with 'client_secret_env'");
-  else if (v[O_SENV])
-    o->client_secret = read_secret_env(c, v[O_SENV], "client_secret_env");
-  else if (v[O_SFILE])
-    o->client_secret = read_secret_file(c, v[O_SFILE], "client_secret_file");
-  if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && !k[O_SENV] && !k[O_SFILE])
-    cfg_err(c, n, "grant: client_credentials needs client_secret_env or client_secret_file");
-
-  if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
-    o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
-    const char *s = cfg_str_of(c, v[O_RTFILE], "refresh_token_file");
-    if (s)
-      o->refresh_token_file = resolve_path(c, s);
-    if (o->refresh_token && !oauth2_token_ok(o->refresh_token, strlen(o->refresh_token)))
-      cfg_err(c, v[O_RTFILE], "refresh_token_file '%s' does not hold a token (one line of "
-                              "printable ASCII)", o->refresh_token_file);
-    if (o->refresh_token_file) {
-      char *dir = stp_xstrdup(o->refresh_token_file), *slash = strrchr(dir, '/');
-      if (slash)
-        *(slash == dir ? slash + 1 : slash) = '\0';
-      if (access(slash ? dir : ".", W_OK) != 0)
-        cfg_warn(c, v[O_RTFILE], "the directory of refresh_token_file is not writable: a "
-                                 "rotated refresh token could not be saved");
-      free(dir);
-    }
-  } else if (o->grant == STP_GRANT_REFRESH_TOKEN && k[O_RTFILE]) {
-    cfg_err(c, k[O_RTFILE], "'refresh_token_file' is empty");
-  } else if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_GRANT]) {
-    cfg_err(c, v[O_GRANT], "grant: refresh_token needs refresh_token_file");
-  } else if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && k[O_RTFILE]) {
-    cfg_err(c, k[O_RTFILE], "refresh_token_file is not used with grant: client_credentials");
-  }
-
-  if (v[O_SCOPE])
-    cfg_set_str(c, v[O_SCOPE], "scope", &o->scope);
-  else if (preset == 0)
-    o->scope = stp_xstrdup(GOOGLE_SCOPE);
-  else if (preset == 1)
-    o->scope = stp_xstrdup(o->grant == STP_GRANT_CLIENT_CREDENTIALS ? M365_SCOPE_APP
-                                                                    : M365_SCOPE_USER);
-  if (v[O_CA])
-    parse_file(c, v[O_CA], "ca_file", &o->ca_file);
-  if (!o->ca_file)
-    o->ca_file = stp_xstrdup(DEFAULT_CA_FILE);
-}
-
-static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
-  if (!cfg_expect_list(c, n, "token_command", false))
-    return;
-  size_t cnt = cfg_list_len(n);
-  if (cnt == 0) {
-    cfg_err(c, n, "'token_command' is empty");
-    return;
-  }
-  stp_oauth2_cfg *o = stp_xcalloc(1, sizeof *o);
-  u->token_src = o;
-  o->kind = STP_TOKSRC_COMMAND;
-  o->load_seq = g_load_seq;
-  o->token_ttl_ms = 5 * 60 * 1000;
-  o->command.v = stp_xcalloc(cnt + 1, sizeof *o->command.v); /* NULL-terminated for exec */
-  for (size_t i = 0; i < cnt; i++) {
-    yaml_node_t *it = cfg_list_item(c, n, i);
-    const char *s = cfg_scalar_text(c, it, "token_command", true, false);
-    if (s && i == 0 && !*s)
-      cfg_err(c, it, "token_command needs a program as its first item");
-    else if (s && i == 0 && strchr(s, '/'))
-      o->command.v[o->command.n++] = resolve_path(c, s);
-    else if (s)
-      o->command.v[o->command.n++] = stp_xstrdup(s);
-  }
-}
-
-static void parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
-  static const char *const mech_names[] = {"auto", "plain", "login", "xoauth2", NULL};
-  yaml_node_t *k[A_N], *v[A_N];
-  int e;
-  u->has_auth = true;
-  WALK(c, n, "in upstream auth", auth_keys, k, v);
-  if (v[A_MECH] &&
-      cfg_parse_enum(c, v[A_MECH], "mechanism", mech_names, "auto, plain, login or xoauth2", &e))
-    u->mechanism = (stp_auth_mech)e;
-  if (v[A_USER])
-    cfg_set_str(c, v[A_USER], "username", &u->username);
-  else
-    cfg_err(c, k[A_USER] ? k[A_USER] : n, "auth needs a username");
-
-  /* Exactly one secret source; any later in the file conflicts with the
-   * first, and then none is read (no cascade of unrelated errors). */
-  int first = -1, conflicts = 0;
-  for (int i = A_PENV; i < A_SRC_END; i++)
-    if (k[i] && (first < 0 || k[i]->start_mark.index < k[first]->start_mark.index))
-      first = i;
-  for (int i = A_PENV; i < A_SRC_END; i++) {
-    if (k[i] && i != first) {
-      cfg_err(c, k[i], "'%s' conflicts with '%s': give only one secret source", auth_keys[i],
-          auth_keys[first]);
-      conflicts++;
-    }
-  }
-  if (first < 0) {
-    cfg_err(c, n, "auth needs one of password_env, password_file, password, token_file, "
-                  "token_command or oauth2");
-    return;
-  }
-  if (conflicts)
-    return;
-  if (v[A_TTL] && first != A_TCMD)
-    cfg_err(c, k[A_TTL], "token_ttl is only used with token_command");
-  if (!v[first]) {
-    cfg_err(c, k[first], "'%s' is empty", auth_keys[first]);
-    return;
-  }
-  switch (first) {
-  case A_PENV:
-    u->secret = read_secret_env(c, v[A_PENV], "password_env");
-    u->secret_is_token = u->mechanism == STP_MECH_XOAUTH2;
-    break;
-  case A_PFILE:
-    u->secret = read_secret_file(c, v[A_PFILE], "password_file");
-    break;
-  case A_PASS: {
-    /* Never echoed, whatever is wrong with it. */
-    if (v[A_PASS]->type != YAML_SCALAR_NODE || cfg_has_nul(v[A_PASS]))
-      cfg_err(c, v[A_PASS], "expected a single value for 'password', not %s", cfg_kind_of(v[A_PASS]));
-    else if (!v[A_PASS]->data.scalar.length)
-      cfg_err(c, v[A_PASS], "'password' is empty");
-    else
-      u->secret = stp_xstrdup((const char *)v[A_PASS]->data.scalar.value);
-    cfg_warn(c, k[A_PASS],
-         "inline password in the config file; prefer password_env or "
-         "password_file");
-    break;
-  }
-  case A_TFILE:
-    u->secret = read_secret_file(c, v[A_TFILE], "token_file");
-    u->secret_is_token = true;
-    if (u->mechanism == STP_MECH_PLAIN || u->mechanism == STP_MECH_LOGIN)
-      cfg_err(c, k[A_TFILE], "token_file needs mechanism xoauth2 (or auto)");
-    else
-      u->mechanism = STP_MECH_XOAUTH2; /* a bearer token only makes sense there */
-    break;
-  case A_TCMD:
-  case A_OAUTH:
-    if (first == A_TCMD)
-      parse_token_command(c, v[A_TCMD], u);
-    else if (cfg_expect_map(c, v[A_OAUTH], "oauth2"))
-      parse_oauth2(c, v[A_OAUTH], u);
-    if (u->token_src && first == A_TCMD && v[A_TTL])
-      cfg_parse_duration(c, v[A_TTL], "token_ttl", false, &u->token_src->token_ttl_ms);
-    u->secret_is_token = true;
-    if (u->mechanism == STP_MECH_PLAIN || u->mechanism == STP_MECH_LOGIN)
-      cfg_err(c, v[A_MECH], "%s needs mechanism xoauth2 (or auto)", auth_keys[first]);
-    else
-      u->mechanism = STP_MECH_XOAUTH2;
-    break;
-  default:
-    break;
-  }
-  if (u->mechanism == STP_MECH_XOAUTH2 && (first == A_PFILE || first == A_PASS))
-    cfg_err(c, v[A_MECH], "mechanism xoauth2 needs token_file, token_command, oauth2 or "
-                          "password_env holding the token");
-}
 
 static bool valid_host(const char *s) {
   unsigned char tmp[16];
@@ -662,9 +328,9 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   if (!u->server_name && u->host)
     u->server_name = stp_xstrdup(u->host);
   if (v[U_CA])
-    parse_file(c, v[U_CA], "ca_file", &u->ca_file);
+    cfg_parse_file(c, v[U_CA], "ca_file", &u->ca_file);
   if (!u->ca_file)
-    u->ca_file = stp_xstrdup(DEFAULT_CA_FILE);
+    u->ca_file = stp_xstrdup(CFG_DEFAULT_CA_FILE);
   if (v[U_TLSMIN]) {
     const char *s = cfg_str_of(c, v[U_TLSMIN], "tls_min_version");
     uint16_t ver;
@@ -681,18 +347,18 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_parse_bool(c, v[U_INSECURE], "insecure", &u->insecure);
   if (u->tls == STP_TLS_NONE && !u->insecure)
     cfg_err(c, v[U_TLS],
-        "tls: none needs insecure: true (mail and credentials would cross the "
-        "network in clear)");
+            "tls: none needs insecure: true (mail and credentials would cross the "
+            "network in clear)");
   else if (u->tls == STP_TLS_NONE)
     cfg_warn(c, v[U_TLS],
-         "tls: none: mail and credentials to upstream '%s' cross the network in "
-         "clear",
-         u->name ? u->name : "?");
+             "tls: none: mail and credentials to upstream '%s' cross the network in "
+             "clear",
+             u->name ? u->name : "?");
   if (!u->verify && !u->insecure)
     cfg_err(c, v[U_VERIFY], "verify: false needs insecure: true");
   else if (!u->verify && u->tls != STP_TLS_NONE)
     cfg_warn(c, v[U_VERIFY], "verify: false: the certificate of upstream '%s' is not checked",
-         u->name ? u->name : "?");
+             u->name ? u->name : "?");
   if (v[U_HELO]) {
     const char *s = cfg_nonempty(c, v[U_HELO], "helo");
     if (s && strchr(s, ' '))
@@ -703,7 +369,7 @@ static void parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   if (!u->helo)
     u->helo = stp_xstrdup(c->cfg->hostname);
   if (v[U_AUTH] && cfg_expect_map(c, v[U_AUTH], "auth"))
-    parse_upstream_auth(c, v[U_AUTH], u);
+    cfg_parse_upstream_auth(c, v[U_AUTH], u);
   if (v[U_CTO])
     cfg_parse_duration(c, v[U_CTO], "connect_timeout", false, &u->connect_timeout_ms);
   if (v[U_CMDTO])
@@ -899,7 +565,8 @@ static void parse_metrics(cfg_ctx *c, yaml_node_t *n) {
   const char *s;
   if (!v[0])
     cfg_err(c, k[0] ? k[0] : n, "metrics needs 'listen' (e.g. \"127.0.0.1:9587\")");
-  else if ((s = cfg_str_of(c, v[0], "listen")) != NULL && cfg_parse_bind_addr(c, v[0], "metrics", s))
+  else if ((s = cfg_str_of(c, v[0], "listen")) != NULL &&
+           cfg_parse_bind_addr(c, v[0], "metrics", s))
     c->cfg->metrics_listen = stp_xstrdup(s);
 }
 
@@ -924,7 +591,7 @@ static void check_unique(cfg_ctx *c, const char *kind, size_t n,
       if (b && strcmp(a, b) == 0) {
         const stp_pos *pi = pos_of(c->cfg, i), *pj = pos_of(c->cfg, j);
         cfg_err_at(c, pi->line, pi->col, "duplicate %s name '%s' (first at line %u)", kind, a,
-               pj->line);
+                   pj->line);
         break;
       }
     }
@@ -1000,8 +667,9 @@ static void parse_sections(cfg_ctx *c, yaml_node_t *root, yaml_node_t **k, yaml_
     if (!route_matches_all(&cfg->routes[i]) || !cfg->routes[i].name)
       continue;
     for (size_t j = i + 1; j < cnt; j++)
-      cfg_warn(c, cfg_list_item(c, seq, j), "route '%s' is never used: route '%s' matches everything",
-           cfg->routes[j].name ? cfg->routes[j].name : "?", cfg->routes[i].name);
+      cfg_warn(c, cfg_list_item(c, seq, j),
+               "route '%s' is never used: route '%s' matches everything",
+               cfg->routes[j].name ? cfg->routes[j].name : "?", cfg->routes[i].name);
     break;
   }
 }
@@ -1063,7 +731,7 @@ static void yaml_error(cfg_ctx *c, const yaml_parser_t *p) {
     cfg_err_at(c, 0, 0, "out of memory while parsing YAML");
   else if (p->context)
     cfg_err_at(c, line, col, "YAML: %s (%s at %u:%u)", problem, p->context,
-           (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
+               (unsigned)p->context_mark.line + 1, (unsigned)p->context_mark.column + 1);
   else
     cfg_err_at(c, line, col, "YAML: %s", problem);
 }
@@ -1141,12 +809,12 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
   yaml_parser_t parser;
   yaml_document_t doc;
   memset(&c, 0, sizeof c);
-  g_load_seq++;
   c.file = name;
   c.base = base;
   c.src = yaml;
   c.srclen = len;
   c.doc = &doc;
+  c.load_seq = ++g_load_seq;
   *out = NULL;
 
   if (!yaml_parser_initialize(&parser)) {
@@ -1176,7 +844,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
       yaml_node_t *r2 = yaml_document_get_root_node(&next);
       if (r2)
         cfg_err_at(&c, (unsigned)next.start_mark.line + 1, (unsigned)next.start_mark.column + 1,
-               "only one YAML document is allowed");
+                   "only one YAML document is allowed");
       yaml_document_delete(&next);
     }
   }

@@ -1,11 +1,14 @@
-/* config_internal.h - what config.c and config_values.c share; not public.
+/* config_internal.h - what the config sources share; not public.
  *
  * Owns: the load context (cfg_ctx) that carries the file name, the parsed
- * YAML document, the config being filled and the pending diagnostics, and
- * the prototypes of the helpers config_values.c gives config.c: reporting
+ * YAML document, the config being filled, the load's sequence number and
+ * the pending diagnostics, and the prototypes of the helpers each config
+ * source gives the others: from config_values.c, reporting
  * ("FILE:LINE:COL: error: text"), node access and typed scalar parsers that
- * report their own errors. Only the two config sources include it; every
- * declaration other modules may use stays in smtp-tls-proxy/config.h.
+ * report their own errors; from config.c, path resolution and file checks;
+ * from config_auth.c, the upstream `auth:` mapping. Only config.c,
+ * config_values.c and config_auth.c include it; every declaration other
+ * modules may use stays in smtp-tls-proxy/config.h.
  */
 #ifndef STP_CONFIG_INTERNAL_H
 #define STP_CONFIG_INTERNAL_H
@@ -13,10 +16,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/config.h"
+
+#define CFG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
 
 /* A diagnostic waiting to be sorted by position (seq keeps ties stable). */
 typedef struct cfg_pending_diag {
@@ -33,6 +39,7 @@ typedef struct cfg_ctx {
   size_t srclen;
   yaml_document_t *doc;
   stp_config *cfg;
+  unsigned long load_seq; /* this load's number, given to its token sources */
   cfg_pending_diag *p;
   size_t np, cap, n_errors;
 } cfg_ctx;
@@ -103,5 +110,19 @@ void cfg_parse_strlist(cfg_ctx *c, yaml_node_t *n, const char *key, stp_strlist 
 void cfg_parse_cidrs(cfg_ctx *c, yaml_node_t *n, const char *key, stp_cidr **out, size_t *nout);
 bool cfg_parse_bind_addr(cfg_ctx *c, const yaml_node_t *it, const char *key, const char *s);
 void cfg_parse_rate_limit(cfg_ctx *c, const yaml_node_t *n, char **dst);
+
+/* --- files (config.c) ------------------------------------------------------ */
+/* s resolved against c->base (malloc'd); absolute or base-less: a copy. */
+char *cfg_resolve_path(cfg_ctx *c, const char *s);
+/* Opens a regular file for reading; -1 with an error reported otherwise. */
+int cfg_open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *path,
+                     struct stat *st);
+/* A path value: resolved, and checked to be a readable file. */
+void cfg_parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst);
+
+/* --- upstream auth (config_auth.c) ----------------------------------------- */
+/* Fills u's mechanism, username and secret or token source from the `auth:`
+ * mapping n (already checked to be a mapping); sets u->has_auth. */
+void cfg_parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u);
 
 #endif
