@@ -210,10 +210,15 @@ static const session_ops relay_session_ops = {
     sess_up_rcpt, sess_up_data, sess_up_body, sess_up_end,    sess_up_rset, sess_up_close,
 };
 
+/* The idle timer restarts on progress (a whole command, or message data),
+ * not on every byte: a device that drips a command one byte at a time is
+ * idle as far as idle_timeout is concerned (slowloris). */
 static void client_on_read(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
-  uv_timer_again(&r->idle_timer);
+  uint64_t before = r->sess.progress;
   session_feed(&r->sess, p, n);
+  if (r->sess.progress != before && !r->closing)
+    uv_timer_again(&r->idle_timer);
 }
 
 static void client_on_error(void *ctx, const char *reason, bool tls, bool verify) {

@@ -569,6 +569,7 @@ static size_t process_some(session *s, const char *p, size_t n) {
       break;
     if (s->state == SS_DATA || s->state == SS_DATA_DISCARD) {
       size_t used = data_framer_feed(&s->framer, p, n, emit_body, s);
+      s->progress += used;
       p += used;
       n -= used;
       used_total += used;
@@ -586,6 +587,7 @@ static size_t process_some(session *s, const char *p, size_t n) {
     used_total += used;
     if (r == 0)
       break;
+    s->progress++; /* a whole line, command or AUTH continuation */
     if (r == STP_ETOOLONG) {
       if (s->in_auth) {
         s->in_auth = false;

@@ -216,8 +216,10 @@ static void st_read(void *ctx, const char *p, size_t n) {
 static void st_error(void *ctx, const char *reason, bool tls, bool verify) {
   upconn *u = ctx;
   (void)verify;
+  /* A TLS error once the session is up is a broken connection, not a TLS
+   * set-up failure: the device is told the connection was lost. */
   if (u->ops)
-    upstream_on_closed(&u->sm, tls ? UP_FAIL_TLS : UP_FAIL_CLOSED, reason);
+    upstream_on_closed(&u->sm, tls && !u->sm.tls ? UP_FAIL_TLS : UP_FAIL_CLOSED, reason);
 }
 
 static void st_tls(void *ctx) {

@@ -110,6 +110,7 @@ typedef struct session {
   char *pt_secret;   /* passthrough: the device's password; cleansed on free */
   unsigned auth_failures;
   stp_limits *limits; /* rate limits of this generation; NULL: none */
+  uint64_t progress;  /* complete commands handled + DATA bytes taken */
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
