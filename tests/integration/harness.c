@@ -1166,3 +1166,14 @@ void h_sha256_hex(h_sha256 *s, char out[65]) {
   for (int i = 0; i < 8; i++)
     snprintf(out + 8 * i, 9, "%08x", s->h[i]);
 }
+
+int h_send_one(int port, const char *rcpt, const void *body, size_t body_len, char *text,
+               size_t cap, const char **stage) {
+  h_smtp c;
+  h_smtp_open(&c, port, true);
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){rcpt, NULL}, body,
+                            body_len, text, cap, stage);
+  h_smtp_cmd(&c, "QUIT", NULL, 0);
+  h_smtp_close(&c);
+  return code;
+}

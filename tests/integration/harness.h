@@ -161,6 +161,12 @@ int h_smtp_message(h_smtp *c, const char *from, const char *const rcpts[],
                    const void *body, size_t body_len, char *text, size_t cap,
                    const char **stage);
 
+/* A fresh session to port: EHLO, one message from scan@printer.test to
+ * rcpt with body (framed by the caller), then QUIT. Returns the code as
+ * h_smtp_message does; text and *stage likewise. */
+int h_send_one(int port, const char *rcpt, const void *body, size_t body_len, char *text,
+               size_t cap, const char **stage);
+
 /* --- records written by the upstream tools ------------------------------ */
 typedef struct h_lines {
   char **v;

@@ -13,10 +13,10 @@
 
 typedef struct fault_case {
   const char *mode;
-  const char *tls;   /* upstream tls: starttls | implicit */
-  const char *cert;  /* certificate the fault upstream presents */
-  bool no_auth;      /* no AUTH may arrive at all */
-  bool no_mail;      /* no MAIL may arrive at all */
+  const char *tls;  /* upstream tls: starttls | implicit */
+  const char *cert; /* certificate the fault upstream presents */
+  bool no_auth;     /* no AUTH may arrive at all */
+  bool no_mail;     /* no MAIL may arrive at all */
 } fault_case;
 
 static void run_fault(const fault_case *fc) {
@@ -36,14 +36,11 @@ static void run_fault(const fault_case *fc) {
   const char *stage;
   static const char body[] = "Subject: fault test\r\n\r\nmust not be lost\r\n";
   int64_t t0 = h_now_ms();
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
-  cr_assert(code >= 400 && code < 500,
-            "mode %s cert %s: device got %d at %s (want 4xx): %s", fc->mode,
-            fc->cert, code, stage, text);
-  cr_assert(h_now_ms() - t0 < 15000, "4xx took %lld ms",
-            (long long)(h_now_ms() - t0));
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
+  cr_assert(code >= 400 && code < 500, "mode %s cert %s: device got %d at %s (want 4xx): %s",
+            fc->mode, fc->cert, code, stage, text);
+  cr_assert(h_now_ms() - t0 < 15000, "4xx took %lld ms", (long long)(h_now_ms() - t0));
 
   /* Let the proxy finish whatever it still does upstream. */
   h_sleep_ms(300);
@@ -55,11 +52,11 @@ static void run_fault(const fault_case *fc) {
   cr_assert_eq(plain_mail, 0, "MAIL sent in plaintext (%s):\n%s", fc->mode, rec);
   cr_assert_eq(plain_rcpt, 0, "RCPT sent in plaintext (%s):\n%s", fc->mode, rec);
   if (fc->no_auth)
-    cr_assert_eq(h_fault_commands(&u, "AUTH", -1), 0,
-                 "AUTH sent despite %s/%s:\n%s", fc->mode, fc->cert, rec);
+    cr_assert_eq(h_fault_commands(&u, "AUTH", -1), 0, "AUTH sent despite %s/%s:\n%s", fc->mode,
+                 fc->cert, rec);
   if (fc->no_mail)
-    cr_assert_eq(h_fault_commands(&u, "MAIL", -1), 0,
-                 "MAIL sent despite %s/%s:\n%s", fc->mode, fc->cert, rec);
+    cr_assert_eq(h_fault_commands(&u, "MAIL", -1), 0, "MAIL sent despite %s/%s:\n%s", fc->mode,
+                 fc->cert, rec);
   /* Bytes pipelined in plaintext after STARTTLS would be a proxy bug too. */
   h_lines l;
   cr_assert_eq(h_records(u.record, "plaintext_after_starttls", &l), 0,
@@ -134,14 +131,10 @@ Test(integ, fault_upstream_ok_delivers) {
   h_fault_start(&u, "ok", "starttls", "server");
   h_proxy_opts o = {.up_port = u.port};
   h_proxy_start(&px, &o);
-  h_smtp c;
-  h_smtp_open(&c, px.port, true);
   char text[2048];
   const char *stage;
   static const char body[] = "Subject: ok\r\n\r\nfine\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_send_one(px.port, "a@example.com", body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
   h_lines l;
@@ -181,12 +174,13 @@ static void disconnect_mid_data(const char *tail) {
   h_sleep_ms(1500);
   char *rec = h_read_file(u.record, NULL);
   cr_assert_eq(h_wait_records(u.record, "message", 1, 500), 0,
-               "a final dot reached the upstream after the client left:\n%s",
-               rec);
+               "a final dot reached the upstream after the client left:\n%s", rec);
   free(rec);
 }
 
-Test(integ, no_loss_disconnect_mid_data) { disconnect_mid_data("line 3 is not fini"); }
+Test(integ, no_loss_disconnect_mid_data) {
+  disconnect_mid_data("line 3 is not fini");
+}
 
 /* The client leaves right after "\r\n." - half of a terminator. */
 Test(integ, no_loss_disconnect_after_partial_dot) {
@@ -224,17 +218,12 @@ Test(integ, fault_harness_control_insecure_accepts_bad_cert) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "ok", "starttls", "wrongname");
-  h_proxy_opts o = {.up_port = u.port,
-                    .upstream_extra = "    verify: false\n    insecure: true\n"};
+  h_proxy_opts o = {.up_port = u.port, .upstream_extra = "    verify: false\n    insecure: true\n"};
   h_proxy_start(&px, &o);
-  h_smtp c;
-  h_smtp_open(&c, px.port, true);
   char text[2048];
   const char *stage;
   static const char body[] = "Subject: insecure\r\n\r\nstill delivered\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_send_one(px.port, "a@example.com", body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   cr_assert_geq(h_fault_commands(&u, "AUTH", 1), 1);
   cr_assert_geq(h_fault_commands(&u, "MAIL", 1), 1);

@@ -24,8 +24,7 @@ static void assert_body(const char *rec, const void *want, size_t want_len) {
   size_t len = 0;
   unsigned char *got = h_json_b64(rec, "data_b64", &len);
   cr_assert_not_null(got, "no data_b64 in %s", rec);
-  cr_assert_eq(len, want_len, "body length %zu, want %zu; got:\n%s", len,
-               want_len, (char *)got);
+  cr_assert_eq(len, want_len, "body length %zu, want %zu; got:\n%s", len, want_len, (char *)got);
   cr_assert(memcmp(got, want, len) == 0, "body differs; got:\n%s", (char *)got);
   free(got);
 }
@@ -39,18 +38,16 @@ static void assert_str(const char *rec, const char *key, const char *want) {
 
 static void assert_tls12plus(const char *rec) {
   char v[64];
-  cr_assert_eq(h_json_str(rec, "tls_version", v, sizeof v), 1,
-               "message not received over TLS: %s", rec);
-  cr_assert(strcmp(v, "TLSv1.2") == 0 || strcmp(v, "TLSv1.3") == 0,
-            "tls_version %s", v);
+  cr_assert_eq(h_json_str(rec, "tls_version", v, sizeof v), 1, "message not received over TLS: %s",
+               rec);
+  cr_assert(strcmp(v, "TLSv1.2") == 0 || strcmp(v, "TLSv1.3") == 0, "tls_version %s", v);
 }
 
 static void assert_rcpts(const char *rec, const char *const want[]) {
   size_t n = 0;
   while (want[n])
     n++;
-  cr_assert_eq(h_json_strlist(rec, "rcpt_tos", NULL, NULL), (int)n,
-               "rcpt count in %s", rec);
+  cr_assert_eq(h_json_strlist(rec, "rcpt_tos", NULL, NULL), (int)n, "rcpt count in %s", rec);
   for (size_t i = 0; i < n; i++) {
     bool found;
     h_json_strlist(rec, "rcpt_tos", want[i], &found);
@@ -94,14 +91,18 @@ static void swaks_case(const char *up_tls) {
   /* The upstream's own reply text reached the device. */
   char qid[64];
   cr_assert_eq(h_json_str(rec, "queue_id", qid, sizeof qid), 1);
-  cr_assert(strstr(out, qid) != NULL,
-            "device did not see the upstream's reply (%s):\n%s", qid, out);
+  cr_assert(strstr(out, qid) != NULL, "device did not see the upstream's reply (%s):\n%s", qid,
+            out);
   free(rec);
 }
 
-Test(integ, swaks_starttls_auth) { swaks_case("starttls"); }
+Test(integ, swaks_starttls_auth) {
+  swaks_case("starttls");
+}
 
-Test(integ, swaks_implicit_tls_auth) { swaks_case("implicit"); }
+Test(integ, swaks_implicit_tls_auth) {
+  swaks_case("implicit");
+}
 
 /* 3: curl as the device, two recipients. */
 Test(integ, curl_device) {
@@ -140,13 +141,13 @@ Test(integ, python_smtplib_helo_only) {
   char cmd[2048], out[8192];
   snprintf(cmd, sizeof cmd,
            H_PYTHON " -c \""
-           "import smtplib\n"
-           "s = smtplib.SMTP('127.0.0.1', %d, timeout=15)\n"
-           "code, _ = s.helo('printer.test')\n"
-           "assert code == 250, code\n"
-           "s.sendmail('scan@printer.test', ['bob@example.com'], "
-           "b'Subject: helo only\\r\\n\\r\\nhello from an old device\\r\\n')\n"
-           "s.quit()\n\"",
+                    "import smtplib\n"
+                    "s = smtplib.SMTP('127.0.0.1', %d, timeout=15)\n"
+                    "code, _ = s.helo('printer.test')\n"
+                    "assert code == 250, code\n"
+                    "s.sendmail('scan@printer.test', ['bob@example.com'], "
+                    "b'Subject: helo only\\r\\n\\r\\nhello from an old device\\r\\n')\n"
+                    "s.quit()\n\"",
            px.port);
   int rc = h_run(cmd, NULL, 30000, out, sizeof out);
   cr_assert_eq(rc, 0, "python exit %d:\n%s", rc, out);
@@ -164,18 +165,13 @@ Test(integ, upstream_data_reply_relayed) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls",
-                   (const char *const[]){"--reply-data",
-                                         "550 5.7.1 policy says no (test)", NULL});
+                   (const char *const[]){"--reply-data", "550 5.7.1 policy says no (test)", NULL});
   h_proxy_opts o = {.up_port = u.port};
   h_proxy_start(&px, &o);
-  h_smtp c;
-  h_smtp_open(&c, px.port, true);
   char text[2048];
   const char *stage;
   static const char body[] = "Subject: rejected\r\n\r\nno\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_send_one(px.port, "a@example.com", body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 550, "%s: %d %s", stage, code, text);
   cr_assert_str_eq(stage, "DOT");
   cr_assert(strstr(text, "5.7.1") && strstr(text, "policy says no (test)"),
@@ -187,8 +183,7 @@ Test(integ, upstream_data_reply_relayed) {
 Test(integ, upstream_rcpt_reject_relayed) {
   h_upstream u;
   h_proxy px;
-  h_upstream_start(&u, "starttls",
-                   (const char *const[]){"--reject-rcpt", "*@blocked.test", NULL});
+  h_upstream_start(&u, "starttls", (const char *const[]){"--reject-rcpt", "*@blocked.test", NULL});
   h_proxy_opts o = {.up_port = u.port};
   h_proxy_start(&px, &o);
   h_smtp c;
@@ -223,12 +218,10 @@ Test(integ, two_messages_one_session) {
   const char *stage;
   static const char b1[] = "Subject: one\r\n\r\nfirst\r\n";
   static const char b2[] = "Subject: two\r\n\r\nsecond\r\n";
-  int code = h_smtp_message(&c, "one@printer.test",
-                            (const char *const[]){"x@example.com", NULL}, b1,
-                            sizeof b1 - 1, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "one@printer.test", (const char *const[]){"x@example.com", NULL},
+                            b1, sizeof b1 - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "first %s: %d %s", stage, code, text);
-  code = h_smtp_message(&c, "two@printer.test",
-                        (const char *const[]){"y@example.com", NULL}, b2,
+  code = h_smtp_message(&c, "two@printer.test", (const char *const[]){"y@example.com", NULL}, b2,
                         sizeof b2 - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "second %s: %d %s", stage, code, text);
   code = h_smtp_cmd(&c, "QUIT", text, sizeof text);

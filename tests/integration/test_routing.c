@@ -23,8 +23,7 @@ static int upstream_yaml(char *out, size_t cap, const char *name, int port) {
                   name, port, h_certs(), H_USER, H_PW_ENV);
 }
 
-static void start_with_routes(h_proxy *px, const char *upstreams_yaml,
-                              const char *routes_yaml) {
+static void start_with_routes(h_proxy *px, const char *upstreams_yaml, const char *routes_yaml) {
   char yaml[8192];
   int n = snprintf(yaml, sizeof yaml,
                    "hostname: proxy.test\n"
@@ -101,8 +100,7 @@ Test(integ, route_fixed_by_first_rcpt) {
   /* The client retries the other recipient in a new transaction. */
   static const char body[] = "Subject: retry\r\n\r\nto b\r\n";
   const char *stage;
-  code = h_smtp_message(&c, "scan@printer.test",
-                        (const char *const[]){"two@b.test", NULL}, body,
+  code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"two@b.test", NULL}, body,
                         sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
 
@@ -136,14 +134,10 @@ Test(integ, route_failover_to_second_upstream) {
   start_with_routes(&px, ups,
                     "  - name: default\n"
                     "    upstream: [first, second]\n");
-  h_smtp c;
-  h_smtp_open(&c, px.port, true);
   char text[2048];
   const char *stage;
   static const char body[] = "Subject: failover\r\n\r\nvia the second\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_send_one(px.port, "a@example.com", body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   cr_assert_eq(h_wait_records(good.record, "message", 1, 5000), 1);
   h_lines l;
@@ -173,9 +167,8 @@ Test(integ, route_rewrite_sender_and_from_header) {
                              "Subject: rewritten\r\n"
                              "\r\n"
                              "From: this body line is not a header\r\n";
-  int code = h_smtp_message(&c, "old@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "old@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
   h_lines l;
@@ -280,8 +273,8 @@ Test(integ, route_failover_past_dead_port_bad_certificate_and_refused_credential
   upstream_yaml(ups + n, sizeof ups - (size_t)n, "good", good.port);
   start_with_routes(&px, ups,
                     "  - name: default\n    upstream: [dead, wrongcert, badauth, good]\n");
-  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250,
-               "%s", text);
+  cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250, "%s",
+               text);
   cr_assert_eq(h_wait_records(good.record, "message", 1, 5000), 1);
   cr_assert_eq(h_fault_commands(&wrongcert, "AUTH", -1), 0, "no credentials to a bad cert");
   cr_assert(h_file_contains(px.log, "skipped=dead:connect,wrongcert:tls,badauth:auth", 47),
@@ -378,7 +371,8 @@ Test(integ, listener_rate_limit_4xx_then_recovery) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
-  h_proxy_start(&px, &(h_proxy_opts){.up_port = u.port, .listener_extra = "    rate_limit: 1/2s\n"});
+  h_proxy_start(&px,
+                &(h_proxy_opts){.up_port = u.port, .listener_extra = "    rate_limit: 1/2s\n"});
   char text[1024];
   cr_assert_eq(send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text), 250);
   int code = send_one(px.port, "a@printer.test", "x@example.com", text, sizeof text);
