@@ -210,9 +210,10 @@ int stp_parse_rate(const char *s, uint32_t *count, uint64_t *period_ms) {
 /* ------------------------------------------------------------------------ */
 /* Diagnostics                                                               */
 
-static void vreport(cfg_ctx *c, bool error, unsigned line, unsigned col, const char *fmt, va_list ap)
-    __attribute__((format(printf, 5, 0)));
-static void vreport(cfg_ctx *c, bool error, unsigned line, unsigned col, const char *fmt, va_list ap) {
+static void vreport(cfg_ctx *c, bool error, unsigned line, unsigned col, const char *fmt,
+                    va_list ap) __attribute__((format(printf, 5, 0)));
+static void vreport(cfg_ctx *c, bool error, unsigned line, unsigned col, const char *fmt,
+                    va_list ap) {
   char msg[1024], *text;
   vsnprintf(msg, sizeof msg, fmt, ap);
   /* A diagnostic is one line whatever a value contained. */
@@ -340,9 +341,10 @@ bool cfg_has_ctl(const char *s) {
  * for list items. Control characters are refused except for secrets, which
  * are opaque (and never echoed). */
 const char *cfg_scalar_text(cfg_ctx *c, const yaml_node_t *n, const char *key, bool in_list,
-                               bool secret) {
+                            bool secret) {
   if (n->type != YAML_SCALAR_NODE) {
-    cfg_err(c, n, "expected a single value %s '%s', not %s", in_list ? "in" : "for", key, cfg_kind_of(n));
+    cfg_err(c, n, "expected a single value %s '%s', not %s", in_list ? "in" : "for", key,
+            cfg_kind_of(n));
     return NULL;
   }
   const char *s = (const char *)n->data.scalar.value;
@@ -387,7 +389,7 @@ bool cfg_expect_list(cfg_ctx *c, const yaml_node_t *n, const char *key, bool sin
   if (n->type == YAML_SEQUENCE_NODE || (single_ok && n->type == YAML_SCALAR_NODE))
     return true;
   cfg_err(c, n, "expected %s for '%s', not %s", single_ok ? "a value or a list" : "a list", key,
-      cfg_kind_of(n));
+          cfg_kind_of(n));
   return false;
 }
 
@@ -407,7 +409,7 @@ yaml_node_t *cfg_list_item(cfg_ctx *c, yaml_node_t *n, size_t i) {
  * "key:" with nothing after it means "not given"). Unknown, duplicate and
  * non-string keys are reported and skipped. */
 void cfg_walk_map(cfg_ctx *c, yaml_node_t *map, const char *where, const char *const *keys,
-                     size_t nkeys, yaml_node_t **k, yaml_node_t **v) {
+                  size_t nkeys, yaml_node_t **k, yaml_node_t **v) {
   for (size_t i = 0; i < nkeys; i++)
     k[i] = v[i] = NULL;
   for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
@@ -433,7 +435,7 @@ void cfg_walk_map(cfg_ctx *c, yaml_node_t *map, const char *where, const char *c
 }
 
 bool cfg_parse_enum(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *const *names,
-                       const char *expected, int *out) {
+                    const char *expected, int *out) {
   const char *s = cfg_str_of(c, n, key);
   if (!s)
     return false;
@@ -456,7 +458,7 @@ void cfg_parse_bool(cfg_ctx *c, const yaml_node_t *n, const char *key, bool *out
 }
 
 void cfg_parse_duration(cfg_ctx *c, const yaml_node_t *n, const char *key, bool zero_ok,
-                           uint64_t *out) {
+                        uint64_t *out) {
   const char *s = cfg_str_of(c, n, key);
   uint64_t v;
   if (!s)
@@ -489,13 +491,14 @@ void cfg_parse_sizev(cfg_ctx *c, const yaml_node_t *n, const char *key, uint64_t
 }
 
 void cfg_parse_count(cfg_ctx *c, const yaml_node_t *n, const char *key, uint64_t max,
-                        uint64_t *out) {
+                     uint64_t *out) {
   const char *s = cfg_str_of(c, n, key), *p = s;
   uint64_t v;
   if (!s)
     return;
   if (parse_digits(&p, &v) != STP_OK || *p || v == 0 || v > max)
-    cfg_err(c, n, "bad %s '%s' (expected an integer from 1 to %llu)", key, s, (unsigned long long)max);
+    cfg_err(c, n, "bad %s '%s' (expected an integer from 1 to %llu)", key, s,
+            (unsigned long long)max);
   else
     *out = v;
 }
@@ -511,7 +514,7 @@ static bool valid_name(const char *s) {
 
 /* name: required, [A-Za-z0-9._-]{1,64} (names end up in logs and metrics). */
 char *cfg_parse_name(cfg_ctx *c, yaml_node_t *map, yaml_node_t *kn, yaml_node_t *vn,
-                        const char *kind) {
+                     const char *kind) {
   if (!vn) {
     cfg_err(c, kn ? kn : map, "%s needs a name", kind);
     return NULL;
@@ -609,7 +612,8 @@ bool cfg_parse_bind_addr(cfg_ctx *c, const yaml_node_t *it, const char *key, con
   }
   bool ok = !*host || inet_pton(AF_INET, host, tmp) == 1 || inet_pton(AF_INET6, host, tmp) == 1;
   if (!ok)
-    cfg_err(c, it, "%s address '%s' must be an IP address (e.g. 0.0.0.0:25, [::1]:25, :25)", key, s);
+    cfg_err(c, it, "%s address '%s' must be an IP address (e.g. 0.0.0.0:25, [::1]:25, :25)", key,
+            s);
   free(host);
   return ok;
 }

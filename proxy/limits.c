@@ -21,7 +21,8 @@ void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms) {
   l->n_upstreams = cfg->n_upstreams;
   l->auth_fail = stp_xcalloc(cfg->n_listeners, sizeof *l->auth_fail);
   for (size_t i = 0; i < cfg->n_listeners; i++)
-    if (cfg->listeners[i].auth == STP_LAUTH_USERS || cfg->listeners[i].auth == STP_LAUTH_PASSTHROUGH)
+    if (cfg->listeners[i].auth == STP_LAUTH_USERS ||
+        cfg->listeners[i].auth == STP_LAUTH_PASSTHROUGH)
       rl_table_init(&l->auth_fail[i], RL_TABLE_DEFAULT_CAPACITY);
   l->listener_rate = stp_xcalloc(cfg->n_listeners, sizeof *l->listener_rate);
   l->client = stp_xcalloc(cfg->n_listeners, sizeof *l->client);

@@ -88,8 +88,7 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
     return;
   }
   if (listener_count_client(l, peer) >= c->max_connections_per_client) {
-    stp_kv kv[] = {{"listener", c->name}, {"client", ip},
-                   {"reason", "max_connections_per_client"}};
+    stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "max_connections_per_client"}};
     stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
     metrics_refused_connection(c->name, "max_connections_per_client");
     relay_refuse(r, "421 4.7.0 Too many connections from your address, try again later\r\n");

@@ -31,7 +31,9 @@ void stp_log_setup(int level, int json, int fd) {
   g_fd = fd;
 }
 
-int stp_log_level(void) { return g_level; }
+int stp_log_level(void) {
+  return g_level;
+}
 
 const char *stp_log_level_name(int level) {
   if (level < 0 || level > STP_LOG_DEBUG)

@@ -157,4 +157,6 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
     drop(e, false);
 }
 
-size_t pool_idle_count(const up_pool *p, size_t index) { return p ? p->n_idle[index] : 0; }
+size_t pool_idle_count(const up_pool *p, size_t index) {
+  return p ? p->n_idle[index] : 0;
+}

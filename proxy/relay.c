@@ -40,8 +40,8 @@ struct relay {
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
-  uint64_t up_t0;  /* when the current connection was opened (latency) */
-  uint64_t dot_t0; /* when the final dot went out (latency) */
+  uint64_t up_t0;    /* when the current connection was opened (latency) */
+  uint64_t dot_t0;   /* when the final dot went out (latency) */
   bool up_reused;    /* r->up came from the pool */
   bool mail_pending; /* MAIL sent, its reply not yet seen */
   bool replay_mail;  /* a pooled connection died before MAIL's reply: resend */
@@ -78,7 +78,9 @@ static void relay_handle_gone(relay *r) {
   free(r);
 }
 
-static void timer_closed_cb(uv_handle_t *h) { relay_handle_gone(h->data); }
+static void timer_closed_cb(uv_handle_t *h) {
+  relay_handle_gone(h->data);
+}
 
 static void relay_close(relay *r) {
   if (r->closing)
@@ -121,7 +123,9 @@ static void sess_write(void *ctx, const char *p, size_t n) {
   }
 }
 
-static void sess_close(void *ctx) { relay_close(ctx); }
+static void sess_close(void *ctx) {
+  relay_close(ctx);
+}
 
 static void sess_pause(void *ctx, bool paused) {
   relay *r = ctx;
@@ -145,7 +149,9 @@ static void up_body_written(relay *r) {
   }
 }
 
-static upstream *cur_sm(relay *r) { return r->up ? upconn_sm(r->up) : NULL; }
+static upstream *cur_sm(relay *r) {
+  return r->up ? upconn_sm(r->up) : NULL;
+}
 
 /* A request the upstream machine refused is a bug, not the network's fault;
  * it still ends as a 4xx for the device, never as a hang. */
@@ -203,7 +209,9 @@ static void sess_up_rset(void *ctx) {
   sm_call_failed(r, cur_sm(r) ? upstream_rset(cur_sm(r)) : STP_ESTATE);
 }
 
-static void sess_up_close(void *ctx, bool graceful) { relay_drop_upstream(ctx, graceful); }
+static void sess_up_close(void *ctx, bool graceful) {
+  relay_drop_upstream(ctx, graceful);
+}
 
 static const session_ops relay_session_ops = {
     sess_write,   sess_close,   sess_pause,   sess_start_tls, sess_up_open, sess_up_mail,
@@ -256,8 +264,8 @@ static void client_on_closed(void *ctx) {
   relay_handle_gone(r);
 }
 
-static const stream_cbs client_cbs = {NULL,           client_on_read,  client_on_error,
-                                      client_on_tls,  client_on_drain, client_on_closed};
+static const stream_cbs client_cbs = {NULL,          client_on_read,  client_on_error,
+                                      client_on_tls, client_on_drain, client_on_closed};
 
 static void idle_cb(uv_timer_t *t) {
   relay *r = t->data;
@@ -349,7 +357,9 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
     relay_try_upstream(r, false);
     return;
   }
-  stp_kv kv[] = {{"upstream", c->name}, {"host", c->host}, {"reason", upstream_fail_name(why)},
+  stp_kv kv[] = {{"upstream", c->name},
+                 {"host", c->host},
+                 {"reason", upstream_fail_name(why)},
                  {"detail", detail}};
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
   metrics_upstream_failure(c->name, upstream_fail_name(why));
@@ -442,9 +452,15 @@ relay *relay_new(listener *l, uv_loop_t *loop) {
   return r;
 }
 
-uv_tcp_t *relay_client_tcp(relay *r) { return stream_tcp(r->client); }
-relay *relay_next(relay *r) { return r->next; }
-const struct sockaddr *relay_peer(const relay *r) { return (const struct sockaddr *)&r->peer; }
+uv_tcp_t *relay_client_tcp(relay *r) {
+  return stream_tcp(r->client);
+}
+relay *relay_next(relay *r) {
+  return r->next;
+}
+const struct sockaddr *relay_peer(const relay *r) {
+  return (const struct sockaddr *)&r->peer;
+}
 
 static void make_sid(relay *r) {
   static unsigned long counter;
@@ -463,8 +479,8 @@ void relay_refuse(relay *r, const char *reply) {
 
 void relay_start(relay *r, const struct sockaddr *peer) {
   const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lst->index];
-  size_t len = peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                           : sizeof(struct sockaddr_in);
+  size_t len =
+      peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   memcpy(&r->peer, peer, len);
   make_sid(r);
   metrics_session_open(lc->name);

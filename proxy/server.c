@@ -107,8 +107,7 @@ void server_stop(server *srv) {
     return;
   srv->stopping = true;
   char grace[32];
-  snprintf(grace, sizeof grace, "%llu",
-           (unsigned long long)srv->gen->cfg->shutdown_grace_ms);
+  snprintf(grace, sizeof grace, "%llu", (unsigned long long)srv->gen->cfg->shutdown_grace_ms);
   stp_kv kv[] = {{"grace_ms", grace}};
   stp_log_kv(STP_LOG_INFO, NULL, "stopping", kv, 1);
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
@@ -204,8 +203,8 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     int rc = listener_open(srv, srv->gen, i);
     if (rc < 0) {
-      fprintf(stderr, "smtp-tls-proxy: cannot listen on listener %s: %s\n",
-              cfg->listeners[i].name, uv_strerror(rc));
+      fprintf(stderr, "smtp-tls-proxy: cannot listen on listener %s: %s\n", cfg->listeners[i].name,
+              uv_strerror(rc));
       server_stop(srv);
       return rc;
     }

@@ -78,7 +78,9 @@ stream *stream_new(uv_loop_t *loop, const stream_cbs *cbs, void *ctx) {
   return s;
 }
 
-uv_tcp_t *stream_tcp(stream *s) { return &s->tcp; }
+uv_tcp_t *stream_tcp(stream *s) {
+  return &s->tcp;
+}
 
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
@@ -153,7 +155,9 @@ int stream_write(stream *s, const char *p, size_t n) {
   return flush_tls(s);
 }
 
-size_t stream_queued(const stream *s) { return s->queued; }
+size_t stream_queued(const stream *s) {
+  return s->queued;
+}
 
 /* Deliver decrypted plaintext until the engine is empty or the owner paused
  * or closed us. */
@@ -200,8 +204,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   if (nread == 0 || s->closing)
     return;
   if (nread < 0) {
-    fail(s, nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread), false,
-         false);
+    fail(s, nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread), false, false);
     return;
   }
   if (!s->tls) {
@@ -295,4 +298,6 @@ void stream_close_after_flush(stream *s) {
   s->flush_then_close = true;
 }
 
-void stream_close(stream *s) { do_close(s); }
+void stream_close(stream *s) {
+  do_close(s);
+}

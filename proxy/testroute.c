@@ -30,7 +30,7 @@ typedef struct testroute {
   upconn *up;
   tr_step step;
   const char *from, *to;
-  int result; /* 0 delivered, 1 not */
+  int result;            /* 0 delivered, 1 not */
   char partial[2][1024]; /* an unfinished trace line per direction */
 } testroute;
 
@@ -190,8 +190,8 @@ int testroute_run(stp_config *cfg, const char *route, const char *from, const ch
     return 1;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
-  testroute t = {.loop = uv_default_loop(), .gen = gen, .route = rt, .from = from, .to = to,
-                 .result = 1};
+  testroute t = {
+      .loop = uv_default_loop(), .gen = gen, .route = rt, .from = from, .to = to, .result = 1};
   next_upstream(&t);
   uv_run(t.loop, UV_RUN_DEFAULT);
   srv_gen_unref(gen);

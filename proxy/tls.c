@@ -7,6 +7,7 @@
 #include "smtp-tls-proxy/tls.h"
 
 #include <openssl/bio.h>
+#include <openssl/bn.h>
 #include <openssl/bytestring.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
@@ -14,7 +15,6 @@
 #include <openssl/obj.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
-#include <openssl/bn.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -121,8 +121,7 @@ static EVP_PKEY *make_key(bool rsa) {
 }
 
 /* A throw-away certificate for `hostname`, valid one year. */
-static int make_self_signed(SSL_CTX *c, const char *hostname, bool rsa, char *err,
-                            size_t errlen) {
+static int make_self_signed(SSL_CTX *c, const char *hostname, bool rsa, char *err, size_t errlen) {
   EVP_PKEY *pkey = make_key(rsa);
   X509 *x = X509_new();
   int ok = 0;
@@ -133,8 +132,7 @@ static int make_self_signed(SSL_CTX *c, const char *hostname, bool rsa, char *er
       !ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(stp_now_ms() & 0x7fffffff)) ||
       !X509_gmtime_adj(X509_getm_notBefore(x), -3600) ||
       !X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600) || !X509_set_pubkey(x, pkey) ||
-      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)hostname, -1, -1,
-                                  0) ||
+      !X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const uint8_t *)hostname, -1, -1, 0) ||
       !X509_set_issuer_name(x, name) || !X509_sign(x, pkey, EVP_sha256()))
     goto out;
   if (!SSL_CTX_use_certificate(c, x) || !SSL_CTX_use_PrivateKey(c, pkey))
@@ -180,8 +178,7 @@ tls_ctx *tls_ctx_server(const char *cert, const char *key, uint16_t min_version,
       SSL_CTX_free(c);
       return NULL;
     }
-    if (!SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) ||
-        !SSL_CTX_check_private_key(c)) {
+    if (!SSL_CTX_use_PrivateKey_file(c, key, SSL_FILETYPE_PEM) || !SSL_CTX_check_private_key(c)) {
       take_errors(err, errlen, "cannot load private key");
       SSL_CTX_free(c);
       return NULL;
@@ -311,7 +308,9 @@ int tls_conn_write(tls_conn *t, const char *p, size_t n) {
   return 0;
 }
 
-size_t tls_conn_pending_out(tls_conn *t) { return BIO_pending(t->out); }
+size_t tls_conn_pending_out(tls_conn *t) {
+  return BIO_pending(t->out);
+}
 
 size_t tls_conn_pull(tls_conn *t, char *buf, size_t cap) {
   int r = BIO_read(t->out, buf, cap > INT32_MAX ? INT32_MAX : (int)cap);
@@ -324,13 +323,19 @@ void tls_conn_shutdown(tls_conn *t) {
   ERR_clear_error();
 }
 
-const char *tls_conn_version(const tls_conn *t) { return SSL_get_version(t->ssl); }
+const char *tls_conn_version(const tls_conn *t) {
+  return SSL_get_version(t->ssl);
+}
 
 const char *tls_conn_cipher(const tls_conn *t) {
   const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
   return c ? SSL_CIPHER_get_name(c) : "";
 }
 
-const char *tls_conn_error(const tls_conn *t) { return t->error[0] ? t->error : "TLS error"; }
+const char *tls_conn_error(const tls_conn *t) {
+  return t->error[0] ? t->error : "TLS error";
+}
 
-bool tls_conn_verify_failed(const tls_conn *t) { return t->verify_failed; }
+bool tls_conn_verify_failed(const tls_conn *t) {
+  return t->verify_failed;
+}

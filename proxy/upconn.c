@@ -81,13 +81,25 @@ void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner) {
   u->owner = owner;
 }
 
-size_t upconn_index(const upconn *u) { return u->index; }
+size_t upconn_index(const upconn *u) {
+  return u->index;
+}
 
-const stp_upstream_cfg *upconn_cfg(const upconn *u) { return &u->gen->cfg->upstreams[u->index]; }
-upstream *upconn_sm(upconn *u) { return &u->sm; }
-size_t upconn_queued(const upconn *u) { return u->st ? stream_queued(u->st) : 0; }
-const char *upconn_tls_version(const upconn *u) { return u->st ? stream_tls_version(u->st) : NULL; }
-const char *upconn_tls_cipher(const upconn *u) { return u->st ? stream_tls_cipher(u->st) : NULL; }
+const stp_upstream_cfg *upconn_cfg(const upconn *u) {
+  return &u->gen->cfg->upstreams[u->index];
+}
+upstream *upconn_sm(upconn *u) {
+  return &u->sm;
+}
+size_t upconn_queued(const upconn *u) {
+  return u->st ? stream_queued(u->st) : 0;
+}
+const char *upconn_tls_version(const upconn *u) {
+  return u->st ? stream_tls_version(u->st) : NULL;
+}
+const char *upconn_tls_cipher(const upconn *u) {
+  return u->st ? stream_tls_cipher(u->st) : NULL;
+}
 
 /* ---- the state machine's ops ------------------------------------------- */
 

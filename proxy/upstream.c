@@ -18,17 +18,17 @@
 #define UP_LINE_CAP 1024 /* reply lines are 512 octets; be lenient */
 
 static const char *const state_names[] = {
-    "connecting", "tls-implicit", "greeting", "ehlo", "helo",  "starttls",
-    "tls-handshake", "ehlo2",    "auth",     "ready", "mail", "rcpt",
-    "data",       "body",        "dot",      "rset",  "quit", "dead"};
+    "connecting",    "tls-implicit", "greeting", "ehlo",  "helo", "starttls",
+    "tls-handshake", "ehlo2",        "auth",     "ready", "mail", "rcpt",
+    "data",          "body",         "dot",      "rset",  "quit", "dead"};
 
 const char *upstream_state_name(upstream_state s) {
   return (unsigned)s < sizeof state_names / sizeof *state_names ? state_names[s] : "?";
 }
 
 const char *upstream_fail_name(upstream_fail f) {
-  static const char *const n[] = {"none",     "dns",     "connect", "tls",    "starttls",
-                                  "greeting", "auth",    "timeout", "closed", "protocol"};
+  static const char *const n[] = {"none",     "dns",  "connect", "tls",    "starttls",
+                                  "greeting", "auth", "timeout", "closed", "protocol"};
   return (unsigned)f < sizeof n / sizeof *n ? n[f] : "?";
 }
 
@@ -67,11 +67,10 @@ static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
   return buf;
 }
 
-static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt,
-                     ...) __attribute__((format(printf, 4, 5)));
+static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt,
-                     ...) {
+static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...) {
   char line[SMTP_CMD_MAX + SMTP_ADDR_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -99,16 +98,22 @@ void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
   u->lr.max = UP_LINE_CAP;
 }
 
-void upstream_free(upstream *u) { smtp_lr_free(&u->lr); }
+void upstream_free(upstream *u) {
+  smtp_lr_free(&u->lr);
+}
 
 void upstream_set_credentials(upstream *u, const char *user, const char *secret) {
   u->pt_user = user;
   u->pt_secret = secret;
 }
 
-void upstream_set_token(upstream *u, const char *token) { u->tok_secret = token; }
+void upstream_set_token(upstream *u, const char *token) {
+  u->tok_secret = token;
+}
 
-static bool has_auth(const upstream *u) { return u->pt_secret || u->cfg->has_auth; }
+static bool has_auth(const upstream *u) {
+  return u->pt_secret || u->cfg->has_auth;
+}
 static const char *auth_user(const upstream *u) {
   return u->pt_secret ? u->pt_user : u->cfg->username;
 }
@@ -163,7 +168,7 @@ static void start_auth(upstream *u) {
   /* A device's own (passthrough) password: the best password mechanism
    * offered; the configured mechanism applies to the configured secret. */
   int mech = u->pt_secret ? sasl_choose(STP_MECH_AUTO, false, u->caps.auth)
-                         : sasl_choose(u->cfg->mechanism, u->cfg->secret_is_token, u->caps.auth);
+                          : sasl_choose(u->cfg->mechanism, u->cfg->secret_is_token, u->caps.auth);
   if (mech < 0) {
     fail(u, UP_FAIL_AUTH, "no usable AUTH mechanism offered (offered mask 0x%x)", u->caps.auth);
     return;
@@ -317,8 +322,7 @@ void upstream_feed(upstream *u, const char *p, size_t n) {
       fail(u, UP_FAIL_PROTOCOL, "reply line too long");
       return;
     }
-    if (u->state == UP_CONNECTING || u->state == UP_TLS_IMPLICIT ||
-        u->state == UP_TLS_HANDSHAKE) {
+    if (u->state == UP_CONNECTING || u->state == UP_TLS_IMPLICIT || u->state == UP_TLS_HANDSHAKE) {
       fail(u, UP_FAIL_PROTOCOL, "data before greeting or during TLS setup");
       return;
     }
@@ -392,8 +396,7 @@ int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   char params[96] = "";
   size_t n = 0;
   if (a && a->has_size && u->caps.has_size)
-    n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu",
-                          (unsigned long long)a->size);
+    n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu", (unsigned long long)a->size);
   /* Old devices send 8-bit text without BODY=8BITMIME. Declaring it when
    * the device said nothing is harmless for 7-bit content (RFC 6152) and
    * keeps an upstream from refusing or mangling undeclared 8-bit bytes. */
@@ -450,4 +453,6 @@ void upstream_quit(upstream *u) {
   }
 }
 
-bool upstream_idle(const upstream *u) { return u->state == UP_READY; }
+bool upstream_idle(const upstream *u) {
+  return u->state == UP_READY;
+}

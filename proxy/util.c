@@ -10,8 +10,8 @@
 
 const char *stp_strerror(int err) {
   switch (err) {
-#define STP_ERR_CASE(name, val, str) \
-  case name:                         \
+#define STP_ERR_CASE(name, val, str)                                                               \
+  case name:                                                                                       \
     return str;
     STP_ERRORS(STP_ERR_CASE)
 #undef STP_ERR_CASE
@@ -47,7 +47,9 @@ void *stp_xrealloc(void *p, size_t n) {
   return q;
 }
 
-char *stp_xstrdup(const char *s) { return stp_xstrndup(s, strlen(s)); }
+char *stp_xstrdup(const char *s) {
+  return stp_xstrndup(s, strlen(s));
+}
 
 char *stp_xstrndup(const char *s, size_t n) {
   char *p = stp_xmalloc(n + 1);
@@ -148,7 +150,9 @@ bool stp_glob_match(const char *p, const char *s) {
 
 static const uint64_t *fake_clock;
 
-void stp_set_fake_clock(const uint64_t *now_ms) { fake_clock = now_ms; }
+void stp_set_fake_clock(const uint64_t *now_ms) {
+  fake_clock = now_ms;
+}
 
 uint64_t stp_now_ms(void) {
   if (fake_clock)

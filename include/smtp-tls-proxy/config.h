@@ -25,12 +25,7 @@ typedef enum {
   STP_LAUTH_PASSTHROUGH
 } stp_lan_auth;
 typedef enum { STP_BARELF_FIX = 0, STP_BARELF_REJECT } stp_bare_lf;
-typedef enum {
-  STP_MECH_AUTO = 0,
-  STP_MECH_PLAIN,
-  STP_MECH_LOGIN,
-  STP_MECH_XOAUTH2
-} stp_auth_mech;
+typedef enum { STP_MECH_AUTO = 0, STP_MECH_PLAIN, STP_MECH_LOGIN, STP_MECH_XOAUTH2 } stp_auth_mech;
 typedef enum { STP_LOG_TEXT = 0, STP_LOG_JSON } stp_log_format;
 
 /* Version numbers are TLS wire values: 0x0301 = 1.0 ... 0x0304 = 1.3. */
@@ -56,23 +51,23 @@ typedef struct stp_user {
 
 typedef struct stp_listener_cfg {
   char *name;
-  stp_strlist listen;         /* "host:port", "[v6]:port"; validated */
-  stp_tls_mode tls;           /* default none */
-  char *certificate;          /* NULL if not given */
-  char *private_key;          /* NULL if not given */
-  uint16_t tls_min_version;   /* default STP_TLS1_2 */
-  stp_cidr *allow;            /* default: 127.0.0.0/8 and ::1/128 */
+  stp_strlist listen;       /* "host:port", "[v6]:port"; validated */
+  stp_tls_mode tls;         /* default none */
+  char *certificate;        /* NULL if not given */
+  char *private_key;        /* NULL if not given */
+  uint16_t tls_min_version; /* default STP_TLS1_2 */
+  stp_cidr *allow;          /* default: 127.0.0.0/8 and ::1/128 */
   size_t n_allow;
-  stp_lan_auth auth;          /* default none */
-  stp_user *users;            /* for auth: users */
+  stp_lan_auth auth; /* default none */
+  stp_user *users;   /* for auth: users */
   size_t n_users;
-  uint64_t max_message_size;  /* bytes; default 50 MiB */
-  uint32_t max_connections;   /* default 200 */
+  uint64_t max_message_size;           /* bytes; default 50 MiB */
+  uint32_t max_connections;            /* default 200 */
   uint32_t max_connections_per_client; /* default 20 */
-  stp_bare_lf bare_lf;        /* default fix */
-  uint64_t idle_timeout_ms;   /* default 5 min */
+  stp_bare_lf bare_lf;                 /* default fix */
+  uint64_t idle_timeout_ms;            /* default 5 min */
   stp_pos pos;
-  char *rate_limit;           /* "N/period" as written (validated); NULL if not given */
+  char *rate_limit; /* "N/period" as written (validated); NULL if not given */
 } stp_listener_cfg;
 
 /* Where an XOAUTH2 upstream's access token comes from when it is not a
@@ -84,46 +79,46 @@ typedef enum { STP_GRANT_REFRESH_TOKEN = 0, STP_GRANT_CLIENT_CREDENTIALS } stp_o
 typedef struct stp_oauth2_cfg {
   stp_toksrc_kind kind;
   /* oauth2 */
-  stp_oauth2_grant grant;     /* default refresh_token */
-  char *token_url;            /* https:// (http:// only with the upstream's insecure) */
+  stp_oauth2_grant grant; /* default refresh_token */
+  char *token_url;        /* https:// (http:// only with the upstream's insecure) */
   char *client_id;
-  char *client_secret;        /* NULL for public clients; cleansed on free */
-  char *refresh_token_file;   /* absolute path; rotated tokens are written back */
-  char *refresh_token;        /* as read at load; cleansed on free */
-  char *scope;                /* NULL: none sent */
-  char *ca_file;              /* trust anchors for token_url; default system bundle */
+  char *client_secret;      /* NULL for public clients; cleansed on free */
+  char *refresh_token_file; /* absolute path; rotated tokens are written back */
+  char *refresh_token;      /* as read at load; cleansed on free */
+  char *scope;              /* NULL: none sent */
+  char *ca_file;            /* trust anchors for token_url; default system bundle */
   /* token_command */
-  stp_strlist command;        /* argv, run without a shell */
-  uint64_t token_ttl_ms;      /* token_command: default 5 min */
-  uint64_t timeout_ms;        /* one fetch or command run: the upstream's connect_timeout */
-  unsigned long load_seq;     /* which load this came from (newer wins in the cache) */
+  stp_strlist command;    /* argv, run without a shell */
+  uint64_t token_ttl_ms;  /* token_command: default 5 min */
+  uint64_t timeout_ms;    /* one fetch or command run: the upstream's connect_timeout */
+  unsigned long load_seq; /* which load this came from (newer wins in the cache) */
 } stp_oauth2_cfg;
 
 typedef struct stp_upstream_cfg {
   char *name;
   char *host;
-  uint16_t port;              /* default: 465 for implicit, else 587 */
-  stp_tls_mode tls;           /* default starttls */
-  char *server_name;          /* default: copy of host */
-  char *ca_file;              /* default: /etc/ssl/certs/ca-certificates.crt */
-  uint16_t tls_min_version;   /* default STP_TLS1_2; values below 1.2 rejected */
-  bool verify;                /* default true; false requires insecure */
-  bool insecure;              /* default false */
-  char *helo;                 /* default: copy of stp_config.hostname */
-  bool has_auth;              /* auth: block present */
-  stp_auth_mech mechanism;    /* default auto */
+  uint16_t port;            /* default: 465 for implicit, else 587 */
+  stp_tls_mode tls;         /* default starttls */
+  char *server_name;        /* default: copy of host */
+  char *ca_file;            /* default: /etc/ssl/certs/ca-certificates.crt */
+  uint16_t tls_min_version; /* default STP_TLS1_2; values below 1.2 rejected */
+  bool verify;              /* default true; false requires insecure */
+  bool insecure;            /* default false */
+  char *helo;               /* default: copy of stp_config.hostname */
+  bool has_auth;            /* auth: block present */
+  stp_auth_mech mechanism;  /* default auto */
   char *username;
-  char *secret;               /* password or bearer token; cleansed on free */
-  bool secret_is_token;       /* came from token_file (xoauth2) */
+  char *secret;                /* password or bearer token; cleansed on free */
+  bool secret_is_token;        /* came from token_file (xoauth2) */
   uint64_t connect_timeout_ms; /* default 30 s */
   uint64_t command_timeout_ms; /* default 5 min */
   uint64_t data_timeout_ms;    /* default 10 min */
   stp_pos pos;
   /* Connection reuse (configured credentials only; never passthrough). */
-  bool pool;                    /* default true */
-  uint32_t pool_max_idle;       /* idle connections kept; default 16 */
+  bool pool;                     /* default true */
+  uint32_t pool_max_idle;        /* idle connections kept; default 16 */
   uint64_t pool_idle_timeout_ms; /* default 60 s */
-  stp_oauth2_cfg *token_src;    /* auth.oauth2 or auth.token_command; NULL otherwise */
+  stp_oauth2_cfg *token_src;     /* auth.oauth2 or auth.token_command; NULL otherwise */
 } stp_upstream_cfg;
 
 typedef struct stp_route_cfg {
@@ -137,19 +132,19 @@ typedef struct stp_route_cfg {
   stp_strlist match_rcpt_to;   /* globs */
   size_t *upstreams;           /* indices into stp_config.upstreams, >= 1 */
   size_t n_upstreams;
-  char *rewrite_mail_from;     /* NULL: keep */
-  char *rewrite_header_from;   /* NULL: keep */
+  char *rewrite_mail_from;   /* NULL: keep */
+  char *rewrite_header_from; /* NULL: keep */
   stp_pos pos;
-  char *rate_limit;            /* "N/period" as written (validated); NULL if not given */
+  char *rate_limit; /* "N/period" as written (validated); NULL if not given */
 } stp_route_cfg;
 
 typedef struct stp_config {
   char *path;
-  char *hostname;              /* default gethostname() */
-  int log_level;               /* STP_LOG_* from log.h; default info */
-  stp_log_format log_format;   /* default text */
-  char *metrics_listen;        /* NULL if not configured */
-  uint64_t shutdown_grace_ms;  /* default 30 s */
+  char *hostname;             /* default gethostname() */
+  int log_level;              /* STP_LOG_* from log.h; default info */
+  stp_log_format log_format;  /* default text */
+  char *metrics_listen;       /* NULL if not configured */
+  uint64_t shutdown_grace_ms; /* default 30 s */
   stp_listener_cfg *listeners;
   size_t n_listeners;
   stp_upstream_cfg *upstreams;
@@ -175,8 +170,8 @@ void stp_diag_free(stp_diag *d);
 int stp_config_load(const char *path, stp_config **out, stp_diag *diag);
 /* Same, from a string in memory; `name` is used as FILE in messages.
  * Relative paths inside it resolve against the current directory. */
-int stp_config_load_string(const char *name, const char *yaml, size_t len,
-                           stp_config **out, stp_diag *diag);
+int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,
+                           stp_diag *diag);
 void stp_config_free(stp_config *cfg);
 
 /* Value parsers, exposed for tests and for other modules. */

@@ -26,19 +26,19 @@
 #include <stdint.h>
 
 typedef struct data_framer {
-  bool reject_bare;     /* bare_lf: reject */
-  uint64_t max_size;    /* 0 = no limit */
-  uint64_t size;        /* bytes of message content seen so far (after
-                           unstuffing, line ends counted as CRLF, stuffing
-                           dots not counted); keeps counting after too_big
-                           so the log shows what the client tried to send */
-  bool too_big;         /* size went over max_size; output stopped */
-  bool bare_seen;       /* a bare LF/CR was seen (set in both modes; only
-                           reject stops the output) */
-  bool done;            /* end of data found */
+  bool reject_bare;  /* bare_lf: reject */
+  uint64_t max_size; /* 0 = no limit */
+  uint64_t size;     /* bytes of message content seen so far (after
+                        unstuffing, line ends counted as CRLF, stuffing
+                        dots not counted); keeps counting after too_big
+                        so the log shows what the client tried to send */
+  bool too_big;      /* size went over max_size; output stopped */
+  bool bare_seen;    /* a bare LF/CR was seen (set in both modes; only
+                        reject stops the output) */
+  bool done;         /* end of data found */
   /* internal line state, see data.c */
-  unsigned char state;  /* where in a line the last byte left us */
-  bool prev_crlf;       /* the previous line ended in a real CRLF */
+  unsigned char state; /* where in a line the last byte left us */
+  bool prev_crlf;      /* the previous line ended in a real CRLF */
 } data_framer;
 
 void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size);
@@ -51,8 +51,7 @@ typedef void (*data_emit_fn)(void *ctx, const char *p, size_t n);
  * or fewer when end of data was found (f->done set; bytes after it belong
  * to the next command and are left for the caller). Nothing is emitted
  * once too_big or bare_seen (with reject) is set. */
-size_t data_framer_feed(data_framer *f, const char *in, size_t len,
-                        data_emit_fn emit, void *ctx);
+size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn emit, void *ctx);
 
 /* Dot-stuff a block of text that is already CRLF-framed (for messages the
  * proxy writes itself, e.g. --test-route). Output via emit. */

@@ -45,8 +45,7 @@ void limits_free(stp_limits *l);
 uint64_t limits_client(stp_limits *l, size_t listener, const char *client_ip, uint64_t now_ms);
 /* Record one AUTH failure of a client; returns 0, or the milliseconds
  * until it may try again once its allowance is used up. */
-uint64_t limits_auth_failed(stp_limits *l, size_t listener, const char *client_ip,
-                            uint64_t now_ms);
+uint64_t limits_auth_failed(stp_limits *l, size_t listener, const char *client_ip, uint64_t now_ms);
 /* Whether a client may try AUTH now (0), else milliseconds to wait. */
 uint64_t limits_auth_blocked(stp_limits *l, size_t listener, const char *client_ip,
                              uint64_t now_ms);

@@ -24,16 +24,14 @@ const char *stp_log_level_name(int level);
 
 /* event is a short word ("message", "session", "upstream", ...). sid may be
  * NULL. Keys are written in the order given. */
-void stp_log_kv(int level, const char *sid, const char *event, const stp_kv *kv,
-                size_t n);
+void stp_log_kv(int level, const char *sid, const char *event, const stp_kv *kv, size_t n);
 /* Free text as msg=... */
 void stp_logf(int level, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Format one line into buf (used by stp_log_kv; exposed for tests).
  * Returns the length written (always NUL-terminated, truncated to cap-1). */
-size_t stp_log_format_line(char *buf, size_t cap, int json, int level,
-                           const char *sid, const char *event, const stp_kv *kv,
-                           size_t n);
+size_t stp_log_format_line(char *buf, size_t cap, int json, int level, const char *sid,
+                           const char *event, const stp_kv *kv, size_t n);
 
 #endif

@@ -33,13 +33,11 @@ int sasl_choose(stp_auth_mech want, bool secret_is_token, unsigned offered);
  *   PLAIN:   "AUTH PLAIN <b64(\0user\0pass)>\r\n"
  *   XOAUTH2: "AUTH XOAUTH2 <b64(user=U\1auth=Bearer T\1\1)>\r\n"
  *   LOGIN:   "AUTH LOGIN\r\n", then sasl_login_step() answers each 334. */
-long sasl_initial(int mech, const char *user, const char *secret, char *out,
-                  size_t cap);
+long sasl_initial(int mech, const char *user, const char *secret, char *out, size_t cap);
 /* For LOGIN: the 334 challenge text (base64 of "Username:" or "Password:",
  * case-insensitive, tolerate servers that send other prompts: the first
  * challenge gets the user name, the second the password). step is 0 for the
  * first 334 and 1 for the second. Writes "<b64>\r\n". */
-long sasl_login_step(unsigned step, const char *user, const char *secret,
-                     char *out, size_t cap);
+long sasl_login_step(unsigned step, const char *user, const char *secret, char *out, size_t cap);
 
 #endif

@@ -26,9 +26,9 @@ typedef struct server server;
 typedef struct srv_gen {
   unsigned refs;
   stp_config *cfg;
-  tls_ctx **up_tls;  /* per upstream */
-  tls_ctx **lan_tls; /* per listener; NULL for tls: none */
-  stp_limits limits; /* rate limits and upstream back-off */
+  tls_ctx **up_tls;     /* per upstream */
+  tls_ctx **lan_tls;    /* per listener; NULL for tls: none */
+  stp_limits limits;    /* rate limits and upstream back-off */
   struct up_pool *pool; /* idle upstream connections; NULL once closed */
 } srv_gen;
 

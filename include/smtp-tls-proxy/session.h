@@ -91,7 +91,7 @@ typedef struct session {
   smtp_path rcpt; /* the RCPT being processed */
   uint64_t txn_start_ms;
   data_framer framer;
-  bool data_lost; /* upstream failed while streaming */
+  bool data_lost;  /* upstream failed while streaming */
   hdr_rewriter rw; /* route with rewrite.header_from */
   bool rw_active;
   bool rw_overflow; /* header block over its bound: 552 */
@@ -104,10 +104,10 @@ typedef struct session {
   char up_skipped[256]; /* "name:reason,..." upstreams passed over */
   /* LAN AUTH (listener auth: any | users | passthrough) */
   lanauth auth;
-  bool in_auth;      /* an AUTH exchange is reading continuation lines */
+  bool in_auth; /* an AUTH exchange is reading continuation lines */
   bool authenticated;
   char auth_user[LANAUTH_USER_MAX + 1];
-  char *pt_secret;   /* passthrough: the device's password; cleansed on free */
+  char *pt_secret; /* passthrough: the device's password; cleansed on free */
   unsigned auth_failures;
   stp_limits *limits; /* rate limits of this generation; NULL: none */
   uint64_t progress;  /* complete commands handled + DATA bytes taken */

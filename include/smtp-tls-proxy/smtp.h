@@ -13,10 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SMTP_CMD_MAX 512        /* RFC 5321 4.5.3.1.4, including CRLF */
+#define SMTP_CMD_MAX 512         /* RFC 5321 4.5.3.1.4, including CRLF */
 #define SMTP_AUTH_LINE_MAX 12288 /* RFC 4954 4 */
-#define SMTP_ADDR_MAX 320       /* 64 local + @ + 255 domain */
-#define SMTP_REPLY_MAX 4096     /* total text kept of one (multi-line) reply */
+#define SMTP_ADDR_MAX 320        /* 64 local + @ + 255 domain */
+#define SMTP_REPLY_MAX 4096      /* total text kept of one (multi-line) reply */
 
 /* ---- bounded line reader ------------------------------------------------
  * Splits a byte stream into lines. A line ends at LF; a CR before that LF is
@@ -26,9 +26,9 @@
 typedef struct smtp_linereader {
   char *buf;
   size_t len;
-  size_t max;      /* current limit, may be changed between lines */
-  size_t cap;      /* allocated size (>= largest max used) */
-  bool overflow;   /* discarding an over-long line */
+  size_t max;    /* current limit, may be changed between lines */
+  size_t cap;    /* allocated size (>= largest max used) */
+  bool overflow; /* discarding an over-long line */
 } smtp_linereader;
 
 void smtp_lr_init(smtp_linereader *lr, size_t cap);
@@ -40,8 +40,8 @@ void smtp_lr_free(smtp_linereader *lr);
  *   0: need more input (all of data consumed);
  *   STP_ETOOLONG: an over-long line ended (its bytes are gone).
  */
-int smtp_lr_feed(smtp_linereader *lr, const char *data, size_t len, size_t *used,
-                 const char **line, size_t *line_len, bool *crlf);
+int smtp_lr_feed(smtp_linereader *lr, const char *data, size_t len, size_t *used, const char **line,
+                 size_t *line_len, bool *crlf);
 /* Bytes held of an incomplete line (for "bytes after 220" / sync checks). */
 static inline size_t smtp_lr_pending(const smtp_linereader *lr) {
   return lr->len + (lr->overflow ? 1u : 0u);

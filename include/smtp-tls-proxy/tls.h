@@ -48,7 +48,7 @@ void tls_conn_shutdown(tls_conn *t);
 
 const char *tls_conn_version(const tls_conn *t); /* "TLSv1.3" */
 const char *tls_conn_cipher(const tls_conn *t);
-const char *tls_conn_error(const tls_conn *t);   /* last failure reason */
-bool tls_conn_verify_failed(const tls_conn *t);  /* certificate problem */
+const char *tls_conn_error(const tls_conn *t);  /* last failure reason */
+bool tls_conn_verify_failed(const tls_conn *t); /* certificate problem */
 
 #endif

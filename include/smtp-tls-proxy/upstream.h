@@ -22,7 +22,7 @@
 
 typedef enum {
   UP_CONNECTING = 0,
-  UP_TLS_IMPLICIT,  /* implicit TLS handshake in progress */
+  UP_TLS_IMPLICIT, /* implicit TLS handshake in progress */
   UP_GREETING,
   UP_EHLO,
   UP_HELO,
@@ -81,8 +81,8 @@ typedef struct upstream {
   smtp_linereader lr;
   smtp_reply reply;
   smtp_caps caps;
-  bool tls;          /* TLS is up */
-  int mech;          /* chosen SASL mechanism */
+  bool tls; /* TLS is up */
+  int mech; /* chosen SASL mechanism */
   unsigned login_step;
   bool ehlo_fallback_helo;
   /* A LAN device's own credentials (auth: passthrough) replacing the

@@ -13,19 +13,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STP_ERRORS(X)                                                     \
-  X(STP_OK, 0, "ok")                                                      \
-  X(STP_ENOMEM, -1, "out of memory")                                      \
-  X(STP_EINVAL, -2, "invalid argument")                                   \
-  X(STP_ETOOLONG, -3, "too long")                                         \
-  X(STP_ESYNTAX, -4, "syntax error")                                      \
-  X(STP_EAGAIN, -5, "need more input")                                    \
-  X(STP_EFULL, -6, "buffer full")                                         \
-  X(STP_EBARELF, -7, "bare LF or CR")                                     \
-  X(STP_EADDR, -8, "bad address")                                         \
-  X(STP_EPARAM, -9, "bad parameter")                                      \
-  X(STP_EIO, -10, "i/o error")                                            \
-  X(STP_ENOTFOUND, -11, "not found")                                      \
+#define STP_ERRORS(X)                                                                              \
+  X(STP_OK, 0, "ok")                                                                               \
+  X(STP_ENOMEM, -1, "out of memory")                                                               \
+  X(STP_EINVAL, -2, "invalid argument")                                                            \
+  X(STP_ETOOLONG, -3, "too long")                                                                  \
+  X(STP_ESYNTAX, -4, "syntax error")                                                               \
+  X(STP_EAGAIN, -5, "need more input")                                                             \
+  X(STP_EFULL, -6, "buffer full")                                                                  \
+  X(STP_EBARELF, -7, "bare LF or CR")                                                              \
+  X(STP_EADDR, -8, "bad address")                                                                  \
+  X(STP_EPARAM, -9, "bad parameter")                                                               \
+  X(STP_EIO, -10, "i/o error")                                                                     \
+  X(STP_ENOTFOUND, -11, "not found")                                                               \
   X(STP_ESTATE, -12, "wrong state")
 
 enum {
@@ -47,11 +47,12 @@ typedef struct stp_buf {
 void stp_buf_init(stp_buf *b, size_t cap);
 void stp_buf_free(stp_buf *b);
 int stp_buf_append(stp_buf *b, const void *p, size_t n);
-int stp_buf_appendf(stp_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int stp_buf_appendf(stp_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Remove the first n bytes. */
 void stp_buf_consume(stp_buf *b, size_t n);
-static inline size_t stp_buf_space(const stp_buf *b) { return b->cap - b->len; }
+static inline size_t stp_buf_space(const stp_buf *b) {
+  return b->cap - b->len;
+}
 
 void *stp_xmalloc(size_t n);
 void *stp_xcalloc(size_t n, size_t sz);

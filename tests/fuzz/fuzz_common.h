@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define CHECK(x)                                                                                   \
   do {                                                                                             \
     if (!(x)) {                                                                                    \
-      fprintf(stderr, "invariant failed: %s (%s:%d)\n", #x, __FILE__, __LINE__);                  \
+      fprintf(stderr, "invariant failed: %s (%s:%d)\n", #x, __FILE__, __LINE__);                   \
       abort();                                                                                     \
     }                                                                                              \
   } while (0)
@@ -54,8 +54,8 @@ static inline void check_path(const smtp_path *p, bool utf8) {
     CHECK(at[-1] == '"');
   for (const char *q = p->addr; *q; q++) {
     unsigned char c = (unsigned char)*q;
-    CHECK(c >= 0x20 && c != 0x7f);      /* no control characters */
-    CHECK(utf8 || c < 0x80);            /* 8-bit only with SMTPUTF8 */
+    CHECK(c >= 0x20 && c != 0x7f); /* no control characters */
+    CHECK(utf8 || c < 0x80);       /* 8-bit only with SMTPUTF8 */
     if (!quoted || q > at) {
       CHECK(c != ' ' && c != '<' && c != '>');
       if (q < at)

@@ -109,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(dn == STP_ESYNTAX || dn == STP_EFULL || (dn >= 0 && (size_t)dn <= cap));
   if (dn >= 0) {
     CHECK(len % 4 == 0 && (size_t)dn == len / 4 * 3 - (len && in[len - 1] == '=') -
-                                          (len > 1 && in[len - 2] == '='));
+                                            (len > 1 && in[len - 2] == '='));
     size_t el = sasl_b64_len((size_t)dn);
     char *enc = malloc(el + 1);
     CHECK(enc);

@@ -66,8 +66,7 @@ void h_setup(void) {
   cr_assert_not_null(mkdtemp(g_dir), "mkdtemp: %s", strerror(errno));
 }
 
-static int rm_cb(const char *path, const struct stat *sb, int flag,
-                 struct FTW *ftw) {
+static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
   (void)sb;
   (void)flag;
   (void)ftw;
@@ -136,7 +135,9 @@ void h_teardown(void) {
     cr_assert_fail("%s", failure);
 }
 
-const char *h_dir(void) { return g_dir; }
+const char *h_dir(void) {
+  return g_dir;
+}
 
 char *h_path(char *out, size_t cap, const char *name) {
   snprintf(out, cap, "%s/%s", g_dir, name);
@@ -147,8 +148,7 @@ const char *h_certs(void) {
   if (!g_certs_made) {
     char cmd[1024], out[4096];
     snprintf(g_certs, sizeof g_certs, "%s/certs", g_dir);
-    snprintf(cmd, sizeof cmd, "sh '%s/gen_certs.sh' '%s'", STP_TOOLS_DIR,
-             g_certs);
+    snprintf(cmd, sizeof cmd, "sh '%s/gen_certs.sh' '%s'", STP_TOOLS_DIR, g_certs);
     int rc = h_run(cmd, NULL, 30000, out, sizeof out);
     cr_assert_eq(rc, 0, "gen_certs.sh failed (%d): %s", rc, out);
     g_certs_made = true;
@@ -208,8 +208,7 @@ h_proc *h_spawn(const char *name, char *const argv[], char *const env_add[]) {
   return p;
 }
 
-int h_proc_wait_line(h_proc *p, const char *prefix, int timeout_ms, char *line,
-                     size_t cap) {
+int h_proc_wait_line(h_proc *p, const char *prefix, int timeout_ms, char *line, size_t cap) {
   int64_t deadline = h_now_ms() + timeout_ms;
   size_t plen = strlen(prefix);
   for (;;) {
@@ -245,8 +244,7 @@ int h_proc_wait_line(h_proc *p, const char *prefix, int timeout_ms, char *line,
       return -1;
     if (p->out_len >= sizeof p->out_buf - 1)
       p->out_len = 0; /* an absurd line: forget it */
-    ssize_t n = read(p->out_fd, p->out_buf + p->out_len,
-                     sizeof p->out_buf - 1 - p->out_len);
+    ssize_t n = read(p->out_fd, p->out_buf + p->out_len, sizeof p->out_buf - 1 - p->out_len);
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
@@ -276,7 +274,9 @@ static bool try_reap(h_proc *p, int flags) {
   return false;
 }
 
-bool h_proc_alive(h_proc *p) { return !try_reap(p, WNOHANG); }
+bool h_proc_alive(h_proc *p) {
+  return !try_reap(p, WNOHANG);
+}
 
 int h_proc_wait_exit(h_proc *p, int timeout_ms) {
   int64_t deadline = h_now_ms() + timeout_ms;
@@ -302,8 +302,7 @@ void h_proc_kill(h_proc *p) {
   }
 }
 
-int h_run(const char *cmd, char *const env_add[], int timeout_ms, char *out,
-          size_t cap) {
+int h_run(const char *cmd, char *const env_add[], int timeout_ms, char *out, size_t cap) {
   static unsigned seq;
   char out_path[512];
   snprintf(out_path, sizeof out_path, "%s/run-%u.out", g_dir, seq++);
@@ -356,8 +355,7 @@ static void start_tool(h_upstream *u, const char *name, char **argv) {
   cr_assert(u->port > 0 && u->port < 65536, "bad READY line: %s", line);
 }
 
-void h_upstream_start(h_upstream *u, const char *tls,
-                      const char *const extra[]) {
+void h_upstream_start(h_upstream *u, const char *tls, const char *const extra[]) {
   static unsigned seq;
   const char *certs = h_certs();
   char script[512], cert[512], key[512], user[128], name[32];
@@ -395,8 +393,7 @@ void h_upstream_start(h_upstream *u, const char *tls,
   start_tool(u, name, argv);
 }
 
-void h_fault_start(h_upstream *u, const char *mode, const char *tls,
-                   const char *cert_name) {
+void h_fault_start(h_upstream *u, const char *mode, const char *tls, const char *cert_name) {
   static unsigned seq;
   const char *certs = h_certs();
   char script[512], cert[512], key[512], name[32];
@@ -406,10 +403,9 @@ void h_fault_start(h_upstream *u, const char *mode, const char *tls,
   snprintf(cert, sizeof cert, "%s/%s.crt", certs, cert_name);
   snprintf(key, sizeof key, "%s/%s.key", certs, cert_name);
   snprintf(u->record, sizeof u->record, "%s/%s.jsonl", g_dir, name);
-  char *argv[] = {H_PYTHON, script,   "--host",   "127.0.0.1",  "--port",
-                  "0",      "--mode", (char *)mode, "--tls",   (char *)tls,
-                  "--cert", cert,     "--key",    key,          "--record",
-                  u->record, "--lifetime", "120", NULL};
+  char *argv[] = {H_PYTHON,     script,    "--host",     "127.0.0.1", "--port", "0",     "--mode",
+                  (char *)mode, "--tls",   (char *)tls,  "--cert",    cert,     "--key", key,
+                  "--record",   u->record, "--lifetime", "120",       NULL};
   start_tool(u, name, argv);
 }
 
@@ -418,8 +414,7 @@ char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap) {
   const char *certs = h_certs();
   char auth[256] = "";
   if (!o->no_upstream_auth)
-    snprintf(auth, sizeof auth,
-             "    auth: { mechanism: auto, username: %s, password_env: %s }\n",
+    snprintf(auth, sizeof auth, "    auth: { mechanism: auto, username: %s, password_env: %s }\n",
              H_USER, H_PW_ENV);
   int n = snprintf(
       yaml, cap,
@@ -445,15 +440,11 @@ char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap) {
       "routes:\n"
       "  - name: default\n"
       "    upstream: up\n",
-      o->log_level ? o->log_level : "info",
-      o->shutdown_grace ? o->shutdown_grace : "2s",
-      o->top_extra ? o->top_extra : "",
-      o->listener_extra ? o->listener_extra : "", o->up_port,
-      o->up_tls ? o->up_tls : "starttls", certs,
-      o->connect_timeout ? o->connect_timeout : "5s",
-      o->command_timeout ? o->command_timeout : "10s",
-      o->data_timeout ? o->data_timeout : "20s", auth,
-      o->upstream_extra ? o->upstream_extra : "");
+      o->log_level ? o->log_level : "info", o->shutdown_grace ? o->shutdown_grace : "2s",
+      o->top_extra ? o->top_extra : "", o->listener_extra ? o->listener_extra : "", o->up_port,
+      o->up_tls ? o->up_tls : "starttls", certs, o->connect_timeout ? o->connect_timeout : "5s",
+      o->command_timeout ? o->command_timeout : "10s", o->data_timeout ? o->data_timeout : "20s",
+      auth, o->upstream_extra ? o->upstream_extra : "");
   cr_assert(n > 0 && (size_t)n < cap, "yaml buffer too small");
   return yaml;
 }
@@ -496,8 +487,7 @@ void h_proxy_start_yaml(h_proxy *px, const char *yaml) {
     if (dead || remaining(deadline) == 0) {
       cr_assert_fail("proxy %s (no 'listening listener=lan addr=127.0.0.1:"
                      "PORT' line); config:\n%s\nlog:\n%s",
-                     dead ? "exited" : "not ready in 10 s", yaml,
-                     log ? log : "(none)");
+                     dead ? "exited" : "not ready in 10 s", yaml, log ? log : "(none)");
     }
     free(log);
     h_sleep_ms(20);
@@ -529,8 +519,7 @@ int h_smtp_connect(h_smtp *c, int port) {
   g_conns[slot] = c->fd;
   if (slot == g_nconns)
     g_nconns++;
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port)};
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -633,9 +622,9 @@ int h_smtp_reply(h_smtp *c, int timeout_ms, char *text, size_t cap) {
       body--;
     int code = -2;
     bool last = true;
-    if (body >= 3 && c->buf[0] >= '1' && c->buf[0] <= '5' &&
-        c->buf[1] >= '0' && c->buf[1] <= '9' && c->buf[2] >= '0' &&
-        c->buf[2] <= '9' && (body == 3 || c->buf[3] == ' ' || c->buf[3] == '-')) {
+    if (body >= 3 && c->buf[0] >= '1' && c->buf[0] <= '5' && c->buf[1] >= '0' && c->buf[1] <= '9' &&
+        c->buf[2] >= '0' && c->buf[2] <= '9' &&
+        (body == 3 || c->buf[3] == ' ' || c->buf[3] == '-')) {
       code = (c->buf[0] - '0') * 100 + (c->buf[1] - '0') * 10 + (c->buf[2] - '0');
       last = body == 3 || c->buf[3] == ' ';
     }
@@ -670,8 +659,7 @@ void h_smtp_open(h_smtp *c, int port, bool ehlo) {
   cr_assert_eq(h_smtp_connect(c, port), 0, "connect to 127.0.0.1:%d", port);
   int code = h_smtp_reply(c, H_REPLY_MS, text, sizeof text);
   cr_assert_eq(code, 220, "greeting: %d %s", code, text);
-  code = h_smtp_cmd(c, ehlo ? "EHLO device.test" : "HELO device.test", text,
-                    sizeof text);
+  code = h_smtp_cmd(c, ehlo ? "EHLO device.test" : "HELO device.test", text, sizeof text);
   cr_assert_eq(code, 250, "%s: %d %s", ehlo ? "EHLO" : "HELO", code, text);
 }
 
@@ -694,9 +682,8 @@ bool h_smtp_quiet(h_smtp *c, int timeout_ms) {
   return r == -1;
 }
 
-int h_smtp_message(h_smtp *c, const char *from, const char *const rcpts[],
-                   const void *body, size_t body_len, char *text, size_t cap,
-                   const char **stage) {
+int h_smtp_message(h_smtp *c, const char *from, const char *const rcpts[], const void *body,
+                   size_t body_len, char *text, size_t cap, const char **stage) {
   char line[1024];
   const char *st = "MAIL";
   int code;
@@ -738,8 +725,7 @@ size_t h_records(const char *path, const char *event, h_lines *out) {
       break; /* a line still being written */
     *nl = '\0';
     next = nl + 1;
-    if (event && (h_json_str(line, "event", ev, sizeof ev) != 1 ||
-                  strcmp(ev, event) != 0))
+    if (event && (h_json_str(line, "event", ev, sizeof ev) != 1 || strcmp(ev, event) != 0))
       continue;
     out->v = realloc(out->v, (out->n + 1) * sizeof *out->v);
     cr_assert_not_null(out->v);
@@ -757,8 +743,7 @@ void h_lines_free(h_lines *l) {
   l->n = 0;
 }
 
-size_t h_wait_records(const char *path, const char *event, size_t n,
-                      int timeout_ms) {
+size_t h_wait_records(const char *path, const char *event, size_t n, int timeout_ms) {
   int64_t deadline = h_now_ms() + timeout_ms;
   for (;;) {
     h_lines l;
@@ -776,8 +761,7 @@ size_t h_fault_commands(const h_upstream *u, const char *verb, int tls) {
   char v[64];
   h_records(u->record, "command", &l);
   for (size_t i = 0; i < l.n; i++) {
-    if (verb && (h_json_str(l.v[i], "verb", v, sizeof v) != 1 ||
-                 strcmp(v, verb) != 0))
+    if (verb && (h_json_str(l.v[i], "verb", v, sizeof v) != 1 || strcmp(v, verb) != 0))
       continue;
     if (tls >= 0 && h_json_bool(l.v[i], "tls") != tls)
       continue;
@@ -812,8 +796,7 @@ static const char *json_find(const char *line, const char *key) {
     }
     if (*p != '"')
       continue;
-    if (depth == 1 && p > line && (p[-1] == '{' || p[-1] == ',') &&
-        strncmp(p, pat, plen) == 0)
+    if (depth == 1 && p > line && (p[-1] == '{' || p[-1] == ',') && strncmp(p, pat, plen) == 0)
       return p + plen;
     in_str = true;
   }
@@ -861,11 +844,21 @@ static const char *json_string(const char *p, char *out, size_t cap) {
     }
     p++;
     switch (*p) {
-    case 'n': cp = '\n'; break;
-    case 'r': cp = '\r'; break;
-    case 't': cp = '\t'; break;
-    case 'b': cp = '\b'; break;
-    case 'f': cp = '\f'; break;
+    case 'n':
+      cp = '\n';
+      break;
+    case 'r':
+      cp = '\r';
+      break;
+    case 't':
+      cp = '\t';
+      break;
+    case 'b':
+      cp = '\b';
+      break;
+    case 'f':
+      cp = '\f';
+      break;
     case 'u': {
       char hex[5] = {0};
       memcpy(hex, p + 1, 4);
@@ -879,8 +872,11 @@ static const char *json_string(const char *p, char *out, size_t cap) {
       }
       break;
     }
-    case '\0': return NULL;
-    default: cp = (unsigned char)*p; break;
+    case '\0':
+      return NULL;
+    default:
+      cp = (unsigned char)*p;
+      break;
     }
     put_utf8(out, cap, &o, cp);
   }
@@ -919,8 +915,7 @@ long long h_json_int(const char *line, const char *key, long long dflt) {
   return strtoll(p, NULL, 10);
 }
 
-int h_json_strlist(const char *line, const char *key, const char *val,
-                   bool *found) {
+int h_json_strlist(const char *line, const char *key, const char *val, bool *found) {
   const char *p = json_find(line, key);
   if (found)
     *found = false;
@@ -945,11 +940,16 @@ int h_json_strlist(const char *line, const char *key, const char *val,
 }
 
 static int b64val(int ch) {
-  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
-  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
-  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
-  if (ch == '+') return 62;
-  if (ch == '/') return 63;
+  if (ch >= 'A' && ch <= 'Z')
+    return ch - 'A';
+  if (ch >= 'a' && ch <= 'z')
+    return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9')
+    return ch - '0' + 52;
+  if (ch == '+')
+    return 62;
+  if (ch == '/')
+    return 63;
   return -1;
 }
 
@@ -984,16 +984,16 @@ unsigned char *h_json_b64(const char *line, const char *key, size_t *len) {
 }
 
 void h_base64(const void *in, size_t n, char *out, size_t cap) {
-  static const char tbl[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   const unsigned char *s = in;
   size_t o = 0;
   for (size_t i = 0; i < n; i += 3) {
     unsigned v = (unsigned)s[i] << 16;
-    if (i + 1 < n) v |= (unsigned)s[i + 1] << 8;
-    if (i + 2 < n) v |= s[i + 2];
-    char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63],
-                 i + 1 < n ? tbl[(v >> 6) & 63] : '=',
+    if (i + 1 < n)
+      v |= (unsigned)s[i + 1] << 8;
+    if (i + 2 < n)
+      v |= s[i + 2];
+    char q[4] = {tbl[(v >> 18) & 63], tbl[(v >> 12) & 63], i + 1 < n ? tbl[(v >> 6) & 63] : '=',
                  i + 2 < n ? tbl[v & 63] : '='};
     for (int k = 0; k < 4 && o + 1 < cap; k++)
       out[o++] = q[k];
@@ -1047,8 +1047,8 @@ bool h_file_contains(const char *path, const void *needle, size_t n) {
   return found;
 }
 
-bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms,
-                      char *line, size_t cap) {
+bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms, char *line,
+                      size_t cap) {
   int64_t deadline = h_now_ms() + timeout_ms;
   for (;;) {
     char *s = h_read_file(path, NULL);
@@ -1077,37 +1077,32 @@ bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms,
 
 /* --- SHA-256 (FIPS 180-4), to compare big bodies with the record --------- */
 static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
 static void sha_block(h_sha256 *s, const unsigned char *b) {
   uint32_t w[64];
   for (int i = 0; i < 16; i++)
-    w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 |
-           (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
+    w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 | (uint32_t)b[4 * i + 2] << 8 |
+           b[4 * i + 3];
   for (int i = 16; i < 64; i++) {
     uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
     uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
     w[i] = w[i - 16] + s0 + w[i - 7] + s1;
   }
-  uint32_t a = s->h[0], bb = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4],
-           f = s->h[5], g = s->h[6], h = s->h[7];
+  uint32_t a = s->h[0], bb = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5],
+           g = s->h[6], h = s->h[7];
   for (int i = 0; i < 64; i++) {
-    uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) +
-                  ((e & f) ^ (~e & g)) + K256[i] + w[i];
-    uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) +
-                  ((a & bb) ^ (a & c) ^ (bb & c));
+    uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
+    uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & bb) ^ (a & c) ^ (bb & c));
     h = g;
     g = f;
     f = e;
@@ -1128,9 +1123,8 @@ static void sha_block(h_sha256 *s, const unsigned char *b) {
 }
 
 void h_sha256_init(h_sha256 *s) {
-  static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
-                                 0xa54ff53a, 0x510e527f, 0x9b05688c,
-                                 0x1f83d9ab, 0x5be0cd19};
+  static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   memcpy(s->h, iv, sizeof iv);
   s->bytes = 0;
   s->used = 0;

@@ -30,7 +30,7 @@ void h_setup(void);
 void h_teardown(void);
 
 /* --- paths -------------------------------------------------------------- */
-const char *h_dir(void);                /* this test's temporary directory */
+const char *h_dir(void); /* this test's temporary directory */
 /* dir/name into out (cap bytes); returns out. */
 char *h_path(char *out, size_t cap, const char *name);
 /* Test PKI from tests/tools/gen_certs.sh, made once per test; returns the
@@ -40,15 +40,15 @@ const char *h_certs(void);
 /* --- processes ---------------------------------------------------------- */
 typedef struct h_proc {
   pid_t pid;
-  int out_fd;            /* read end of the child's stdout, -1 once closed */
+  int out_fd; /* read end of the child's stdout, -1 once closed */
   char out_buf[8192];
   size_t out_len;
-  char err_path[512];    /* the child's stderr goes to this file */
+  char err_path[512]; /* the child's stderr goes to this file */
   char name[32];
   bool reaped;
-  int status;            /* waitpid status once reaped */
-  bool checked_exit;     /* teardown: SIGTERM, then require exit 0 and no
-                            sanitizer report in its stderr (the proxy) */
+  int status;        /* waitpid status once reaped */
+  bool checked_exit; /* teardown: SIGTERM, then require exit 0 and no
+                        sanitizer report in its stderr (the proxy) */
 } h_proc;
 
 /* fork/exec argv (argv[0] looked up in PATH) in its own process group with
@@ -58,8 +58,7 @@ typedef struct h_proc {
 h_proc *h_spawn(const char *name, char *const argv[], char *const env_add[]);
 /* Wait up to timeout_ms for a stdout line starting with prefix; copy it
  * (without newline) to line. Returns 0, or -1 on timeout/EOF. */
-int h_proc_wait_line(h_proc *p, const char *prefix, int timeout_ms, char *line,
-                     size_t cap);
+int h_proc_wait_line(h_proc *p, const char *prefix, int timeout_ms, char *line, size_t cap);
 void h_proc_signal(h_proc *p, int sig);
 /* Wait up to timeout_ms for exit. Returns the exit code, 128+signal when
  * killed by a signal, or -1 on timeout. */
@@ -71,14 +70,13 @@ bool h_proc_alive(h_proc *p);
 /* Run `sh -c cmd` (own process group, killed at the deadline) with the
  * extra environment, stdout+stderr captured into out (NUL-terminated,
  * truncated to cap). Returns the exit code, or -1 on timeout. */
-int h_run(const char *cmd, char *const env_add[], int timeout_ms, char *out,
-          size_t cap);
+int h_run(const char *cmd, char *const env_add[], int timeout_ms, char *out, size_t cap);
 
 /* --- upstreams ---------------------------------------------------------- */
 typedef struct h_upstream {
   h_proc *proc;
   int port;
-  char record[512];     /* JSON lines file */
+  char record[512]; /* JSON lines file */
 } h_upstream;
 
 /* upstream.py (aiosmtpd) with tls "starttls"|"implicit"|"none", the server
@@ -87,8 +85,7 @@ typedef struct h_upstream {
 void h_upstream_start(h_upstream *u, const char *tls, const char *const extra[]);
 /* fault_upstream.py --mode mode --tls tls, presenting <cert>.crt/.key from
  * h_certs() (e.g. "server", "wrongname", "expired", "selfsigned"). */
-void h_fault_start(h_upstream *u, const char *mode, const char *tls,
-                   const char *cert);
+void h_fault_start(h_upstream *u, const char *mode, const char *tls, const char *cert);
 
 /* --- the proxy ---------------------------------------------------------- */
 typedef struct h_proxy_opts {
@@ -107,9 +104,9 @@ typedef struct h_proxy_opts {
 
 typedef struct h_proxy {
   h_proc *proc;
-  int port;                    /* LAN port of listener "lan" */
+  int port; /* LAN port of listener "lan" */
   char config[512];
-  char log[512];               /* the proxy's stderr */
+  char log[512]; /* the proxy's stderr */
 } h_proxy;
 
 /* The YAML for opts (listener "lan" on 127.0.0.1:0, upstream "up" at
@@ -157,9 +154,8 @@ bool h_smtp_quiet(h_smtp *c, int timeout_ms);
  * the first unexpected reply. Returns that reply's code, or the final-dot
  * reply's code; *stage (may be NULL) names the command ("MAIL", "RCPT",
  * "DATA", "DOT"). */
-int h_smtp_message(h_smtp *c, const char *from, const char *const rcpts[],
-                   const void *body, size_t body_len, char *text, size_t cap,
-                   const char **stage);
+int h_smtp_message(h_smtp *c, const char *from, const char *const rcpts[], const void *body,
+                   size_t body_len, char *text, size_t cap, const char **stage);
 
 /* A fresh session to port: EHLO, one message from scan@printer.test to
  * rcpt with body (framed by the caller), then QUIT. Returns the code as
@@ -179,8 +175,7 @@ size_t h_records(const char *path, const char *event, h_lines *out);
 void h_lines_free(h_lines *l);
 /* Count of records with that event, waiting up to timeout_ms for at least
  * n of them (returns as soon as there are n). */
-size_t h_wait_records(const char *path, const char *event, size_t n,
-                      int timeout_ms);
+size_t h_wait_records(const char *path, const char *event, size_t n, int timeout_ms);
 /* fault_upstream: number of "command" events with that verb (NULL: any)
  * and, unless tls is -1, that tls flag (0 plaintext, 1 TLS). */
 size_t h_fault_commands(const h_upstream *u, const char *verb, int tls);
@@ -193,8 +188,7 @@ int h_json_bool(const char *line, const char *key);
 long long h_json_int(const char *line, const char *key, long long dflt);
 /* Number of strings in the array, -1 if missing; when val is given,
  * *found tells whether one of them equals val. */
-int h_json_strlist(const char *line, const char *key, const char *val,
-                   bool *found);
+int h_json_strlist(const char *line, const char *key, const char *val, bool *found);
 /* Decode a base64 string field. Returns a malloc'd buffer (NUL-terminated
  * for convenience) and its length in *len, or NULL if missing/null. */
 unsigned char *h_json_b64(const char *line, const char *key, size_t *len);
@@ -206,8 +200,8 @@ void h_write_file(const char *path, const void *data, size_t len);
 bool h_file_contains(const char *path, const void *needle, size_t n);
 /* Wait for a line of the file containing all given substrings (NULL-ended
  * list); copy it to line. Returns true when found within timeout_ms. */
-bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms,
-                      char *line, size_t cap);
+bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms, char *line,
+                      size_t cap);
 
 /* --- misc --------------------------------------------------------------- */
 void h_sleep_ms(int ms);

@@ -17,8 +17,8 @@ static void start(h_proxy *px, h_upstream *u, const char *listener_extra) {
 static void assert_nothing_delivered(const h_upstream *u) {
   h_sleep_ms(1000);
   char *rec = h_read_file(u->record, NULL);
-  cr_assert_eq(h_wait_records(u->record, "message", 1, 200), 0,
-               "upstream received a message:\n%s", rec ? rec : "");
+  cr_assert_eq(h_wait_records(u->record, "message", 1, 200), 0, "upstream received a message:\n%s",
+               rec ? rec : "");
   free(rec);
 }
 
@@ -79,9 +79,8 @@ Test(integ, bare_lf_reject) {
                              "DATA\r\nevil\r\n";
   char text[2048];
   const char *stage;
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 550, "%s: %d %s", stage, code, text);
   cr_assert(strstr(text, "5.5.2") != NULL, "%s", text);
   /* The next reply belongs to our next command, not to smuggled ones. */
@@ -113,9 +112,8 @@ Test(integ, smuggling_lookalikes_are_content) {
                              "after\r\n";
   char text[2048];
   const char *stage;
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   /* Nothing else is pending: no replies to smuggled commands. */
   cr_assert(h_smtp_quiet(&c, 500), "extra replies after the message");
@@ -167,9 +165,8 @@ Test(integ, max_message_size_enforced) {
                           "0123456789012345678901234567890123456789012345678\r\n");
   char text[2048];
   const char *stage;
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            n, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, n, text, sizeof text, &stage);
   cr_assert_eq(code, 552, "%s: %d %s", stage, code, text);
   cr_assert(strstr(text, "5.3.4") != NULL, "%s", text);
   assert_nothing_delivered(&u);
@@ -186,12 +183,10 @@ Test(integ, max_message_size_size_param) {
   int code = h_smtp_cmd(&c, "EHLO device.test", text, sizeof text);
   cr_assert_eq(code, 250);
   cr_assert(strstr(text, "SIZE 1024") != NULL, "SIZE not advertised: %s", text);
-  code = h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test> SIZE=999999", text,
-                    sizeof text);
+  code = h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test> SIZE=999999", text, sizeof text);
   cr_assert_eq(code, 552, "MAIL SIZE=999999: %d %s", code, text);
   /* A fitting SIZE is fine. */
-  code = h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test> SIZE=100", text,
-                    sizeof text);
+  code = h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test> SIZE=100", text, sizeof text);
   cr_assert_eq(code, 250, "MAIL SIZE=100: %d %s", code, text);
 }
 

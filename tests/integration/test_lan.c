@@ -47,8 +47,8 @@ static bool has_keyword(const char *text, const char *kw, char *arg, size_t cap)
   while (line) {
     line++;
     const char *p = line + 4; /* "250-" or "250 " */
-    if (strncasecmp(p, kw, kl) == 0 && (p[kl] == '\0' || p[kl] == ' ' ||
-                                        p[kl] == '\n' || p[kl] == '=')) {
+    if (strncasecmp(p, kw, kl) == 0 &&
+        (p[kl] == '\0' || p[kl] == ' ' || p[kl] == '\n' || p[kl] == '=')) {
       if (arg && cap) {
         const char *a = p + kl + (p[kl] == ' ' || p[kl] == '=');
         size_t n = strcspn(a, "\n");
@@ -81,8 +81,7 @@ Test(integ, ehlo_capabilities) {
   cr_assert_str_eq(arg, "10485760", "SIZE value:\n%s", text);
   cr_assert(has_keyword(text, "8BITMIME", NULL, 0), "no 8BITMIME:\n%s", text);
   cr_assert(has_keyword(text, "SMTPUTF8", NULL, 0), "no SMTPUTF8:\n%s", text);
-  cr_assert(has_keyword(text, "ENHANCEDSTATUSCODES", NULL, 0),
-            "no ENHANCEDSTATUSCODES:\n%s", text);
+  cr_assert(has_keyword(text, "ENHANCEDSTATUSCODES", NULL, 0), "no ENHANCEDSTATUSCODES:\n%s", text);
   cr_assert(!has_keyword(text, "PIPELINING", NULL, 0), "PIPELINING offered:\n%s", text);
   cr_assert(!has_keyword(text, "AUTH", NULL, 0), "AUTH offered with auth: none:\n%s", text);
   cr_assert(!has_keyword(text, "STARTTLS", NULL, 0), "STARTTLS offered with tls: none:\n%s", text);
@@ -136,8 +135,7 @@ Test(integ, sigterm_idle_client_gets_421) {
   int rc = h_proc_wait_exit(px.proc, 5000);
   int64_t took = h_now_ms() - t0;
   cr_assert_eq(rc, 0, "proxy exit status %d after SIGTERM", rc);
-  cr_assert(took < 1000 + 1500, "shutdown took %lld ms with grace 1s",
-            (long long)took);
+  cr_assert(took < 1000 + 1500, "shutdown took %lld ms with grace 1s", (long long)took);
   cr_assert(h_smtp_wait_eof(&c, 2000), "client not disconnected");
 }
 

@@ -39,10 +39,18 @@ static void starttls_version(const char *version, const char *proto) {
   cr_assert_null(strstr(out, "250-STARTTLS"), "STARTTLS offered again inside TLS:\n%s", out);
 }
 
-Test(integ, lan_starttls_tls10) { starttls_version("tls1", "TLSv1"); }
-Test(integ, lan_starttls_tls11) { starttls_version("tls1_1", "TLSv1.1"); }
-Test(integ, lan_starttls_tls12) { starttls_version("tls1_2", "TLSv1.2"); }
-Test(integ, lan_starttls_tls13) { starttls_version("tls1_3", "TLSv1.3"); }
+Test(integ, lan_starttls_tls10) {
+  starttls_version("tls1", "TLSv1");
+}
+Test(integ, lan_starttls_tls11) {
+  starttls_version("tls1_1", "TLSv1.1");
+}
+Test(integ, lan_starttls_tls12) {
+  starttls_version("tls1_2", "TLSv1.2");
+}
+Test(integ, lan_starttls_tls13) {
+  starttls_version("tls1_3", "TLSv1.3");
+}
 
 Test(integ, lan_default_listener_refuses_tls10) {
   h_upstream u;
@@ -68,7 +76,9 @@ static void swaks_tls(const char *mode, const char *listener_extra) {
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
 }
 
-Test(integ, lan_swaks_starttls) { swaks_tls("--tls", "    tls: starttls\n"); }
+Test(integ, lan_swaks_starttls) {
+  swaks_tls("--tls", "    tls: starttls\n");
+}
 
 Test(integ, lan_swaks_implicit_with_configured_certificate) {
   char extra[2048];

@@ -57,11 +57,14 @@ Test(integ, metrics_after_known_traffic) {
   cr_assert_not_null(strstr(out, "HTTP 200"), "%s", out);
   cr_assert_not_null(strstr(out, "# TYPE smtp_proxy_messages_total counter\n"), "%s", out);
   cr_assert_not_null(
-      strstr(out, "smtp_proxy_messages_total{route=\"default\",upstream=\"up\",result=\"delivered\"} 2\n"),
+      strstr(
+          out,
+          "smtp_proxy_messages_total{route=\"default\",upstream=\"up\",result=\"delivered\"} 2\n"),
       "%s", out);
   cr_assert_not_null(strstr(out, "smtp_proxy_sessions_total{listener=\"lan\"} 3\n"), "%s", out);
-  cr_assert_not_null(strstr(out, "smtp_proxy_upstream_latency_seconds_count{upstream=\"up\",phase=\"dot\"} 2\n"),
-                     "%s", out);
+  cr_assert_not_null(
+      strstr(out, "smtp_proxy_upstream_latency_seconds_count{upstream=\"up\",phase=\"dot\"} 2\n"),
+      "%s", out);
   cr_assert_not_null(strstr(out, "smtp_proxy_upstream_pool_connections{upstream=\"up\"} 1\n"),
                      "one pooled connection: %s", out);
 }

@@ -37,9 +37,8 @@ static void log_case(const char *upstream_auth) {
   char text[2048];
   const char *stage;
   static const char body[] = "Subject: logged\r\n\r\nbody\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test",
-                            (const char *const[]){"a@example.com", NULL}, body,
-                            sizeof body - 1, text, sizeof text, &stage);
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
   cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
   h_smtp_cmd(&c, "QUIT", text, sizeof text);
 
@@ -54,13 +53,14 @@ static void log_case(const char *upstream_auth) {
 
   /* One line per message: route, upstream, and the upstream's reply. */
   char line[4096];
-  bool found = h_file_wait_line(px.log,
-                                (const char *const[]){"route=default",
-                                                      "upstream=up", qid, NULL},
-                                3000, line, sizeof line);
+  bool found =
+      h_file_wait_line(px.log, (const char *const[]){"route=default", "upstream=up", qid, NULL},
+                       3000, line, sizeof line);
   char *log = h_read_file(px.log, NULL);
-  cr_assert(found, "no message line with route=default upstream=up and the "
-                   "upstream reply (%s):\n%s", qid, log);
+  cr_assert(found,
+            "no message line with route=default upstream=up and the "
+            "upstream reply (%s):\n%s",
+            qid, log);
   free(log);
   h_smtp_close(&c);
   /* The proxy flushes on exit: check what it wrote after shutdown too. */
@@ -70,21 +70,20 @@ static void log_case(const char *upstream_auth) {
 }
 
 /* 15 */
-Test(integ, log_message_line_and_no_secrets_auto) { log_case(NULL); }
+Test(integ, log_message_line_and_no_secrets_auto) {
+  log_case(NULL);
+}
 
 Test(integ, log_no_secrets_login_mechanism) {
-  log_case("    auth: { mechanism: login, username: " H_USER
-           ", password_env: " H_PW_ENV " }\n");
+  log_case("    auth: { mechanism: login, username: " H_USER ", password_env: " H_PW_ENV " }\n");
 }
 
 Test(integ, log_no_secrets_plain_mechanism) {
-  log_case("    auth: { mechanism: plain, username: " H_USER
-           ", password_env: " H_PW_ENV " }\n");
+  log_case("    auth: { mechanism: plain, username: " H_USER ", password_env: " H_PW_ENV " }\n");
 }
 
 /* 16: --check */
-static int check(const char *yaml, char *out, size_t cap, char *path,
-                 size_t pcap) {
+static int check(const char *yaml, char *out, size_t cap, char *path, size_t pcap) {
   h_path(path, pcap, "check.yaml");
   h_write_file(path, yaml, strlen(yaml));
   char cmd[1024];
@@ -102,8 +101,7 @@ Test(integ, check_good_config) {
 Test(integ, check_unknown_top_level_key) {
   char yaml[8192], out[8192], path[512], want[600];
   /* top_extra starts at line 4 */
-  h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .top_extra = "bogus_key: 1\n"},
-               yaml, sizeof yaml);
+  h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .top_extra = "bogus_key: 1\n"}, yaml, sizeof yaml);
   int rc = check(yaml, out, sizeof out, path, sizeof path);
   cr_assert_eq(rc, 1, "exit %d\n%s", rc, out);
   snprintf(want, sizeof want, "%s:4:1:", path);
@@ -114,8 +112,8 @@ Test(integ, check_unknown_top_level_key) {
 Test(integ, check_unknown_listener_key) {
   char yaml[8192], out[8192], path[512], want[600];
   /* listener_extra starts at line 7, indented 4 */
-  h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .listener_extra = "    colour: blue\n"},
-               yaml, sizeof yaml);
+  h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .listener_extra = "    colour: blue\n"}, yaml,
+               sizeof yaml);
   int rc = check(yaml, out, sizeof out, path, sizeof path);
   cr_assert_eq(rc, 1, "exit %d\n%s", rc, out);
   snprintf(want, sizeof want, "%s:7:5:", path);
@@ -127,8 +125,7 @@ Test(integ, check_unset_password_env) {
   h_proxy_yaml(&(h_proxy_opts){.up_port = 2525}, yaml, sizeof yaml);
   h_path(path, sizeof path, "check.yaml");
   h_write_file(path, yaml, strlen(yaml));
-  snprintf(cmd, sizeof cmd, "env -u %s '%s' -c '%s' --check", H_PW_ENV,
-           STP_BINARY, path);
+  snprintf(cmd, sizeof cmd, "env -u %s '%s' -c '%s' --check", H_PW_ENV, STP_BINARY, path);
   int rc = h_run(cmd, NULL, 10000, out, sizeof out);
   cr_assert_eq(rc, 1, "unset password_env accepted: exit %d\n%s", rc, out);
   cr_assert(strstr(out, path) != NULL, "no FILE:LINE:COL:\n%s", out);
@@ -170,6 +167,5 @@ Test(integ, version_flag) {
   snprintf(cmd, sizeof cmd, "'%s' --version", STP_BINARY);
   int rc = h_run(cmd, NULL, 5000, out, sizeof out);
   cr_assert_eq(rc, 0, "--version exit %d: %s", rc, out);
-  cr_assert(strstr(out, "0.") != NULL || strstr(out, "1.") != NULL,
-            "no version number: %s", out);
+  cr_assert(strstr(out, "0.") != NULL || strstr(out, "1.") != NULL, "no version number: %s", out);
 }

@@ -77,8 +77,7 @@ Test(integ, reload_good_file_changes_routing_for_new_sessions) {
   h_smtp_open(&c, port2, true);
   cr_assert_eq(h_smtp_cmd(&c, "MAIL FROM:<a@printer.test>", NULL, 0), 250);
   char text[512];
-  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<x@elsewhere.test>", text, sizeof text), 550, "%s",
-               text);
+  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<x@elsewhere.test>", text, sizeof text), 550, "%s", text);
   cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<x@example.com>", NULL, 0), 250);
 }
 

@@ -103,8 +103,8 @@ Test(integ, sec_slowloris_idle_timeout, .timeout = 40) {
   }
   /* idle_timeout restarts on progress (a whole command), not on a byte:
    * the drip is cut off about idle_timeout after the greeting. */
-  cr_assert_geq(closed_at, 0, "slowloris still open after dripping %d bytes over %lld ms",
-                n_drip, (long long)(t_last - t_start));
+  cr_assert_geq(closed_at, 0, "slowloris still open after dripping %d bytes over %lld ms", n_drip,
+                (long long)(t_last - t_start));
   cr_log_info("slowloris: closed after %lld ms while dripping", (long long)(closed_at - t_start));
   cr_assert(closed_at - t_start >= 1500 && closed_at - t_start < 3500,
             "closed %lld ms into the drip; idle_timeout is 2s", (long long)(closed_at - t_start));

@@ -900,9 +900,8 @@ Test(config, xoauth2, .init = make_tmpdir, .fini = remove_tmpdir) {
 /* The token sources themselves are covered in test_oauth2.c; here, their
  * shape errors and the token_command argv. */
 Test(config, token_command_and_oauth2_shapes) {
-  stp_config *cfg =
-      loads_with(AUTH_UP("      mechanism: xoauth2\n      token_command: [/usr/bin/get-token, -q]\n"),
-                 "");
+  stp_config *cfg = loads_with(
+      AUTH_UP("      mechanism: xoauth2\n      token_command: [/usr/bin/get-token, -q]\n"), "");
   cr_assert_not_null(cfg->upstreams[0].token_src);
   cr_assert_eq(cfg->upstreams[0].token_src->command.n, 2);
   done(cfg);

@@ -4,10 +4,10 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/session.h"
@@ -42,9 +42,15 @@ static void f_write(void *c, const char *p, size_t n) {
   F.out_len += n;
   F.out[F.out_len] = 0;
 }
-static void f_close(void *c) { (void)c, F.closed++; }
-static void f_pause(void *c, bool p) { (void)c, F.paused = p; }
-static void f_start_tls(void *c) { (void)c, F.starttls++; }
+static void f_close(void *c) {
+  (void)c, F.closed++;
+}
+static void f_pause(void *c, bool p) {
+  (void)c, F.paused = p;
+}
+static void f_start_tls(void *c) {
+  (void)c, F.starttls++;
+}
 static void f_open(void *c, size_t route) {
   (void)c;
   char r[8];
@@ -55,15 +61,23 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   (void)c, (void)a;
   call("mail <%s>\n", from);
 }
-static void f_rcpt(void *c, const char *to) { (void)c, call("rcpt <%s>\n", to); }
-static void f_data(void *c) { (void)c, call("%sdata\n", ""); }
+static void f_rcpt(void *c, const char *to) {
+  (void)c, call("rcpt <%s>\n", to);
+}
+static void f_data(void *c) {
+  (void)c, call("%sdata\n", "");
+}
 static void f_body(void *c, const char *p, size_t n) {
   (void)c;
   memcpy(F.body + F.body_len, p, n);
   F.body_len += n;
 }
-static void f_end(void *c) { (void)c, call("%send\n", ""); }
-static void f_rset(void *c) { (void)c, call("%srset\n", ""); }
+static void f_end(void *c) {
+  (void)c, call("%send\n", "");
+}
+static void f_rset(void *c) {
+  (void)c, call("%srset\n", "");
+}
 static void f_close_up(void *c, bool graceful) {
   (void)c;
   call("close %s\n", graceful ? "graceful" : "abort");
@@ -124,7 +138,9 @@ static const char *read_log(void) {
   return buf;
 }
 
-static void feed(const char *s) { session_feed(&S, s, strlen(s)); }
+static void feed(const char *s) {
+  session_feed(&S, s, strlen(s));
+}
 
 static void clear_out(void) {
   F.out_len = 0;
@@ -160,7 +176,9 @@ static void to_rcpt_accepted(void) {
 
 TestSuite(session, .init = setup, .fini = teardown);
 
-Test(session, greeting) { cr_assert_str_eq(F.out, "220 relay.test ESMTP smtp-tls-proxy\r\n"); }
+Test(session, greeting) {
+  cr_assert_str_eq(F.out, "220 relay.test ESMTP smtp-tls-proxy\r\n");
+}
 
 Test(session, ehlo_advertises_exactly_the_spec_set) {
   clear_out();
@@ -232,9 +250,8 @@ Test(session, no_route_is_550) {
 Test(session, second_route_recipient_gets_452) {
   to_rcpt_accepted();
   feed("RCPT TO:<b@other.example>\r\n");
-  cr_assert_str_eq(F.out,
-                   "452 4.5.3 <b@other.example> takes another route; send it in a new "
-                   "transaction\r\n");
+  cr_assert_str_eq(F.out, "452 4.5.3 <b@other.example> takes another route; send it in a new "
+                          "transaction\r\n");
   cr_assert_str_eq(F.calls, "");
 }
 
@@ -293,9 +310,8 @@ Test(session, multiline_upstream_reply_keeps_code_on_each_line) {
 Test(session, body_pipelined_with_data_is_a_sync_error) {
   to_rcpt_accepted();
   feed("DATA\r\nSubject: smuggled\r\n");
-  cr_assert_str_eq(F.out,
-                   "554 5.5.0 Error: data sent before the 354 reply (synchronization "
-                   "error)\r\n");
+  cr_assert_str_eq(F.out, "554 5.5.0 Error: data sent before the 354 reply (synchronization "
+                          "error)\r\n");
   cr_assert_eq(F.closed, 1);
   cr_assert_str_eq(F.calls, "data\nclose abort\n");
 }
@@ -856,8 +872,9 @@ Test(session, route_rate_limit_per_transaction) {
   up_reply(250, "ok");
   clear_out();
   feed("MAIL FROM:<a@b.lan>\r\nRCPT TO:<a@example.com>\r\n");
-  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n"
-                          "451 4.7.0 Rate limit of route default exceeded, try again in 3600 s\r\n");
+  cr_assert_str_eq(F.out,
+                   "250 2.1.0 Ok\r\n"
+                   "451 4.7.0 Rate limit of route default exceeded, try again in 3600 s\r\n");
   limits_free(&lim);
   stp_set_fake_clock(NULL);
 }

@@ -30,9 +30,15 @@ static void f_write(void *c, const char *p, size_t n) {
   F.out_len += n;
   F.out[F.out_len] = 0;
 }
-static void f_tls(void *c) { (void)c, F.tls_started++; }
-static void f_timer(void *c, uint64_t ms) { (void)c, F.timer = ms; }
-static void f_ready(void *c) { (void)c, F.ready++; }
+static void f_tls(void *c) {
+  (void)c, F.tls_started++;
+}
+static void f_timer(void *c, uint64_t ms) {
+  (void)c, F.timer = ms;
+}
+static void f_ready(void *c) {
+  (void)c, F.ready++;
+}
 static void f_reply(void *c, const smtp_reply *r) {
   (void)c;
   F.replies++;
@@ -64,9 +70,13 @@ static void setup(void) {
   upstream_init(&UP, &CFG, "relay.test", &OPS, NULL);
 }
 
-static void teardown(void) { upstream_free(&UP); }
+static void teardown(void) {
+  upstream_free(&UP);
+}
 
-static void srv(const char *s) { upstream_feed(&UP, s, strlen(s)); }
+static void srv(const char *s) {
+  upstream_feed(&UP, s, strlen(s));
+}
 static void clear(void) {
   F.out_len = 0;
   F.out[0] = 0;
