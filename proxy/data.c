@@ -20,6 +20,9 @@
 #include "smtp-tls-proxy/data.h"
 
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* f->state */
 enum {
@@ -77,16 +80,31 @@ static bool grow(feed *s, uint64_t k, size_t at) {
 }
 
 /* A line end that was not a real CRLF; its input starts at in[at]. */
-/* Index of the first CR or LF at or after i, or len. Two memchr passes
- * (vectorised by libc) instead of a byte loop: this scan is where a large
- * message spends its time in the proxy. */
+/* Index of the first CR or LF at or after i, or len. This scan is where a
+ * large message spends its time in the proxy, so it looks at 16 bytes at a
+ * time (SSE2 is part of x86-64); elsewhere two memchr passes do the same. */
 static size_t scan_text(const char *in, size_t i, size_t len) {
+#if defined(__SSE2__)
+  const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+  while (i + 16 <= len) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
+    unsigned m = (unsigned)_mm_movemask_epi8(
+        _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+    if (m)
+      return i + (size_t)__builtin_ctz(m);
+    i += 16;
+  }
+  while (i < len && in[i] != '\r' && in[i] != '\n')
+    i++;
+  return i;
+#else
   const char *p = in + i;
   size_t n = len - i;
   const char *lf = memchr(p, '\n', n);
   size_t lim = lf ? (size_t)(lf - p) : n;
   const char *cr = memchr(p, '\r', lim);
   return i + (cr ? (size_t)(cr - p) : lim);
+#endif
 }
 
 static void bare_end(feed *s, size_t at) {
