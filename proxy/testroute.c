@@ -16,6 +16,7 @@
 
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/rewrite.h"
 #include "smtp-tls-proxy/server.h"
 #include "smtp-tls-proxy/upconn.h"
 #include "smtp-tls-proxy/util.h"
@@ -98,7 +99,18 @@ static void send_message(testroute *t) {
                    "Route: %s, upstream: %s\r\n",
                    t->from, t->to, t->route->name, date, (long)now, (int)getpid(), host,
                    t->route->name, upconn_cfg(t->up)->name);
-  data_stuff_block(msg, (size_t)n, emit_body, t);
+  /* The route's header rewrite applies as it would to a device's message
+   * (the text above has no line starting with '.', so it needs no
+   * stuffing before the rewriter, which expects stuffed input). */
+  hdr_rewriter rw;
+  if (t->route->rewrite_header_from &&
+      hdr_rewriter_init(&rw, t->route->rewrite_header_from, HDR_REWRITE_DEFAULT_MAX) == 0) {
+    hdr_rewriter_feed(&rw, msg, (size_t)n, emit_body, t);
+    hdr_rewriter_finish(&rw, emit_body, t);
+    hdr_rewriter_free(&rw);
+  } else {
+    data_stuff_block(msg, (size_t)n, emit_body, t);
+  }
   t->step = TR_DOT;
   upstream_end(upconn_sm(t->up));
 }

@@ -169,3 +169,34 @@ Test(integ, version_flag) {
   cr_assert_eq(rc, 0, "--version exit %d: %s", rc, out);
   cr_assert(strstr(out, "0.") != NULL || strstr(out, "1.") != NULL, "no version number: %s", out);
 }
+
+/* --test-route applies the route's rewrites as a device's message gets them. */
+Test(integ, test_route_applies_the_route_rewrites) {
+  h_upstream u;
+  h_upstream_start(&u, "starttls", NULL);
+  char yaml[8192], path[512], cmd[2048], out[16384];
+  h_proxy_yaml(&(h_proxy_opts){.up_port = u.port}, yaml, sizeof yaml);
+  cr_assert(strlen(yaml) > 16 && !strcmp(yaml + strlen(yaml) - 17, "    upstream: up\n"), "%s",
+            yaml);
+  strcat(yaml, "    rewrite:\n      mail_from: scanner@example.com\n"
+               "      header_from: \"Office Scanner <scanner@example.com>\"\n");
+  h_path(path, sizeof path, "route.yaml");
+  h_write_file(path, yaml, strlen(yaml));
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c '%s' --test-route default --from probe@printer.test --to check@example.com",
+           STP_BINARY, path);
+  int rc = h_run(cmd, (char *const[]){H_PW_ENV "=" H_PW, NULL}, 20000, out, sizeof out);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_not_null(strstr(out, "C: MAIL FROM:<scanner@example.com>"), "%s", out);
+  cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
+  h_lines l;
+  h_records(u.record, "message", &l);
+  size_t len;
+  unsigned char *data = h_json_b64(l.v[0], "data_b64", &len);
+  cr_assert_not_null(strstr((char *)data, "From: Office Scanner <scanner@example.com>\r\n"), "%s",
+                     (char *)data);
+  cr_assert_not_null(strstr((char *)data, "Reply-To: <probe@printer.test>\r\n"), "%s",
+                     (char *)data);
+  free(data);
+  h_lines_free(&l);
+}
