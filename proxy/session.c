@@ -607,6 +607,13 @@ static size_t process_some(session *s, const char *p, size_t n) {
   return used_total;
 }
 
+/* Held input may contain an AUTH exchange (a password in base64): wipe it
+ * before the memory goes back to the allocator. */
+static void session_pending_free(session *s) {
+  stp_cleanse(s->pending.data, s->pending.cap);
+  stp_buf_free(&s->pending);
+}
+
 static void drain_pending(session *s) {
   while (s->pending.len > 0 &&
          (s->state == SS_CMD || s->state == SS_DATA || s->state == SS_DATA_DISCARD ||
@@ -619,7 +626,7 @@ static void drain_pending(session *s) {
       break;
   }
   if (s->pending.len == 0 && s->pending.cap) {
-    stp_buf_free(&s->pending);
+    session_pending_free(s);
     s->ops->pause(s->ctx, false);
   }
 }
@@ -823,7 +830,7 @@ void session_free(session *s) {
   rewrite_stop(s);
   smtp_lr_free(&s->lr);
   if (s->pending.cap)
-    stp_buf_free(&s->pending);
+    session_pending_free(s);
 }
 
 void session_set_limits(session *s, stp_limits *limits) {
