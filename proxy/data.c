@@ -88,8 +88,8 @@ static size_t scan_text(const char *in, size_t i, size_t len) {
   const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
   while (i + 16 <= len) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
-    unsigned m = (unsigned)_mm_movemask_epi8(
-        _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+    unsigned m =
+        (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
     if (m)
       return i + (size_t)__builtin_ctz(m);
     i += 16;
