@@ -1,0 +1,86 @@
+/* test_log.c - the log line format: text key=value and JSON, escaping of
+ * hostile values (one event is always one line), skipped NULL values,
+ * truncation, and level filtering. Timestamps are cut off before comparing. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "smtp-tls-proxy/log.h"
+
+/* The line without its leading timestamp (text) or "ts" member (JSON). */
+static const char *strip_ts(const char *line, int json) {
+  if (json) {
+    const char *p = strstr(line, "\",\"level\"");
+    cr_assert_not_null(p, "%s", line);
+    return p + 2;
+  }
+  const char *p = strchr(line, ' ');
+  cr_assert_not_null(p);
+  return p + 1;
+}
+
+Test(log, text_format_quotes_only_what_needs_it) {
+  char buf[512];
+  stp_kv kv[] = {{"client", "192.0.2.1"}, {"reply", "250 2.0.0 Ok"}, {"skip", NULL}, {"empty", ""}};
+  stp_log_format_line(buf, sizeof buf, 0, STP_LOG_INFO, "abc123", "message", kv, 4);
+  cr_assert_str_eq(strip_ts(buf, 0),
+                   "info message sid=abc123 client=192.0.2.1 reply=\"250 2.0.0 Ok\" empty=\"\"");
+}
+
+Test(log, json_format) {
+  char buf[512];
+  stp_kv kv[] = {{"route", "default"}, {"size", "245"}};
+  stp_log_format_line(buf, sizeof buf, 1, STP_LOG_WARN, NULL, "message", kv, 2);
+  cr_assert_eq(strncmp(buf, "{\"ts\":\"", 7), 0, "%s", buf);
+  cr_assert_str_eq(
+      strip_ts(buf, 1),
+      "\"level\":\"warn\",\"event\":\"message\",\"route\":\"default\",\"size\":\"245\"}");
+}
+
+Test(log, hostile_values_cannot_break_the_line) {
+  char buf[512];
+  stp_kv kv[] = {{"from", "a\r\ninfo message sid=forged \"x\"\\\x01"}};
+  for (int json = 0; json <= 1; json++) {
+    stp_log_format_line(buf, sizeof buf, json, STP_LOG_INFO, "s", "message", kv, 1);
+    cr_assert_null(strchr(buf, '\n'), "%s", buf);
+    cr_assert_null(strchr(buf, '\r'), "%s", buf);
+    cr_assert_null(strchr(buf, '\x01'), "%s", buf);
+    cr_assert_not_null(strstr(buf, "a\\r\\ninfo message sid=forged \\\"x\\\"\\\\\\u0001"), "%s",
+                       buf);
+  }
+}
+
+Test(log, truncation_keeps_json_closed) {
+  char big[3000], buf[256];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  stp_kv kv[] = {{"v", big}};
+  size_t n = stp_log_format_line(buf, sizeof buf, 1, STP_LOG_INFO, NULL, "e", kv, 1);
+  cr_assert_lt(n, sizeof buf);
+  cr_assert_eq(buf[n - 1], '}', "%s", buf);
+  n = stp_log_format_line(buf, sizeof buf, 0, STP_LOG_INFO, NULL, "e", kv, 1);
+  cr_assert_eq(n, strlen(buf));
+  cr_assert_lt(n, sizeof buf);
+}
+
+Test(log, levels_filter_and_parse) {
+  int p[2];
+  cr_assert_eq(pipe(p), 0);
+  fcntl(p[0], F_SETFL, O_NONBLOCK);
+  stp_log_setup(STP_LOG_WARN, 0, p[1]);
+  stp_logf(STP_LOG_INFO, NULL, "not shown");
+  stp_logf(STP_LOG_ERROR, "sid", "shown %d", 42);
+  char buf[512];
+  ssize_t n = read(p[0], buf, sizeof buf - 1);
+  cr_assert_gt(n, 0);
+  buf[n] = 0;
+  cr_assert_null(strstr(buf, "not shown"));
+  cr_assert_not_null(strstr(buf, " error log sid=sid msg=\"shown 42\"\n"), "%s", buf);
+  stp_log_setup(STP_LOG_INFO, 0, 2);
+  close(p[0]);
+  close(p[1]);
+  cr_assert_eq(stp_log_parse_level("WARNING"), STP_LOG_WARN);
+  cr_assert_eq(stp_log_parse_level("debug"), STP_LOG_DEBUG);
+  cr_assert_eq(stp_log_parse_level("loud"), -1);
+}
