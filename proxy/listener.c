@@ -28,6 +28,24 @@ static void maybe_free(listener *l) {
     server_listener_idle(l->srv);
 }
 
+bool listener_same_sockets(const stp_listener_cfg *a, const stp_listener_cfg *b) {
+  if (strcmp(a->name, b->name) || a->listen.n != b->listen.n)
+    return false;
+  for (size_t i = 0; i < a->listen.n; i++)
+    if (strcmp(a->listen.v[i], b->listen.v[i]))
+      return false;
+  return true;
+}
+
+void listener_adopt(listener *l, srv_gen *gen, size_t index) {
+  srv_gen *old = l->gen;
+  l->gen = srv_gen_ref(gen);
+  l->index = index;
+  srv_gen_unref(old); /* live relays hold their own reference */
+  stp_kv kv[] = {{"listener", lcfg(l)->name}};
+  stp_log_kv(STP_LOG_INFO, NULL, "listener-kept", kv, 1);
+}
+
 void listener_free(listener *l) {
   srv_gen_unref(l->gen);
   free(l->socks);

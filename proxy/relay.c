@@ -32,7 +32,9 @@ struct relay {
   uv_loop_t *loop;
   stream *client;
   session sess;
-  upconn *up; /* current upstream connection, NULL when none */
+  upconn *up;    /* current upstream connection, NULL when none */
+  size_t lindex; /* our listener in r->gen (the listener may move on to a
+                    newer generation on reload; this relay does not) */
   uv_timer_t idle_timer;
   int open_handles; /* client stream + idle timer */
   bool closing;
@@ -65,7 +67,7 @@ static void relay_handle_gone(relay *r) {
     return;
   if (!r->refusing) {
     session_free(&r->sess);
-    metrics_session_close(r->gen->cfg->listeners[r->lst->index].name);
+    metrics_session_close(r->gen->cfg->listeners[r->lindex].name);
   }
   if (r->prev)
     r->prev->next = r->next;
@@ -135,7 +137,7 @@ static void sess_pause(void *ctx, bool paused) {
 
 static void sess_start_tls(void *ctx) {
   relay *r = ctx;
-  tls_ctx *t = r->gen->lan_tls ? r->gen->lan_tls[r->lst->index] : NULL;
+  tls_ctx *t = r->gen->lan_tls ? r->gen->lan_tls[r->lindex] : NULL;
   if (!t || stream_start_tls(r->client, t, NULL, true) < 0) {
     stp_logf(STP_LOG_ERROR, r->sid, "cannot start LAN TLS");
     relay_close(r);
@@ -439,6 +441,7 @@ relay *relay_new(listener *l, uv_loop_t *loop) {
   relay *r = stp_xcalloc(1, sizeof *r);
   r->lst = l;
   r->gen = srv_gen_ref(l->gen);
+  r->lindex = l->index;
   r->loop = loop;
   r->client = stream_new(loop, &client_cbs, r);
   uv_timer_init(loop, &r->idle_timer);
@@ -478,7 +481,7 @@ void relay_refuse(relay *r, const char *reply) {
 }
 
 void relay_start(relay *r, const struct sockaddr *peer) {
-  const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lst->index];
+  const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lindex];
   size_t len =
       peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   memcpy(&r->peer, peer, len);

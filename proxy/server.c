@@ -148,18 +148,37 @@ int server_reload(server *srv) {
     stp_logf(STP_LOG_ERROR, NULL, "reload refused (%s): the old configuration stays", err);
     return STP_EINVAL;
   }
-  /* Close the old sockets first so the new ones can bind the same ports;
-   * live sessions keep the old generation until they end. */
+  /* A listener whose addresses did not change keeps its sockets, so no
+   * connection waiting in its accept queue is lost; the others close
+   * before the new ones bind (the same ports may be wanted). Live sessions
+   * keep the old generation until they end. */
+  bool *kept = stp_xcalloc(g->cfg->n_listeners ? g->cfg->n_listeners : 1, sizeof *kept);
   size_t old_n = srv->n_listeners;
-  for (size_t i = 0; i < old_n; i++)
-    listener_close(srv->listeners[i]);
+  for (size_t i = 0; i < old_n; i++) {
+    listener *l = srv->listeners[i];
+    if (l->closing)
+      continue;
+    size_t j = 0;
+    while (j < g->cfg->n_listeners &&
+           (kept[j] ||
+            !listener_same_sockets(&l->gen->cfg->listeners[l->index], &g->cfg->listeners[j])))
+      j++;
+    if (j < g->cfg->n_listeners) {
+      listener_adopt(l, g, j);
+      kept[j] = true;
+    } else {
+      listener_close(l);
+    }
+  }
   srv_gen *old = srv->gen;
   pool_close(old->pool); /* old connections may carry old credentials */
   old->pool = NULL;
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
-    listener_open(srv, g, i);
+    if (!kept[i])
+      listener_open(srv, g, i);
+  free(kept);
   srv_gen_unref(old);
   stp_log_setup(g->cfg->log_level, g->cfg->log_format == STP_LOG_JSON, 2);
   stp_log_kv(STP_LOG_INFO, NULL, "reloaded", NULL, 0);

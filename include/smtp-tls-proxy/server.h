@@ -64,6 +64,11 @@ struct server {
 /* Bind every address of listener `index` and register it with the server
  * (also on failure, so its closing handles are accounted for). */
 int listener_open(server *srv, srv_gen *gen, size_t index);
+/* Keep the bound sockets but serve generation `gen` (listener `index` of
+ * it) from now on: for a reload that did not change the addresses. */
+void listener_adopt(listener *l, srv_gen *gen, size_t index);
+/* Same name and addresses: the sockets can serve the other configuration. */
+bool listener_same_sockets(const stp_listener_cfg *a, const stp_listener_cfg *b);
 /* Stop accepting; live relays go on. Freed when sockets and relays are gone. */
 void listener_close(listener *l);
 void listener_relay_gone(listener *l, relay *r);

@@ -66,8 +66,11 @@ Test(integ, reload_good_file_changes_routing_for_new_sessions) {
   h_write_file(px.config, newyaml, strlen(newyaml));
   h_proc_signal(px.proc, SIGHUP);
   cr_assert(log_has(px.log, " reloaded", 5000), "no 'reloaded' in the log");
-  int port2 = nth_lan_port(px.log, 2, 5000);
-  cr_assert_gt(port2, 0, "no listening line after the reload");
+  /* The listener's addresses did not change: it keeps its socket (and so
+   * its port, and any connection waiting in its accept queue). */
+  cr_assert(log_has(px.log, "listener-kept listener=lan", 1000));
+  cr_assert_eq(nth_lan_port(px.log, 2, 300), -1, "the listener was bound again");
+  int port2 = px.port;
 
   /* The old session finishes on the config it started with. */
   cr_assert_eq(h_smtp_cmd(&old, "RCPT TO:<x@elsewhere.test>", NULL, 0), 250);
@@ -99,4 +102,35 @@ Test(integ, reload_bad_file_is_refused_and_old_config_serves) {
   int code = h_smtp_message(&c, "a@printer.test", rcpts, body, sizeof body - 1, NULL, 0, NULL);
   cr_assert_eq(code, 250);
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
+}
+
+/* A listener whose address changed is bound anew; the old socket closes. */
+Test(integ, reload_changed_listen_address_rebinds) {
+  h_upstream u;
+  h_proxy px;
+  h_upstream_start(&u, "starttls", NULL);
+  char yaml[8192];
+  h_proxy_yaml(&(h_proxy_opts){.up_port = u.port}, yaml, sizeof yaml);
+  h_proxy_start_yaml(&px, yaml);
+  char *at = strstr(yaml, "listen: \"127.0.0.1:0\"");
+  cr_assert_not_null(at, "%s", yaml);
+  char newyaml[8192];
+  snprintf(newyaml, sizeof newyaml, "%.*slisten: [\"127.0.0.1:0\"]%s", (int)(at - yaml), yaml,
+           at + strlen("listen: \"127.0.0.1:0\""));
+  /* ["127.0.0.1:0"] is the same address written as a list: still kept. */
+  h_write_file(px.config, newyaml, strlen(newyaml));
+  h_proc_signal(px.proc, SIGHUP);
+  cr_assert(log_has(px.log, "listener-kept listener=lan", 5000));
+  snprintf(newyaml, sizeof newyaml, "%.*slisten: [\"127.0.0.1:0\", \"[::1]:0\"]%s",
+           (int)(at - yaml), yaml, at + strlen("listen: \"127.0.0.1:0\""));
+  h_write_file(px.config, newyaml, strlen(newyaml));
+  h_proc_signal(px.proc, SIGHUP);
+  int port2 = nth_lan_port(px.log, 2, 5000);
+  cr_assert_gt(port2, 0, "no new listening line after the address changed");
+  cr_assert_neq(port2, px.port);
+  h_smtp c;
+  h_smtp_open(&c, port2, true);
+  h_smtp old;
+  cr_assert_neq(h_smtp_connect(&old, px.port) == 0 && h_smtp_reply(&old, 2000, NULL, 0) == 220, 1,
+                "the old socket still answers");
 }
