@@ -42,11 +42,12 @@ struct relay {
   bool pause_session, pause_bp, pause_client_bp;
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
-  uint64_t up_t0;    /* when the current connection was opened (latency) */
-  uint64_t dot_t0;   /* when the final dot went out (latency) */
-  bool up_reused;    /* r->up came from the pool */
-  bool mail_pending; /* MAIL sent, its reply not yet seen */
-  bool replay_mail;  /* a pooled connection died before MAIL's reply: resend */
+  struct hash_job *hash_job; /* a password check in the thread pool */
+  uint64_t up_t0;            /* when the current connection was opened (latency) */
+  uint64_t dot_t0;           /* when the final dot went out (latency) */
+  bool up_reused;            /* r->up came from the pool */
+  bool mail_pending;         /* MAIL sent, its reply not yet seen */
+  bool replay_mail;          /* a pooled connection died before MAIL's reply: resend */
   char mail_from[SMTP_ADDR_MAX + 1];
   smtp_mail_args mail_args;
   char skipped[256]; /* upstreams passed over for the current connection */
@@ -215,9 +216,59 @@ static void sess_up_close(void *ctx, bool graceful) {
   relay_drop_upstream(ctx, graceful);
 }
 
+/* ---- password hashes, off the loop ---------------------------------------- */
+
+/* A crypt(3) check in libuv's thread pool. The job owns copies of the hash
+ * and the password (the relay and its configuration may be gone before it
+ * finishes); the password copy is wiped in the after-callback. */
+typedef struct hash_job {
+  uv_work_t req;
+  relay *r; /* NULL once the relay went away */
+  bool ok;
+  char hash[512];
+  char pass[LANAUTH_PASS_MAX + 1];
+} hash_job;
+
+static void hash_work_cb(uv_work_t *req) {
+  hash_job *j = req->data;
+  j->ok = lanauth_check_hash(j->hash, j->pass);
+}
+
+static void hash_done_cb(uv_work_t *req, int status) {
+  hash_job *j = req->data;
+  relay *r = j->r;
+  bool ok = status == 0 && j->ok;
+  stp_cleanse(j->pass, sizeof j->pass);
+  free(j);
+  if (!r)
+    return;
+  r->hash_job = NULL;
+  session_password_checked(&r->sess, ok);
+}
+
+static void sess_check_password(void *ctx, const char *hash, const char *pass) {
+  relay *r = ctx;
+  hash_job *j = stp_xcalloc(1, sizeof *j);
+  j->req.data = j;
+  j->r = r;
+  bool fits = strlen(hash) < sizeof j->hash && strlen(pass) < sizeof j->pass;
+  if (fits) {
+    memcpy(j->hash, hash, strlen(hash) + 1);
+    memcpy(j->pass, pass, strlen(pass) + 1);
+  }
+  if (!fits || uv_queue_work(r->loop, &j->req, hash_work_cb, hash_done_cb) < 0) {
+    stp_cleanse(j->pass, sizeof j->pass);
+    free(j);
+    session_password_checked(&r->sess, false);
+    return;
+  }
+  r->hash_job = j;
+}
+
 static const session_ops relay_session_ops = {
-    sess_write,   sess_close,   sess_pause,   sess_start_tls, sess_up_open, sess_up_mail,
-    sess_up_rcpt, sess_up_data, sess_up_body, sess_up_end,    sess_up_rset, sess_up_close,
+    sess_write,   sess_close,    sess_pause,          sess_start_tls, sess_up_open,
+    sess_up_mail, sess_up_rcpt,  sess_up_data,        sess_up_body,   sess_up_end,
+    sess_up_rset, sess_up_close, sess_check_password,
 };
 
 /* The idle timer restarts on progress (a whole command, or message data),
@@ -260,6 +311,8 @@ static void client_on_drain(void *ctx) {
 
 static void client_on_closed(void *ctx) {
   relay *r = ctx;
+  if (r->hash_job) /* it finishes on its own; its answer goes nowhere */
+    r->hash_job->r = NULL;
   relay_drop_upstream(r, false);
   if (!uv_is_closing((uv_handle_t *)&r->idle_timer))
     uv_close((uv_handle_t *)&r->idle_timer, timer_closed_cb);

@@ -667,6 +667,15 @@ static void resume(session *s, session_state next) {
   drain_pending(s);
 }
 
+void session_password_checked(session *s, bool ok) {
+  if (s->state != SS_WAIT || s->wait != W_HASH)
+    return;
+  done_waiting(s, SS_CMD);
+  session_auth_hash_result(s, ok);
+  if (s->state != SS_CLOSED)
+    drain_pending(s);
+}
+
 void session_up_skipped(session *s, const char *skipped) {
   snprintf(s->up_skipped, sizeof s->up_skipped, "%s", skipped ? skipped : "");
 }

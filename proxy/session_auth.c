@@ -88,11 +88,14 @@ static void auth_done(session *s) {
   case STP_LAUTH_USERS: {
     const stp_user *u = find_user(s->lcfg, s->auth.user);
     /* Hash even for an unknown user so both cases take the same time. */
-    bool ok = lanauth_check_hash(u ? u->hash : "$6$nouser$", s->auth.pass) && u;
-    if (ok)
-      session_auth_accept(s);
-    else
-      session_auth_refuse(s, "535 5.7.8 Authentication credentials invalid\r\n", "credentials");
+    const char *hash = u ? u->hash : "$6$nouser$";
+    s->auth_user_known = u != NULL;
+    if (s->ops->check_password) {
+      session_wait_for(s, W_HASH);
+      s->ops->check_password(s->ctx, hash, s->auth.pass);
+      return;
+    }
+    session_auth_hash_result(s, lanauth_check_hash(hash, s->auth.pass));
     return;
   }
   case STP_LAUTH_PASSTHROUGH:
@@ -143,6 +146,13 @@ void session_cmd_auth(session *s, const smtp_cmd *c) {
     return;
   }
   auth_result(s, lanauth_start(&s->auth, c->arg, c->arg_len));
+}
+
+void session_auth_hash_result(session *s, bool ok) {
+  if (ok && s->auth_user_known)
+    session_auth_accept(s);
+  else
+    session_auth_refuse(s, "535 5.7.8 Authentication credentials invalid\r\n", "credentials");
 }
 
 void session_auth_line(session *s, const char *line, size_t len) {

@@ -20,5 +20,6 @@ void session_auth_accept(session *s);
 void session_auth_refuse(session *s, const char *line, const char *reason);
 void session_auth_forget(session *s);
 void session_auth_upstream_failed(session *s, upstream_fail why);
+void session_auth_hash_result(session *s, bool ok);
 
 #endif

@@ -59,10 +59,24 @@ typedef struct session_ops {
    * at once (and a message in flight is never terminated). No callbacks
    * for this connection may follow. */
   void (*up_close)(void *ctx, bool graceful);
+  /* Optional: check `pass` against the crypt(3) `hash` off the event loop
+   * (a yescrypt check takes ~15 ms) and report with
+   * session_password_checked(). NULL: checked inline. */
+  void (*check_password)(void *ctx, const char *hash, const char *pass);
 } session_ops;
 
 typedef enum { SS_CMD = 0, SS_WAIT, SS_DATA, SS_DATA_DISCARD, SS_TLS, SS_CLOSED } session_state;
-typedef enum { W_NONE = 0, W_OPEN, W_MAIL, W_RCPT, W_DATA, W_DOT, W_RSET, W_AUTH } session_wait;
+typedef enum {
+  W_NONE = 0,
+  W_OPEN,
+  W_MAIL,
+  W_RCPT,
+  W_DATA,
+  W_DOT,
+  W_RSET,
+  W_AUTH, /* passthrough: the upstream checks the device's credentials */
+  W_HASH, /* auth: users: the password hash is checked off the loop */
+} session_wait;
 
 #define SESSION_MAX_AUTH_FAILURES 3
 
@@ -109,8 +123,9 @@ typedef struct session {
   char auth_user[LANAUTH_USER_MAX + 1];
   char *pt_secret; /* passthrough: the device's password; cleansed on free */
   unsigned auth_failures;
-  stp_limits *limits; /* rate limits of this generation; NULL: none */
-  uint64_t progress;  /* complete commands handled + DATA bytes taken */
+  stp_limits *limits;   /* rate limits of this generation; NULL: none */
+  uint64_t progress;    /* complete commands handled + DATA bytes taken */
+  bool auth_user_known; /* the user of the hash check in flight exists */
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
@@ -137,6 +152,8 @@ void session_up_skipped(session *s, const char *skipped);
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version);
 void session_up_reply(session *s, const smtp_reply *r);
 void session_up_failed(session *s, upstream_fail why);
+/* The answer to ops->check_password. */
+void session_password_checked(session *s, bool ok);
 
 const char *session_state_name(session_state st);
 /* The 4xx line (with CRLF) the device gets for an upstream failure. */

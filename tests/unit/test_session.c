@@ -83,8 +83,8 @@ static void f_close_up(void *c, bool graceful) {
   call("close %s\n", graceful ? "graceful" : "abort");
 }
 
-static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open, f_mail,
-                                f_rcpt,  f_data,  f_body,  f_end,       f_rset, f_close_up};
+static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open,     f_mail, f_rcpt,
+                                f_data,  f_body,  f_end,   f_rset,      f_close_up, NULL};
 
 static int log_pipe[2] = {-1, -1};
 
@@ -910,4 +910,43 @@ Test(session, auth_failures_are_limited_per_client_across_sessions) {
   cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
   limits_free(&lim);
   stp_set_fake_clock(NULL);
+}
+
+/* ops->check_password present: the hash check leaves the session waiting,
+ * later commands are held, and the answer resumes it in order. */
+static char g_hash_seen[256], g_pass_seen[64];
+static void f_check_password(void *c, const char *hash, const char *pass) {
+  (void)c;
+  snprintf(g_hash_seen, sizeof g_hash_seen, "%s", hash);
+  snprintf(g_pass_seen, sizeof g_pass_seen, "%s", pass);
+}
+
+Test(session, password_check_off_the_loop) {
+  with_users();
+  session_ops ops = OPS;
+  ops.check_password = f_check_password;
+  S.ops = &ops;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\nMAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "", "nothing answered while the hash is checked");
+  cr_assert_str_eq(g_hash_seen, USERS[0].hash);
+  cr_assert_str_eq(g_pass_seen, "scan-pw");
+  session_password_checked(&S, true);
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n250 2.1.0 Ok\r\n");
+  S.ops = &OPS;
+}
+
+Test(session, password_check_for_unknown_user_still_fails_when_the_hash_matches) {
+  with_users();
+  session_ops ops = OPS;
+  ops.check_password = f_check_password;
+  S.ops = &ops;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN AG5vYm9keQBzY2FuLXB3\r\n"); /* \0nobody\0scan-pw */
+  cr_assert_str_eq(g_hash_seen, "$6$nouser$", "an unknown user is hashed all the same");
+  session_password_checked(&S, true);
+  cr_assert_str_eq(F.out, "535 5.7.8 Authentication credentials invalid\r\n");
+  S.ops = &OPS;
 }
