@@ -94,6 +94,21 @@ static void relay_close(relay *r) {
   stream_close_after_flush(r->client);
 }
 
+/* The device is read unless the session holds input, the upstream's write
+ * queue is full, or the device does not read our replies. */
+static void update_client_reading(relay *r) {
+  stream_pause(r->client, r->pause_session || r->pause_bp || r->pause_client_bp);
+}
+
+/* The upstream drained, or went away: its back-pressure no longer holds
+ * the device. */
+static void end_upstream_backpressure(relay *r) {
+  if (r->pause_bp) {
+    r->pause_bp = false;
+    update_client_reading(r);
+  }
+}
+
 /* Drop the relay's upstream connection; none of its callbacks reaches the
  * relay afterwards. */
 static void relay_drop_upstream(relay *r, bool graceful) {
@@ -104,17 +119,10 @@ static void relay_drop_upstream(relay *r, bool graceful) {
   else
     upconn_detach(u, graceful);
   r->up_ready = false;
-  if (r->pause_bp) {
-    r->pause_bp = false;
-    stream_pause(r->client, r->pause_session || r->pause_client_bp);
-  }
+  end_upstream_backpressure(r);
 }
 
 /* ---- device side ------------------------------------------------------------ */
-
-static void update_client_reading(relay *r) {
-  stream_pause(r->client, r->pause_session || r->pause_bp || r->pause_client_bp);
-}
 
 static void sess_write(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
@@ -418,10 +426,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
                  {"detail", detail}};
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
   metrics_upstream_failure(c->name, upstream_fail_name(why));
-  if (r->pause_bp) {
-    r->pause_bp = false;
-    update_client_reading(r);
-  }
+  end_upstream_backpressure(r);
   if (!was_ready)
     record_failure(r, index, why);
   note_skipped(r, c->name, upstream_fail_name(why));
@@ -437,10 +442,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
 
 static void up_drain(void *owner) {
   relay *r = owner;
-  if (r->pause_bp) {
-    r->pause_bp = false;
-    update_client_reading(r);
-  }
+  end_upstream_backpressure(r);
 }
 
 static const upconn_owner_ops relay_upconn_ops = {up_ready, up_reply, up_failed, up_drain, NULL};
