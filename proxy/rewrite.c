@@ -37,6 +37,19 @@ static bool is_wsp(char c) {
   return c == ' ' || c == '\t';
 }
 
+/* Strip outer white space from out[0..o) in place, NUL-terminate; the new
+ * length. */
+static size_t trim_wsp(char *out, size_t o) {
+  size_t a = 0;
+  while (a < o && is_wsp(out[a]))
+    a++;
+  while (o > a && is_wsp(out[o - 1]))
+    o--;
+  memmove(out, out + a, o - a);
+  out[o - a] = '\0';
+  return o - a;
+}
+
 /* RFC 5322 ftext: printable US-ASCII except ':' */
 static bool is_ftext(char c) {
   unsigned char u = (unsigned char)c;
@@ -113,14 +126,7 @@ static size_t value_addr(const char *v, size_t n, char *out, size_t cap) {
       out[o++] = v[++i];
     }
   }
-  size_t a = 0;
-  while (a < o && is_wsp(out[a]))
-    a++;
-  while (o > a && is_wsp(out[o - 1]))
-    o--;
-  memmove(out, out + a, o - a);
-  out[o - a] = '\0';
-  return o - a;
+  return trim_wsp(out, o);
 }
 
 static bool addr_is(const char *v, size_t n, const char *want) {
@@ -224,14 +230,7 @@ static char *unfold(const char *b, const field *f, size_t *n) {
   for (size_t i = f->value; i < f->end; i++)
     if (b[i] != '\r' && b[i] != '\n')
       out[o++] = b[i];
-  size_t a = 0;
-  while (a < o && is_wsp(out[a]))
-    a++;
-  while (o > a && is_wsp(out[o - 1]))
-    o--;
-  memmove(out, out + a, o - a);
-  out[o - a] = '\0';
-  *n = o - a;
+  *n = trim_wsp(out, o);
   return out;
 }
 
