@@ -9,8 +9,8 @@
 
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/log.h"
-#include "smtp-tls-proxy/server.h"
-#include "smtp-tls-proxy/testroute.h"
+#include "net/server.h"
+#include "net/testroute.h"
 
 static void usage(FILE *f) {
   fputs("usage: smtp-tls-proxy -c FILE              run in the foreground, logs to stderr\n"

@@ -16,7 +16,7 @@
 
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/limits.h"
-#include "smtp-tls-proxy/tls.h"
+#include "tls.h"
 
 typedef struct relay relay;
 typedef struct listener listener;

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "smtp-tls-proxy/server.h"
+#include "server.h"
 #include "smtp-tls-proxy/upstream.h"
 
 typedef struct upconn upconn;

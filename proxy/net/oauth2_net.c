@@ -8,7 +8,7 @@
  * load only. A fetch object owns its DNS request, stream and timer and
  * frees itself once all of them are closed, like upconn.
  */
-#include "smtp-tls-proxy/oauth2_net.h"
+#include "oauth2_net.h"
 
 #include <netdb.h>
 #include <signal.h>
@@ -18,8 +18,8 @@
 
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/oauth2.h"
-#include "smtp-tls-proxy/stream.h"
-#include "smtp-tls-proxy/tls.h"
+#include "stream.h"
+#include "tls.h"
 #include "smtp-tls-proxy/util.h"
 
 #define CMD_OUTPUT_MAX (16 * 1024)

@@ -7,7 +7,7 @@
  * printed as "<redacted>" (upconn marks them); exit status 0 only when the
  * upstream answered the final dot with 2xx.
  */
-#include "smtp-tls-proxy/testroute.h"
+#include "testroute.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -17,8 +17,8 @@
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/rewrite.h"
-#include "smtp-tls-proxy/server.h"
-#include "smtp-tls-proxy/upconn.h"
+#include "server.h"
+#include "upconn.h"
 #include "smtp-tls-proxy/util.h"
 
 typedef enum { TR_OPEN, TR_MAIL, TR_RCPT, TR_DATA, TR_DOT, TR_DONE } tr_step;

@@ -16,7 +16,7 @@
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "smtp-tls-proxy/metrics_http.h"
+#include "metrics_http.h"
 #include "smtp-tls-proxy/util.h"
 
 #define LINGER_MS 2000

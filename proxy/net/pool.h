@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "smtp-tls-proxy/upconn.h"
+#include "upconn.h"
 
 typedef struct up_pool up_pool;
 

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "smtp-tls-proxy/tls.h"
+#include "tls.h"
 
 #define STREAM_HIGH_WATER (256 * 1024)
 #define STREAM_LOW_WATER (64 * 1024)

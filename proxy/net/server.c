@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
-#include "smtp-tls-proxy/metrics_http.h"
-#include "smtp-tls-proxy/pool.h"
-#include "smtp-tls-proxy/server.h"
+#include "metrics_http.h"
+#include "pool.h"
+#include "server.h"
 #include "smtp-tls-proxy/util.h"
 
 srv_gen *srv_gen_ref(srv_gen *g) {

@@ -4,7 +4,7 @@
  * tls_conn_feed() and pulls what must be sent with tls_conn_pull() after
  * every call that may produce output (handshake, read, write, shutdown).
  */
-#include "smtp-tls-proxy/tls.h"
+#include "tls.h"
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>

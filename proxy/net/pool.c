@@ -6,7 +6,7 @@
  * closes connections idle for longer than pool_idle_timeout; the sweep
  * timer does not keep the loop alive.
  */
-#include "smtp-tls-proxy/pool.h"
+#include "pool.h"
 
 #include <stdlib.h>
 

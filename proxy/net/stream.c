@@ -5,7 +5,7 @@
  * is still buffered when the owner pauses is delivered from an idle handle
  * after it resumes, never re-entrantly from stream_pause().
  */
-#include "smtp-tls-proxy/stream.h"
+#include "stream.h"
 
 #include <stdlib.h>
 #include <string.h>

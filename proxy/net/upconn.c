@@ -3,7 +3,7 @@
  * connection detaches itself before it tells the owner, so the owner may
  * open the next upstream (failover) from inside the callback.
  */
-#include "smtp-tls-proxy/upconn.h"
+#include "upconn.h"
 
 #include <netdb.h>
 #include <stdio.h>
@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
-#include "smtp-tls-proxy/oauth2_net.h"
-#include "smtp-tls-proxy/stream.h"
+#include "oauth2_net.h"
+#include "stream.h"
 #include "smtp-tls-proxy/util.h"
 
 struct upconn {

@@ -14,7 +14,7 @@
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "smtp-tls-proxy/server.h"
+#include "server.h"
 #include "smtp-tls-proxy/util.h"
 
 static const stp_listener_cfg *lcfg(const listener *l) {
