@@ -9,6 +9,7 @@
 
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/log.h"
+#include "net/defer.h"
 #include "net/server.h"
 #include "net/testroute.h"
 
@@ -108,6 +109,8 @@ int main(int argc, char **argv) {
   server srv;
   rc = server_start(&srv, loop, a.config, cfg);
   uv_run(loop, UV_RUN_DEFAULT);
+  defer_shutdown();
+  uv_run(loop, UV_RUN_DEFAULT); /* runs the close callback */
   server_free(&srv);
   uv_loop_close(loop);
   return rc < 0 ? 1 : 0;

@@ -13,7 +13,13 @@
  *    close, upstream dropped without a final dot);
  *  - the device gets 250 for a message only as the relay of the upstream's
  *    2xx to the final dot; our own or the network's trouble is always 4xx;
- *  - a device that disconnects mid-DATA never causes a final dot upstream.
+ *  - a device that disconnects mid-DATA never causes a final dot upstream;
+ *  - re-entry is harmless: an upstream outcome delivered from inside an ops
+ *    call (an owner that answers at once) is queued and applied after that
+ *    call has returned, so input is never processed twice and the stack
+ *    depth stays bounded (the owner in proxy/net answers from the loop
+ *    anyway; the queue is the second line of defence, and what lets test
+ *    fakes answer at once).
  */
 #ifndef STP_SESSION_H
 #define STP_SESSION_H
@@ -35,6 +41,7 @@
 #define SESSION_PENDING_MAX (64 * 1024) /* >= one transport read */
 #define SESSION_MAX_RCPT 1000
 #define SESSION_MAX_ERRORS 20
+#define SESSION_EARLY_MAX 4 /* outcomes queued while busy (one per request) */
 
 typedef struct session_ops {
   void (*write)(void *ctx, const char *p, size_t n);
@@ -63,6 +70,9 @@ typedef struct session_ops {
    * (a yescrypt check takes ~15 ms) and report with
    * session_password_checked(). NULL: checked inline. */
   void (*check_password)(void *ctx, const char *hash, const char *pass);
+  /* Optional: a message's DATA began (our 354 is out); call
+   * session_on_data_deadline() after `ms` unless it has ended by then. */
+  void (*data_started)(void *ctx, uint64_t ms);
 } session_ops;
 
 typedef enum { SS_CMD = 0, SS_WAIT, SS_DATA, SS_DATA_DISCARD, SS_TLS, SS_CLOSED } session_state;
@@ -79,6 +89,17 @@ typedef enum {
 } session_wait;
 
 #define SESSION_MAX_AUTH_FAILURES 3
+
+/* An upstream outcome that arrived while the session was busy. */
+typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD } session_outcome_kind;
+typedef struct session_outcome {
+  session_outcome_kind kind;
+  upstream_fail why; /* SO_FAILED */
+  bool ok;           /* SO_PASSWORD */
+  bool has_tls;      /* SO_READY */
+  char name[64], tls[16];
+  smtp_reply reply; /* SO_REPLY */
+} session_outcome;
 
 typedef struct session {
   const stp_config *cfg;
@@ -126,6 +147,10 @@ typedef struct session {
   stp_limits *limits;   /* rate limits of this generation; NULL: none */
   uint64_t progress;    /* complete commands handled + DATA bytes taken */
   bool auth_user_known; /* the user of the hash check in flight exists */
+  /* Re-entry guard: set while the session processes input or an outcome. */
+  bool pumping;
+  session_outcome *early; /* ring of SESSION_EARLY_MAX; NULL until needed */
+  unsigned early_head, n_early;
 } session;
 
 void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcfg,
@@ -139,11 +164,17 @@ void session_start(session *s);
 void session_feed(session *s, const char *p, size_t n);
 void session_on_eof(session *s);
 void session_on_idle_timeout(session *s);
+/* The listener's data_deadline passed since ops->data_started: a device
+ * still sending gets 421 4.4.2, nothing of the message is delivered. */
+void session_on_data_deadline(session *s);
 void session_tls_ready(session *s, const char *version);
 /* Answer 421 and close (shutdown grace over, or too many connections). */
 void session_shutdown(session *s, const char *reply);
 /* Whether the session waits on the upstream (its idle timer must not run). */
 bool session_waiting(const session *s);
+/* Whether the session is inside one of its own calls: an owner that keeps
+ * the callbacks rule never sees this true when it delivers an outcome. */
+bool session_busy(const session *s);
 
 /* Upstream outcomes. session_up_skipped() names the upstreams that were
  * passed over (failover, back-off) for the per-message log line; call it

@@ -70,7 +70,12 @@ typedef struct upstream_ops {
   /* The connection is unusable; the transport should be closed. `detail`
    * is for the log (never contains secrets). */
   void (*failed)(void *ctx, upstream_fail why, const char *detail);
+  /* A request found its answer at once: call upstream_run_deferred() from
+   * the loop, after the requester has returned. */
+  void (*defer)(void *ctx);
 } upstream_ops;
+
+typedef enum { UP_DEFER_NONE = 0, UP_DEFER_REPLY, UP_DEFER_FAIL } up_deferred;
 
 typedef struct upstream {
   const stp_upstream_cfg *cfg;
@@ -93,6 +98,12 @@ typedef struct upstream {
    * token_command), used instead of cfg->secret. Borrowed; never logged. */
   const char *tok_secret;
   bool in_txn; /* a MAIL was accepted and no final reply or RSET since */
+  /* An answer found inside a request, delivered by upstream_run_deferred. */
+  bool in_request;
+  up_deferred deferred;
+  int deferred_code;
+  upstream_fail deferred_fail;
+  char deferred_text[256];
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
@@ -111,9 +122,12 @@ void upstream_on_tls_ready(upstream *u);
 void upstream_feed(upstream *u, const char *p, size_t n);
 void upstream_on_timeout(upstream *u);
 void upstream_on_closed(upstream *u, upstream_fail why, const char *detail);
+/* Deliver what a request found at once (after ops->defer). */
+void upstream_run_deferred(upstream *u);
 
 /* Requests, valid in UP_READY (mail, rcpt, data, rset) and UP_BODY (body,
- * end). Each returns 0 or STP_ESTATE. The reply comes through ops->reply.
+ * end). Each returns 0 or STP_ESTATE. The reply comes through ops->reply,
+ * never before the request has returned (see ops->defer).
  * MAIL carries SIZE, BODY and SMTPUTF8 from `a` only where the upstream
  * announced the extension (a may be NULL). */
 int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a);

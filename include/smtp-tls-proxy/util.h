@@ -13,20 +13,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Values start at -5001, away from libuv's codes (negative errno values,
+ * UV_EAI_* near -3000, UV_EOF at -4095): a uv code that leaked through an
+ * `int` could never read as one of ours. The network layer maps libuv's
+ * codes to these at its boundary (tests/unit/test_util.c checks both). */
 #define STP_ERRORS(X)                                                                              \
   X(STP_OK, 0, "ok")                                                                               \
-  X(STP_ENOMEM, -1, "out of memory")                                                               \
-  X(STP_EINVAL, -2, "invalid argument")                                                            \
-  X(STP_ETOOLONG, -3, "too long")                                                                  \
-  X(STP_ESYNTAX, -4, "syntax error")                                                               \
-  X(STP_EAGAIN, -5, "need more input")                                                             \
-  X(STP_EFULL, -6, "buffer full")                                                                  \
-  X(STP_EBARELF, -7, "bare LF or CR")                                                              \
-  X(STP_EADDR, -8, "bad address")                                                                  \
-  X(STP_EPARAM, -9, "bad parameter")                                                               \
-  X(STP_EIO, -10, "i/o error")                                                                     \
-  X(STP_ENOTFOUND, -11, "not found")                                                               \
-  X(STP_ESTATE, -12, "wrong state")
+  X(STP_ENOMEM, -5001, "out of memory")                                                            \
+  X(STP_EINVAL, -5002, "invalid argument")                                                         \
+  X(STP_ETOOLONG, -5003, "too long")                                                               \
+  X(STP_ESYNTAX, -5004, "syntax error")                                                            \
+  X(STP_EAGAIN, -5005, "need more input")                                                          \
+  X(STP_EFULL, -5006, "buffer full")                                                               \
+  X(STP_EBARELF, -5007, "bare LF or CR")                                                           \
+  X(STP_EADDR, -5008, "bad address")                                                               \
+  X(STP_EPARAM, -5009, "bad parameter")                                                            \
+  X(STP_EIO, -5010, "i/o error")                                                                   \
+  X(STP_ENOTFOUND, -5011, "not found")                                                             \
+  X(STP_ESTATE, -5012, "wrong state")                                                              \
+  X(STP_ENET, -5013, "network error")
 
 enum {
 #define STP_ERR_ENUM(name, val, str) name = (val),

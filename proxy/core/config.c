@@ -101,14 +101,15 @@ static const char *const tls_names[] = {"none", "starttls", "implicit", NULL};
 /* clang-format off */
 enum {
   L_NAME, L_LISTEN, L_TLS, L_CERT, L_KEY, L_TLSMIN, L_ALLOW, L_AUTH, L_USERS, L_MAXSIZE,
-  L_MAXCONN, L_MAXPER, L_BARELF, L_IDLE, L_RATE, L_N
+  L_MAXCONN, L_MAXPER, L_BARELF, L_IDLE, L_RATE, L_DATADL, L_N
 };
 static const char *const listener_keys[L_N] = {
   [L_NAME] = "name", [L_LISTEN] = "listen", [L_TLS] = "tls", [L_CERT] = "certificate",
   [L_KEY] = "private_key", [L_TLSMIN] = "tls_min_version", [L_ALLOW] = "allow",
   [L_AUTH] = "auth", [L_USERS] = "users", [L_MAXSIZE] = "max_message_size",
   [L_MAXCONN] = "max_connections", [L_MAXPER] = "max_connections_per_client",
-  [L_BARELF] = "bare_lf", [L_IDLE] = "idle_timeout", [L_RATE] = "rate_limit"};
+  [L_BARELF] = "bare_lf", [L_IDLE] = "idle_timeout", [L_RATE] = "rate_limit",
+  [L_DATADL] = "data_deadline"};
 /* clang-format on */
 
 static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
@@ -182,6 +183,7 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   l->max_connections_per_client = 20;
   l->bare_lf = STP_BARELF_FIX;
   l->idle_timeout_ms = 5 * 60 * 1000;
+  l->data_deadline_ms = 30 * 60 * 1000;
   l->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in listener", listener_keys, k, v);
 
@@ -255,6 +257,8 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_parse_duration(c, v[L_IDLE], "idle_timeout", false, &l->idle_timeout_ms);
   if (v[L_RATE])
     cfg_parse_rate_limit(c, v[L_RATE], &l->rate_limit);
+  if (v[L_DATADL])
+    cfg_parse_duration(c, v[L_DATADL], "data_deadline", false, &l->data_deadline_ms);
 }
 
 /* ------------------------------------------------------------------------ */

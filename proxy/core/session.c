@@ -8,9 +8,11 @@
  */
 #include "smtp-tls-proxy/session.h"
 
+#include <assert.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "session_internal.h"
@@ -614,73 +616,141 @@ static void session_pending_free(session *s) {
   stp_buf_free(&s->pending);
 }
 
-static void drain_pending(session *s) {
-  while (s->pending.len > 0 &&
-         (s->state == SS_CMD || s->state == SS_DATA || s->state == SS_DATA_DISCARD ||
-          (s->state == SS_WAIT && s->wait == W_DATA))) {
-    size_t used = process_some(s, s->pending.data, s->pending.len);
+static void too_much_input(session *s) {
+  session_reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
+  session_up_drop(s, false);
+  session_close_now(s);
+}
+
+/* Hold input the session cannot take yet; reading stays paused meanwhile. */
+static void hold_input(session *s, const char *p, size_t n) {
+  bool was_empty = s->pending.len == 0;
+  if (!s->pending.cap)
+    stp_buf_init(&s->pending, SESSION_PENDING_MAX);
+  if (stp_buf_append(&s->pending, p, n) < 0) {
+    too_much_input(s);
+    return;
+  }
+  if (was_empty)
+    s->ops->pause(s->ctx, true);
+}
+
+/* One step over held input; false when nothing could be done. Bytes held
+ * while DATA waits for its 354 are taken too: they are the synchronisation
+ * error that process_some() reports. */
+static bool drain_step(session *s) {
+  bool can = s->state == SS_CMD || s->state == SS_DATA || s->state == SS_DATA_DISCARD ||
+             (s->state == SS_WAIT && s->wait == W_DATA);
+  if (s->pending.len == 0 || !can)
+    return false;
+  size_t used = process_some(s, s->pending.data, s->pending.len);
+  if (s->state == SS_CLOSED)
+    return false;
+  stp_buf_consume(&s->pending, used);
+  return used > 0;
+}
+
+static void apply_outcome(session *s, const session_outcome *o);
+
+/* The one place that drives the session forward: outcomes that arrived
+ * while it was busy, in order, then held input, until both are used up or
+ * it must wait. Entered only with s->pumping set by the caller, which makes
+ * the drain non-reentrant: an outcome delivered from inside an ops call is
+ * queued (queue_outcome) and applied here, one level up, instead of
+ * re-entering process_some() on input it has not consumed yet. */
+static void pump_and_leave(session *s) {
+  assert(s->pumping);
+  for (;;) {
     if (s->state == SS_CLOSED)
-      return;
-    stp_buf_consume(&s->pending, used);
-    if (used == 0)
+      break;
+    if (s->n_early > 0) {
+      session_outcome o = s->early[s->early_head];
+      s->early_head = (s->early_head + 1) % SESSION_EARLY_MAX;
+      s->n_early--;
+      apply_outcome(s, &o);
+      continue;
+    }
+    if (!drain_step(s))
       break;
   }
-  if (s->pending.len == 0 && s->pending.cap) {
+  if (s->state == SS_CLOSED)
+    s->n_early = 0;
+  if (s->pending.len == 0 && s->pending.cap && s->state != SS_CLOSED) {
     session_pending_free(s);
     s->ops->pause(s->ctx, false);
   }
+  s->pumping = false;
+}
+
+/* An outcome that arrives while the session is busy (its owner answered
+ * from inside an ops call) waits for pump_and_leave(). */
+static void queue_outcome(session *s, const session_outcome *o) {
+  if (s->n_early >= SESSION_EARLY_MAX) {
+    /* More answers than requests: the owner broke the protocol. */
+    assert(!"session outcome queue overflow");
+    return;
+  }
+  if (!s->early)
+    s->early = stp_xcalloc(SESSION_EARLY_MAX, sizeof *s->early);
+  s->early[(s->early_head + s->n_early) % SESSION_EARLY_MAX] = *o;
+  s->n_early++;
+}
+
+static void deliver(session *s, const session_outcome *o) {
+  if (s->state == SS_CLOSED)
+    return;
+  if (s->pumping) {
+    queue_outcome(s, o);
+    return;
+  }
+  s->pumping = true;
+  apply_outcome(s, o);
+  pump_and_leave(s);
 }
 
 void session_feed(session *s, const char *p, size_t n) {
   if (s->state == SS_CLOSED)
     return;
-  if (s->pending.len > 0) {
-    /* Reading is paused while input is held; a read already under way may
-     * still deliver. Keep order: append and let drain decide. */
-    if (stp_buf_append(&s->pending, p, n) < 0) {
-      session_reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
-      session_up_drop(s, false);
-      session_close_now(s);
-      return;
+  if (s->pumping || s->pending.len > 0) {
+    /* Input is held (reading is paused, but a read already under way may
+     * still deliver), or the session is busy: keep the order. */
+    hold_input(s, p, n);
+    if (!s->pumping && s->state != SS_CLOSED) {
+      s->pumping = true;
+      pump_and_leave(s);
     }
-    drain_pending(s);
     return;
   }
+  s->pumping = true;
   size_t used = process_some(s, p, n);
-  if (used < n && s->state != SS_CLOSED && s->state != SS_TLS) {
-    if (!s->pending.cap)
-      stp_buf_init(&s->pending, SESSION_PENDING_MAX);
-    if (stp_buf_append(&s->pending, p + used, n - used) < 0) {
-      session_reply(s, "421 4.7.0 Too much pipelined input, closing connection\r\n");
-      session_up_drop(s, false);
-      session_close_now(s);
-      return;
-    }
-    s->ops->pause(s->ctx, true);
-  }
+  if (used < n && s->state != SS_CLOSED && s->state != SS_TLS)
+    hold_input(s, p + used, n - used);
+  pump_and_leave(s);
+}
+
+bool session_busy(const session *s) {
+  return s->pumping;
 }
 
 /* ---- upstream outcomes -------------------------------------------------- */
 
-static void resume(session *s, session_state next) {
-  done_waiting(s, next);
-  drain_pending(s);
-}
-
-void session_password_checked(session *s, bool ok) {
+static void apply_password(session *s, bool ok) {
   if (s->state != SS_WAIT || s->wait != W_HASH)
     return;
   done_waiting(s, SS_CMD);
   session_auth_hash_result(s, ok);
-  if (s->state != SS_CLOSED)
-    drain_pending(s);
+}
+
+void session_password_checked(session *s, bool ok) {
+  session_outcome o = {.kind = SO_PASSWORD, .ok = ok};
+  deliver(s, &o);
 }
 
 void session_up_skipped(session *s, const char *skipped) {
   snprintf(s->up_skipped, sizeof s->up_skipped, "%s", skipped ? skipped : "");
 }
 
-void session_up_ready(session *s, const char *upstream_name, const char *tls_version) {
+static void apply_ready(session *s, const char *upstream_name, const char *tls_version) {
   if (s->state != SS_WAIT || (s->wait != W_OPEN && s->wait != W_AUTH))
     return;
   s->up_connected = true;
@@ -692,14 +762,36 @@ void session_up_ready(session *s, const char *upstream_name, const char *tls_ver
     /* The upstream took the device's credentials. */
     s->route = -1;
     session_auth_accept(s);
-    resume(s, SS_CMD);
+    done_waiting(s, SS_CMD);
     return;
   }
-  s->wait = W_MAIL; /* before the call: its answer may come back at once */
+  s->wait = W_MAIL;
   s->ops->up_mail(s->ctx, sender_for_upstream(s), &s->mail);
 }
 
-void session_up_reply(session *s, const smtp_reply *r) {
+void session_up_ready(session *s, const char *upstream_name, const char *tls_version) {
+  session_outcome o = {.kind = SO_READY, .has_tls = tls_version != NULL};
+  snprintf(o.name, sizeof o.name, "%s", upstream_name ? upstream_name : "");
+  snprintf(o.tls, sizeof o.tls, "%s", tls_version ? tls_version : "");
+  deliver(s, &o);
+}
+
+static void apply_reply_data(session *s, const smtp_reply *r) {
+  if (r->code == 354) {
+    session_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+    data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT,
+                     s->lcfg->max_message_size);
+    rewrite_start(s);
+    done_waiting(s, SS_DATA);
+    if (s->ops->data_started)
+      s->ops->data_started(s->ctx, s->lcfg->data_deadline_ms);
+    return;
+  }
+  relay_reply(s, r);
+  done_waiting(s, SS_CMD);
+}
+
+static void apply_reply(session *s, const smtp_reply *r) {
   if (s->state != SS_WAIT)
     return;
   switch (s->wait) {
@@ -714,68 +806,48 @@ void session_up_reply(session *s, const smtp_reply *r) {
     relay_reply(s, r);
     if (s->n_rcpt == 0)
       s->route = -1;
-    resume(s, SS_CMD);
-    return;
+    break;
   case W_RCPT:
     relay_reply(s, r);
     if (r->code / 100 == 2)
       s->n_rcpt++;
-    resume(s, SS_CMD);
-    return;
+    break;
   case W_DATA:
-    if (r->code == 354) {
-      session_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
-      data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT,
-                       s->lcfg->max_message_size);
-      rewrite_start(s);
-      resume(s, SS_DATA);
-      return;
-    }
-    relay_reply(s, r);
-    resume(s, SS_CMD);
+    apply_reply_data(s, r);
     return;
   case W_DOT:
     relay_reply(s, r);
     log_relayed(s, r);
     txn_clear(s);
     s->up_in_txn = false;
-    resume(s, SS_CMD);
-    return;
+    break;
   case W_RSET:
     s->up_in_txn = false;
     session_reply(s, "250 2.0.0 Ok\r\n");
-    resume(s, SS_CMD);
-    return;
+    break;
   default:
     return;
   }
+  done_waiting(s, SS_CMD);
 }
 
-void session_up_failed(session *s, upstream_fail why) {
-  bool had_rcpts = s->n_rcpt > 0;
-  s->up_connected = false;
-  s->up_in_txn = false;
-  s->up_route = -1;
-  if (s->state == SS_DATA) {
-    /* Keep reading the device's data to its end, then answer 4xx. */
-    s->data_lost = true;
-    set_state(s, SS_DATA_DISCARD);
+/* Replies are big (4 KiB of text): only one that arrives while the session
+ * is busy is copied. */
+void session_up_reply(session *s, const smtp_reply *r) {
+  if (s->state == SS_CLOSED)
+    return;
+  if (s->pumping) {
+    session_outcome o = {.kind = SO_REPLY, .reply = *r};
+    queue_outcome(s, &o);
     return;
   }
-  if (s->state != SS_WAIT) {
-    if (had_rcpts)
-      s->txn_failed = true;
-    return;
-  }
+  s->pumping = true;
+  apply_reply(s, r);
+  pump_and_leave(s);
+}
+
+static void apply_failed_wait(session *s, upstream_fail why, bool had_rcpts) {
   const char *r = session_fail_reply(why);
-  if (s->wait == W_AUTH) {
-    s->route = -1;
-    done_waiting(s, SS_CMD);
-    session_auth_upstream_failed(s, why);
-    if (s->state != SS_CLOSED)
-      drain_pending(s);
-    return;
-  }
   switch (s->wait) {
   case W_OPEN:
   case W_MAIL:
@@ -803,7 +875,54 @@ void session_up_failed(session *s, upstream_fail why) {
   default:
     break;
   }
-  resume(s, SS_CMD);
+  done_waiting(s, SS_CMD);
+}
+
+static void apply_failed(session *s, upstream_fail why) {
+  bool had_rcpts = s->n_rcpt > 0;
+  s->up_connected = false;
+  s->up_in_txn = false;
+  s->up_route = -1;
+  if (s->state == SS_DATA) {
+    /* Keep reading the device's data to its end, then answer 4xx. */
+    s->data_lost = true;
+    set_state(s, SS_DATA_DISCARD);
+    return;
+  }
+  if (s->state != SS_WAIT) {
+    if (had_rcpts)
+      s->txn_failed = true;
+    return;
+  }
+  if (s->wait == W_AUTH) {
+    s->route = -1;
+    done_waiting(s, SS_CMD);
+    session_auth_upstream_failed(s, why);
+    return;
+  }
+  apply_failed_wait(s, why, had_rcpts);
+}
+
+void session_up_failed(session *s, upstream_fail why) {
+  session_outcome o = {.kind = SO_FAILED, .why = why};
+  deliver(s, &o);
+}
+
+static void apply_outcome(session *s, const session_outcome *o) {
+  switch (o->kind) {
+  case SO_READY:
+    apply_ready(s, o->name, o->has_tls ? o->tls : NULL);
+    return;
+  case SO_REPLY:
+    apply_reply(s, &o->reply);
+    return;
+  case SO_FAILED:
+    apply_failed(s, o->why);
+    return;
+  case SO_PASSWORD:
+    apply_password(s, o->ok);
+    return;
+  }
 }
 
 /* ---- lifecycle ------------------------------------------------------------ */
@@ -840,6 +959,8 @@ void session_free(session *s) {
   smtp_lr_free(&s->lr);
   if (s->pending.cap)
     session_pending_free(s);
+  free(s->early);
+  s->early = NULL;
 }
 
 void session_set_limits(session *s, stp_limits *limits) {
@@ -872,6 +993,18 @@ void session_on_idle_timeout(session *s) {
     return;
   session_reply(s, "421 4.4.2 Idle timeout, closing connection\r\n");
   session_up_drop(s, s->state != SS_DATA && s->state != SS_DATA_DISCARD);
+  session_close_now(s);
+}
+
+void session_on_data_deadline(session *s) {
+  if (s->state != SS_DATA && s->state != SS_DATA_DISCARD)
+    return; /* that message ended in time */
+  /* A device dripping its message keeps a connection and an upstream
+   * transaction open for as long as it likes; idle_timeout cannot see it
+   * because every byte is progress. Never a final dot for it. */
+  session_reply(s, "421 4.4.2 Message data took too long (data_deadline), closing connection\r\n");
+  log_message(s, "aborted", "data_deadline reached while the device was still sending");
+  session_up_drop(s, false);
   session_close_now(s);
 }
 

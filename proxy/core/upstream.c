@@ -4,6 +4,12 @@
  * state change is logged at debug level as "a -> b". AUTH lines are built
  * in a stack buffer that is cleansed right after ops->write() returns, and
  * nothing of them is ever logged.
+ *
+ * Callbacks rule: a request (upstream_mail, _rcpt, ...) never calls
+ * ops->reply or ops->failed before it returns. An answer known at once (a
+ * local refusal, a command that cannot be sent) is kept in `deferred` and
+ * the transport is asked, through ops->defer, to call upstream_run_deferred()
+ * from its loop.
  */
 #include "smtp-tls-proxy/upstream.h"
 
@@ -55,6 +61,14 @@ static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
   va_end(ap);
   set_state(u, UP_DEAD);
   u->ops->set_timer(u->ctx, 0);
+  if (u->in_request) { /* the owner is on the stack: report from the loop */
+    u->deferred = UP_DEFER_FAIL;
+    u->deferred_fail = why;
+    memcpy(u->deferred_text, detail, sizeof u->deferred_text - 1);
+    u->deferred_text[sizeof u->deferred_text - 1] = '\0';
+    u->ops->defer(u->ctx);
+    return;
+  }
   u->ops->failed(u->ctx, why, detail);
 }
 
@@ -362,36 +376,50 @@ void upstream_on_closed(upstream *u, upstream_fail why, const char *detail) {
   fail(u, why, "%s (in state %s)", detail, upstream_state_name(u->state));
 }
 
-/* Answer a request locally, without sending it, as if the upstream had. */
+/* Answer a request locally, without sending it, as if the upstream had;
+ * the answer is delivered by upstream_run_deferred(), from the loop. */
 static void local_reply(upstream *u, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void local_reply(upstream *u, int code, const char *fmt, ...) {
-  smtp_reply r;
-  memset(&r, 0, sizeof r);
-  r.code = code;
-  r.lines = 1;
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(r.text, sizeof r.text, fmt, ap);
+  vsnprintf(u->deferred_text, sizeof u->deferred_text, fmt, ap);
   va_end(ap);
-  r.text_len = n < 0 ? 0 : strlen(r.text);
+  u->deferred = UP_DEFER_REPLY;
+  u->deferred_code = code;
+  u->ops->defer(u->ctx);
+}
+
+void upstream_run_deferred(upstream *u) {
+  up_deferred what = u->deferred;
+  u->deferred = UP_DEFER_NONE;
+  if (what == UP_DEFER_FAIL) {
+    u->ops->failed(u->ctx, u->deferred_fail, u->deferred_text);
+    return;
+  }
+  if (what != UP_DEFER_REPLY || u->state == UP_DEAD)
+    return; /* a failure since then was reported instead */
+  smtp_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = u->deferred_code;
+  r.lines = 1;
+  snprintf(r.text, sizeof r.text, "%s", u->deferred_text);
+  r.text_len = strlen(r.text);
   u->ops->reply(u->ctx, &r);
 }
 
-int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
-  if (u->state != UP_READY)
-    return STP_ESTATE;
+static void mail_request(upstream *u, const char *from, const smtp_mail_args *a) {
   /* A message that needs an extension the upstream lacks is refused here,
    * before DATA, with the reason, rather than mangled or bounced later. */
   if (a && a->smtputf8 && !u->caps.smtputf8) {
     local_reply(u, 555, "5.6.7 Upstream %s does not support SMTPUTF8", u->cfg->name);
-    return 0;
+    return;
   }
   if (a && a->has_size && u->caps.has_size && u->caps.size && a->size > u->caps.size) {
     local_reply(u, 552, "5.3.4 Message size exceeds the upstream's limit of %llu bytes",
                 (unsigned long long)u->caps.size);
-    return 0;
+    return;
   }
   char params[96] = "";
   size_t n = 0;
@@ -405,52 +433,73 @@ int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   if (a && a->smtputf8 && u->caps.smtputf8)
     snprintf(params + n, sizeof params - n, " SMTPUTF8");
   send_cmd(u, UP_MAIL, u->cfg->command_timeout_ms, "MAIL FROM:<%s>%s\r\n", from, params);
+}
+
+/* Every request runs between these two: whatever it finds out at once is
+ * deferred (see fail() and local_reply()). */
+static int request_begin(upstream *u, upstream_state need) {
+  if (u->state != need || u->deferred != UP_DEFER_NONE)
+    return STP_ESTATE;
+  u->in_request = true;
   return 0;
+}
+
+static int request_end(upstream *u) {
+  u->in_request = false;
+  return 0;
+}
+
+int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
+  if (request_begin(u, UP_READY) < 0)
+    return STP_ESTATE;
+  mail_request(u, from, a);
+  return request_end(u);
 }
 
 int upstream_rcpt(upstream *u, const char *to) {
-  if (u->state != UP_READY)
+  if (request_begin(u, UP_READY) < 0)
     return STP_ESTATE;
   send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>\r\n", to);
-  return 0;
+  return request_end(u);
 }
 
 int upstream_data(upstream *u) {
-  if (u->state != UP_READY)
+  if (request_begin(u, UP_READY) < 0)
     return STP_ESTATE;
   send_cmd(u, UP_DATA, u->cfg->command_timeout_ms, "DATA\r\n");
-  return 0;
+  return request_end(u);
 }
 
 int upstream_body(upstream *u, const char *p, size_t n) {
-  if (u->state != UP_BODY)
+  if (request_begin(u, UP_BODY) < 0)
     return STP_ESTATE;
   /* The timeout measures a stall, not the whole transfer: a 1 GB scan
    * may take longer than data_timeout and still be healthy. */
   u->ops->set_timer(u->ctx, u->cfg->data_timeout_ms);
   u->ops->write(u->ctx, p, n);
-  return 0;
+  return request_end(u);
 }
 
 int upstream_end(upstream *u) {
-  if (u->state != UP_BODY)
+  if (request_begin(u, UP_BODY) < 0)
     return STP_ESTATE;
   /* RFC 5321 4.5.3.2.6: 10 minutes for the reply to the final dot. */
   send_cmd(u, UP_DOT, u->cfg->data_timeout_ms, ".\r\n");
-  return 0;
+  return request_end(u);
 }
 
 int upstream_rset(upstream *u) {
-  if (u->state != UP_READY)
+  if (request_begin(u, UP_READY) < 0)
     return STP_ESTATE;
   send_cmd(u, UP_RSET, u->cfg->command_timeout_ms, "RSET\r\n");
-  return 0;
+  return request_end(u);
 }
 
 void upstream_quit(upstream *u) {
-  if (u->state == UP_READY) {
-    send_cmd(u, UP_QUIT, u->cfg->command_timeout_ms, "QUIT\r\n");
-  }
+  if (request_begin(u, UP_READY) < 0)
+    return;
+  send_cmd(u, UP_QUIT, u->cfg->command_timeout_ms, "QUIT\r\n");
+  request_end(u);
 }
 
 bool upstream_idle(const upstream *u) {

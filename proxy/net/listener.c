@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "netbind.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
@@ -115,47 +116,20 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
   relay_start(r, peer);
 }
 
-static int bind_one(listener *l, uv_tcp_t *h, const char *spec) {
-  char *host = NULL;
-  uint16_t port = 0;
-  struct sockaddr_storage ss;
-  int rc = stp_parse_hostport(spec, &host, &port);
-  if (rc < 0)
-    return UV_EINVAL;
-  if (!*host || !strcmp(host, "*")) {
-    free(host);
-    host = stp_xstrdup("::");
-  }
-  if (strchr(host, ':'))
-    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
-  else
-    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-  free(host);
-  if (rc < 0)
-    return rc;
+static int bind_one(listener *l, uv_tcp_t *h, const char *spec, char *err, size_t errlen) {
   uv_tcp_init(l->srv->loop, h);
   h->data = l;
   l->n_open++;
-  rc = uv_tcp_bind(h, (const struct sockaddr *)&ss, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)h, 511, on_connection);
+  char addr[80];
+  int rc = netbind_listen(h, spec, 511, on_connection, addr, sizeof addr, err, errlen);
   if (rc < 0)
     return rc;
-  /* Report the real address: with port 0 the kernel chose it. */
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  uv_tcp_getsockname(h, (struct sockaddr *)&bound, &blen);
-  char ip[64], addr[80];
-  stp_sockaddr_ip((struct sockaddr *)&bound, ip, sizeof ip);
-  unsigned p = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                 : ((struct sockaddr_in *)&bound)->sin_port);
-  snprintf(addr, sizeof addr, bound.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, p);
   stp_kv kv[] = {{"listener", lcfg(l)->name}, {"addr", addr}};
   stp_log_kv(STP_LOG_INFO, NULL, "listening", kv, 2);
   return 0;
 }
 
-int listener_open(server *srv, srv_gen *gen, size_t index) {
+int listener_open(server *srv, srv_gen *gen, size_t index, char *err, size_t errlen) {
   listener *l = stp_xcalloc(1, sizeof *l);
   srv->listeners = stp_xrealloc(srv->listeners, (srv->n_listeners + 1) * sizeof *srv->listeners);
   srv->listeners[srv->n_listeners++] = l;
@@ -166,9 +140,9 @@ int listener_open(server *srv, srv_gen *gen, size_t index) {
   l->socks = stp_xcalloc(c->listen.n, sizeof *l->socks);
   l->n_socks = c->listen.n;
   for (size_t i = 0; i < c->listen.n; i++) {
-    int rc = bind_one(l, &l->socks[i], c->listen.v[i]);
+    int rc = bind_one(l, &l->socks[i], c->listen.v[i], err, errlen);
     if (rc < 0) {
-      stp_kv kv[] = {{"listener", c->name}, {"addr", c->listen.v[i]}, {"error", uv_strerror(rc)}};
+      stp_kv kv[] = {{"listener", c->name}, {"addr", c->listen.v[i]}, {"error", err}};
       stp_log_kv(STP_LOG_ERROR, NULL, "listen-failed", kv, 3);
       l->n_socks = i + 1;
       listener_close(l);

@@ -17,6 +17,7 @@
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "metrics_http.h"
+#include "netbind.h"
 #include "smtp-tls-proxy/util.h"
 
 #define LINGER_MS 2000
@@ -263,43 +264,18 @@ static void srv_closed_cb(uv_handle_t *hd) {
   maybe_free(h);
 }
 
-static int bind_listen(metrics_http *h, const char *listen) {
-  char *host = NULL;
-  uint16_t port = 0;
-  struct sockaddr_storage ss;
-  if (stp_parse_hostport(listen, &host, &port) != STP_OK)
-    return UV_EINVAL;
-  if (!*host || !strcmp(host, "*")) {
-    free(host);
-    host = stp_xstrdup("::");
-  }
-  int rc = strchr(host, ':') ? uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss)
-                             : uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
-  free(host);
+static int bind_listen(metrics_http *h, const char *listen, char *err, size_t errlen) {
+  char addr[80];
+  int rc = netbind_listen(&h->srv, listen, 64, on_connection, addr, sizeof addr, err, errlen);
   if (rc < 0)
     return rc;
-  rc = uv_tcp_bind(&h->srv, (const struct sockaddr *)&ss, 0);
-  if (rc == 0)
-    rc = uv_listen((uv_stream_t *)&h->srv, 64, on_connection);
-  if (rc < 0)
-    return rc;
-  /* Log the real address: with port 0 the kernel chose it. */
-  struct sockaddr_storage bound;
-  int blen = sizeof bound;
-  memset(&bound, 0, sizeof bound);
-  uv_tcp_getsockname(&h->srv, (struct sockaddr *)&bound, &blen);
-  char ip[64], addr[80];
-  stp_sockaddr_ip((struct sockaddr *)&bound, ip, sizeof ip);
-  unsigned p = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                 : ((struct sockaddr_in *)&bound)->sin_port);
-  snprintf(addr, sizeof addr, bound.ss_family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, p);
   stp_kv kv[] = {{"addr", addr}};
   stp_log_kv(STP_LOG_INFO, NULL, "metrics-listening", kv, 1);
   return 0;
 }
 
 int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void *), void *ctx,
-                       metrics_http **out) {
+                       metrics_http **out, char *err, size_t errlen) {
   metrics_http *h = stp_xcalloc(1, sizeof *h);
   h->loop = loop;
   h->healthy = healthy;
@@ -308,7 +284,7 @@ int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void
   h->srv.data = h;
   h->srv_open = true;
   *out = NULL;
-  int rc = bind_listen(h, listen);
+  int rc = bind_listen(h, listen, err, errlen);
   if (rc < 0) {
     h->stopping = true;
     uv_close((uv_handle_t *)&h->srv, srv_closed_cb);

@@ -25,11 +25,11 @@ typedef struct metrics_http metrics_http;
 /* Bind `listen` ("host:port", "[v6]:port", ":port"; port 0 lets the kernel
  * choose) and serve on `loop`. Logs event=metrics-listening addr=IP:PORT
  * with the real address. healthy may be NULL (always healthy). Returns 0 and
- * sets *out, or a negative libuv error code (UV_EINVAL for a bad address)
- * with *out = NULL; either way the loop must run again to release the
+ * sets *out, or STP_EINVAL (bad address) / STP_ENET with the reason in err
+ * and *out = NULL; either way the loop must run again to release the
  * closed handle. */
 int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void *), void *ctx,
-                       metrics_http **out);
+                       metrics_http **out, char *err, size_t errlen);
 
 /* Stop listening and close every connection, answered or not. Memory is
  * released from close callbacks, so the loop must run once more. NULL is a

@@ -295,11 +295,11 @@ static void fetch_send(fetch *f) {
 
 static void connect_next(fetch *f);
 
-static void st_connect(void *ctx, int status) {
+static void st_connect(void *ctx, const char *error) {
   fetch *f = ctx;
   if (f->done)
     return;
-  if (status < 0) {
+  if (error) {
     if (f->ai_next) {
       stream_close(f->st);
       f->st = NULL;
@@ -307,7 +307,7 @@ static void st_connect(void *ctx, int status) {
       return;
     }
     char why[400];
-    snprintf(why, sizeof why, "connect %s:%u: %s", f->url.host, f->url.port, uv_strerror(status));
+    snprintf(why, sizeof why, "connect %s:%u: %s", f->url.host, f->url.port, error);
     fetch_finish(f, NULL, why);
     return;
   }
@@ -316,8 +316,7 @@ static void st_connect(void *ctx, int status) {
     fetch_send(f);
     return;
   }
-  if (stream_start_tls(f->st, f->src->tls, f->url.host, false) < 0)
-    fetch_finish(f, NULL, "cannot create TLS session");
+  stream_start_tls(f->st, f->src->tls, f->url.host, false); /* failure: st_error */
 }
 
 static void st_read(void *ctx, const char *p, size_t n) {
@@ -374,12 +373,7 @@ static void connect_next(fetch *f) {
   f->ai_next = ai->ai_next;
   f->st = stream_new(f->loop, &fetch_cbs, f);
   f->n_streams++;
-  int rc = stream_connect(f->st, ai->ai_addr);
-  if (rc < 0) {
-    char why[400];
-    snprintf(why, sizeof why, "connect %s: %s", f->url.host, uv_strerror(rc));
-    fetch_finish(f, NULL, why);
-  }
+  stream_connect(f->st, ai->ai_addr);
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {

@@ -1,17 +1,29 @@
 /* relay.c - one device connection: a session wired to upstream connections.
  *
- * Owns: the device stream, the session, the idle timer, the choice of the
- * current upstream connection (upconn.c), failover across a route's
- * upstreams, and back-pressure between the two sides. Lifecycle: the relay
- * is freed only when its device stream and its timer are closed; a dropped
- * upconn is detached first and frees itself, so no callback ever reaches
- * freed memory.
+ * Owns: the device stream, the session, the idle and DATA-deadline timers,
+ * the choice of the current upstream connection (upconn.c), failover across
+ * a route's upstreams, and back-pressure between the two sides. Lifecycle:
+ * the relay is freed only when its device stream and its timers are closed;
+ * a dropped upconn is detached first and frees itself, so no callback ever
+ * reaches freed memory.
+ *
+ * Callbacks rule: the session calls us (sess_* below) and we answer it only
+ * from the loop. What we know at once inside such a call (every upstream of
+ * the route backing off, a pooled connection ready for use, a request the
+ * upstream machine refused, a password check that could not be queued) is
+ * posted to `evq` and delivered by defer.h on the loop's next turn; what
+ * upconn, the thread pool and the streams report arrives from the loop
+ * already. Debug builds assert it (session_busy() is never true when we
+ * deliver): a broken rule once let one pipelined write recurse until the
+ * stack overflowed.
  */
+#include <assert.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "defer.h"
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
@@ -25,6 +37,14 @@
 #include "smtp-tls-proxy/util.h"
 
 #define RELAY_CLOSE_GRACE_MS 10000 /* bound on flushing our last reply */
+#define RELAY_EVQ_MAX 4             /* outcomes known at once, awaiting the loop */
+
+typedef enum { RELAY_EV_READY, RELAY_EV_FAILED, RELAY_EV_PASSWORD } relay_ev_kind;
+typedef struct relay_ev {
+  relay_ev_kind kind;
+  upstream_fail why; /* RELAY_EV_FAILED */
+  bool ok;           /* RELAY_EV_PASSWORD */
+} relay_ev;
 
 struct relay {
   listener *lst;
@@ -36,7 +56,12 @@ struct relay {
   size_t lindex; /* our listener in r->gen (the listener may move on to a
                     newer generation on reload; this relay does not) */
   uv_timer_t idle_timer;
-  int open_handles; /* client stream + idle timer */
+  uv_timer_t data_timer; /* the listener's data_deadline for one message */
+  int open_handles;      /* client stream + the two timers */
+  defer_item ev_item;    /* delivers evq from the loop */
+  relay_ev evq[RELAY_EVQ_MAX];
+  unsigned ev_head, ev_n;
+  bool ready_posted; /* a pooled connection's READY waits in evq */
   bool closing;
   bool refusing;
   bool pause_session, pause_bp, pause_client_bp;
@@ -66,6 +91,7 @@ static void idle_cb(uv_timer_t *t);
 static void relay_handle_gone(relay *r) {
   if (--r->open_handles > 0)
     return;
+  defer_cancel(&r->ev_item);
   if (!r->refusing) {
     session_free(&r->sess);
     metrics_session_close(r->gen->cfg->listeners[r->lindex].name);
@@ -89,6 +115,7 @@ static void relay_close(relay *r) {
   if (r->closing)
     return;
   r->closing = true;
+  uv_timer_stop(&r->data_timer);
   /* A last reply gets a bounded time to reach the device. */
   uv_timer_start(&r->idle_timer, idle_cb, RELAY_CLOSE_GRACE_MS, 0);
   stream_close_after_flush(r->client);
@@ -120,6 +147,61 @@ static void relay_drop_upstream(relay *r, bool graceful) {
     upconn_detach(u, graceful);
   r->up_ready = false;
   end_upstream_backpressure(r);
+}
+
+/* ---- outcomes known at once, delivered from the loop ----------------------- */
+
+static void up_ready(void *owner, upconn *u);
+
+/* Every delivery to the session goes through here or through a loop
+ * callback; in debug builds both check that the session is not on the
+ * stack. */
+static session *sess_for_delivery(relay *r) {
+  assert(!session_busy(&r->sess) && "relay must not re-enter its session");
+  return &r->sess;
+}
+
+static void relay_ev_cb(void *arg) {
+  relay *r = arg;
+  while (r->ev_n > 0 && !r->closing) {
+    relay_ev ev = r->evq[r->ev_head];
+    r->ev_head = (r->ev_head + 1) % RELAY_EVQ_MAX;
+    r->ev_n--;
+    switch (ev.kind) {
+    case RELAY_EV_READY:
+      /* Unless the pooled connection died meanwhile (up_failed replaced it). */
+      if (r->ready_posted && r->up) {
+        r->ready_posted = false;
+        up_ready(r, r->up);
+      }
+      break;
+    case RELAY_EV_FAILED:
+      session_up_failed(sess_for_delivery(r), ev.why);
+      break;
+    case RELAY_EV_PASSWORD:
+      session_password_checked(sess_for_delivery(r), ev.ok);
+      break;
+    }
+  }
+  r->ev_n = 0;
+}
+
+static void relay_post(relay *r, relay_ev ev) {
+  if (r->ev_n >= RELAY_EVQ_MAX) {
+    /* More outcomes than requests: a bug. Never a silent hang or a stack
+     * overflow: the device is told to come back. */
+    assert(!"relay outcome queue overflow");
+    stp_logf(STP_LOG_ERROR, r->sid, "internal error: outcome queue full");
+    session_shutdown(&r->sess, "421 4.3.0 Internal error, try again later\r\n");
+    return;
+  }
+  r->evq[(r->ev_head + r->ev_n) % RELAY_EVQ_MAX] = ev;
+  r->ev_n++;
+  defer_post(r->loop, &r->ev_item, relay_ev_cb, r);
+}
+
+static void relay_post_failed(relay *r, upstream_fail why) {
+  relay_post(r, (relay_ev){.kind = RELAY_EV_FAILED, .why = why});
 }
 
 /* ---- device side ------------------------------------------------------------ */
@@ -171,7 +253,7 @@ static void sm_call_failed(relay *r, int rc) {
     stp_logf(STP_LOG_ERROR, r->sid, "upstream request in wrong state %s",
              r->up ? upstream_state_name(upconn_sm(r->up)->state) : "none");
     relay_drop_upstream(r, false);
-    session_up_failed(&r->sess, UP_FAIL_PROTOCOL);
+    relay_post_failed(r, UP_FAIL_PROTOCOL);
   }
 }
 
@@ -251,7 +333,7 @@ static void hash_done_cb(uv_work_t *req, int status) {
   if (!r)
     return;
   r->hash_job = NULL;
-  session_password_checked(&r->sess, ok);
+  session_password_checked(sess_for_delivery(r), ok);
 }
 
 static void sess_check_password(void *ctx, const char *hash, const char *pass) {
@@ -267,16 +349,27 @@ static void sess_check_password(void *ctx, const char *hash, const char *pass) {
   if (!fits || uv_queue_work(r->loop, &j->req, hash_work_cb, hash_done_cb) < 0) {
     stp_cleanse(j->pass, sizeof j->pass);
     free(j);
-    session_password_checked(&r->sess, false);
+    relay_post(r, (relay_ev){.kind = RELAY_EV_PASSWORD, .ok = false});
     return;
   }
   r->hash_job = j;
 }
 
+static void data_timer_cb(uv_timer_t *t) {
+  relay *r = t->data;
+  if (!r->closing)
+    session_on_data_deadline(sess_for_delivery(r));
+}
+
+static void sess_data_started(void *ctx, uint64_t ms) {
+  relay *r = ctx;
+  uv_timer_start(&r->data_timer, data_timer_cb, ms, 0);
+}
+
 static const session_ops relay_session_ops = {
-    sess_write,   sess_close,    sess_pause,          sess_start_tls, sess_up_open,
-    sess_up_mail, sess_up_rcpt,  sess_up_data,        sess_up_body,   sess_up_end,
-    sess_up_rset, sess_up_close, sess_check_password,
+    sess_write,   sess_close,    sess_pause,          sess_start_tls,    sess_up_open,
+    sess_up_mail, sess_up_rcpt,  sess_up_data,        sess_up_body,      sess_up_end,
+    sess_up_rset, sess_up_close, sess_check_password, sess_data_started,
 };
 
 /* The idle timer restarts on progress (a whole command, or message data),
@@ -285,7 +378,7 @@ static const session_ops relay_session_ops = {
 static void client_on_read(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
   uint64_t before = r->sess.progress;
-  session_feed(&r->sess, p, n);
+  session_feed(sess_for_delivery(r), p, n);
   if (r->sess.progress != before && !r->closing)
     uv_timer_again(&r->idle_timer);
 }
@@ -297,12 +390,12 @@ static void client_on_error(void *ctx, const char *reason, bool tls, bool verify
     stp_kv kv[] = {{"reason", reason}};
     stp_log_kv(tls ? STP_LOG_WARN : STP_LOG_DEBUG, r->sid, "client-closed", kv, 1);
   }
-  session_on_eof(&r->sess);
+  session_on_eof(sess_for_delivery(r));
 }
 
 static void client_on_tls(void *ctx) {
   relay *r = ctx;
-  session_tls_ready(&r->sess, stream_tls_version(r->client));
+  session_tls_ready(sess_for_delivery(r), stream_tls_version(r->client));
   if (r->greet_after_tls) {
     r->greet_after_tls = false;
     session_start(&r->sess);
@@ -324,6 +417,8 @@ static void client_on_closed(void *ctx) {
   relay_drop_upstream(r, false);
   if (!uv_is_closing((uv_handle_t *)&r->idle_timer))
     uv_close((uv_handle_t *)&r->idle_timer, timer_closed_cb);
+  if (!uv_is_closing((uv_handle_t *)&r->data_timer))
+    uv_close((uv_handle_t *)&r->data_timer, timer_closed_cb);
   relay_handle_gone(r);
 }
 
@@ -340,7 +435,7 @@ static void idle_cb(uv_timer_t *t) {
     uv_timer_again(t); /* the upstream is the slow side; its timer rules */
     return;
   }
-  session_on_idle_timeout(&r->sess);
+  session_on_idle_timeout(sess_for_delivery(r));
 }
 
 /* ---- upstream side ------------------------------------------------------ */
@@ -367,7 +462,7 @@ static void up_ready(void *owner, upconn *u) {
     stp_log_kv(STP_LOG_INFO, r->sid, "upstream-recovered", kv, 1);
   }
   session_up_skipped(&r->sess, r->skipped);
-  session_up_ready(&r->sess, upconn_cfg(u)->name, upconn_tls_version(u));
+  session_up_ready(sess_for_delivery(r), upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
 static void up_reply(void *owner, const smtp_reply *rep) {
@@ -378,7 +473,7 @@ static void up_reply(void *owner, const smtp_reply *rep) {
                              (double)(stp_now_ms() - r->dot_t0) / 1000.0);
     r->dot_t0 = 0;
   }
-  session_up_reply(&r->sess, rep);
+  session_up_reply(sess_for_delivery(r), rep);
 }
 
 /* An upstream that failed before it was ready is skipped by every session
@@ -407,16 +502,17 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   size_t index = rt->upstreams[r->try_pos];
   const stp_upstream_cfg *c = &cfg->upstreams[index];
   bool was_ready = r->up_ready;
-  bool dead_pooled = r->up_reused && r->mail_pending;
+  bool dead_pooled = r->up_reused && (r->mail_pending || r->ready_posted);
   r->up = NULL; /* already detached by upconn */
   r->up_ready = false;
   r->up_reused = false;
   if (dead_pooled) {
     /* The upstream closed a pooled connection while it idled: replace it
-     * without the device noticing, and send its MAIL again. */
+     * without the device noticing, and send its MAIL again if it went. */
     stp_kv kv[] = {{"upstream", c->name}, {"detail", detail}};
     stp_log_kv(STP_LOG_INFO, r->sid, "pooled-connection-dead", kv, 2);
-    r->replay_mail = true;
+    r->replay_mail = r->mail_pending;
+    r->ready_posted = false;
     relay_try_upstream(r, false);
     return;
   }
@@ -437,7 +533,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   }
   r->replay_mail = false;
   session_up_skipped(&r->sess, r->skipped);
-  session_up_failed(&r->sess, why);
+  session_up_failed(sess_for_delivery(r), why);
 }
 
 static void up_drain(void *owner) {
@@ -457,7 +553,7 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
     note_skipped(r, cfg->upstreams[rt->upstreams[r->try_pos]].name, "backoff");
     if (r->try_pos + 1 >= rt->n_upstreams) {
       session_up_skipped(&r->sess, r->skipped);
-      session_up_failed(&r->sess, UP_FAIL_CONNECT);
+      relay_post_failed(r, UP_FAIL_CONNECT);
       return;
     }
     r->try_pos++;
@@ -480,7 +576,9 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
       stp_log_kv(STP_LOG_DEBUG, r->sid, "upstream-reused", kv, 1);
       r->up = u;
       r->up_reused = true;
-      up_ready(r, u);
+      r->up_ready = true;
+      r->ready_posted = true;
+      relay_post(r, (relay_ev){.kind = RELAY_EV_READY});
       return;
     }
   }
@@ -501,7 +599,9 @@ relay *relay_new(listener *l, uv_loop_t *loop) {
   r->client = stream_new(loop, &client_cbs, r);
   uv_timer_init(loop, &r->idle_timer);
   r->idle_timer.data = r;
-  r->open_handles = 2;
+  uv_timer_init(loop, &r->data_timer);
+  r->data_timer.data = r;
+  r->open_handles = 3;
   r->next = l->relays;
   if (l->relays)
     l->relays->prev = r;

@@ -176,8 +176,10 @@ int server_reload(server *srv) {
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
-    if (!kept[i])
-      listener_open(srv, g, i);
+    if (!kept[i]) {
+      char why[256];
+      listener_open(srv, g, i, why, sizeof why); /* logged as listen-failed */
+    }
   free(kept);
   srv_gen_unref(old);
   stp_log_setup(g->cfg->log_level, g->cfg->log_format == STP_LOG_JSON, 2);
@@ -220,19 +222,22 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
   uv_signal_start(&srv->sig_int, signal_cb, SIGINT);
   uv_signal_start(&srv->sig_hup, signal_cb, SIGHUP);
   for (size_t i = 0; i < cfg->n_listeners; i++) {
-    int rc = listener_open(srv, srv->gen, i);
+    char why[256];
+    int rc = listener_open(srv, srv->gen, i, why, sizeof why);
     if (rc < 0) {
       fprintf(stderr, "smtp-tls-proxy: cannot listen on listener %s: %s\n", cfg->listeners[i].name,
-              uv_strerror(rc));
+              why);
       server_stop(srv);
       return rc;
     }
   }
   if (cfg->metrics_listen) {
-    int rc = metrics_http_start(loop, cfg->metrics_listen, server_healthy, srv, &srv->metrics);
+    char why[256];
+    int rc = metrics_http_start(loop, cfg->metrics_listen, server_healthy, srv, &srv->metrics, why,
+                                sizeof why);
     if (rc < 0) {
       fprintf(stderr, "smtp-tls-proxy: cannot serve metrics on %s: %s\n", cfg->metrics_listen,
-              uv_strerror(rc));
+              why);
       server_stop(srv);
       return rc;
     }

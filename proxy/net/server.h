@@ -63,7 +63,7 @@ struct server {
 /* listener.c */
 /* Bind every address of listener `index` and register it with the server
  * (also on failure, so its closing handles are accounted for). */
-int listener_open(server *srv, srv_gen *gen, size_t index);
+int listener_open(server *srv, srv_gen *gen, size_t index, char *err, size_t errlen);
 /* Keep the bound sockets but serve generation `gen` (listener `index` of
  * it) from now on: for a reload that did not change the addresses. */
 void listener_adopt(listener *l, srv_gen *gen, size_t index);

@@ -1,22 +1,31 @@
 /* stream.c - libuv TCP with an optional memory-BIO TLS layer (see stream.h).
  *
  * Reads land in one loop-wide buffer (the data is consumed synchronously by
- * the owner), so an idle connection costs no read buffer. TLS plaintext that
- * is still buffered when the owner pauses is delivered from an idle handle
- * after it resumes, never re-entrantly from stream_pause().
+ * the owner), so an idle connection costs no read buffer; the plaintext is
+ * wiped once the owner has taken it (a device's AUTH line passes through).
+ * Callbacks rule: nothing the owner calls (stream_write, stream_connect,
+ * stream_pause, stream_start_tls) calls the owner back. A failure found
+ * inside such a call, and TLS plaintext still buffered when the owner
+ * resumes, are delivered from the loop (defer.h). libuv's error codes stop
+ * here: the owner gets STP_* codes and a reason string.
  */
 #include "stream.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "defer.h"
 #include "smtp-tls-proxy/util.h"
 
 #define STREAM_READ_MAX (64 * 1024)
 
 struct stream {
   uv_tcp_t tcp;
-  uv_idle_t resume; /* delivers buffered TLS plaintext after a resume */
+  uv_loop_t *loop;
+  defer_item resume_ev; /* delivers buffered TLS plaintext after a resume */
+  defer_item fail_ev;   /* reports a failure found inside an owner's call */
+  defer_item conn_ev;   /* reports a connect that failed at once */
   uv_connect_t connect_req;
   const stream_cbs *cbs;
   void *ctx;
@@ -26,7 +35,8 @@ struct stream {
   size_t queued;
   bool above_high;
   bool reading, paused, closing, flush_then_close, failed;
-  int handles; /* open uv handles; free when 0 */
+  bool fail_tls, fail_verify;
+  char fail_reason[160];
 };
 
 typedef struct wreq {
@@ -41,8 +51,6 @@ static char g_plain_buf[STREAM_READ_MAX];
 
 static void handle_closed_cb(uv_handle_t *h) {
   stream *s = h->data;
-  if (--s->handles > 0)
-    return;
   tls_conn_free(s->tls);
   s->cbs->on_closed(s->ctx);
   free(s);
@@ -52,10 +60,19 @@ static void do_close(stream *s) {
   if (uv_is_closing((uv_handle_t *)&s->tcp))
     return;
   s->closing = true;
-  uv_close((uv_handle_t *)&s->resume, handle_closed_cb);
+  defer_cancel(&s->resume_ev);
+  defer_cancel(&s->fail_ev);
+  defer_cancel(&s->conn_ev);
   uv_close((uv_handle_t *)&s->tcp, handle_closed_cb);
 }
 
+static void fail_ev_cb(void *arg) {
+  stream *s = arg;
+  s->cbs->on_error(s->ctx, s->fail_reason, s->fail_tls, s->fail_verify);
+}
+
+/* The first failure stops reading and is reported once, from the loop:
+ * it may be found inside stream_write(), where the owner is on the stack. */
 static void fail(stream *s, const char *reason, bool tls, bool verify) {
   if (s->closing || s->failed)
     return;
@@ -63,18 +80,19 @@ static void fail(stream *s, const char *reason, bool tls, bool verify) {
   if (s->reading)
     uv_read_stop((uv_stream_t *)&s->tcp);
   s->reading = false;
-  s->cbs->on_error(s->ctx, reason, tls, verify);
+  snprintf(s->fail_reason, sizeof s->fail_reason, "%s", reason);
+  s->fail_tls = tls;
+  s->fail_verify = verify;
+  defer_post(s->loop, &s->fail_ev, fail_ev_cb, s);
 }
 
 stream *stream_new(uv_loop_t *loop, const stream_cbs *cbs, void *ctx) {
   stream *s = stp_xcalloc(1, sizeof *s);
   s->cbs = cbs;
   s->ctx = ctx;
+  s->loop = loop;
   uv_tcp_init(loop, &s->tcp);
-  uv_idle_init(loop, &s->resume);
   s->tcp.data = s;
-  s->resume.data = s;
-  s->handles = 2;
   return s;
 }
 
@@ -114,7 +132,8 @@ static int raw_write(stream *s, const char *p, size_t n) {
   int r = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
   if (r < 0) {
     free(w);
-    return r;
+    fail(s, uv_strerror(r), false, false);
+    return STP_EIO;
   }
   s->queued += n;
   if (s->queued > STREAM_HIGH_WATER)
@@ -134,7 +153,8 @@ static int flush_tls(stream *s) {
     int r = uv_write(&w->req, (uv_stream_t *)&s->tcp, &b, 1, write_cb);
     if (r < 0) {
       free(w);
-      return r;
+      fail(s, uv_strerror(r), false, false);
+      return STP_EIO;
     }
     s->queued += w->len;
   }
@@ -167,6 +187,7 @@ static void deliver_tls(stream *s) {
     flush_tls(s); /* reads may produce alerts or session tickets */
     if (n > 0) {
       s->cbs->on_read(s->ctx, g_plain_buf, (size_t)n);
+      stp_cleanse(g_plain_buf, (size_t)n);
       continue;
     }
     if (n < 0)
@@ -209,6 +230,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   }
   if (!s->tls) {
     s->cbs->on_read(s->ctx, b->base, (size_t)nread);
+    stp_cleanse(b->base, (size_t)nread);
     return;
   }
   if (tls_conn_feed(s->tls, b->base, (size_t)nread) < 0) {
@@ -218,18 +240,18 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   drive_tls(s);
 }
 
-int stream_start(stream *s) {
-  if (s->reading || s->closing)
-    return 0;
+void stream_start(stream *s) {
+  if (s->reading || s->closing || s->failed)
+    return;
   int r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
-  if (r == 0)
+  if (r < 0)
+    fail(s, uv_strerror(r), false, false);
+  else
     s->reading = true;
-  return r;
 }
 
-static void resume_cb(uv_idle_t *h) {
-  stream *s = h->data;
-  uv_idle_stop(h);
+static void resume_cb(void *arg) {
+  stream *s = arg;
   if (s->tls && s->tls_ready)
     deliver_tls(s);
 }
@@ -246,27 +268,40 @@ void stream_pause(stream *s, bool paused) {
   }
   stream_start(s);
   if (s->tls && s->tls_ready)
-    uv_idle_start(&s->resume, resume_cb);
+    defer_post(s->loop, &s->resume_ev, resume_cb, s);
 }
 
 static void connect_cb(uv_connect_t *req, int status) {
   stream *s = req->data;
   if (s->closing)
     return;
-  s->cbs->on_connect(s->ctx, status);
+  s->cbs->on_connect(s->ctx, status < 0 ? uv_strerror(status) : NULL);
 }
 
-int stream_connect(stream *s, const struct sockaddr *addr) {
+static void conn_ev_cb(void *arg) {
+  stream *s = arg;
+  s->cbs->on_connect(s->ctx, s->fail_reason);
+}
+
+void stream_connect(stream *s, const struct sockaddr *addr) {
   s->connect_req.data = s;
-  return uv_tcp_connect(&s->connect_req, &s->tcp, addr, connect_cb);
+  int rc = uv_tcp_connect(&s->connect_req, &s->tcp, addr, connect_cb);
+  if (rc < 0) {
+    /* Refused before any packet (no route, bad family): reported like a
+     * refused connection, from the loop. */
+    snprintf(s->fail_reason, sizeof s->fail_reason, "%s", uv_strerror(rc));
+    defer_post(s->loop, &s->conn_ev, conn_ev_cb, s);
+  }
 }
 
 int stream_start_tls(stream *s, tls_ctx *ctx, const char *server_name, bool server) {
   if (s->tls)
     return STP_ESTATE;
   s->tls = tls_conn_new(ctx, server_name, server);
-  if (!s->tls)
+  if (!s->tls) {
+    fail(s, "cannot create TLS session", true, false);
     return STP_ENOMEM;
+  }
   s->tls_server = server;
   if (!server)
     drive_tls(s); /* sends the ClientHello */

@@ -3,7 +3,8 @@
  * Owns: the uv_tcp_t, its write queue and the TLS engine. Reports events to
  * its owner through callbacks and never frees itself inside one: the object
  * is freed after on_closed, which is always the last callback. After
- * stream_close() no other callback is made.
+ * stream_close() no other callback is made. No callback is ever made from
+ * inside a stream_* call: failures found there arrive from the loop.
  * Back-pressure: stream_queued() tells how many bytes wait to be written;
  * on_drain fires when that falls to STREAM_LOW_WATER after exceeding
  * STREAM_HIGH_WATER.
@@ -23,7 +24,8 @@
 typedef struct stream stream;
 
 typedef struct stream_cbs {
-  void (*on_connect)(void *ctx, int status); /* only for stream_connect */
+  /* Only for stream_connect: error is NULL on success, else the reason. */
+  void (*on_connect)(void *ctx, const char *error);
   void (*on_read)(void *ctx, const char *p, size_t n);
   /* EOF, reset, or TLS failure; `tls_verify` when a certificate was
    * refused. The owner should close the stream. */
@@ -37,13 +39,17 @@ typedef struct stream_cbs {
  * stream_tcp() or call stream_connect(). */
 stream *stream_new(uv_loop_t *loop, const stream_cbs *cbs, void *ctx);
 uv_tcp_t *stream_tcp(stream *s);
-int stream_connect(stream *s, const struct sockaddr *addr);
-/* Start reading (after accept or connect). */
-int stream_start(stream *s);
+/* The outcome arrives through on_connect, always from the loop. */
+void stream_connect(stream *s, const struct sockaddr *addr);
+/* Start reading (after accept or connect); a failure arrives as on_error. */
+void stream_start(stream *s);
 void stream_pause(stream *s, bool paused);
+/* 0, or STP_EIO when the stream has failed (on_error follows, from the
+ * loop, once). */
 int stream_write(stream *s, const char *p, size_t n);
 size_t stream_queued(const stream *s);
-/* Begin TLS; bytes written before this call go out in plaintext first. */
+/* Begin TLS; bytes written before this call go out in plaintext first.
+ * A failure (also one to create the session) arrives as on_error. */
 int stream_start_tls(stream *s, tls_ctx *ctx, const char *server_name, bool server);
 const char *stream_tls_version(const stream *s); /* NULL without TLS */
 const char *stream_tls_cipher(const stream *s);

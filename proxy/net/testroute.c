@@ -17,6 +17,7 @@
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/rewrite.h"
+#include "defer.h"
 #include "server.h"
 #include "upconn.h"
 #include "smtp-tls-proxy/util.h"
@@ -206,6 +207,8 @@ int testroute_run(stp_config *cfg, const char *route, const char *from, const ch
       .loop = uv_default_loop(), .gen = gen, .route = rt, .from = from, .to = to, .result = 1};
   next_upstream(&t);
   uv_run(t.loop, UV_RUN_DEFAULT);
+  defer_shutdown();
+  uv_run(t.loop, UV_RUN_DEFAULT); /* runs the close callback */
   srv_gen_unref(gen);
   uv_loop_close(t.loop);
   return t.result;

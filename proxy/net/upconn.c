@@ -2,6 +2,11 @@
  * (see upconn.h). The upstream machine's failures arrive here first; the
  * connection detaches itself before it tells the owner, so the owner may
  * open the next upstream (failover) from inside the callback.
+ *
+ * Callbacks rule: the owner's callbacks run only from the loop (a socket
+ * event, a timer, DNS, the token fetch, or defer.h), never from inside an
+ * upconn_* call or a request the owner makes of the machine; the one
+ * exception is the trace hook, an observer that must not change state.
  */
 #include "upconn.h"
 
@@ -10,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "defer.h"
 #include "smtp-tls-proxy/log.h"
 #include "oauth2_net.h"
 #include "stream.h"
@@ -31,11 +37,12 @@ struct upconn {
   upstream sm;
   char sid[16];
   char early_fail[160]; /* a failure found inside upconn_open, reported later */
+  defer_item early_ev;  /* reports early_fail, or restarts with a new token */
+  defer_item sm_ev;     /* runs what a request to the machine found at once */
   /* auth.oauth2 / token_command: the token is fetched before connecting. */
   tok_waiter tw;
   char *token;      /* what this connection authenticates with; cleansed */
   bool tok_retried; /* a refused token was replaced once already */
-  bool tok_restart; /* timer_cb starts over with a fresh token */
 };
 
 static void maybe_free(upconn *u) {
@@ -59,6 +66,8 @@ void upconn_detach(upconn *u, bool graceful) {
   if (!u || !u->ops)
     return;
   u->ops = NULL;
+  defer_cancel(&u->early_ev);
+  defer_cancel(&u->sm_ev);
   tok_cancel(&u->tw);
   uv_close((uv_handle_t *)&u->timer, timer_closed_cb);
   if (u->gai_pending)
@@ -115,24 +124,22 @@ static void sm_start_tls(void *ctx) {
   upconn *u = ctx;
   if (!u->ops)
     return;
-  if (stream_start_tls(u->st, u->gen->up_tls[u->index], upconn_cfg(u)->server_name, false) < 0)
-    upstream_on_closed(&u->sm, UP_FAIL_TLS, "cannot create TLS session");
+  /* A failure arrives through st_error, from the loop. */
+  stream_start_tls(u->st, u->gen->up_tls[u->index], upconn_cfg(u)->server_name, false);
 }
 
 static void token_restart(upconn *u);
+
+static void restart_ev_cb(void *arg) {
+  upconn *u = arg;
+  if (u->ops)
+    token_restart(u);
+}
 
 static void timer_cb(uv_timer_t *t) {
   upconn *u = t->data;
   if (!u->ops)
     return;
-  if (u->tok_restart) {
-    token_restart(u);
-    return;
-  }
-  if (u->early_fail[0]) {
-    upstream_on_closed(&u->sm, UP_FAIL_DNS, u->early_fail);
-    return;
-  }
   upstream_on_timeout(&u->sm);
 }
 
@@ -178,8 +185,7 @@ static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
     if (u->st)
       stream_close(u->st);
     u->st = NULL;
-    u->tok_restart = true;
-    uv_timer_start(&u->timer, timer_cb, 0, 0);
+    defer_post(u->loop, &u->early_ev, restart_ev_cb, u);
     return;
   }
   const upconn_owner_ops *ops = u->ops;
@@ -188,18 +194,29 @@ static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   ops->failed(owner, why, detail);
 }
 
+static void sm_ev_cb(void *arg) {
+  upconn *u = arg;
+  if (u->ops)
+    upstream_run_deferred(&u->sm);
+}
+
+static void sm_defer(void *ctx) {
+  upconn *u = ctx;
+  defer_post(u->loop, &u->sm_ev, sm_ev_cb, u);
+}
+
 static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer,
-                                    sm_ready, sm_reply,     sm_failed};
+                                    sm_ready, sm_reply,     sm_failed, sm_defer};
 
 /* ---- the stream's callbacks --------------------------------------------- */
 
 static void connect_next(upconn *u);
 
-static void st_connect(void *ctx, int status) {
+static void st_connect(void *ctx, const char *error) {
   upconn *u = ctx;
   if (!u->ops)
     return;
-  if (status < 0) {
+  if (error) {
     if (u->ai_next) {
       stream_close(u->st); /* next address of the same host: a fresh socket */
       u->st = NULL;
@@ -207,7 +224,7 @@ static void st_connect(void *ctx, int status) {
       return;
     }
     char d[160];
-    snprintf(d, sizeof d, "connect: %s", uv_strerror(status));
+    snprintf(d, sizeof d, "connect: %s", error);
     upstream_on_closed(&u->sm, UP_FAIL_CONNECT, d);
     return;
   }
@@ -259,12 +276,7 @@ static void connect_next(upconn *u) {
   u->ai_next = ai->ai_next;
   u->st = stream_new(u->loop, &st_cbs, u);
   u->n_streams++;
-  int rc = stream_connect(u->st, ai->ai_addr);
-  if (rc < 0) {
-    char d[160];
-    snprintf(d, sizeof d, "connect: %s", uv_strerror(rc));
-    upstream_on_closed(&u->sm, UP_FAIL_CONNECT, d);
-  }
+  stream_connect(u->st, ai->ai_addr);
 }
 
 static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
@@ -286,6 +298,12 @@ static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   connect_next(u);
 }
 
+static void early_ev_cb(void *arg) {
+  upconn *u = arg;
+  if (u->ops)
+    upstream_on_closed(&u->sm, UP_FAIL_DNS, u->early_fail);
+}
+
 /* DNS, then TCP to each address in turn. */
 static void begin_connect(upconn *u) {
   const stp_upstream_cfg *c = upconn_cfg(u);
@@ -302,7 +320,7 @@ static void begin_connect(upconn *u) {
      * loop, as every other outcome is. */
     u->gai_pending = false;
     snprintf(u->early_fail, sizeof u->early_fail, "resolve: %s", uv_strerror(rc));
-    uv_timer_start(&u->timer, timer_cb, 0, 0);
+    defer_post(u->loop, &u->early_ev, early_ev_cb, u);
   }
 }
 
@@ -339,7 +357,6 @@ static void begin(upconn *u) {
 static void token_restart(upconn *u) {
   const stp_config *cfg = u->gen->cfg;
   const stp_upstream_cfg *c = upconn_cfg(u);
-  u->tok_restart = false;
   upstream_free(&u->sm);
   upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
   stp_free_secret(u->token);

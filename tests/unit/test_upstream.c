@@ -13,7 +13,7 @@
 typedef struct fake {
   char out[8192];
   size_t out_len;
-  int tls_started, ready, failed, replies;
+  int tls_started, ready, failed, replies, defers;
   upstream_fail why;
   char detail[512];
   int last_code;
@@ -51,7 +51,13 @@ static void f_failed(void *c, upstream_fail why, const char *d) {
   snprintf(F.detail, sizeof F.detail, "%s", d);
 }
 
-static const upstream_ops OPS = {f_write, f_tls, f_timer, f_ready, f_reply, f_failed};
+/* The transport's side of ops->defer: counted here, and the test calls
+ * upstream_run_deferred() as the loop would, after the request returned. */
+static void f_defer(void *c) {
+  (void)c, F.defers++;
+}
+
+static const upstream_ops OPS = {f_write, f_tls, f_timer, f_ready, f_reply, f_failed, f_defer};
 
 static void setup(void) {
   stp_log_setup(STP_LOG_ERROR, 0, 2);
@@ -339,6 +345,11 @@ Test(upstream, smtputf8_needed_but_not_offered_is_refused_before_sending) {
   a.smtputf8 = true;
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
   cr_assert_str_eq(F.out, "", "nothing sent");
+  cr_assert_eq(F.replies, 0, "never answered from inside the request");
+  cr_assert_eq(F.defers, 1);
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), STP_ESTATE, "one answer outstanding");
+  upstream_run_deferred(&UP);
+  cr_assert_eq(F.replies, 1);
   cr_assert_eq(F.last_code, 555);
   cr_assert(upstream_idle(&UP));
 }
@@ -351,6 +362,8 @@ Test(upstream, size_over_upstream_limit_is_552_before_data) {
   a.size = 1000001;
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
   cr_assert_str_eq(F.out, "");
+  cr_assert_eq(F.replies, 0, "never answered from inside the request");
+  upstream_run_deferred(&UP);
   cr_assert_eq(F.last_code, 552);
   a.size = 1000000;
   cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
@@ -396,4 +409,19 @@ Test(upstream, transaction_state_for_reuse) {
   upstream_mail(&UP, "a@b", NULL);
   srv("452 busy\r\n");
   cr_assert_not(UP.in_txn, "a refused MAIL opens nothing");
+}
+
+/* A reply deferred by a request is dropped when the connection died before
+ * the loop delivered it: the failure is the answer, reported once. */
+Test(upstream, deferred_local_reply_dropped_after_failure) {
+  to_ready();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.smtputf8 = true;
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  upstream_on_closed(&UP, UP_FAIL_CLOSED, "gone");
+  cr_assert_eq(F.failed, 1);
+  upstream_run_deferred(&UP);
+  cr_assert_eq(F.replies, 0);
+  cr_assert_eq(F.failed, 1);
 }

@@ -1,6 +1,7 @@
 /* test_util.c - bounded buffers, glob matching, error strings. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <uv.h> /* only its error table: the codes must not collide */
 
 #include "smtp-tls-proxy/util.h"
 
@@ -41,4 +42,29 @@ Test(util, strerror_table) {
   cr_assert_str_eq(stp_strerror(STP_OK), "ok");
   cr_assert_str_eq(stp_strerror(STP_EFULL), "buffer full");
   cr_assert_str_eq(stp_strerror(-999), "unknown error");
+}
+
+/* One error scheme: every STP_* code means one thing, and none of them can
+ * be mistaken for a libuv code that leaked through an int (STP_ENOMEM used
+ * to be -1, which is UV_EPERM; STP_EIO was -10, UV_ECHILD). */
+Test(util, error_codes_are_unique_and_apart_from_libuv) {
+  static const int stp[] = {
+#define STP_ERR_VAL(name, val, str) val,
+      STP_ERRORS(STP_ERR_VAL)
+#undef STP_ERR_VAL
+  };
+  static const int uv[] = {
+#define UV_ERR_VAL(name, str) UV_##name,
+      UV_ERRNO_MAP(UV_ERR_VAL)
+#undef UV_ERR_VAL
+  };
+  size_t n = sizeof stp / sizeof *stp, m = sizeof uv / sizeof *uv;
+  cr_assert_gt(m, 50, "libuv's error table looks empty");
+  for (size_t i = 0; i < n; i++) {
+    for (size_t j = i + 1; j < n; j++)
+      cr_assert_neq(stp[i], stp[j], "two STP codes share the value %d", stp[i]);
+    for (size_t j = 0; j < m && stp[i] != 0; j++)
+      cr_assert_neq(stp[i], uv[j], "STP code %d is also a libuv code", stp[i]);
+    cr_assert_str_neq(stp_strerror(stp[i]), "unknown error");
+  }
 }
