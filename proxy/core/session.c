@@ -779,8 +779,7 @@ void session_up_ready(session *s, const char *upstream_name, const char *tls_ver
 static void apply_reply_data(session *s, const smtp_reply *r) {
   if (r->code == 354) {
     session_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
-    data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT,
-                     s->lcfg->max_message_size);
+    data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT, s->lcfg->max_message_size);
     rewrite_start(s);
     done_waiting(s, SS_DATA);
     if (s->ops->data_started)

@@ -12,10 +12,10 @@
 #include <string.h>
 
 #include "netbind.h"
+#include "server.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "server.h"
 #include "smtp-tls-proxy/util.h"
 
 static const stp_listener_cfg *lcfg(const listener *l) {

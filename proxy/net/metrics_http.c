@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metrics_http.h"
+#include "netbind.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "metrics_http.h"
-#include "netbind.h"
 #include "smtp-tls-proxy/util.h"
 
 #define LINGER_MS 2000

@@ -18,9 +18,9 @@
 
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/oauth2.h"
+#include "smtp-tls-proxy/util.h"
 #include "stream.h"
 #include "tls.h"
-#include "smtp-tls-proxy/util.h"
 
 #define CMD_OUTPUT_MAX (16 * 1024)
 #define FORM_MAX (3 * OAUTH2_TOKEN_MAX + 4096)

@@ -5,6 +5,10 @@
  * an idle connection (timeout, 421) just removes it. A one-second sweep
  * closes connections idle for longer than pool_idle_timeout; the sweep
  * timer does not keep the loop alive.
+ *
+ * Callbacks rule: pool_take() and pool_give() call nobody back. A hit is
+ * returned to the caller, which delivers "ready" to its session from the
+ * loop (relay.c); the RSET's answer reaches the pool from the loop.
  */
 #include "pool.h"
 

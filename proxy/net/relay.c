@@ -24,20 +24,20 @@
 #include <string.h>
 
 #include "defer.h"
+#include "pool.h"
+#include "server.h"
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "pool.h"
-#include "server.h"
 #include "smtp-tls-proxy/session.h"
-#include "stream.h"
-#include "upconn.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
+#include "stream.h"
+#include "upconn.h"
 
 #define RELAY_CLOSE_GRACE_MS 10000 /* bound on flushing our last reply */
-#define RELAY_EVQ_MAX 4             /* outcomes known at once, awaiting the loop */
+#define RELAY_EVQ_MAX 4            /* outcomes known at once, awaiting the loop */
 
 typedef enum { RELAY_EV_READY, RELAY_EV_FAILED, RELAY_EV_PASSWORD } relay_ev_kind;
 typedef struct relay_ev {

@@ -6,16 +6,19 @@
  * Guarantees: SIGTERM/SIGINT stop accepting at once, let sessions finish
  * for shutdown_grace, then answer 421 to the rest; the loop then runs dry
  * and main() exits 0. A reload with a bad file changes nothing.
+ * Callbacks rule: a reload runs from the SIGHUP handler, on the loop, and
+ * calls no session: live relays keep their generation, listeners switch to
+ * the new one for connections accepted from then on.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp-tls-proxy/log.h"
 #include "metrics_http.h"
 #include "pool.h"
 #include "server.h"
+#include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 
 srv_gen *srv_gen_ref(srv_gen *g) {
@@ -236,8 +239,7 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     int rc = metrics_http_start(loop, cfg->metrics_listen, server_healthy, srv, &srv->metrics, why,
                                 sizeof why);
     if (rc < 0) {
-      fprintf(stderr, "smtp-tls-proxy: cannot serve metrics on %s: %s\n", cfg->metrics_listen,
-              why);
+      fprintf(stderr, "smtp-tls-proxy: cannot serve metrics on %s: %s\n", cfg->metrics_listen, why);
       server_stop(srv);
       return rc;
     }

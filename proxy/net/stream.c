@@ -11,8 +11,8 @@
  */
 #include "stream.h"
 
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "defer.h"

@@ -14,13 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "defer.h"
+#include "server.h"
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/rewrite.h"
-#include "defer.h"
-#include "server.h"
-#include "upconn.h"
 #include "smtp-tls-proxy/util.h"
+#include "upconn.h"
 
 typedef enum { TR_OPEN, TR_MAIL, TR_RCPT, TR_DATA, TR_DOT, TR_DONE } tr_step;
 

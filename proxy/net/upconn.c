@@ -16,10 +16,10 @@
 #include <string.h>
 
 #include "defer.h"
-#include "smtp-tls-proxy/log.h"
 #include "oauth2_net.h"
-#include "stream.h"
+#include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
+#include "stream.h"
 
 struct upconn {
   const upconn_owner_ops *ops; /* NULL once detached */
@@ -205,8 +205,8 @@ static void sm_defer(void *ctx) {
   defer_post(u->loop, &u->sm_ev, sm_ev_cb, u);
 }
 
-static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer,
-                                    sm_ready, sm_reply,     sm_failed, sm_defer};
+static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer, sm_ready,
+                                    sm_reply, sm_failed,    sm_defer};
 
 /* ---- the stream's callbacks --------------------------------------------- */
 

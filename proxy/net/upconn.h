@@ -2,7 +2,10 @@
  * in turn), TLS, and the upstream state machine, with its own timer.
  *
  * Owns: the stream, the timer, the DNS request and the upstream machine.
- * Guarantees: after upconn_detach() the owner gets no further callback; the
+ * Guarantees: the owner's callbacks come from the loop only, never from
+ * inside upconn_open() or a request made of upconn_sm() (a local refusal
+ * or a write failure is deferred); after upconn_detach() the owner gets no
+ * further callback; the
  * object frees itself once its stream, timer and DNS request are finished,
  * so a late libuv callback never reaches freed memory. Used by relay.c for
  * device sessions and by testroute.c for --test-route.

@@ -83,9 +83,8 @@ static void f_close_up(void *c, bool graceful) {
   call("close %s\n", graceful ? "graceful" : "abort");
 }
 
-static const session_ops OPS = {f_write, f_close, f_pause,    f_start_tls, f_open,
-                                f_mail,  f_rcpt,  f_data,     f_body,      f_end,
-                                f_rset,  f_close_up, NULL,    NULL};
+static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open,     f_mail, f_rcpt,
+                                f_data,  f_body,  f_end,   f_rset,      f_close_up, NULL,   NULL};
 
 static int log_pipe[2] = {-1, -1};
 
