@@ -66,7 +66,7 @@ typedef struct stp_listener_cfg {
   uint32_t max_connections_per_client; /* default 20 */
   stp_bare_lf bare_lf;                 /* default fix */
   uint64_t idle_timeout_ms;            /* default 5 min */
-  uint64_t data_deadline_ms; /* all of one message's DATA; default 30 min */
+  uint64_t data_deadline_ms;           /* all of one message's DATA; default 30 min */
   stp_pos pos;
   char *rate_limit; /* "N/period" as written (validated); NULL if not given */
 } stp_listener_cfg;

@@ -172,6 +172,15 @@ void session_tls_ready(session *s, const char *version);
 void session_shutdown(session *s, const char *reply);
 /* Whether the session waits on the upstream (its idle timer must not run). */
 bool session_waiting(const session *s);
+/* Complete commands handled plus DATA bytes taken: what counts as
+ * progress for the idle timer (a dripped command does not). */
+uint64_t session_progress(const session *s);
+/* auth: passthrough: the device's own user and password once it has sent
+ * them (for the upstream's AUTH); false otherwise. Never logged. */
+bool session_passthrough(const session *s, const char **user, const char **secret);
+/* Implicit TLS listener: hold input until session_tls_ready(). Call before
+ * session_start(). */
+void session_expect_tls(session *s);
 /* Whether the session is inside one of its own calls: an owner that keeps
  * the callbacks rule never sees this true when it delivers an outcome. */
 bool session_busy(const session *s);

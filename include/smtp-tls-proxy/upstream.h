@@ -140,6 +140,10 @@ int upstream_rset(upstream *u);
 void upstream_quit(upstream *u);
 
 bool upstream_idle(const upstream *u); /* ready and no command outstanding */
+/* A MAIL was accepted and neither the final dot's reply nor RSET's came. */
+bool upstream_in_txn(const upstream *u);
+/* It authenticates with a device's own credentials (never to be shared). */
+bool upstream_has_device_credentials(const upstream *u);
 const char *upstream_state_name(upstream_state s);
 const char *upstream_fail_name(upstream_fail f);
 

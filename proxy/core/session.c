@@ -732,6 +732,20 @@ bool session_busy(const session *s) {
   return s->pumping;
 }
 
+uint64_t session_progress(const session *s) {
+  return s->progress;
+}
+
+bool session_passthrough(const session *s, const char **user, const char **secret) {
+  *user = s->auth_user;
+  *secret = s->pt_secret;
+  return s->pt_secret != NULL;
+}
+
+void session_expect_tls(session *s) {
+  set_state(s, SS_TLS);
+}
+
 /* ---- upstream outcomes -------------------------------------------------- */
 
 static void apply_password(session *s, bool ok) {

@@ -505,3 +505,11 @@ void upstream_quit(upstream *u) {
 bool upstream_idle(const upstream *u) {
   return u->state == UP_READY;
 }
+
+bool upstream_in_txn(const upstream *u) {
+  return u->in_txn;
+}
+
+bool upstream_has_device_credentials(const upstream *u) {
+  return u->pt_secret != NULL;
+}

@@ -1,32 +1,77 @@
 /* listener.c - bound sockets of one configured listener, the allow list and
- * connection limits.
+ * connection limits (see listener.h).
  *
- * Owns: the uv_tcp_t handles for each `listen` address and the list of
- * live relays started from them. Guarantees: a client outside `allow` gets
- * 554 5.7.1 and is closed before any SMTP is spoken; over max_connections or
- * max_connections_per_client it gets 421 4.7.0; the listener is freed only
- * after its sockets are closed and its last relay is gone.
+ * Each accepted connection gets a relay and a small record here (its peer
+ * address, for the per-client limit); the relay tells us when it is gone.
+ * Callbacks rule: the owner hears that a closing listener went quiet from
+ * the loop (defer.h), never from inside listener_close().
  */
+#include "listener.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "defer.h"
 #include "netbind.h"
-#include "server.h"
+#include "relay.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/util.h"
 
-static const stp_listener_cfg *lcfg(const listener *l) {
+/* One live device connection of this listener. */
+typedef struct lconn {
+  listener *l;
+  relay *r;
+  char ip[64]; /* "" until accepted */
+  struct lconn *prev, *next;
+} lconn;
+
+struct listener {
+  uv_loop_t *loop;
+  srv_gen *gen;
+  size_t index; /* into gen->cfg->listeners */
+  uv_tcp_t *socks;
+  size_t n_socks;
+  size_t n_open; /* handles not yet closed */
+  lconn *conns;
+  unsigned n_conns;
+  bool closing;
+  void (*quiet)(void *owner);
+  void *owner;
+  defer_item quiet_ev;
+};
+
+const stp_listener_cfg *listener_cfg(const listener *l) {
   return &l->gen->cfg->listeners[l->index];
 }
 
-/* Listeners are freed by the server once the loop has ended (listener_free);
- * here we only tell the server when a stopping listener has gone quiet. */
-static void maybe_free(listener *l) {
-  if (l->closing && l->n_open == 0 && !l->relays)
-    server_listener_idle(l->srv);
+const srv_gen *listener_gen(const listener *l) {
+  return l->gen;
+}
+
+bool listener_closing(const listener *l) {
+  return l->closing;
+}
+
+bool listener_quiet(const listener *l) {
+  return l->closing && l->n_open == 0 && !l->conns;
+}
+
+bool listener_serving(const listener *l, const srv_gen *gen) {
+  return l->gen == gen && !l->closing && l->n_open > 0;
+}
+
+static void quiet_ev_cb(void *arg) {
+  listener *l = arg;
+  if (listener_quiet(l) && l->quiet)
+    l->quiet(l->owner);
+}
+
+static void maybe_quiet(listener *l) {
+  if (listener_quiet(l))
+    defer_post(l->loop, &l->quiet_ev, quiet_ev_cb, l);
 }
 
 bool listener_same_sockets(const stp_listener_cfg *a, const stp_listener_cfg *b) {
@@ -43,100 +88,127 @@ void listener_adopt(listener *l, srv_gen *gen, size_t index) {
   l->gen = srv_gen_ref(gen);
   l->index = index;
   srv_gen_unref(old); /* live relays hold their own reference */
-  stp_kv kv[] = {{"listener", lcfg(l)->name}};
+  stp_kv kv[] = {{"listener", listener_cfg(l)->name}};
   stp_log_kv(STP_LOG_INFO, NULL, "listener-kept", kv, 1);
 }
 
 void listener_free(listener *l) {
+  defer_cancel(&l->quiet_ev);
   srv_gen_unref(l->gen);
   free(l->socks);
   free(l);
 }
 
-static bool same_ip(const struct sockaddr *a, const struct sockaddr *b) {
-  char x[64], y[64];
-  return !strcmp(stp_sockaddr_ip(a, x, sizeof x), stp_sockaddr_ip(b, y, sizeof y));
-}
-
-unsigned listener_count_client(const listener *l, const struct sockaddr *peer) {
+static unsigned count_client(const listener *l, const char *ip) {
   unsigned n = 0;
-  for (relay *r = l->relays; r; r = relay_next(r))
-    if (relay_peer(r)->sa_family && same_ip(relay_peer(r), peer))
+  for (const lconn *c = l->conns; c; c = c->next)
+    if (!strcmp(c->ip, ip))
       n++;
   return n;
 }
 
-void listener_relay_gone(listener *l, relay *r) {
-  (void)r; /* relay.c has unlinked it already */
+static void relay_gone_cb(void *owner) {
+  lconn *c = owner;
+  listener *l = c->l;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    l->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  free(c);
   l->n_conns--;
-  maybe_free(l);
+  maybe_quiet(l);
+}
+
+static lconn *conn_new(listener *l, uv_loop_t *loop) {
+  lconn *c = stp_xcalloc(1, sizeof *c);
+  c->l = l;
+  c->r = relay_new(loop, l->gen, l->index, relay_gone_cb, c);
+  c->next = l->conns;
+  if (l->conns)
+    l->conns->prev = c;
+  l->conns = c;
+  l->n_conns++;
+  return c;
+}
+
+/* Why a fresh connection is turned away, or NULL. */
+static const char *refusal(listener *l, const struct sockaddr *peer, const char *ip,
+                           const char **reason) {
+  const stp_listener_cfg *c = listener_cfg(l);
+  if (!stp_cidr_match_any(c->allow, c->n_allow, peer)) {
+    *reason = "allow";
+    return "554 5.7.1 Access denied\r\n";
+  }
+  /* This connection is counted already. */
+  if (l->n_conns > c->max_connections || l->closing) {
+    *reason = "max_connections";
+    return "421 4.7.0 Too many connections, try again later\r\n";
+  }
+  if (count_client(l, ip) > c->max_connections_per_client) {
+    *reason = "max_connections_per_client";
+    return "421 4.7.0 Too many connections from your address, try again later\r\n";
+  }
+  return NULL;
 }
 
 static void on_connection(uv_stream_t *srv_sock, int status) {
   listener *l = srv_sock->data;
   if (status < 0) {
-    stp_logf(STP_LOG_WARN, NULL, "accept failed on %s: %s", lcfg(l)->name, uv_strerror(status));
+    stp_logf(STP_LOG_WARN, NULL, "accept failed on %s: %s", listener_cfg(l)->name,
+             uv_strerror(status));
     return;
   }
-  relay *r = relay_new(l, srv_sock->loop);
-  if (uv_accept(srv_sock, (uv_stream_t *)relay_client_tcp(r)) < 0) {
-    relay_refuse(r, "");
+  lconn *conn = conn_new(l, srv_sock->loop);
+  if (uv_accept(srv_sock, (uv_stream_t *)relay_client_tcp(conn->r)) < 0) {
+    relay_refuse(conn->r, "");
     return;
   }
   struct sockaddr_storage ss;
   int len = sizeof ss;
   memset(&ss, 0, sizeof ss);
-  uv_tcp_getpeername(relay_client_tcp(r), (struct sockaddr *)&ss, &len);
+  uv_tcp_getpeername(relay_client_tcp(conn->r), (struct sockaddr *)&ss, &len);
   const struct sockaddr *peer = (const struct sockaddr *)&ss;
-  const stp_listener_cfg *c = lcfg(l);
-  char ip[64];
-  stp_sockaddr_ip(peer, ip, sizeof ip);
-  if (!stp_cidr_match_any(c->allow, c->n_allow, peer)) {
-    stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "not in allow list"}};
+  stp_sockaddr_ip(peer, conn->ip, sizeof conn->ip);
+  const char *reason = NULL;
+  const char *reply = refusal(l, peer, conn->ip, &reason);
+  if (reply) {
+    const char *name = listener_cfg(l)->name;
+    stp_kv kv[] = {{"listener", name},
+                   {"client", conn->ip},
+                   {"reason", !strcmp(reason, "allow") ? "not in allow list" : reason}};
     stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
-    metrics_refused_connection(c->name, "allow");
-    relay_refuse(r, "554 5.7.1 Access denied\r\n");
+    metrics_refused_connection(name, reason);
+    relay_refuse(conn->r, reply);
     return;
   }
-  /* relay_new already counted this connection. */
-  if (l->n_conns > c->max_connections || l->srv->stopping) {
-    stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "max_connections"}};
-    stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
-    metrics_refused_connection(c->name, "max_connections");
-    relay_refuse(r, "421 4.7.0 Too many connections, try again later\r\n");
-    return;
-  }
-  if (listener_count_client(l, peer) >= c->max_connections_per_client) {
-    stp_kv kv[] = {{"listener", c->name}, {"client", ip}, {"reason", "max_connections_per_client"}};
-    stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
-    metrics_refused_connection(c->name, "max_connections_per_client");
-    relay_refuse(r, "421 4.7.0 Too many connections from your address, try again later\r\n");
-    return;
-  }
-  relay_start(r, peer);
+  relay_start(conn->r, peer);
 }
 
 static int bind_one(listener *l, uv_tcp_t *h, const char *spec, char *err, size_t errlen) {
-  uv_tcp_init(l->srv->loop, h);
+  uv_tcp_init(l->loop, h);
   h->data = l;
   l->n_open++;
   char addr[80];
   int rc = netbind_listen(h, spec, 511, on_connection, addr, sizeof addr, err, errlen);
   if (rc < 0)
     return rc;
-  stp_kv kv[] = {{"listener", lcfg(l)->name}, {"addr", addr}};
+  stp_kv kv[] = {{"listener", listener_cfg(l)->name}, {"addr", addr}};
   stp_log_kv(STP_LOG_INFO, NULL, "listening", kv, 2);
   return 0;
 }
 
-int listener_open(server *srv, srv_gen *gen, size_t index, char *err, size_t errlen) {
+int listener_open(uv_loop_t *loop, srv_gen *gen, size_t index, void (*quiet)(void *owner),
+                  void *owner, listener **out, char *err, size_t errlen) {
   listener *l = stp_xcalloc(1, sizeof *l);
-  srv->listeners = stp_xrealloc(srv->listeners, (srv->n_listeners + 1) * sizeof *srv->listeners);
-  srv->listeners[srv->n_listeners++] = l;
-  l->srv = srv;
+  *out = l;
+  l->loop = loop;
   l->gen = srv_gen_ref(gen);
   l->index = index;
-  const stp_listener_cfg *c = lcfg(l);
+  l->quiet = quiet;
+  l->owner = owner;
+  const stp_listener_cfg *c = listener_cfg(l);
   l->socks = stp_xcalloc(c->listen.n, sizeof *l->socks);
   l->n_socks = c->listen.n;
   for (size_t i = 0; i < c->listen.n; i++) {
@@ -155,7 +227,7 @@ int listener_open(server *srv, srv_gen *gen, size_t index, char *err, size_t err
 static void sock_closed_cb(uv_handle_t *h) {
   listener *l = h->data;
   l->n_open--;
-  maybe_free(l);
+  maybe_quiet(l);
 }
 
 void listener_close(listener *l) {
@@ -167,13 +239,12 @@ void listener_close(listener *l) {
     if (h->loop && !uv_is_closing(h))
       uv_close(h, sock_closed_cb);
   }
-  maybe_free(l);
+  maybe_quiet(l);
 }
 
 void listener_shutdown_sessions(listener *l) {
-  for (relay *r = l->relays; r;) {
-    relay *next = relay_next(r);
-    relay_shutdown(r);
-    r = next;
+  for (lconn *c = l->conns, *next; c; c = next) {
+    next = c->next; /* a relay never goes away inside relay_shutdown */
+    relay_shutdown(c->r);
   }
 }

@@ -137,8 +137,8 @@ upconn *pool_take(up_pool *p, size_t index, const upconn_owner_ops *ops, void *o
 void pool_give(up_pool *p, upconn *u, size_t index) {
   const stp_upstream_cfg *c = p ? &p->cfg->upstreams[index] : NULL;
   upstream *sm = upconn_sm(u);
-  if (!p || p->closed || !c->pool || p->n_idle[index] >= c->pool_max_idle || sm->pt_secret ||
-      !upstream_idle(sm)) {
+  if (!p || p->closed || !c->pool || p->n_idle[index] >= c->pool_max_idle ||
+      upstream_has_device_credentials(sm) || !upstream_idle(sm)) {
     upconn_detach(u, true);
     return;
   }
@@ -146,7 +146,7 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
   e->pool = p;
   e->u = u;
   e->index = index;
-  e->resetting = sm->in_txn;
+  e->resetting = upstream_in_txn(sm);
   e->since = stp_now_ms();
   e->next = p->head;
   if (p->head)

@@ -25,7 +25,7 @@
 
 #include "defer.h"
 #include "pool.h"
-#include "server.h"
+#include "relay.h"
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/log.h"
@@ -47,7 +47,8 @@ typedef struct relay_ev {
 } relay_ev;
 
 struct relay {
-  listener *lst;
+  void (*gone)(void *owner); /* the listener's bookkeeping */
+  void *owner;
   srv_gen *gen;
   uv_loop_t *loop;
   stream *client;
@@ -79,8 +80,6 @@ struct relay {
   size_t route;
   size_t try_pos; /* position in the route's upstream list */
   char sid[16];
-  struct sockaddr_storage peer;
-  relay *prev, *next;
 };
 
 static void relay_try_upstream(relay *r, bool allow_pool);
@@ -96,13 +95,7 @@ static void relay_handle_gone(relay *r) {
     session_free(&r->sess);
     metrics_session_close(r->gen->cfg->listeners[r->lindex].name);
   }
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    r->lst->relays = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
-  listener_relay_gone(r->lst, r);
+  r->gone(r->owner);
   srv_gen_unref(r->gen);
   free(r);
 }
@@ -377,9 +370,9 @@ static const session_ops relay_session_ops = {
  * idle as far as idle_timeout is concerned (slowloris). */
 static void client_on_read(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
-  uint64_t before = r->sess.progress;
+  uint64_t before = session_progress(&r->sess);
   session_feed(sess_for_delivery(r), p, n);
-  if (r->sess.progress != before && !r->closing)
+  if (session_progress(&r->sess) != before && !r->closing)
     uv_timer_again(&r->idle_timer);
 }
 
@@ -476,11 +469,21 @@ static void up_reply(void *owner, const smtp_reply *rep) {
   session_up_reply(sess_for_delivery(r), rep);
 }
 
+static bool device_credentials(const relay *r, const char **user, const char **secret) {
+  const char *u, *p;
+  bool yes = session_passthrough(&r->sess, &u, &p);
+  if (user)
+    *user = u;
+  if (secret)
+    *secret = p;
+  return yes;
+}
+
 /* An upstream that failed before it was ready is skipped by every session
  * for a back-off period (30 s doubling to 10 min), except when the fault
  * was a device's own passthrough credentials. */
 static void record_failure(relay *r, size_t index, upstream_fail why) {
-  if (why == UP_FAIL_AUTH && r->sess.pt_secret)
+  if (why == UP_FAIL_AUTH && device_credentials(r, NULL, NULL))
     return;
   backoff *b = &r->gen->limits.upstream[index];
   if (backoff_failed(b, stp_now_ms())) {
@@ -569,7 +572,9 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
   r->up_ready = false;
   r->up_reused = false;
   size_t index = rt->upstreams[r->try_pos];
-  if (allow_pool && !r->sess.pt_secret) {
+  const char *pt_user, *pt_secret;
+  bool passthrough = device_credentials(r, &pt_user, &pt_secret);
+  if (allow_pool && !passthrough) {
     upconn *u = pool_take(r->gen->pool, index, &relay_upconn_ops, r);
     if (u) {
       stp_kv kv[] = {{"upstream", cfg->upstreams[index].name}};
@@ -584,17 +589,19 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
   }
   r->up_t0 = stp_now_ms();
   r->up = upconn_open(r->loop, r->gen, index, &relay_upconn_ops, r, r->sid);
-  if (r->sess.pt_secret) /* auth: passthrough: the device's own credentials */
-    upstream_set_credentials(upconn_sm(r->up), r->sess.auth_user, r->sess.pt_secret);
+  if (passthrough) /* auth: passthrough: the device's own credentials */
+    upstream_set_credentials(upconn_sm(r->up), pt_user, pt_secret);
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */
 
-relay *relay_new(listener *l, uv_loop_t *loop) {
+relay *relay_new(uv_loop_t *loop, srv_gen *gen, size_t lindex, void (*gone)(void *owner),
+                 void *owner) {
   relay *r = stp_xcalloc(1, sizeof *r);
-  r->lst = l;
-  r->gen = srv_gen_ref(l->gen);
-  r->lindex = l->index;
+  r->gone = gone;
+  r->owner = owner;
+  r->gen = srv_gen_ref(gen);
+  r->lindex = lindex;
   r->loop = loop;
   r->client = stream_new(loop, &client_cbs, r);
   uv_timer_init(loop, &r->idle_timer);
@@ -602,22 +609,11 @@ relay *relay_new(listener *l, uv_loop_t *loop) {
   uv_timer_init(loop, &r->data_timer);
   r->data_timer.data = r;
   r->open_handles = 3;
-  r->next = l->relays;
-  if (l->relays)
-    l->relays->prev = r;
-  l->relays = r;
-  l->n_conns++;
   return r;
 }
 
 uv_tcp_t *relay_client_tcp(relay *r) {
   return stream_tcp(r->client);
-}
-relay *relay_next(relay *r) {
-  return r->next;
-}
-const struct sockaddr *relay_peer(const relay *r) {
-  return (const struct sockaddr *)&r->peer;
 }
 
 static void make_sid(relay *r) {
@@ -637,9 +633,6 @@ void relay_refuse(relay *r, const char *reply) {
 
 void relay_start(relay *r, const struct sockaddr *peer) {
   const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lindex];
-  size_t len =
-      peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  memcpy(&r->peer, peer, len);
   make_sid(r);
   metrics_session_open(lc->name);
   session_init(&r->sess, r->gen->cfg, lc, peer, r->sid, &relay_session_ops, r);
@@ -651,7 +644,7 @@ void relay_start(relay *r, const struct sockaddr *peer) {
   uv_timer_start(&r->idle_timer, idle_cb, lc->idle_timeout_ms, lc->idle_timeout_ms);
   stream_start(r->client);
   if (lc->tls == STP_TLS_IMPLICIT) {
-    r->sess.state = SS_TLS;
+    session_expect_tls(&r->sess);
     r->greet_after_tls = true;
     sess_start_tls(r);
     return;

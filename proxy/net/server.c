@@ -15,69 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gen.h"
+#include "listener.h"
 #include "metrics_http.h"
 #include "pool.h"
 #include "server.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
-
-srv_gen *srv_gen_ref(srv_gen *g) {
-  g->refs++;
-  return g;
-}
-
-void srv_gen_unref(srv_gen *g) {
-  if (!g || --g->refs > 0)
-    return;
-  for (size_t i = 0; i < g->cfg->n_upstreams; i++)
-    tls_ctx_free(g->up_tls[i]);
-  for (size_t i = 0; i < g->cfg->n_listeners; i++)
-    tls_ctx_free(g->lan_tls[i]);
-  free(g->up_tls);
-  free(g->lan_tls);
-  limits_free(&g->limits);
-  stp_config_free(g->cfg);
-  free(g);
-}
-
-srv_gen *srv_gen_new(stp_config *cfg, char *err, size_t errlen) {
-  srv_gen *g = stp_xcalloc(1, sizeof *g);
-  g->refs = 1;
-  g->cfg = cfg;
-  g->up_tls = stp_xcalloc(cfg->n_upstreams, sizeof *g->up_tls);
-  g->lan_tls = stp_xcalloc(cfg->n_listeners, sizeof *g->lan_tls);
-  limits_init(&g->limits, cfg, stp_now_ms());
-  char why[256];
-  for (size_t i = 0; i < cfg->n_upstreams; i++) {
-    const stp_upstream_cfg *u = &cfg->upstreams[i];
-    if (u->tls == STP_TLS_NONE)
-      continue;
-    g->up_tls[i] = tls_ctx_client(u->ca_file, u->tls_min_version, u->verify, why, sizeof why);
-    if (!g->up_tls[i]) {
-      snprintf(err, errlen, "upstream %s: %s", u->name, why);
-      srv_gen_unref(g);
-      return NULL;
-    }
-    if (!u->verify)
-      stp_logf(STP_LOG_WARN, NULL,
-               "upstream %s: certificate verification is OFF (insecure: true); anyone on the "
-               "path can read the credentials",
-               u->name);
-  }
-  for (size_t i = 0; i < cfg->n_listeners; i++) {
-    const stp_listener_cfg *l = &cfg->listeners[i];
-    if (l->tls == STP_TLS_NONE)
-      continue;
-    g->lan_tls[i] = tls_ctx_server(l->certificate, l->private_key, l->tls_min_version,
-                                   cfg->hostname, why, sizeof why);
-    if (!g->lan_tls[i]) {
-      snprintf(err, errlen, "listener %s: %s", l->name, why);
-      srv_gen_unref(g);
-      return NULL;
-    }
-  }
-  return g;
-}
 
 static void close_signals(server *srv) {
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
@@ -86,14 +30,14 @@ static void close_signals(server *srv) {
   uv_close((uv_handle_t *)&srv->grace, NULL);
 }
 
-void server_listener_idle(server *srv) {
+/* A closing listener went quiet (from the loop): when all have, stop. */
+static void listener_quiet_cb(void *ctx) {
+  server *srv = ctx;
   if (!srv->stopping || uv_is_closing((uv_handle_t *)&srv->grace))
     return;
-  for (size_t i = 0; i < srv->n_listeners; i++) {
-    listener *l = srv->listeners[i];
-    if (!l->closing || l->n_open > 0 || l->relays)
+  for (size_t i = 0; i < srv->n_listeners; i++)
+    if (!listener_quiet(srv->listeners[i]))
       return;
-  }
   stp_log_kv(STP_LOG_INFO, NULL, "stopped", NULL, 0);
   close_signals(srv);
 }
@@ -120,7 +64,18 @@ void server_stop(server *srv) {
   srv->metrics = NULL;
   for (size_t i = 0; i < srv->n_listeners; i++)
     listener_close(srv->listeners[i]);
-  server_listener_idle(srv);
+  if (srv->n_listeners == 0)
+    close_signals(srv);
+}
+
+/* Open listener `index` of gen and keep it (also when it failed: its
+ * closing handles must be waited for). */
+static int open_listener(server *srv, srv_gen *gen, size_t index, char *err, size_t errlen) {
+  listener *l = NULL;
+  int rc = listener_open(srv->loop, gen, index, listener_quiet_cb, srv, &l, err, errlen);
+  srv->listeners = stp_xrealloc(srv->listeners, (srv->n_listeners + 1) * sizeof *srv->listeners);
+  srv->listeners[srv->n_listeners++] = l;
+  return rc;
 }
 
 static void signal_cb(uv_signal_t *h, int signum) {
@@ -159,12 +114,11 @@ int server_reload(server *srv) {
   size_t old_n = srv->n_listeners;
   for (size_t i = 0; i < old_n; i++) {
     listener *l = srv->listeners[i];
-    if (l->closing)
+    if (listener_closing(l))
       continue;
     size_t j = 0;
     while (j < g->cfg->n_listeners &&
-           (kept[j] ||
-            !listener_same_sockets(&l->gen->cfg->listeners[l->index], &g->cfg->listeners[j])))
+           (kept[j] || !listener_same_sockets(listener_cfg(l), &g->cfg->listeners[j])))
       j++;
     if (j < g->cfg->n_listeners) {
       listener_adopt(l, g, j);
@@ -181,7 +135,7 @@ int server_reload(server *srv) {
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
       char why[256];
-      listener_open(srv, g, i, why, sizeof why); /* logged as listen-failed */
+      open_listener(srv, g, i, why, sizeof why); /* logged as listen-failed */
     }
   free(kept);
   srv_gen_unref(old);
@@ -198,7 +152,7 @@ static bool server_healthy(void *ctx) {
     return false;
   for (size_t i = 0; i < srv->n_listeners; i++) {
     listener *l = srv->listeners[i];
-    if (l->gen == srv->gen && (l->closing || l->n_open == 0))
+    if (listener_gen(l) == srv->gen && !listener_serving(l, srv->gen))
       return false;
   }
   return true;
@@ -226,7 +180,7 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
   uv_signal_start(&srv->sig_hup, signal_cb, SIGHUP);
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     char why[256];
-    int rc = listener_open(srv, srv->gen, i, why, sizeof why);
+    int rc = open_listener(srv, srv->gen, i, why, sizeof why);
     if (rc < 0) {
       fprintf(stderr, "smtp-tls-proxy: cannot listen on listener %s: %s\n", cfg->listeners[i].name,
               why);

@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "defer.h"
-#include "server.h"
+#include "gen.h"
 #include "smtp-tls-proxy/data.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/rewrite.h"

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "server.h"
+#include "gen.h"
 #include "smtp-tls-proxy/upstream.h"
 
 typedef struct upconn upconn;

@@ -1,0 +1,28 @@
+/* relay.h - one device connection: a LAN session wired to upstream
+ * connections (see relay.c for what it owns and guarantees).
+ *
+ * The creator (the listener) learns of the relay's end through `gone`,
+ * called once from the loop when every handle of the relay is closed,
+ * just before it is freed.
+ */
+#ifndef STP_RELAY_H
+#define STP_RELAY_H
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "gen.h"
+
+typedef struct relay relay;
+
+relay *relay_new(uv_loop_t *loop, srv_gen *gen, size_t lindex, void (*gone)(void *owner),
+                 void *owner);
+uv_tcp_t *relay_client_tcp(relay *r);
+/* Speak SMTP to the accepted device at `peer`. */
+void relay_start(relay *r, const struct sockaddr *peer);
+/* Refuse a fresh connection with one reply line, then close it. */
+void relay_refuse(relay *r, const char *reply);
+/* Answer 421 and close (end of the shutdown grace). */
+void relay_shutdown(relay *r);
+
+#endif
