@@ -9,7 +9,7 @@
  * A bucket holds up to `count` tokens and refills continuously at
  * count/period. Internally a token is `period_ms` units of credit and the
  * refill is `count` units per millisecond, which keeps everything in
- * integers; ratelimit_parse refuses rates where count * period_ms does not
+ * integers; stp_parse_rate (config.h) refuses rates where count * period_ms does not
  * fit (RL_MAX_CREDIT), and rl_take shortens the period of such a rate
  * given directly, which only makes it more permissive.
  */
@@ -24,12 +24,6 @@
 #define RL_KEY_MAX 64 /* key bytes kept, NUL included; longer keys share a bucket */
 #define RL_TABLE_DEFAULT_CAPACITY 4096
 
-/* "N/period": N >= 1, period a unit ("s", "m", "h", "d", "ms") or a
- * duration ("10s", "5m", "1h30m"; see stp_parse_duration_ms), e.g.
- * "100/1m", "10/s", "1000/1h". The grammar is stp_parse_rate's (config.h);
- * additionally count * period_ms must not exceed RL_MAX_CREDIT.
- * Returns 0 or STP_ESYNTAX. */
-int ratelimit_parse(const char *s, uint32_t *count, uint64_t *period_ms);
 
 typedef struct rl_bucket {
   uint64_t credit; /* tokens * period_ms; UINT64_MAX right after rl_init ("full") */

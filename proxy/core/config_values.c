@@ -21,6 +21,7 @@
 
 #include "config_internal.h"
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/ratelimit.h"
 #include "smtp-tls-proxy/util.h"
 
 /* ------------------------------------------------------------------------ */
@@ -202,6 +203,8 @@ int stp_parse_rate(const char *s, uint32_t *count, uint64_t *period_ms) {
   } else if (stp_parse_duration_ms(p, &ms) != STP_OK || ms == 0) {
     return STP_ESYNTAX;
   }
+  if (ms > RL_MAX_CREDIT / n) /* the token bucket's integer arithmetic */
+    return STP_ESYNTAX;
   *count = (uint32_t)n;
   *period_ms = ms;
   return STP_OK;

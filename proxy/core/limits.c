@@ -7,10 +7,12 @@
 
 #include "smtp-tls-proxy/util.h"
 
-static stp_rate parse_rate(const char *s) {
+/* The text was validated by config.c with the same parser (the only one):
+ * an absent or (never) bad rate is no limit. */
+static stp_rate rate_of(const char *s) {
   stp_rate r = {0, 0};
   if (s && stp_parse_rate(s, &r.count, &r.period_ms) < 0)
-    r.count = 0; /* validated by config.c; never reached */
+    r.count = 0;
   return r;
 }
 
@@ -27,14 +29,14 @@ void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms) {
   l->listener_rate = stp_xcalloc(cfg->n_listeners, sizeof *l->listener_rate);
   l->client = stp_xcalloc(cfg->n_listeners, sizeof *l->client);
   for (size_t i = 0; i < cfg->n_listeners; i++) {
-    l->listener_rate[i] = parse_rate(cfg->listeners[i].rate_limit);
+    l->listener_rate[i] = rate_of(cfg->listeners[i].rate_limit);
     if (l->listener_rate[i].count)
       rl_table_init(&l->client[i], RL_TABLE_DEFAULT_CAPACITY);
   }
   l->route_rate = stp_xcalloc(cfg->n_routes, sizeof *l->route_rate);
   l->route = stp_xcalloc(cfg->n_routes, sizeof *l->route);
   for (size_t i = 0; i < cfg->n_routes; i++) {
-    l->route_rate[i] = parse_rate(cfg->routes[i].rate_limit);
+    l->route_rate[i] = rate_of(cfg->routes[i].rate_limit);
     rl_init(&l->route[i], now_ms);
   }
   l->upstream = stp_xcalloc(cfg->n_upstreams, sizeof *l->upstream);

@@ -14,22 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/util.h"
 
 #define NIL UINT32_MAX
-
-int ratelimit_parse(const char *s, uint32_t *count, uint64_t *period_ms) {
-  uint32_t c;
-  uint64_t p;
-  if (stp_parse_rate(s, &c, &p) != STP_OK || c == 0 || p == 0)
-    return STP_ESYNTAX;
-  if (p > RL_MAX_CREDIT / c)
-    return STP_ESYNTAX;
-  *count = c;
-  *period_ms = p;
-  return STP_OK;
-}
 
 void rl_init(rl_bucket *b, uint64_t now_ms) {
   b->credit = UINT64_MAX;

@@ -1,9 +1,10 @@
-/* test_ratelimit.c - rate parsing, token buckets with a fake clock, and
+/* test_ratelimit.c - rate parsing (the one parser, config.h's), token buckets with a fake clock, and
  * the bounded per-key table. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/ratelimit.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -22,7 +23,7 @@ Test(ratelimit, parse_accepts) {
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     uint32_t c = 0;
     uint64_t p = 0;
-    cr_assert_eq(ratelimit_parse(ok[i].s, &c, &p), STP_OK, "%s", ok[i].s);
+    cr_assert_eq(stp_parse_rate(ok[i].s, &c, &p), STP_OK, "%s", ok[i].s);
     cr_assert_eq(c, ok[i].count, "%s", ok[i].s);
     cr_assert_eq(p, ok[i].ms, "%s", ok[i].s);
   }
@@ -54,13 +55,13 @@ Test(ratelimit, parse_refuses) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     uint32_t c = 77;
     uint64_t p = 77;
-    cr_assert_eq(ratelimit_parse(bad[i], &c, &p), STP_ESYNTAX, "[%s]", bad[i]);
+    cr_assert_eq(stp_parse_rate(bad[i], &c, &p), STP_ESYNTAX, "[%s]", bad[i]);
     cr_assert_eq(c, 77, "output untouched on error [%s]", bad[i]);
     cr_assert_eq(p, 77);
   }
   uint32_t c;
   uint64_t p;
-  cr_assert_eq(ratelimit_parse(NULL, &c, &p), STP_ESYNTAX);
+  cr_assert_eq(stp_parse_rate(NULL, &c, &p), STP_ESYNTAX);
 }
 
 Test(ratelimit, burst_then_exact_wait) {
