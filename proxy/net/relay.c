@@ -28,6 +28,7 @@
 #include "relay.h"
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
+#include "smtp-tls-proxy/failover.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/session.h"
@@ -76,9 +77,8 @@ struct relay {
   bool replay_mail;          /* a pooled connection died before MAIL's reply: resend */
   char mail_from[SMTP_ADDR_MAX + 1];
   smtp_mail_args mail_args;
-  char skipped[256]; /* upstreams passed over for the current connection */
   size_t route;
-  size_t try_pos; /* position in the route's upstream list */
+  failover fo; /* the walk along the route's upstreams */
   char sid[16];
 };
 
@@ -253,8 +253,7 @@ static void sm_call_failed(relay *r, int rc) {
 static void sess_up_open(void *ctx, size_t route) {
   relay *r = ctx;
   r->route = route;
-  r->try_pos = 0;
-  r->skipped[0] = '\0';
+  failover_begin(&r->fo, r->gen->cfg, route);
   relay_try_upstream(r, true);
 }
 
@@ -433,11 +432,6 @@ static void idle_cb(uv_timer_t *t) {
 
 /* ---- upstream side ------------------------------------------------------ */
 
-static void note_skipped(relay *r, const char *name, const char *why) {
-  size_t used = strlen(r->skipped);
-  snprintf(r->skipped + used, sizeof r->skipped - used, "%s%s:%s", used ? "," : "", name, why);
-}
-
 static void up_ready(void *owner, upconn *u) {
   relay *r = owner;
   r->up_ready = true;
@@ -449,12 +443,11 @@ static void up_ready(void *owner, upconn *u) {
     sm_call_failed(r, upstream_mail(upconn_sm(u), r->mail_from, &r->mail_args));
     return;
   }
-  const stp_route_cfg *rt = &r->gen->cfg->routes[r->route];
-  if (backoff_succeeded(&r->gen->limits.upstream[rt->upstreams[r->try_pos]])) {
+  if (backoff_succeeded(&r->gen->limits.upstream[failover_current(&r->fo)])) {
     stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}};
     stp_log_kv(STP_LOG_INFO, r->sid, "upstream-recovered", kv, 1);
   }
-  session_up_skipped(&r->sess, r->skipped);
+  session_up_skipped(&r->sess, r->fo.skipped);
   session_up_ready(sess_for_delivery(r), upconn_cfg(u)->name, upconn_tls_version(u));
 }
 
@@ -481,19 +474,22 @@ static bool device_credentials(const relay *r, const char **user, const char **s
 
 /* An upstream that failed before it was ready is skipped by every session
  * for a back-off period (30 s doubling to 10 min), except when the fault
- * was a device's own passthrough credentials. */
-static void record_failure(relay *r, size_t index, upstream_fail why) {
-  if (why == UP_FAIL_AUTH && device_credentials(r, NULL, NULL))
-    return;
-  backoff *b = &r->gen->limits.upstream[index];
-  if (backoff_failed(b, stp_now_ms())) {
+ * was a device's own passthrough credentials. Returns whether the route
+ * has another upstream to try. */
+static bool record_failure(relay *r, size_t index, upstream_fail why, bool before_ready) {
+  bool count = !(why == UP_FAIL_AUTH && device_credentials(r, NULL, NULL));
+  uint64_t skip_ms;
+  bool more = failover_failed(&r->fo, r->gen->limits.upstream, upstream_fail_name(why),
+                              before_ready, count, stp_now_ms(), &skip_ms);
+  if (skip_ms) {
     char ms[24];
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)backoff_remaining(b, stp_now_ms()));
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)skip_ms);
     stp_kv kv[] = {{"upstream", r->gen->cfg->upstreams[index].name},
                    {"reason", upstream_fail_name(why)},
                    {"skip_ms", ms}};
     stp_log_kv(STP_LOG_WARN, r->sid, "upstream-backoff", kv, 3);
   }
+  return more;
 }
 
 /* Failures before the connection was ready may fail over to the route's
@@ -501,8 +497,7 @@ static void record_failure(relay *r, size_t index, upstream_fail why) {
 static void up_failed(void *owner, upstream_fail why, const char *detail) {
   relay *r = owner;
   const stp_config *cfg = r->gen->cfg;
-  const stp_route_cfg *rt = &cfg->routes[r->route];
-  size_t index = rt->upstreams[r->try_pos];
+  size_t index = failover_current(&r->fo);
   const stp_upstream_cfg *c = &cfg->upstreams[index];
   bool was_ready = r->up_ready;
   bool dead_pooled = r->up_reused && (r->mail_pending || r->ready_posted);
@@ -526,16 +521,12 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
   metrics_upstream_failure(c->name, upstream_fail_name(why));
   end_upstream_backpressure(r);
-  if (!was_ready)
-    record_failure(r, index, why);
-  note_skipped(r, c->name, upstream_fail_name(why));
-  if (!was_ready && r->try_pos + 1 < rt->n_upstreams) {
-    r->try_pos++;
+  if (record_failure(r, index, why, !was_ready)) {
     relay_try_upstream(r, false);
     return;
   }
   r->replay_mail = false;
-  session_up_skipped(&r->sess, r->skipped);
+  session_up_skipped(&r->sess, r->fo.skipped);
   session_up_failed(sess_for_delivery(r), why);
 }
 
@@ -550,28 +541,22 @@ static const upconn_owner_ops relay_upconn_ops = {up_ready, up_reply, up_failed,
  * All of them backing off: a 4xx at once, without a connection attempt. */
 static void relay_try_upstream(relay *r, bool allow_pool) {
   const stp_config *cfg = r->gen->cfg;
-  const stp_route_cfg *rt = &cfg->routes[r->route];
-  uint64_t now = stp_now_ms();
-  while (backoff_active(&r->gen->limits.upstream[rt->upstreams[r->try_pos]], now)) {
-    note_skipped(r, cfg->upstreams[rt->upstreams[r->try_pos]].name, "backoff");
-    if (r->try_pos + 1 >= rt->n_upstreams) {
-      session_up_skipped(&r->sess, r->skipped);
-      relay_post_failed(r, UP_FAIL_CONNECT);
-      return;
-    }
-    r->try_pos++;
+  const stp_route_cfg *rt = r->fo.route;
+  long pick = failover_pick(&r->fo, r->gen->limits.upstream, stp_now_ms());
+  if (pick < 0) {
+    session_up_skipped(&r->sess, r->fo.skipped);
+    relay_post_failed(r, UP_FAIL_CONNECT);
+    return;
   }
-  if (r->try_pos > 0) {
-    stp_kv fk[] = {{"route", rt->name},
-                   {"to", cfg->upstreams[rt->upstreams[r->try_pos]].name},
-                   {"skipped", r->skipped}};
+  size_t index = (size_t)pick;
+  if (failover_moved(&r->fo)) {
+    stp_kv fk[] = {
+        {"route", rt->name}, {"to", cfg->upstreams[index].name}, {"skipped", r->fo.skipped}};
     stp_log_kv(STP_LOG_WARN, r->sid, "failover", fk, 3);
-    metrics_failover(rt->name, cfg->upstreams[rt->upstreams[r->try_pos - 1]].name,
-                     cfg->upstreams[rt->upstreams[r->try_pos]].name);
+    metrics_failover(rt->name, cfg->upstreams[r->fo.prev].name, cfg->upstreams[index].name);
   }
   r->up_ready = false;
   r->up_reused = false;
-  size_t index = rt->upstreams[r->try_pos];
   const char *pt_user, *pt_secret;
   bool passthrough = device_credentials(r, &pt_user, &pt_secret);
   if (allow_pool && !passthrough) {

@@ -17,6 +17,7 @@
 #include "defer.h"
 #include "gen.h"
 #include "smtp-tls-proxy/data.h"
+#include "smtp-tls-proxy/failover.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/rewrite.h"
 #include "smtp-tls-proxy/util.h"
@@ -28,7 +29,7 @@ typedef struct testroute {
   uv_loop_t *loop;
   srv_gen *gen;
   const stp_route_cfg *route;
-  size_t try_pos;
+  failover fo; /* the relay's walk along the route's upstreams */
   upconn *up;
   tr_step step;
   const char *from, *to;
@@ -157,17 +158,26 @@ static void on_reply(void *owner, const smtp_reply *r) {
   finish(t, 1);
 }
 
+/* As the relay does: a failure before the connection was ready starts
+ * the upstream's back-off (reported, since a running proxy would now skip
+ * it) and moves on along the route. */
 static void on_failed(void *owner, upstream_fail why, const char *detail) {
   testroute *t = owner;
-  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[t->route->upstreams[t->try_pos]];
+  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[failover_current(&t->fo)];
   t->up = NULL;
   printf("== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
-  bool before_mail = t->step == TR_OPEN;
-  if (before_mail && t->try_pos + 1 < t->route->n_upstreams) {
-    t->try_pos++;
+  uint64_t skip_ms;
+  bool more = failover_failed(&t->fo, t->gen->limits.upstream, upstream_fail_name(why),
+                              t->step == TR_OPEN, true, stp_now_ms(), &skip_ms);
+  if (skip_ms)
+    printf("== upstream %s: back-off %llu s (a running proxy skips it meanwhile)\n", c->name,
+           (unsigned long long)(skip_ms / 1000));
+  if (more) {
     next_upstream(t);
     return;
   }
+  printf("== FAILED: no upstream of route %s left to try (passed over: %s)\n", t->route->name,
+         t->fo.skipped);
   t->step = TR_DONE;
   t->result = 1;
 }
@@ -175,21 +185,32 @@ static void on_failed(void *owner, upstream_fail why, const char *detail) {
 static const upconn_owner_ops tr_ops = {on_ready, on_reply, on_failed, NULL, trace};
 
 static void next_upstream(testroute *t) {
-  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[t->route->upstreams[t->try_pos]];
+  long pick = failover_pick(&t->fo, t->gen->limits.upstream, stp_now_ms());
+  if (pick < 0) {
+    printf("== FAILED: every remaining upstream of route %s is backing off (%s)\n", t->route->name,
+           t->fo.skipped);
+    t->step = TR_DONE;
+    t->result = 1;
+    return;
+  }
+  const stp_upstream_cfg *c = &t->gen->cfg->upstreams[pick];
   printf("== route %s: trying upstream %s (%s:%u, tls %s)\n", t->route->name, c->name, c->host,
          c->port,
          c->tls == STP_TLS_IMPLICIT   ? "implicit"
          : c->tls == STP_TLS_STARTTLS ? "starttls"
                                       : "none");
   t->step = TR_OPEN;
-  t->up = upconn_open(t->loop, t->gen, t->route->upstreams[t->try_pos], &tr_ops, t, "test-route");
+  t->up = upconn_open(t->loop, t->gen, (size_t)pick, &tr_ops, t, "test-route");
 }
 
 int testroute_run(stp_config *cfg, const char *route, const char *from, const char *to) {
   const stp_route_cfg *rt = NULL;
+  size_t route_index = 0;
   for (size_t i = 0; i < cfg->n_routes; i++)
-    if (!strcmp(cfg->routes[i].name, route))
+    if (!strcmp(cfg->routes[i].name, route)) {
       rt = &cfg->routes[i];
+      route_index = i;
+    }
   if (!rt || !from || !to) {
     fprintf(stderr, "smtp-tls-proxy: %s\n",
             !rt ? "no such route" : "--test-route needs --from and --to");
@@ -205,6 +226,7 @@ int testroute_run(stp_config *cfg, const char *route, const char *from, const ch
   setvbuf(stdout, NULL, _IOLBF, 0);
   testroute t = {
       .loop = uv_default_loop(), .gen = gen, .route = rt, .from = from, .to = to, .result = 1};
+  failover_begin(&t.fo, gen->cfg, route_index);
   next_upstream(&t);
   uv_run(t.loop, UV_RUN_DEFAULT);
   defer_shutdown();

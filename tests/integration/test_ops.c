@@ -200,3 +200,50 @@ Test(integ, test_route_applies_the_route_rewrites) {
   free(data);
   h_lines_free(&l);
 }
+
+/* --test-route walks the route as the relay does: a refused first upstream
+ * is reported with the back-off a running proxy would give it, and the
+ * next upstream carries the message. */
+Test(integ, test_route_fails_over_and_reports_backoff) {
+  h_upstream u;
+  h_upstream_start(&u, "starttls", NULL);
+  char yaml[8192], path[512], outpath[512], cmd[2048];
+  snprintf(yaml, sizeof yaml,
+           "hostname: proxy.test\n"
+           "listeners:\n"
+           "  - name: lan\n"
+           "    listen: \"127.0.0.1:0\"\n"
+           "upstreams:\n"
+           "  - name: first\n"
+           "    host: 127.0.0.1\n"
+           "    port: 1\n"
+           "    tls: starttls\n"
+           "    connect_timeout: 3s\n"
+           "  - name: second\n"
+           "    host: 127.0.0.1\n"
+           "    port: %d\n"
+           "    tls: starttls\n"
+           "    server_name: localhost\n"
+           "    ca_file: %s/ca.crt\n"
+           "    auth: { mechanism: auto, username: %s, password_env: %s }\n"
+           "routes:\n"
+           "  - name: default\n"
+           "    upstream: [first, second]\n",
+           u.port, h_certs(), H_USER, H_PW_ENV);
+  h_path(path, sizeof path, "route.yaml");
+  h_write_file(path, yaml, strlen(yaml));
+  h_path(outpath, sizeof outpath, "test-route.out");
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c '%s' --test-route default --from probe@printer.test "
+           "--to check@example.com > '%s' 2>&1",
+           STP_BINARY, path, outpath);
+  int rc = h_run(cmd, (char *const[]){H_PW_ENV "=" H_PW, NULL}, 20000, NULL, 0);
+  char *out = h_read_file(outpath, NULL);
+  cr_assert_eq(rc, 0, "--test-route exit %d:\n%s", rc, out);
+  cr_assert(strstr(out, "upstream first failed (connect)"), "%s", out);
+  cr_assert(strstr(out, "upstream first: back-off 30 s"), "%s", out);
+  cr_assert(strstr(out, "trying upstream second"), "%s", out);
+  cr_assert(strstr(out, "== OK"), "%s", out);
+  free(out);
+  cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
+}
