@@ -519,3 +519,41 @@ Test(integ, sec_per_client_limit_isolates_hoarder) {
   for (int i = 0; i < 8; i++)
     close(fds[i]);
 }
+
+/* A device that drips its message inside DATA makes progress with every
+ * byte, so idle_timeout never fires; data_deadline cuts it with 421 4.4.2,
+ * the upstream gets no final dot and nothing is delivered. */
+Test(integ, sec_data_drip_cut_at_data_deadline, .timeout = 40) {
+  h_upstream u;
+  h_proxy px;
+  h_upstream_start(&u, "starttls", NULL);
+  h_proxy_opts o = {.up_port = u.port,
+                    .listener_extra = "    idle_timeout: 10s\n    data_deadline: 2s\n"};
+  h_proxy_start(&px, &o);
+  h_smtp s;
+  h_smtp_open(&s, px.port, true);
+  char text[2048];
+  cr_assert_eq(h_smtp_cmd(&s, "MAIL FROM:<scan@printer.test>", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&s, "RCPT TO:<a@example.com>", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&s, "DATA", text, sizeof text), 354);
+  int64_t t0 = h_now_ms(), cut = -1;
+  static const char drip[] = "Subject: drip\r\n\r\nthis message arrives one byte at a time....\r\n";
+  for (size_t i = 0; i < sizeof drip - 1 && h_now_ms() - t0 < 8000; i++) {
+    if (h_smtp_send(&s, drip + i, 1) != 0 || !h_smtp_quiet(&s, 150)) {
+      cut = h_now_ms() - t0;
+      break;
+    }
+  }
+  cr_assert_geq(cut, 0, "still open after dripping for %lld ms", (long long)(h_now_ms() - t0));
+  cr_assert(cut >= 1500 && cut < 4000, "cut %lld ms into DATA; data_deadline is 2s",
+            (long long)cut);
+  int code = h_smtp_reply(&s, 3000, text, sizeof text);
+  cr_assert_eq(code, 421, "%d %s", code, text);
+  cr_assert(strstr(text, "4.4.2"), "%s", text);
+  cr_assert(h_smtp_wait_eof(&s, 3000));
+  h_smtp_close(&s);
+  h_sleep_ms(300);
+  h_lines l;
+  cr_assert_eq(h_records(u.record, "message", &l), 0, "nothing delivered");
+  h_lines_free(&l);
+}
