@@ -270,6 +270,7 @@ static void run_lookalikes(const run_opts *ro) {
     if (skip(i, ro->ctx))
       continue;
     const lookalike *la = &lookalikes[i];
+    size_t aborted = ro->lenient ? count_records(&u, "aborted") : 0;
     h_smtp c;
     h_smtp_open(&c, px.port, true);
     char body[1024], text[2048];
@@ -312,10 +313,10 @@ static void run_lookalikes(const run_opts *ro) {
                  "[%s] the upstream got %zu messages, want %zu (smuggled second message?)",
                  la->name, total, delivered + hits);
     delivered = total;
-    if (ro->lenient && la->nul) {
+    if (ro->lenient && dot != 250) {
       /* Cut without a final dot: the upstream saw DATA end by a close. */
-      cr_assert_geq(h_wait_records(u.record, "aborted", refused_nul, 3000), refused_nul,
-                    "[%s] the upstream was not cut inside DATA", la->name);
+      cr_assert_eq(h_wait_records(u.record, "aborted", aborted + 1, 3000), aborted + 1,
+                   "[%s] the upstream was not cut inside DATA", la->name);
     }
   }
   /* Late arrivals (a smuggled message the upstream got after all). */
