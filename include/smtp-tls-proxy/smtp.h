@@ -83,9 +83,10 @@ const char *smtp_verb_name(smtp_verb v);
 /* ---- addresses and MAIL/RCPT parameters ----------------------------------
  * Accepts "<a@b>", "<>", "a@b" (no brackets, legacy), leading spaces,
  * source routes "<@x,@y:a@b>" (stripped, RFC 5321 4.1.1.3 / C), quoted
- * local parts. Rejects (STP_EADDR) more than one unquoted '@', '%' or '!'
- * in the local part (relay hacks), empty local part or domain, control
- * characters, addresses over SMTP_ADDR_MAX. 8-bit UTF-8 is allowed only
+ * local parts ("john doe"@x). Rejects (STP_EADDR) '@', '%' or '!' anywhere
+ * in the local part, quoted (also backslash-escaped) or not: relay hacks
+ * that a next hop resolves even inside quotes. Also empty local part or
+ * domain, control characters, addresses over SMTP_ADDR_MAX. 8-bit UTF-8 is allowed only
  * when `utf8` is true (SMTPUTF8 given on MAIL). The domain is lower-cased
  * in the canonical form; the local part is kept as written. */
 typedef struct smtp_path {
@@ -104,7 +105,7 @@ typedef struct smtp_mail_args {
 } smtp_mail_args;
 
 /* arg: as given in smtp_cmd.arg for MAIL (after "FROM:").
- * Returns 0, STP_EADDR (bad address -> 553 5.1.3 / 501 5.1.7),
+ * Returns 0, STP_EADDR (bad address -> 553 5.1.7 for MAIL, 553 5.1.3 for RCPT),
  * STP_EPARAM (unknown or malformed parameter -> 555 5.5.4),
  * STP_ESYNTAX (-> 501 5.5.4). */
 int smtp_parse_mail(const char *arg, size_t len, smtp_mail_args *out);
@@ -113,8 +114,8 @@ int smtp_parse_mail(const char *arg, size_t len, smtp_mail_args *out);
 int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out);
 /* Parse just a path (used by both); *end = index after the path. */
 int smtp_parse_path(const char *s, size_t len, bool utf8, smtp_path *out, size_t *end);
-/* The domain of a parsed path ("" for <>). A quoted local part may contain
- * '@' ("\"a@b\"@c"), so never split an address at its first '@'. */
+/* The domain of a parsed path ("" for <>): after the last '@' (the parser
+ * allows no other, but splitting at the last one stays right regardless). */
 const char *smtp_path_domain(const smtp_path *p);
 
 /* ---- replies (upstream side) --------------------------------------------

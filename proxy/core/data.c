@@ -3,8 +3,10 @@
  *
  * Owns: the one decision that SMTP smuggling attacks target, namely where a
  * message ends. Guarantees: the end is CRLF "." CRLF with both line ends
- * real; the output is a function of the input bytes alone, never of how
- * they were split into reads; no allocation; constant state.
+ * real; no NUL byte and nothing after one goes up; a "." line that is
+ * content never loses or gains a dot; the output is a function of the
+ * input bytes alone, never of how they were split into reads; no
+ * allocation; constant state.
  *
  * How: a byte-level state machine over one line at a time. Most bytes are
  * copied unchanged (plain text, real CRLF, and ".." which unstuffs and
@@ -50,7 +52,7 @@ typedef struct feed {
 } feed;
 
 static bool quiet(const data_framer *f) {
-  return f->too_big || (f->reject_bare && f->bare_seen);
+  return f->too_big || f->nul_seen || (f->reject_bare && f->bare_seen);
 }
 
 /* Emit the verbatim run up to (not including) in[upto]. */
@@ -79,40 +81,70 @@ static bool grow(feed *s, uint64_t k, size_t at) {
   return !quiet(f);
 }
 
-/* A line end that was not a real CRLF; its input starts at in[at]. */
-/* Index of the first CR or LF at or after i, or len. This scan is where a
- * large message spends its time in the proxy, so it looks at 16 bytes at a
- * time (SSE2 is part of x86-64); elsewhere two memchr passes do the same. */
+static bool special(char c) {
+  return c == '\r' || c == '\n' || c == '\0';
+}
+
+/* Index of the first CR, LF or NUL at or after i, or len. This scan is
+ * where a large message spends its time in the proxy, so it looks at 16
+ * bytes at a time (SSE2 is part of x86-64), elsewhere at 8 with the
+ * classic has-zero-byte test on w, w^CR.. and w^LF.. (exact for "some byte
+ * matches"; the byte loop then finds which). */
 static size_t scan_text(const char *in, size_t i, size_t len) {
 #if defined(__SSE2__)
-  const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
+  const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'), nul = _mm_setzero_si128();
   while (i + 16 <= len) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(in + i));
-    unsigned m =
-        (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+    __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+                               _mm_cmpeq_epi8(v, nul));
+    unsigned m = (unsigned)_mm_movemask_epi8(hit);
     if (m)
       return i + (size_t)__builtin_ctz(m);
     i += 16;
   }
-  while (i < len && in[i] != '\r' && in[i] != '\n')
+#else
+  const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+  while (i + 8 <= len) {
+    uint64_t w;
+    memcpy(&w, in + i, 8);
+    uint64_t c = w ^ (ones * '\r'), l = w ^ (ones * '\n');
+    if ((((w - ones) & ~w) | ((c - ones) & ~c) | ((l - ones) & ~l)) & highs)
+      break;
+    i += 8;
+  }
+#endif
+  while (i < len && !special(in[i]))
     i++;
   return i;
-#else
-  const char *p = in + i;
-  size_t n = len - i;
-  const char *lf = memchr(p, '\n', n);
-  size_t lim = lf ? (size_t)(lf - p) : n;
-  const char *cr = memchr(p, '\r', lim);
-  return i + (cr ? (size_t)(cr - p) : lim);
-#endif
 }
 
+/* A NUL at in[at]: everything before it goes up, nothing from it on. */
+static void nul_at(feed *s, size_t at) {
+  flush(s, at);
+  s->f->nul_seen = true;
+  (void)grow(s, 1, at);
+}
+
+/* A line end that was not a real CRLF; its input starts at in[at]. */
 static void bare_end(feed *s, size_t at) {
   flush(s, at);
   s->f->bare_seen = true;
   s->f->prev_crlf = false;
   if (grow(s, 2, at))
     put(s, "\r\n", 2);
+}
+
+/* A line that is just "." and is content (not the end of data), ended by a
+ * real CRLF or not; its input starts at in[at]. The content is the text
+ * "." (RFC 5321 4.5.2 drops a leading dot only when more follows), so it
+ * goes up stuffed: "..". Writing an empty line instead would lose the dot. */
+static void lone_dot(feed *s, size_t at, bool crlf) {
+  flush(s, at);
+  if (!crlf)
+    s->f->bare_seen = true;
+  s->f->prev_crlf = crlf;
+  if (grow(s, 3, at))
+    put(s, "..\r\n", 4);
 }
 
 /* One function on purpose: the whole framing state machine in one switch,
@@ -166,10 +198,13 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
           ps = i++;
           carried = false;
           f->state = DF_CR;
-        } else {
+        } else if (in[i] == '\n') {
           bare_end(&s, i);
           s.run = ++i;
           f->state = DF_BOL;
+        } else {
+          nul_at(&s, i);
+          s.run = ++i;
         }
       }
       break;
@@ -196,8 +231,8 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
         f->state = DF_DOT_CR;
         i++;
       } else if (c == '\n') {
-        /* ".\n": a content line "." unstuffed to "". */
-        bare_end(&s, ps);
+        /* ".\n": a content line ".". */
+        lone_dot(&s, ps, false);
         s.run = ++i;
         f->state = DF_BOL;
       } else if (c == '.') {
@@ -208,7 +243,8 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
         f->state = DF_TEXT;
         i++;
       } else {
-        /* ".x": drop the stuffing dot. */
+        /* ".x" (x may be NUL, which DF_TEXT handles): drop the stuffing
+         * dot. */
         flush(&s, ps);
         s.run = i;
         f->state = DF_TEXT;
@@ -223,15 +259,14 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
           f->done = true;
           return i;
         }
-        /* ".\r\n" after a bare line end: content, an empty line. */
-        if (grow(&s, 2, ps))
-          put(&s, "\r\n", 2);
+        /* ".\r\n" after a bare line end: content, the line ".". */
+        lone_dot(&s, ps, true);
         s.run = i;
-        f->prev_crlf = true;
         f->state = DF_BOL;
       } else {
-        /* ".\r" then something else: the "." line ended in a bare CR. */
-        bare_end(&s, ps);
+        /* ".\r" then something else: the "." line ended in a bare CR; c
+         * starts the next line. */
+        lone_dot(&s, ps, false);
         s.run = i;
         f->state = DF_BOL;
       }

@@ -522,12 +522,15 @@ static void rewrite_start(session *s) {
 
 static void finish_data(session *s) {
   const char *r = NULL;
-  if (s->rw_active && !s->rw_overflow && !s->framer.too_big && s->state == SS_DATA &&
-      hdr_rewriter_finish(&s->rw, emit_upstream, s) < 0)
+  /* After a NUL nothing more goes up, not even held header lines. */
+  if (s->rw_active && !s->rw_overflow && !s->framer.too_big && !s->framer.nul_seen &&
+      s->state == SS_DATA && hdr_rewriter_finish(&s->rw, emit_upstream, s) < 0)
     s->rw_overflow = true;
   bool header_overflow = s->rw_overflow;
   rewrite_stop(s);
-  if (s->framer.too_big)
+  if (s->framer.nul_seen)
+    r = "550 5.6.0 Message contains NUL bytes (not allowed in SMTP)\r\n";
+  else if (s->framer.too_big)
     r = "552 5.3.4 Message size exceeds fixed limit\r\n";
   else if (header_overflow)
     r = "552 5.3.4 Message header block too large to rewrite\r\n";

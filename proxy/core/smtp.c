@@ -169,7 +169,10 @@ static bool label_char_ok(unsigned char c, bool utf8) {
 }
 
 /* Quoted local part starting at s[i] == '"'. Returns index after the
- * closing quote, or 0 when malformed. */
+ * closing quote, or 0 when malformed. '@', '%' and '!' are refused inside
+ * the quotes too, escaped or not: Postfix routes on what is inside
+ * (resolve_dequoted_address, on by default), so "v@evil.test"@example.com
+ * would pass a rule for example.com and leave for evil.test. */
 static size_t scan_quoted(const char *s, size_t i, size_t len, bool utf8) {
   i++;
   while (i < len) {
@@ -182,6 +185,8 @@ static size_t scan_quoted(const char *s, size_t i, size_t len, bool utf8) {
       c = (unsigned char)s[++i];
     }
     if (c >= 0x80 ? !utf8 : (c < 0x20 || c == 0x7f))
+      return 0;
+    if (c == '@' || c == '%' || c == '!')
       return 0;
     i++;
   }

@@ -56,11 +56,11 @@ static inline void check_path(const smtp_path *p, bool utf8) {
     unsigned char c = (unsigned char)*q;
     CHECK(c >= 0x20 && c != 0x7f); /* no control characters */
     CHECK(utf8 || c < 0x80);       /* 8-bit only with SMTPUTF8 */
-    if (!quoted || q > at) {
+    /* Relay hacks, also inside quotes (Postfix resolves there). */
+    if (q < at)
+      CHECK(c != '%' && c != '!' && c != '@');
+    if (!quoted || q > at)
       CHECK(c != ' ' && c != '<' && c != '>');
-      if (q < at)
-        CHECK(c != '%' && c != '!' && c != '@'); /* relay hacks */
-    }
   }
   /* The domain is lower-cased (but for the "IPv6:" tag of a literal). */
   const char *d = at + 1;

@@ -7,11 +7,17 @@
  * Invariants:
  *  - feeding the body split at those offsets gives exactly the output,
  *    flags, size and consumed count of feeding it whole (data.h);
- *  - the output never has a bare CR or LF, never a line that is exactly
- *    ".", and every line that starts with '.' starts with ".." (stuffed);
+ *  - the output never has a bare CR or LF, never a NUL, never a line that
+ *    is exactly ".", and every line that starts with '.' starts with ".."
+ *    (stuffed);
  *  - unstuffing the output gives exactly the counted size;
  *  - the output equals (fix mode, no limit) or is a prefix of (otherwise)
- *    what a line-by-line reference model of SPEC.md's rules gives.
+ *    what a line-by-line reference model of SPEC.md's rules gives. In the
+ *    model a "." line that does not end the data is the content "." (goes
+ *    up as ".."), and a NUL is content like any byte;
+ *  - NUL: nul_seen exactly when a NUL came before the end marker, and then
+ *    the output is the model's output cut right before its first NUL (or,
+ *    when the NUL is in an unfinished last line, holds no NUL at all).
  */
 #include "fuzz_common.h"
 
@@ -64,8 +70,9 @@ static void frame(const char *in, size_t len, const size_t *cuts, size_t ncuts, 
 
 /* Reference: split into lines ended by CRLF, bare LF or bare CR (a CR at
  * the very end is undecided and ends nothing), then apply the end rule,
- * unstuff, and stuff again. Returns the content size; *bare and *done as
- * the framer's flags, *consumed up to the end marker. */
+ * unstuff (a lone "." stays "."), and stuff again. Returns the content
+ * size; *bare and *done as the framer's flags, *consumed up to the end
+ * marker. */
 static uint64_t reference(const char *in, size_t len, out *o, bool *bare, bool *done,
                           size_t *consumed) {
   uint64_t size = 0;
@@ -104,7 +111,7 @@ static uint64_t reference(const char *in, size_t len, out *o, bool *bare, bool *
       *bare = true;
     const char *c = in + s;
     size_t cl = e - s;
-    if (cl && c[0] == '.') {
+    if (cl > 1 && c[0] == '.') { /* RFC 5321 4.5.2: only if more follows */
       c++;
       cl--;
     }
@@ -124,6 +131,7 @@ static void check_output(const out *o, const data_framer *f) {
   bool bol = true;
   for (size_t i = 0; i < o->n; i++) {
     char c = o->p[i];
+    CHECK(c != '\0');
     if (c == '\r')
       CHECK(i + 1 < o->n && o->p[i + 1] == '\n');
     if (c == '\n')
@@ -134,7 +142,7 @@ static void check_output(const out *o, const data_framer *f) {
     }
     bol = c == '\n';
   }
-  if (!f->too_big && !(f->reject_bare && f->bare_seen))
+  if (!f->too_big && !f->nul_seen && !(f->reject_bare && f->bare_seen))
     CHECK(o->n - dots == f->size);
   CHECK(f->too_big == (f->max_size && f->size > f->max_size));
 }
@@ -167,6 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(whole.consumed == split.consumed);
   CHECK(whole.f.done == split.f.done && whole.f.size == split.f.size);
   CHECK(whole.f.too_big == split.f.too_big && whole.f.bare_seen == split.f.bare_seen);
+  CHECK(whole.f.nul_seen == split.f.nul_seen);
   CHECK(whole.f.done || whole.consumed == len);
   check_output(&whole.o, &whole.f);
 
@@ -178,16 +187,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(done == whole.f.done);
   if (done)
     CHECK(consumed == whole.consumed && rsize == whole.f.size && bare == whole.f.bare_seen);
-  CHECK(whole.o.n <= ref.n || !done);
-  if (!done) {
+  /* NUL: seen exactly when one came before the end; the output stops right
+   * before the model's first NUL. */
+  CHECK(whole.f.nul_seen == (whole.consumed && memchr(in, '\0', whole.consumed) != NULL));
+  const char *rnul = ref.n ? memchr(ref.p, '\0', ref.n) : NULL;
+  size_t ref_cut = rnul ? (size_t)(rnul - ref.p) : ref.n;
+  CHECK(!rnul || whole.f.nul_seen);
+  CHECK(whole.o.n <= ref_cut || !done);
+  bool stopped = whole.f.too_big || (reject && whole.f.bare_seen);
+  if (rnul)
+    CHECK(whole.o.n == ref_cut || (stopped && whole.o.n < ref_cut));
+  if (!done && !rnul) {
     /* An unfinished last line: the framer may already have written part of
      * it, so only the reference's complete lines must match. */
-    CHECK(whole.o.n >= ref.n || whole.f.too_big || (reject && whole.f.bare_seen));
+    CHECK(whole.o.n >= ref.n || stopped);
   }
-  size_t common = whole.o.n < ref.n ? whole.o.n : ref.n;
+  size_t common = whole.o.n < ref_cut ? whole.o.n : ref_cut;
   CHECK(common == 0 || !memcmp(whole.o.p, ref.p, common));
   if (done && !reject && !max)
-    CHECK(whole.o.n == ref.n);
+    CHECK(whole.o.n == ref_cut);
 
   free(ref.p);
   free(whole.o.p);

@@ -5,9 +5,9 @@
  * the percent hack, source routes, bang paths, several '@', trailing dots.
  * With routes allowing only rcpt_to "*@example.com", none of them may put
  * evil.test into what reaches the upstream. The quoted local part
- * "victim@evil.test"@example.com is legitimately example.com and must
- * arrive byte for byte as that address; an upper-case domain is allowed
- * (domains are case-insensitive). */
+ * "victim@evil.test"@example.com is refused too: Postfix resolves inside
+ * the quotes. An upper-case domain is allowed (domains are
+ * case-insensitive). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +70,7 @@ static const relay_case cases[] = {
     {"address literal", "<victim@[127.0.0.1]>", false, NULL},
     {"plain evil (control)", "<victim@evil.test>", false, NULL},
     {"quoted local part at evil", "<\"victim\"@evil.test>", false, NULL},
-    {"quoted '@' local part", "<\"victim@evil.test\"@example.com>", true,
-     "\"victim@evil.test\"@example.com"},
+    {"quoted '@' local part", "<\"victim@evil.test\"@example.com>", false, NULL},
     /* RFC 5321 4.1.1.3 / C: a source route is to be ignored; what counts
      * is the final mailbox, which here is at example.com. */
     {"source route via evil to allowed", "<@evil.test:victim@example.com>", true,
@@ -83,7 +82,8 @@ static const relay_case cases[] = {
 
 /* A recipient as recorded upstream reaches evil.test if its domain (after
  * the last '@', ignoring a trailing dot and case) is evil.test or under it,
- * or if any relay-hack character survives outside a quoted local part. */
+ * or if any relay-hack character survives, quoted or not (Postfix resolves
+ * inside quotes). */
 static bool reaches_evil(const char *rcpt) {
   const char *at = strrchr(rcpt, '@');
   const char *dom = at ? at + 1 : rcpt;
@@ -96,8 +96,6 @@ static bool reaches_evil(const char *rcpt) {
     return true;
   if (n > 10 && strcasecmp(d + n - 10, ".evil.test") == 0)
     return true;
-  if (rcpt[0] == '"')
-    return false; /* quoted local part: its content is not routing */
   return strchr(rcpt, '%') || strchr(rcpt, '!') || strchr(rcpt, ':') ||
          strcasestr(rcpt, "evil.test");
 }

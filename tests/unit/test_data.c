@@ -1,6 +1,8 @@
 /* test_data.c - DATA framing: end of data, smuggling look-alikes, bare
- * CR/LF policy, dot (un)stuffing, size limit, split invariance. */
+ * CR/LF policy, NUL bytes, dot (un)stuffing (lone "." content lines),
+ * size limit, split invariance. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,11 +69,13 @@ static void assert_same(const result *a, const result *b, const char *what, size
   cr_assert_eq(a->f.size, b->f.size, "%s %zu: size", what, at);
   cr_assert_eq(a->f.too_big, b->f.too_big, "%s %zu: too_big", what, at);
   cr_assert_eq(a->f.bare_seen, b->f.bare_seen, "%s %zu: bare_seen", what, at);
+  cr_assert_eq(a->f.nul_seen, b->f.nul_seen, "%s %zu: nul_seen", what, at);
 }
 
-/* Output must be CRLF-framed with no bare CR/LF and no "." line. */
+/* Output must be CRLF-framed with no bare CR/LF, no NUL and no "." line. */
 static void assert_clean(const char *o, size_t n) {
   for (size_t i = 0; i < n; i++) {
+    cr_assert_neq(o[i], '\0', "NUL in output at %zu", i);
     if (o[i] == '\r')
       cr_assert(i + 1 < n && o[i + 1] == '\n', "bare CR in output at %zu", i);
     if (o[i] == '\n')
@@ -117,10 +121,14 @@ typedef struct vec {
   size_t consumed; /* bytes up to and including the end marker */
   bool done;
   bool bare;
+  bool nul;
 } vec;
 
 #define V(i, o, c, d, b)                                                                           \
-  { i, sizeof(i) - 1, o, sizeof(o) - 1, c, d, b }
+  { i, sizeof(i) - 1, o, sizeof(o) - 1, c, d, b, false }
+/* The same for an input holding a NUL (nul_seen expected). */
+#define VN(i, o, c, d, b)                                                                          \
+  { i, sizeof(i) - 1, o, sizeof(o) - 1, c, d, b, true }
 
 static void check_vec(const vec *v, bool reject, uint64_t max) {
   result r;
@@ -133,6 +141,7 @@ static void check_vec(const vec *v, bool reject, uint64_t max) {
   cr_assert_eq(r.consumed, v->consumed, "[%s] consumed %zu, want %zu", v->in, r.consumed,
                v->consumed);
   cr_assert_eq(r.f.bare_seen, v->bare, "[%s] bare_seen", v->in);
+  cr_assert_eq(r.f.nul_seen, v->nul, "[%s] nul_seen", v->in);
   sink_free(&r.out);
 }
 
@@ -150,38 +159,80 @@ Test(data, immediate_end_at_start) {
 }
 
 Test(data, lf_dot_lf_is_content) {
-  static const vec v = V("a\n.\nb\r\n.\r\nX", "a\r\n\r\nb\r\n", 10, true, true);
+  static const vec v = V("a\n.\nb\r\n.\r\nX", "a\r\n..\r\nb\r\n", 10, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, lf_dot_crlf_is_content) {
-  static const vec v = V("a\n.\r\nb\r\n.\r\nX", "a\r\n\r\nb\r\n", 11, true, true);
+  static const vec v = V("a\n.\r\nb\r\n.\r\nX", "a\r\n..\r\nb\r\n", 11, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, crlf_dot_lf_is_content) {
-  static const vec v = V("a\r\n.\nb\r\n.\r\nX", "a\r\n\r\nb\r\n", 11, true, true);
+  static const vec v = V("a\r\n.\nb\r\n.\r\nX", "a\r\n..\r\nb\r\n", 11, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, cr_dot_cr_is_content) {
-  static const vec v = V("a\r.\rb\r\n.\r\nX", "a\r\n\r\nb\r\n", 10, true, true);
+  static const vec v = V("a\r.\rb\r\n.\r\nX", "a\r\n..\r\nb\r\n", 10, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, crlf_dot_cr_is_content) {
-  static const vec v = V("a\r\n.\rb\r\n.\r\nX", "a\r\n\r\nb\r\n", 11, true, true);
+  static const vec v = V("a\r\n.\rb\r\n.\r\nX", "a\r\n..\r\nb\r\n", 11, true, true);
   check_vec(&v, false, 0);
 }
 
-Test(data, nul_before_dot_is_content_and_passes) {
-  static const vec v = V("a\r\n\0.\r\n.\r\nX", "a\r\n\0.\r\n", 10, true, false);
+/* CRLF NUL "." CRLF: a next hop that drops NULs sees an end of data. The
+ * NUL stops the output before it, and the real end is still found. */
+Test(data, nul_before_dot_stops_output) {
+  static const vec v = VN("a\r\n\0.\r\nMAIL FROM:<e@x>\r\n.\r\nX", "a\r\n", 27, true, false);
+  check_vec(&v, false, 0);
+  check_vec(&v, true, 0);
+}
+
+Test(data, nul_after_dot_stops_output) {
+  static const vec v = VN("a\r\n.\0\r\nb\r\n.\r\nX", "a\r\n", 13, true, false);
+  check_vec(&v, false, 0);
+  check_vec(&v, true, 0);
+}
+
+Test(data, nul_at_start) {
+  static const vec v = VN("\0a\0\r\n\0\r\n.\r\n", "", 11, true, false);
   check_vec(&v, false, 0);
 }
 
-Test(data, nul_bytes_untouched) {
-  static const vec v = V("\0a\0\r\n\0\r\n.\r\n", "\0a\0\r\n\0\r\n", 11, true, false);
+Test(data, nul_mid_line_keeps_what_came_before) {
+  static const vec v = VN("ab\r\ncd\0ef\r\n.\r\nQUIT\r\n", "ab\r\ncd", 14, true, false);
   check_vec(&v, false, 0);
+  check_vec(&v, true, 0);
+}
+
+Test(data, nul_resolves_pending_bytes_like_text) {
+  /* A pending CR, dot or ".\r" before the NUL resolves as before any
+   * other text byte; only then does output stop. */
+  static const vec v[] = {
+      VN("a\r\0\r\n.\r\n", "a\r\n", 8, true, true),
+      VN("a\r\n.\0b\r\n.\r\n", "a\r\n", 11, true, false),
+      VN("a\r\n..\0\r\n.\r\n", "a\r\n..", 11, true, false),
+      VN("a\r\n.\r\0\r\n.\r\n", "a\r\n..\r\n", 11, true, true),
+  };
+  for (size_t k = 0; k < sizeof v / sizeof v[0]; k++)
+    check_vec(&v[k], false, 0);
+}
+
+Test(data, nul_in_unfinished_message_stops_output) {
+  static const vec v = VN("abc\r\n\0.\r\nmore", "abc\r\n", 13, false, false);
+  check_vec(&v, false, 0);
+}
+
+Test(data, nul_counts_as_one_byte_of_size) {
+  result r;
+  run_whole(L("ab\0c\r\n.\r\n"), false, 0, &r);
+  cr_assert(r.f.nul_seen);
+  cr_assert_eq(r.f.size, 6);
+  cr_assert_eq(r.out.len, 2);
+  sink_free(&r.out);
 }
 
 Test(data, stuffed_dot_line_stays_stuffed) {
@@ -203,29 +254,29 @@ Test(data, cr_cr_lf_is_two_line_ends) {
 Test(data, dot_line_after_bare_line_then_real_end) {
   /* ".\n" is content; the next ".\r\n" follows a bare LF so is content too;
    * only the third, after a real CRLF, ends. */
-  static const vec v = V("a\r\n.\n.\r\n.\r\nX", "a\r\n\r\n\r\n", 11, true, true);
+  static const vec v = V("a\r\n.\n.\r\n.\r\nX", "a\r\n..\r\n..\r\n", 11, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, bare_lf_at_start_then_dot) {
-  static const vec v = V("\n.\r\n.\r\n", "\r\n\r\n", 7, true, true);
+  static const vec v = V("\n.\r\n.\r\n", "\r\n..\r\n", 7, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, cr_dot_crlf_at_start_is_content) {
-  static const vec v = V("\r.\r\n.\r\n", "\r\n\r\n", 7, true, true);
+  static const vec v = V("\r.\r\n.\r\n", "\r\n..\r\n", 7, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, dot_cr_cr_lf) {
   /* ".\r" then "\r\n": the dot line ends in a bare CR (content), then an
    * empty line with a real CRLF, after which "." ends. */
-  static const vec v = V("a\r\n.\r\r\n.\r\n", "a\r\n\r\n\r\n", 10, true, true);
+  static const vec v = V("a\r\n.\r\r\n.\r\n", "a\r\n..\r\n\r\n", 10, true, true);
   check_vec(&v, false, 0);
 }
 
 Test(data, no_end_without_real_crlf_dot_crlf) {
-  static const vec v = V("a\n.\n\r.\r\n.\n", "a\r\n\r\n\r\n\r\n\r\n", 10, false, true);
+  static const vec v = V("a\n.\n\r.\r\n.\n", "a\r\n..\r\n\r\n..\r\n..\r\n", 10, false, true);
   check_vec(&v, false, 0);
 }
 
@@ -247,6 +298,221 @@ Test(data, trailing_dot_text_not_end) {
 Test(data, dot_space_is_not_end) {
   static const vec w = V("a\r\n. \r\n.\r\n", "a\r\n \r\n", 10, true, false);
   check_vec(&w, false, 0);
+}
+
+/* Every lone-dot line: after the start, a CRLF, a bare LF or a bare CR, and
+ * ended by LF, CR, CRLF or CR CR LF. Only CRLF "." CRLF after a real line
+ * end is the end; every other "." line is the content "." and arrives as
+ * ".." CRLF: no dot lost (an empty line) and none added. */
+Test(data, lone_dot_line_every_combination) {
+  static const struct {
+    const char *in, *out;
+    bool crlf;
+  } before[] = {
+      {"", "", true}, {"a\r\n", "a\r\n", true}, {"a\n", "a\r\n", false}, {"a\r", "a\r\n", false}};
+  static const struct {
+    const char *in, *out;
+    bool crlf;
+  } ends[] = {{"\n", "..\r\n", false},
+              {"\r", "..\r\n", false},
+              {"\r\n", "..\r\n", true},
+              {"\r\r\n", "..\r\n\r\n", false}};
+  for (size_t b = 0; b < sizeof before / sizeof before[0]; b++) {
+    for (size_t e = 0; e < sizeof ends / sizeof ends[0]; e++) {
+      for (int reject = 0; reject < 2; reject++) {
+        char in[64], want[64];
+        int n = snprintf(in, sizeof in, "%s.%sb\r\n.\r\nQUIT\r\n", before[b].in, ends[e].in);
+        size_t len = (size_t)n;
+        bool ends_here = before[b].crlf && ends[e].crlf;
+        bool bare = !before[b].crlf || (!ends_here && !ends[e].crlf);
+        size_t consumed;
+        int w;
+        if (ends_here) {
+          w = snprintf(want, sizeof want, "%s", before[b].out);
+          consumed = strlen(before[b].in) + 3;
+        } else {
+          w = snprintf(want, sizeof want, "%s%sb\r\n", before[b].out, ends[e].out);
+          consumed = len - 6;
+        }
+        if (reject && bare) /* output stops at the first bare line end */
+          w = before[b].crlf ? (int)strlen(before[b].out) : 1;
+        vec v = {in, len, want, (size_t)w, consumed, true, bare, false};
+        check_vec(&v, reject, 0);
+      }
+    }
+  }
+}
+
+/* A NUL at any offset of a message: framing is as if it were an ordinary
+ * text byte (same end of data, same flags), but output stops right before
+ * it, in every mode. */
+static void check_nul_everywhere(const char *base, size_t len) {
+  for (size_t k = 0; k <= len; k++) {
+    for (int reject = 0; reject < 2; reject++) {
+      char with_nul[128], with_x[128];
+      cr_assert_lt(len + 1, sizeof with_nul);
+      memcpy(with_nul, base, k);
+      with_nul[k] = '\0';
+      memcpy(with_nul + k + 1, base + k, len - k);
+      memcpy(with_x, with_nul, len + 1);
+      with_x[k] = 'X';
+      result rx, rn;
+      run_whole(with_x, len + 1, reject, 0, &rx);
+      if (rx.f.done && rx.consumed <= k) {
+        sink_free(&rx.out); /* the NUL would come after the end */
+        continue;
+      }
+      check_invariant(with_nul, len + 1, reject, 0, &rn);
+      cr_assert(rn.f.nul_seen, "NUL at %zu not seen", k);
+      cr_assert_eq(rn.f.done, rx.f.done, "NUL at %zu: done", k);
+      cr_assert_eq(rn.consumed, rx.consumed, "NUL at %zu: consumed", k);
+      cr_assert_eq(rn.f.bare_seen, rx.f.bare_seen, "NUL at %zu: bare_seen", k);
+      cr_assert_eq(rn.f.size, rx.f.size, "NUL at %zu: size", k);
+      /* Output: what the X version wrote before its X. */
+      const char *x = memchr(rx.out.buf ? rx.out.buf : "", 'X', rx.out.len);
+      size_t upto = x ? (size_t)(x - rx.out.buf) : rx.out.len;
+      cr_assert_eq(rn.out.len, upto, "NUL at %zu: output %zu bytes, want %zu", k, rn.out.len, upto);
+      cr_assert(upto == 0 || memcmp(rn.out.buf, rx.out.buf, upto) == 0, "NUL at %zu: bytes", k);
+      sink_free(&rx.out);
+      sink_free(&rn.out);
+    }
+  }
+}
+
+Test(data, nul_at_every_offset) {
+  check_nul_everywhere(L("ab\r\n.c\r\n..\r\n\r\nd\n.\ne\r.\rf\r\n.\r\nQUIT\r\n"));
+  check_nul_everywhere(L(".\r\r\n.\n\r\n.\r\n"));
+}
+
+/* ---- SMTP smuggling look-alikes (public tools) ----------------------------- */
+
+/* The end-of-data look-alikes of hannob's smtpsmug (lflf, crcr, crlf, lfcr,
+ * lfcrlf, crlflf, crcrlf, crlfcr, nullbefore, nullafter), SEC Consult's
+ * SMTP-Smuggling-Tools (inbound and outbound lists, adding \r\n.\r\r\n and
+ * \r\r\n.\r\r\n) and the extra ones of smtp_smuggling_checker. */
+typedef struct lookalike {
+  const char *name;
+  const char *bytes;
+  size_t len;
+  bool bare, nul;
+} lookalike;
+#define LA(n, s, b, z)                                                                             \
+  { n, s, sizeof(s) - 1, b, z }
+static const lookalike lookalikes[] = {
+    LA("LF.LF", "\n.\n", true, false),
+    LA("CR.CR", "\r.\r", true, false),
+    LA("CR.LF", "\r.\n", true, false),
+    LA("LF.CR", "\n.\r", true, false),
+    LA("LF.CRLF", "\n.\r\n", true, false),
+    LA("CRLF.LF", "\r\n.\n", true, false),
+    LA("CR.CRLF", "\r.\r\n", true, false),
+    LA("CRLF.CR", "\r\n.\r", true, false),
+    LA("CRLF NUL.CRLF", "\r\n\0.\r\n", false, true),
+    LA("CRLF.NUL CRLF", "\r\n.\0\r\n", false, true),
+    LA("CRLF.CR CRLF", "\r\n.\r\r\n", true, false),
+    LA("CR CRLF.CR CRLF", "\r\r\n.\r\r\n", true, false),
+    LA("CRLF NUL.CR", "\r\n\0.\r", true, true),
+    LA("CRLF NUL.LF", "\r\n\0.\n", true, true),
+    LA("CRLF.", "\r\n.", false, false),
+    LA("LF LF.CRLF", "\n\n.\r\n", true, false),
+    LA("LF.", "\n.", true, false),
+};
+#define N_LA (sizeof lookalikes / sizeof lookalikes[0])
+
+/* What a lenient receiver takes for end of data: CR, LF or CRLF (or the
+ * start), any NULs, ".", any NULs, then CR, LF or CRLF. */
+static bool lenient_end(const char *o, size_t n) {
+  for (size_t i = 0; i <= n; i++) {
+    size_t j;
+    if (i == 0)
+      j = 0; /* the DATA command's line end */
+    else if (o[i - 1] == '\n' || (o[i - 1] == '\r' && (i >= n || o[i] != '\n')))
+      j = i;
+    else
+      continue;
+    while (j < n && o[j] == '\0')
+      j++;
+    if (j >= n || o[j] != '.')
+      continue;
+    j++;
+    while (j < n && o[j] == '\0')
+      j++;
+    if (j < n && (o[j] == '\r' || o[j] == '\n'))
+      return true;
+  }
+  return false;
+}
+
+Test(data, lenient_end_detector_sanity) {
+  /* The detector itself must see every look-alike and a real end. */
+  for (size_t i = 0; i < N_LA; i++) {
+    char buf[32];
+    memcpy(buf, "x", 1);
+    memcpy(buf + 1, lookalikes[i].bytes, lookalikes[i].len);
+    memcpy(buf + 1 + lookalikes[i].len, "\r\n", 2);
+    cr_assert(lenient_end(buf, lookalikes[i].len + 3), "[%s]", lookalikes[i].name);
+  }
+  cr_assert(lenient_end(L("a\r\n.\r\n")));
+  cr_assert(lenient_end(L(".\r\n")));
+  cr_assert_not(lenient_end(L("a\r\n..\r\nb\r\n")));
+  cr_assert_not(lenient_end(L("a\r\n.b\r\n")));
+}
+
+static const char smuggled[] = "MAIL FROM:<evil@x>\r\n"
+                               "RCPT TO:<b@example.com>\r\n"
+                               "DATA\r\n"
+                               "smuggled\r\n";
+
+/* ctx 0: right after text, as test_sec_smuggling sends it; ctx 1: between
+ * CRLF lines, as SEC Consult's scanner sends it. */
+static size_t smuggle_body(size_t i, int ctx, char *out, size_t cap) {
+  const char *pre = ctx ? "Subject: t\r\n\r\nline\r\n" : "Subject: t\r\n\r\nbefore";
+  const char *post = ctx ? "\r\n" : "";
+  size_t n = 0;
+  cr_assert_lt(strlen(pre) + lookalikes[i].len + strlen(post) + sizeof smuggled + 12, cap);
+  memcpy(out, pre, strlen(pre));
+  n += strlen(pre);
+  memcpy(out + n, lookalikes[i].bytes, lookalikes[i].len);
+  n += lookalikes[i].len;
+  memcpy(out + n, post, strlen(post));
+  n += strlen(post);
+  memcpy(out + n, smuggled, sizeof smuggled - 1);
+  n += sizeof smuggled - 1;
+  memcpy(out + n, ".\r\nQUIT\r\n", 9);
+  return n + 9;
+}
+
+Test(data, smuggling_lookalikes_never_end_or_leak) {
+  for (size_t i = 0; i < N_LA; i++) {
+    for (int ctx = 0; ctx < 2; ctx++) {
+      /* Between CRLF lines "\r\n." is the real CRLF "." CRLF. */
+      if (ctx == 1 && strcmp(lookalikes[i].name, "CRLF.") == 0)
+        continue;
+      for (int reject = 0; reject < 2; reject++) {
+        const lookalike *la = &lookalikes[i];
+        char in[256];
+        size_t len = smuggle_body(i, ctx, in, sizeof in);
+        result r;
+        check_invariant(in, len, reject, 0, &r);
+        cr_assert(r.f.done, "[%s ctx %d] no end", la->name, ctx);
+        cr_assert_eq(r.consumed, len - 6, "[%s ctx %d] ended early at %zu", la->name, ctx,
+                     r.consumed);
+        cr_assert_eq(r.f.nul_seen, la->nul, "[%s ctx %d] nul_seen", la->name, ctx);
+        cr_assert_eq(r.f.bare_seen, la->bare, "[%s ctx %d] bare_seen", la->name, ctx);
+        cr_assert_not(lenient_end(r.out.buf, r.out.len),
+                      "[%s ctx %d %s] output holds an end-of-data look-alike", la->name, ctx,
+                      reject ? "reject" : "fix");
+        bool stopped = la->nul || (reject && la->bare);
+        bool has = r.out.len && memmem(r.out.buf, r.out.len, "smuggled\r\n", 10);
+        cr_assert_eq(has, !stopped, "[%s ctx %d] smuggled text %s", la->name, ctx,
+                     has ? "went up" : "missing");
+        if (!stopped)
+          cr_assert(memmem(r.out.buf, r.out.len, "\r\nMAIL FROM:<evil@x>\r\n", 22),
+                    "[%s ctx %d] the smuggled MAIL is not a content line", la->name, ctx);
+        sink_free(&r.out);
+      }
+    }
+  }
 }
 
 /* ---- reject mode ------------------------------------------------------------ */
@@ -320,7 +586,10 @@ Test(data, size_counts_fixed_line_ends_as_two) {
 }
 
 Test(data, size_counts_dot_line_content) {
-  check_size(L("a\n.\r\n.\r\n"), 5);
+  /* "a" CRLF, then the content line "." CRLF (its stuffing dot is not
+   * counted). */
+  check_size(L("a\n.\r\n.\r\n"), 6);
+  check_size(L("a\r\n.\nb\r\n.\r\n"), 9);
 }
 
 Test(data, size_unlimited_when_zero) {
@@ -393,15 +662,15 @@ static const struct {
     {"..leading dot\r\n", "..leading dot\r\n"},
     {".single dot\r\n", "single dot\r\n"},
     {"bare lf\n", "bare lf\r\n"},
-    {".\n", "\r\n"},
+    {".\n", "..\r\n"},
     {"bare cr\rx\r\n", "bare cr\r\nx\r\n"},
-    {"\0nul\0\r\n", "\0nul\0\r\n"},
+    {"\ttab\x7f\r\n", "\ttab\x7f\r\n"},
     {"\r\n", "\r\n"},
     {"a fairly long line of text, like a base64 body: QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\r\n",
      "a fairly long line of text, like a base64 body: QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\r\n"},
 };
 static const size_t pattern_in_len[] = {24, 15, 13, 8, 2, 11, 7, 2, 86};
-static const size_t pattern_out_len[] = {24, 15, 12, 9, 2, 12, 7, 2, 86};
+static const size_t pattern_out_len[] = {24, 15, 12, 9, 4, 12, 7, 2, 86};
 
 typedef struct verifier {
   const char *want;
@@ -453,7 +722,9 @@ Test(data, ten_megabytes_streamed_in_odd_chunks) {
   cr_assert_eq(data_framer_feed(&f, L(".\r\nQUIT\r\n"), verify_emit, &v), 3);
   cr_assert(f.done);
   cr_assert_eq(v.total, (uint64_t)reps * ol);
-  cr_assert_eq(f.size, (uint64_t)reps * ol - (uint64_t)reps * 1 /* one stuffing dot per rep */);
+  /* Two stuffing dots per repetition: "..leading dot" and the ".." of
+   * the lone-dot line. */
+  cr_assert_eq(f.size, (uint64_t)reps * ol - (uint64_t)reps * 2);
   /* Batched: a handful of emits per repetition (one per rewritten line
    * end or dropped dot), not one per byte. */
   cr_assert_lt(v.calls, reps * 8 + feeds * 2);

@@ -1,6 +1,7 @@
 /* test_smtp.c - line reader, command lines, addresses, MAIL/RCPT parameters,
  * replies and EHLO capabilities. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -311,18 +312,63 @@ Test(smtp, path_source_route_stripped) {
 
 Test(smtp, path_quoted_local_part_kept) {
   path_ok("<\"john doe\"@X.org>", false, "\"john doe\"@x.org");
-  path_ok("\"a@b%c!d\"@x", false, "\"a@b%c!d\"@x");
+  path_ok("\"a.b c#d\"@x", false, "\"a.b c#d\"@x");
   path_ok("<\"a\\\"b\"@x>", false, "\"a\\\"b\"@x");
+  path_ok("<\"a:b,c;d<e>\"@x>", false, "\"a:b,c;d<e>\"@x");
   path_bad("<\"unterminated@x>", false);
   path_bad("<\"a\"b@x>", false);
   path_bad("<\"a\tb\"@x>", false);
   path_bad("<\"a\x01\"@x>", false);
 }
 
+/* Postfix routes on what is inside quotes (resolve_dequoted_address), so
+ * "v@evil.test"@example.com would pass a rule for example.com and leave for
+ * evil.test. '@', '%' and '!' are refused in a quoted local part, escaped
+ * or not, bracketed or not, in MAIL and RCPT alike. */
+static const char *const quoted_routing[] = {
+    "<\"v@evil.test\"@example.com>",
+    "<\"v%evil.test\"@example.com>",
+    "<\"v!evil.test\"@example.com>",
+    "<\"evil.test!v\"@example.com>",
+    "<\"v\\@evil.test\"@example.com>",
+    "<\"v\\%evil.test\"@example.com>",
+    "<\"v\\!evil.test\"@example.com>",
+    "\"v@evil.test\"@example.com",
+    "<@relay.test:\"v@evil.test\"@example.com>",
+    "<\"@\"@example.com>",
+    "<\"v@\"@example.com>",
+};
+
+Test(smtp, path_quoted_local_part_with_routing_chars_refused) {
+  for (size_t i = 0; i < sizeof quoted_routing / sizeof quoted_routing[0]; i++) {
+    const char *a = quoted_routing[i];
+    path_bad(a, false);
+    path_bad(a, true);
+    smtp_path r;
+    cr_assert_eq(smtp_parse_rcpt(a, strlen(a), false, &r), STP_EADDR, "RCPT [%s]", a);
+    cr_assert_eq(smtp_parse_rcpt(a, strlen(a), true, &r), STP_EADDR, "RCPT utf8 [%s]", a);
+    smtp_mail_args m;
+    cr_assert_eq(smtp_parse_mail(a, strlen(a), &m), STP_EADDR, "MAIL [%s]", a);
+    char with_param[128];
+    snprintf(with_param, sizeof with_param, "%s SIZE=10 SMTPUTF8", a);
+    cr_assert_eq(smtp_parse_mail(with_param, strlen(with_param), &m), STP_EADDR, "MAIL [%s]",
+                 with_param);
+  }
+}
+
+Test(smtp, path_quoted_local_part_without_routing_chars_passes_mail_and_rcpt) {
+  smtp_path r;
+  cr_assert_eq(smtp_parse_rcpt(L("<\"john doe\"@Example.com>"), false, &r), 0);
+  cr_assert_str_eq(r.addr, "\"john doe\"@example.com");
+  smtp_mail_args m;
+  cr_assert_eq(smtp_parse_mail(L("<\"scan ner\"@printer.test> SIZE=5"), &m), 0);
+  cr_assert_str_eq(m.from.addr, "\"scan ner\"@printer.test");
+}
+
 Test(smtp, path_domain_after_last_at) {
   smtp_path p;
   size_t end;
-  cr_assert_eq(smtp_parse_path(L("<\"x@evil.com\"@Example.COM>"), false, &p, &end), 0);
+  cr_assert_eq(smtp_parse_path(L("<\"x y\"@Example.COM>"), false, &p, &end), 0);
   cr_assert_str_eq(smtp_path_domain(&p), "example.com");
   cr_assert_eq(smtp_parse_path(L("<>"), false, &p, &end), 0);
   cr_assert_str_eq(smtp_path_domain(&p), "");
