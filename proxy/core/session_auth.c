@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "session_internal.h"
+#include "session_auth.h"
+
+#include "session_out.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/route.h"
@@ -39,20 +41,20 @@ void session_auth_accept(session *s) {
   snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
   log_auth(s, "ok", NULL);
   lanauth_reset(&s->auth);
-  session_reply(s, "235 2.7.0 Authentication successful\r\n");
+  session_out_reply(s, "235 2.7.0 Authentication successful\r\n");
 }
 
 void session_auth_refuse(session *s, const char *line, const char *reason) {
   log_auth(s, "failed", reason);
   session_auth_forget(s);
-  session_reply(s, line);
+  session_out_reply(s, line);
   if (s->limits)
-    limits_auth_failed(s->limits, session_listener_index(s), s->client_ip, stp_now_ms());
+    limits_auth_failed(s->limits, session_out_listener_index(s), s->client_ip, stp_now_ms());
   /* Guessing passwords costs a connection every few tries. */
   if (++s->auth_failures >= SESSION_MAX_AUTH_FAILURES) {
-    session_reply(s, "421 4.7.0 Too many authentication failures, closing connection\r\n");
-    session_up_drop(s, false);
-    session_close_now(s);
+    session_out_reply(s, "421 4.7.0 Too many authentication failures, closing connection\r\n");
+    session_out_up_drop(s, false);
+    session_out_close(s);
   }
 }
 
@@ -74,9 +76,9 @@ static void auth_passthrough(session *s) {
   }
   s->pt_secret = stp_xstrndup(s->auth.pass, s->auth.pass_len);
   snprintf(s->auth_user, sizeof s->auth_user, "%s", s->auth.user);
-  session_up_drop(s, true);
+  session_out_up_drop(s, true);
   s->route = rt;
-  session_wait_for(s, W_AUTH);
+  session_out_wait_for(s, W_AUTH);
   s->ops->up_open(s->ctx, (size_t)rt);
 }
 
@@ -91,7 +93,7 @@ static void auth_done(session *s) {
     const char *hash = u ? u->hash : "$6$nouser$";
     s->auth_user_known = u != NULL;
     if (s->ops->check_password) {
-      session_wait_for(s, W_HASH);
+      session_out_wait_for(s, W_HASH);
       s->ops->check_password(s->ctx, hash, s->auth.pass);
       return;
     }
@@ -110,7 +112,7 @@ static void auth_done(session *s) {
 static void auth_result(session *s, la_result r) {
   if (r == LA_REPLY) {
     s->in_auth = true;
-    session_reply(s, s->auth.reply);
+    session_out_reply(s, s->auth.reply);
     return;
   }
   s->in_auth = false;
@@ -121,25 +123,26 @@ static void auth_result(session *s, la_result r) {
   session_auth_refuse(s, s->auth.reply, s->auth.reason);
 }
 
-void session_cmd_auth(session *s, const smtp_cmd *c) {
+void session_auth_cmd(session *s, const smtp_cmd *c) {
   if (s->lcfg->auth == STP_LAUTH_NONE) {
-    session_reply(s, "503 5.5.1 Error: authentication not enabled\r\n");
+    session_out_reply(s, "503 5.5.1 Error: authentication not enabled\r\n");
     return;
   }
   if (s->authenticated) {
-    session_reply(s, "503 5.5.1 Error: already authenticated\r\n");
+    session_out_reply(s, "503 5.5.1 Error: already authenticated\r\n");
     return;
   }
   if (s->have_mail) {
-    session_reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
+    session_out_reply(s, "503 5.5.1 Error: AUTH not allowed during a mail transaction\r\n");
     return;
   }
-  uint64_t wait_ms = s->limits ? limits_auth_blocked(s->limits, session_listener_index(s),
+  uint64_t wait_ms = s->limits ? limits_auth_blocked(s->limits, session_out_listener_index(s),
                                                      s->client_ip, stp_now_ms())
                                : 0;
   if (wait_ms) {
-    session_replyf(s, "454 4.7.0 Too many authentication failures from %s, try again in %llu s\r\n",
-                   s->client_ip, (unsigned long long)((wait_ms + 999) / 1000));
+    session_out_replyf(
+        s, "454 4.7.0 Too many authentication failures from %s, try again in %llu s\r\n",
+        s->client_ip, (unsigned long long)((wait_ms + 999) / 1000));
     stp_kv kv[] = {{"scope", "auth"}, {"name", s->lcfg->name}, {"client", s->client_ip}};
     stp_log_kv(STP_LOG_WARN, s->sid, "rate-limited", kv, 3);
     metrics_rate_limited("auth", s->lcfg->name);
@@ -170,5 +173,5 @@ void session_auth_upstream_failed(session *s, upstream_fail why) {
   }
   log_auth(s, "deferred", upstream_fail_name(why));
   session_auth_forget(s);
-  session_reply(s, session_fail_reply(why));
+  session_out_reply(s, session_fail_reply(why));
 }
