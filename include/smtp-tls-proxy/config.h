@@ -61,6 +61,10 @@ typedef struct stp_listener_cfg {
   stp_lan_auth auth; /* default none */
   stp_user *users;   /* for auth: users */
   size_t n_users;
+  /* auth: users: the costliest of users[].hash (lanauth_costliest_hash),
+   * checked for unknown user names with the result ignored, so that they
+   * take as long as a known name. Points into users; not owned. */
+  const char *unknown_user_hash;
   uint64_t max_message_size;           /* bytes; default 50 MiB */
   uint32_t max_connections;            /* default 200 */
   uint32_t max_connections_per_client; /* default 20 */

@@ -36,6 +36,7 @@
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "smtp-tls-proxy/lanauth.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -153,6 +154,16 @@ static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   }
 }
 
+/* Unknown user names are checked against the costliest configured hash,
+ * so a reply's delay does not tell which names exist. */
+static void pick_unknown_user_hash(stp_listener_cfg *l) {
+  const char **hs = stp_xcalloc(l->n_users, sizeof *hs);
+  for (size_t i = 0; i < l->n_users; i++)
+    hs[i] = l->users[i].hash;
+  l->unknown_user_hash = l->users[lanauth_costliest_hash(hs, l->n_users)].hash;
+  free(hs);
+}
+
 static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   if (!cfg_expect_list(c, n, "listen", true))
     return;
@@ -233,6 +244,8 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_err(c, v[L_AUTH], "auth: users needs a non-empty 'users' mapping");
   if (l->auth != STP_LAUTH_USERS && v[L_USERS])
     cfg_warn(c, k[L_USERS], "users are not used unless auth: users");
+  if (l->auth == STP_LAUTH_USERS && l->n_users)
+    pick_unknown_user_hash(l);
   if ((l->auth == STP_LAUTH_USERS || l->auth == STP_LAUTH_PASSTHROUGH) && l->tls == STP_TLS_NONE)
     cfg_warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
              l->auth == STP_LAUTH_USERS ? "users" : "passthrough");

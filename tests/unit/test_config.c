@@ -1,6 +1,7 @@
 /* test_config.c - YAML schema, defaults, diagnostics (byte-exact, with
  * line:column), secrets, path resolution and the value parsers. */
 #include <criterion/criterion.h>
+#include <crypt.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -684,6 +685,69 @@ Test(config, lan_auth_users) {
              "t.yaml:6:17: error: hash of user 'a' is not a crypt(3) string (it must start "
              "with '$')\n"
              "t.yaml:6:31: error: duplicate user 'a'");
+}
+
+/* Unknown user names are checked against a configured hash of the same
+ * method and cost as the costliest one (the timing itself is measured by
+ * tests/tools/auth_timing.sh, not here). */
+static char *real_hash(const char *prefix, unsigned long count) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  cr_assert_not_null(crypt_gensalt_rn(prefix, count, NULL, 0, setting, sizeof setting));
+  struct crypt_data *cd = calloc(1, sizeof *cd);
+  char *h = strdup(crypt_r("pw", setting, cd));
+  free(cd);
+  cr_assert(h[0] == '$', "%s", h);
+  return h;
+}
+
+static stp_config *users_config(const char *h1, const char *h2) {
+  char yaml[2048];
+  if (h2)
+    snprintf(yaml, sizeof yaml,
+             LST
+             "    tls: starttls\n    auth: users\n    users: { a: \"%s\", b: \"%s\" }\n" UPS RTS,
+             h1, h2);
+  else
+    snprintf(yaml, sizeof yaml,
+             LST "    tls: starttls\n    auth: users\n    users: { a: \"%s\" }\n" UPS RTS, h1);
+  stp_config *cfg = load(yaml);
+  cr_assert_not_null(cfg, "%s", diags());
+  return cfg;
+}
+
+static void unknown_user_hash_params(const char *prefix, unsigned long count, const char *want) {
+  char *h = real_hash(prefix, count);
+  stp_config *cfg = users_config(h, NULL);
+  const char *u = cfg->listeners[0].unknown_user_hash;
+  cr_assert_not_null(u);
+  cr_assert(strncmp(u, want, strlen(want)) == 0, "%s: want the parameters %s", u, want);
+  cr_assert_eq(u, cfg->listeners[0].users[0].hash, "the configured hash itself");
+  done(cfg);
+  free(h);
+}
+
+Test(config, unknown_user_hash_has_the_users_method_and_cost) {
+  unknown_user_hash_params("$y$", 0, "$y$j9T$");
+  unknown_user_hash_params("$y$", 7, "$y$jBT$");
+  unknown_user_hash_params("$6$", 20000, "$6$rounds=20000$");
+  unknown_user_hash_params("$2b$", 8, "$2b$08$");
+}
+
+Test(config, unknown_user_hash_is_the_costliest_of_mixed_users) {
+  char *cheap = real_hash("$6$", 1000), *costly = real_hash("$y$", 0);
+  stp_config *cfg = users_config(cheap, costly);
+  cr_assert_eq(cfg->listeners[0].unknown_user_hash, cfg->listeners[0].users[1].hash);
+  done(cfg);
+  cfg = users_config(costly, cheap);
+  cr_assert_eq(cfg->listeners[0].unknown_user_hash, cfg->listeners[0].users[0].hash);
+  done(cfg);
+  free(cheap);
+  free(costly);
+  /* no auth: users, no pick */
+  cfg = loads_with(LST "    users: { u: \"$6$a$b\" }\n" UPS RTS,
+                   "t.yaml:4:5: warning: users are not used unless auth: users");
+  cr_assert_null(cfg->listeners[0].unknown_user_hash);
+  done(cfg);
 }
 
 Test(config, lan_warnings) {
