@@ -119,9 +119,16 @@ while len(known) < tries:
     n = min(4, tries - len(known))
     batch("scanner1", n, known)
     batch("no-such-user", n, unknown)
-def fmt(v): return "median %6.2f ms  min %6.2f  max %6.2f  (n=%d)" % (
-    statistics.median(v), min(v), max(v), len(v))
-print("hash       %s" % hashed[: hashed.rfind("$") if not prefix.startswith("$2") else 7])
+
+
+def fmt(v):
+    return "median %6.2f ms  min %6.2f  max %6.2f  (n=%d)" % (
+        statistics.median(v), min(v), max(v), len(v))
+
+
+# method and cost only (the salt and hash are throw-away but need not show)
+params = hashed[:7] if prefix.startswith("$2") else hashed.rsplit("$", 2)[0] + "$"
+print("user's hash   " + params)
 print("known user    " + fmt(known))
 print("unknown user  " + fmt(unknown))
 print("ratio unknown/known  %.2f" % (statistics.median(unknown) / statistics.median(known)))
