@@ -1418,3 +1418,91 @@ Test(config, rates) {
     }
   }
 }
+
+/* ---- the configuration text is cleansed --------------------------------
+ * The observer sees each buffer the load cleansed, right before it is
+ * freed. What this proves: every buffer of these kinds (the file as read,
+ * libyaml's input buffers, each scalar of the document) is all zeros when
+ * freed, on success and on a syntax error, and the secrets survive in the
+ * config itself. What it cannot prove: that no other copy was left
+ * (libyaml frees some of its own inside one call; see config.h). */
+
+#define WIPE_SECRET "Inline-Pw-0123456789-abcdefghij"
+
+static struct {
+  size_t calls[5], bytes[5];
+  size_t nonzero; /* buffers handed over not cleansed */
+} W;
+
+static void wipe_seen(const char *what, const void *p, size_t n) {
+  static const char *const kinds[] = {"file", "yaml-buffer", "yaml-raw", "yaml-token",
+                                      "yaml-scalar"};
+  size_t k = 0;
+  while (k < 5 && strcmp(kinds[k], what) != 0)
+    k++;
+  cr_assert_lt(k, 5, "unknown kind %s", what);
+  W.calls[k]++;
+  W.bytes[k] += n;
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i]) {
+      W.nonzero++;
+      break;
+    }
+}
+
+static stp_config *load_file_observed(const char *yaml) {
+  memset(&W, 0, sizeof W);
+  make_tmpdir();
+  const char *path = put_file("proxy.yaml", yaml, 0600);
+  stp_config *cfg = NULL;
+  reset();
+  stp_config_set_wipe_observer(wipe_seen);
+  stp_config_load(path, &cfg, &D);
+  stp_config_set_wipe_observer(NULL);
+  remove_tmpdir();
+  return cfg;
+}
+
+Test(config, file_text_and_yaml_copies_are_cleansed) {
+  const char *yaml = AUTH_UP("      password: \"" WIPE_SECRET "\"\n");
+  stp_config *cfg = load_file_observed(yaml);
+  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_str_eq(cfg->upstreams[0].secret, WIPE_SECRET, "the config keeps its own copy");
+  cr_assert_eq(W.nonzero, 0, "a buffer was freed holding configuration text");
+  cr_assert_eq(W.calls[0], 1);
+  cr_assert_gt(W.bytes[0], strlen(yaml), "the whole file buffer");
+  cr_assert_eq(W.calls[1], 1, "libyaml's decoded input");
+  cr_assert_eq(W.calls[2], 1, "libyaml's raw input");
+  /* every scalar node, keys included: 20 in this document */
+  cr_assert_eq(W.calls[4], 20, "%zu scalars", W.calls[4]);
+  cr_assert_geq(W.bytes[4], strlen(WIPE_SECRET) + strlen("scanner@example.com"));
+  done(cfg);
+}
+
+Test(config, file_text_is_cleansed_after_a_syntax_error) {
+  const char *yaml = AUTH_UP("      password: \"" WIPE_SECRET "\"\n") "  - [unclosed\n";
+  stp_config *cfg = load_file_observed(yaml);
+  cr_assert_null(cfg);
+  cr_assert_gt(D.n_errors, 0);
+  cr_assert_eq(W.nonzero, 0);
+  cr_assert_eq(W.calls[0], 1);
+  cr_assert_gt(W.bytes[0], strlen(yaml));
+  cr_assert_eq(W.calls[1], 1);
+  cr_assert_eq(W.calls[2], 1);
+  reset();
+}
+
+Test(config, users_hashes_in_a_string_load_are_cleansed_from_libyaml) {
+  memset(&W, 0, sizeof W);
+  stp_config_set_wipe_observer(wipe_seen);
+  stp_config *cfg =
+      load(LST "    tls: starttls\n    auth: users\n    users: { a: \"$6$s$h\" }\n" UPS RTS);
+  stp_config_set_wipe_observer(NULL);
+  cr_assert_not_null(cfg);
+  cr_assert_eq(W.nonzero, 0);
+  cr_assert_eq(W.calls[0], 0, "a string load has no file buffer of its own");
+  cr_assert_eq(W.calls[4], 22, "%zu scalars", W.calls[4]);
+  cr_assert_str_eq(cfg->listeners[0].users[0].hash, "$6$s$h");
+  done(cfg);
+}
