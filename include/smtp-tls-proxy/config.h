@@ -61,6 +61,10 @@ typedef struct stp_listener_cfg {
   stp_lan_auth auth; /* default none */
   stp_user *users;   /* for auth: users */
   size_t n_users;
+  /* auth: users: the costliest of users[].hash (lanauth_costliest_hash),
+   * checked for unknown user names with the result ignored, so that they
+   * take as long as a known name. Points into users; not owned. */
+  const char *unknown_user_hash;
   uint64_t max_message_size;           /* bytes; default 50 MiB */
   uint32_t max_connections;            /* default 200 */
   uint32_t max_connections_per_client; /* default 20 */
@@ -174,6 +178,19 @@ int stp_config_load(const char *path, stp_config **out, stp_diag *diag);
 int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,
                            stp_diag *diag);
 void stp_config_free(stp_config *cfg);
+
+/* The configuration text can hold inline passwords and user hashes, so
+ * every buffer of it that the load can reach is cleansed before it is
+ * freed: the file as read (and each smaller copy left behind while it
+ * grew), libyaml's input buffers, queued tokens and every scalar of the
+ * parsed documents. Copies libyaml makes and frees inside one call (a
+ * scalar growing while it is scanned, the nodes of a document that failed
+ * to parse) are out of reach. For tests: `fn` (NULL: none) is called with
+ * each such buffer right after it was cleansed, before it is freed;
+ * `what` is "file", "yaml-buffer", "yaml-raw", "yaml-token" or
+ * "yaml-scalar". */
+typedef void (*stp_config_wipe_fn)(const char *what, const void *p, size_t n);
+void stp_config_set_wipe_observer(stp_config_wipe_fn fn);
 
 /* Value parsers, exposed for tests and for other modules. */
 int stp_parse_duration_ms(const char *s, uint64_t *out); /* "30s" "5m" "1h" "250ms" "10" (s) */

@@ -81,4 +81,18 @@ la_result lanauth_step(lanauth *h, const char *line, size_t len);
  * that matters. */
 bool lanauth_check_hash(const char *hash, const char *pass);
 
+/* Length of the method and cost part of a crypt(3) hash, the text before
+ * its salt: "$6$" or "$6$rounds=N$", "$2b$12$", "$y$j9T$". Hashes with
+ * the same part cost the same to check. (scrypt "$7$" keeps its cost next
+ * to the salt, so all "$7$" hashes are one class here.) */
+size_t lanauth_hash_params_len(const char *hash);
+
+/* Which of n configured hashes (n >= 1) costs the most to check: the index
+ * of the hash an unknown user name is checked against, with the result
+ * ignored, so that "no such user" takes as long as a wrong password. With
+ * one method and cost among them that is 0 at once; otherwise the first
+ * hash of each method and cost is checked once, timed in thread CPU time
+ * (which scheduling does not inflate), and the slowest wins. */
+size_t lanauth_costliest_hash(const char *const *hashes, size_t n);
+
 #endif

@@ -8,7 +8,9 @@
  *   after one the walk goes on, so one --check shows most problems at once;
  *   the diagnostics of one load are sorted by position;
  * - secret values (passwords, tokens, user hashes) never appear in a
- *   diagnostic; they are cleansed from memory by stp_config_free;
+ *   diagnostic; they are cleansed from memory by stp_config_free, and the
+ *   file text and libyaml's copies of it that a load can reach are
+ *   cleansed when the load ends (config.h says which);
  * - relative paths (certificate, private_key, ca_file, password_file,
  *   token_file) are resolved against the directory of the config FILE for
  *   stp_config_load, and made absolute, so that the proxy may be started
@@ -36,6 +38,7 @@
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "smtp-tls-proxy/lanauth.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -154,6 +157,16 @@ static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   }
 }
 
+/* Unknown user names are checked against the costliest configured hash,
+ * so a reply's delay does not tell which names exist. */
+static void pick_unknown_user_hash(stp_listener_cfg *l) {
+  const char **hs = stp_xcalloc(l->n_users, sizeof *hs);
+  for (size_t i = 0; i < l->n_users; i++)
+    hs[i] = l->users[i].hash;
+  l->unknown_user_hash = l->users[lanauth_costliest_hash(hs, l->n_users)].hash;
+  free(hs);
+}
+
 static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   if (!cfg_expect_list(c, n, "listen", true))
     return;
@@ -235,6 +248,8 @@ static void parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_err(c, v[L_AUTH], "auth: users needs a non-empty 'users' mapping");
   if (l->auth != STP_LAUTH_USERS && v[L_USERS])
     cfg_warn(c, k[L_USERS], "users are not used unless auth: users");
+  if (l->auth == STP_LAUTH_USERS && l->n_users)
+    pick_unknown_user_hash(l);
   if ((l->auth == STP_LAUTH_USERS || l->auth == STP_LAUTH_PASSTHROUGH) && l->tls == STP_TLS_NONE)
     cfg_warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
              l->auth == STP_LAUTH_USERS ? "users" : "passthrough");
@@ -716,6 +731,39 @@ static void parse_root(cfg_ctx *c, yaml_node_t *root) {
 /* ------------------------------------------------------------------------ */
 /* Loading                                                                   */
 
+static stp_config_wipe_fn g_wipe_observer;
+
+void stp_config_set_wipe_observer(stp_config_wipe_fn fn) {
+  g_wipe_observer = fn;
+}
+
+/* n bytes at p held configuration text: cleanse them (see config.h). */
+static void wipe(const char *what, void *p, size_t n) {
+  if (!p || !n)
+    return;
+  stp_cleanse(p, n);
+  if (g_wipe_observer)
+    g_wipe_observer(what, p, n);
+}
+
+/* Every scalar, keys included: inline password:, users: hashes, ... */
+static void wipe_document(yaml_document_t *doc) {
+  for (yaml_node_t *n = doc->nodes.start; n && n < doc->nodes.top; n++)
+    if (n->type == YAML_SCALAR_NODE)
+      wipe("yaml-scalar", n->data.scalar.value, n->data.scalar.length);
+}
+
+/* libyaml's copies of the input (raw bytes and decoded characters; the
+ * allocation runs from start to end) and tokens not yet consumed, as they
+ * stand when a load ended or failed. */
+static void wipe_parser(yaml_parser_t *p) {
+  wipe("yaml-buffer", p->buffer.start, (size_t)(p->buffer.end - p->buffer.start));
+  wipe("yaml-raw", p->raw_buffer.start, (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+  for (yaml_token_t *t = p->tokens.head; t && t < p->tokens.tail; t++)
+    if (t->type == YAML_SCALAR_TOKEN)
+      wipe("yaml-token", t->data.scalar.value, t->data.scalar.length);
+}
+
 static void yaml_error(cfg_ctx *c, const yaml_parser_t *p) {
   unsigned line = (unsigned)p->problem_mark.line + 1, col = (unsigned)p->problem_mark.column + 1;
   const char *problem = p->problem ? p->problem : "cannot parse";
@@ -829,6 +877,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
   yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
   if (!yaml_parser_load(&parser, &doc)) {
     yaml_error(&c, &parser);
+    wipe_parser(&parser);
     yaml_parser_delete(&parser);
     cfg_flush_diags(&c, diag);
     return STP_ESYNTAX;
@@ -849,10 +898,13 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
       if (r2)
         cfg_err_at(&c, (unsigned)next.start_mark.line + 1, (unsigned)next.start_mark.column + 1,
                    "only one YAML document is allowed");
+      wipe_document(&next);
       yaml_document_delete(&next);
     }
   }
+  wipe_document(&doc);
   yaml_document_delete(&doc);
+  wipe_parser(&parser);
   yaml_parser_delete(&parser);
 
   bool failed = c.n_errors > 0;
@@ -906,6 +958,34 @@ static void file_diag(stp_diag *diag, const char *path, const char *problem) {
   diag->n_errors++;
 }
 
+/* Reads fd to its end into *buf (*cap bytes, grown when the file grew
+ * while it was read) and sets *len. Returns NULL, or what went wrong. A
+ * buffer outgrown is cleansed before it is freed: realloc would leave the
+ * text behind in the old block. */
+static const char *read_text(int fd, char **buf, size_t *cap, size_t *len) {
+  *len = 0;
+  for (;;) {
+    ssize_t r = read(fd, *buf + *len, *cap - *len);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      return strerror(errno);
+    if (r == 0)
+      return NULL;
+    *len += (size_t)r;
+    if (*len == *cap) {
+      if (*cap > CONFIG_MAX_BYTES)
+        return "larger than 4 MiB";
+      char *bigger = stp_xmalloc(*cap * 2);
+      memcpy(bigger, *buf, *len);
+      wipe("file", *buf, *cap);
+      free(*buf);
+      *buf = bigger;
+      *cap *= 2;
+    }
+  }
+}
+
 int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
   struct stat st;
   memset(&st, 0, sizeof st);
@@ -921,36 +1001,20 @@ int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
     close(fd);
     return STP_EIO;
   }
-  size_t cap = (size_t)st.st_size + 1, len = 0;
+  size_t cap = (size_t)st.st_size + 1, len;
   char *buf = stp_xmalloc(cap);
-  for (;;) {
-    ssize_t r = read(fd, buf + len, cap - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      file_diag(diag, path, strerror(errno));
-      free(buf);
-      close(fd);
-      return STP_EIO;
-    }
-    if (r == 0)
-      break;
-    len += (size_t)r;
-    if (len == cap) { /* grew while we read it */
-      if (cap > CONFIG_MAX_BYTES) {
-        file_diag(diag, path, "larger than 4 MiB");
-        free(buf);
-        close(fd);
-        return STP_EIO;
-      }
-      cap *= 2;
-      buf = stp_xrealloc(buf, cap);
-    }
-  }
+  const char *problem = read_text(fd, &buf, &cap, &len);
   close(fd);
+  if (problem) {
+    file_diag(diag, path, problem);
+    wipe("file", buf, cap);
+    free(buf);
+    return STP_EIO;
+  }
   char *base = config_dir(path);
   int rc = load_buffer(path, base, buf, len, out, diag);
   free(base);
+  wipe("file", buf, cap);
   free(buf);
   return rc;
 }

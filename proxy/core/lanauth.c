@@ -1,5 +1,6 @@
-/* lanauth.c - server side of AUTH PLAIN / LOGIN for LAN devices, and
- * crypt(3) hash checks.
+/* lanauth.c - server side of AUTH PLAIN / LOGIN for LAN devices,
+ * crypt(3) hash checks, and the choice of the hash that unknown user
+ * names are checked against.
  *
  * Owns: the AUTH exchange with a device and the secrets it carries until
  * the session has used them. Guarantees: see lanauth.h. Every failure path
@@ -9,8 +10,10 @@
 #include "smtp-tls-proxy/lanauth.h"
 
 #include <crypt.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "smtp-tls-proxy/sasl.h"
 #include "smtp-tls-proxy/util.h"
@@ -236,4 +239,54 @@ bool lanauth_check_hash(const char *hash, const char *pass) {
   stp_cleanse(cd, sizeof *cd);
   free(cd);
   return ok;
+}
+
+size_t lanauth_hash_params_len(const char *hash) {
+  size_t n = strlen(hash);
+  /* bcrypt: "$2b$NN$" then salt and hash with no '$' between them */
+  if (n >= 7 && hash[0] == '$' && hash[1] == '2' && hash[3] == '$' && hash[6] == '$')
+    return 7;
+  const char *last = strrchr(hash, '$'); /* before the hash */
+  if (!last || last == hash)
+    return last ? 1 : 0;
+  const char *salt = last; /* the '$' before the salt */
+  while (salt > hash && *--salt != '$')
+    ;
+  return (size_t)(salt - hash) + 1;
+}
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static bool same_params(const char *a, const char *b) {
+  size_t la = lanauth_hash_params_len(a);
+  return la == lanauth_hash_params_len(b) && memcmp(a, b, la) == 0;
+}
+
+size_t lanauth_costliest_hash(const char *const *hashes, size_t n) {
+  size_t i = 1;
+  while (i < n && same_params(hashes[0], hashes[i]))
+    i++;
+  if (i >= n)
+    return 0; /* one class: nothing to time */
+  size_t best = 0;
+  uint64_t best_ns = 0;
+  for (i = 0; i < n; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = same_params(hashes[j], hashes[i]);
+    if (seen)
+      continue;
+    uint64_t t0 = thread_cpu_ns();
+    (void)lanauth_check_hash(hashes[i], "unknown-user cost probe");
+    uint64_t dt = thread_cpu_ns() - t0;
+    if (dt > best_ns) {
+      best_ns = dt;
+      best = i;
+    }
+  }
+  return best;
 }

@@ -4,8 +4,10 @@
  * Owns: the decision on a device's credentials and everything logged about
  * it. Guarantees: passwords are never logged and are wiped as soon as the
  * decision is made (a passthrough password lives in pt_secret until the
- * session ends or AUTH fails); users' hashes are checked in constant time,
- * even for an unknown user; failures close the session after three and are
+ * session ends or AUTH fails); users' hashes are compared in constant time,
+ * and an unknown user name costs the same check as the costliest
+ * configured hash (its result ignored), so timing does not tell which
+ * names exist; failures close the session after three and are
  * limited per client address across sessions (limits.c).
  */
 #include <stdio.h>
@@ -65,6 +67,15 @@ static const stp_user *find_user(const stp_listener_cfg *l, const char *name) {
   return NULL;
 }
 
+/* An unknown name is checked like a known one, against the costliest
+ * configured hash, and refused whatever the result (auth_user_known). A
+ * listener built without stp_config_load may lack the precomputed pick. */
+static const char *unknown_user_hash(const stp_listener_cfg *l) {
+  if (l->unknown_user_hash)
+    return l->unknown_user_hash;
+  return l->n_users ? l->users[0].hash : "$6$nouser$";
+}
+
 /* passthrough: the device's credentials are checked by the upstream that
  * its mail will use, before any MAIL, so a wrong password is a 535 here. */
 static void auth_passthrough(session *s) {
@@ -89,8 +100,7 @@ static void auth_done(session *s) {
     return;
   case STP_LAUTH_USERS: {
     const stp_user *u = find_user(s->lcfg, s->auth.user);
-    /* Hash even for an unknown user so both cases take the same time. */
-    const char *hash = u ? u->hash : "$6$nouser$";
+    const char *hash = u ? u->hash : unknown_user_hash(s->lcfg);
     s->auth_user_known = u != NULL;
     if (s->ops->check_password) {
       session_out_wait_for(s, W_HASH);

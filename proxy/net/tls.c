@@ -154,6 +154,30 @@ out:
   return ok;
 }
 
+/* BoringSSL's cipher language (ssl.h): its default "ALL" still holds
+ * DES-CBC3-SHA (SWEET32), and it has no RC4, export, NULL or anonymous
+ * suites at all, so the OpenSSL exclusions (!RC4, !EXPORT, !eNULL, !aNULL)
+ * are unknown words that only the lax SSL_CTX_set_cipher_list ignores. The
+ * lists below name what is allowed, in the server's order; the strict
+ * setter turns a typo into a start-up error instead of a silent "ALL".
+ * TLS 1.3 suites are fixed by BoringSSL and not affected.
+ *  - TLS 1.2+ listeners: forward-secret AEAD only.
+ *  - listeners for old devices (tls_min_version below 1.2): the same first,
+ *    then the CBC-SHA suites TLS 1.0/1.1 stacks need (ECDHE before plain
+ *    RSA). Never 3DES. PSK suites are dropped: no PSK is configured. */
+#define TLS_SERVER_CIPHERS "!aPSK:!3DES:ECDHE+AESGCM:ECDHE+CHACHA20"
+#define TLS_SERVER_CIPHERS_LEGACY TLS_SERVER_CIPHERS ":ECDHE+AES:RSA+AESGCM:RSA+AES"
+
+/* Server preference: a client listing a weak suite first still gets the
+ * strongest one both sides have. */
+static int set_server_ciphers(SSL_CTX *c, uint16_t min_version) {
+  bool legacy = min_version && min_version < TLS1_2_VERSION;
+  if (!SSL_CTX_set_strict_cipher_list(c, legacy ? TLS_SERVER_CIPHERS_LEGACY : TLS_SERVER_CIPHERS))
+    return 0;
+  SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  return 1;
+}
+
 tls_ctx *tls_ctx_server(const char *cert, const char *key, uint16_t min_version,
                         const char *hostname, char *err, size_t errlen) {
   ERR_clear_error();
@@ -167,10 +191,10 @@ tls_ctx *tls_ctx_server(const char *cert, const char *key, uint16_t min_version,
     SSL_CTX_free(c);
     return NULL;
   }
-  if (min_version && min_version < TLS1_2_VERSION) {
-    /* Old devices: allow the CBC suites TLS 1.0/1.1 clients need. Only on
-     * listeners that asked for it. */
-    SSL_CTX_set_cipher_list(c, "ALL:!aNULL:!eNULL:!EXPORT:!RC4:!MD5");
+  if (!set_server_ciphers(c, min_version)) {
+    take_errors(err, errlen, "cipher list");
+    SSL_CTX_free(c);
+    return NULL;
   }
   if (cert && key) {
     if (!SSL_CTX_use_certificate_chain_file(c, cert)) {

@@ -2,8 +2,11 @@
  *
  * Owns: SSL_CTX setup (client: verified chain and host name against a CA
  * bundle, TLS 1.2+ unless told otherwise; server: certificate, key and a
- * minimum version that may go down to 1.0 for old devices) and the
- * per-connection engine: ciphertext in, plaintext out and the reverse.
+ * minimum version that may go down to 1.0 for old devices; server cipher
+ * preference, never 3DES, forward-secret AEAD only unless the listener
+ * accepts TLS below 1.2, where the CBC-SHA suites old stacks need follow)
+ * and the per-connection engine: ciphertext in, plaintext out and the
+ * reverse.
  * Guarantees: the OpenSSL error queue is cleared before every SSL_* call
  * and drained into a readable reason after a failure; every SSL_ERROR_* is
  * handled in one switch.

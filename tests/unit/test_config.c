@@ -1,6 +1,7 @@
 /* test_config.c - YAML schema, defaults, diagnostics (byte-exact, with
  * line:column), secrets, path resolution and the value parsers. */
 #include <criterion/criterion.h>
+#include <crypt.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -686,6 +687,69 @@ Test(config, lan_auth_users) {
              "t.yaml:6:31: error: duplicate user 'a'");
 }
 
+/* Unknown user names are checked against a configured hash of the same
+ * method and cost as the costliest one (the timing itself is measured by
+ * tests/tools/auth_timing.sh, not here). */
+static char *real_hash(const char *prefix, unsigned long count) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  cr_assert_not_null(crypt_gensalt_rn(prefix, count, NULL, 0, setting, sizeof setting));
+  struct crypt_data *cd = calloc(1, sizeof *cd);
+  char *h = strdup(crypt_r("pw", setting, cd));
+  free(cd);
+  cr_assert(h[0] == '$', "%s", h);
+  return h;
+}
+
+static stp_config *users_config(const char *h1, const char *h2) {
+  char yaml[2048];
+  if (h2)
+    snprintf(yaml, sizeof yaml,
+             LST
+             "    tls: starttls\n    auth: users\n    users: { a: \"%s\", b: \"%s\" }\n" UPS RTS,
+             h1, h2);
+  else
+    snprintf(yaml, sizeof yaml,
+             LST "    tls: starttls\n    auth: users\n    users: { a: \"%s\" }\n" UPS RTS, h1);
+  stp_config *cfg = load(yaml);
+  cr_assert_not_null(cfg, "%s", diags());
+  return cfg;
+}
+
+static void unknown_user_hash_params(const char *prefix, unsigned long count, const char *want) {
+  char *h = real_hash(prefix, count);
+  stp_config *cfg = users_config(h, NULL);
+  const char *u = cfg->listeners[0].unknown_user_hash;
+  cr_assert_not_null(u);
+  cr_assert(strncmp(u, want, strlen(want)) == 0, "%s: want the parameters %s", u, want);
+  cr_assert_eq(u, cfg->listeners[0].users[0].hash, "the configured hash itself");
+  done(cfg);
+  free(h);
+}
+
+Test(config, unknown_user_hash_has_the_users_method_and_cost) {
+  unknown_user_hash_params("$y$", 0, "$y$j9T$");
+  unknown_user_hash_params("$y$", 7, "$y$jBT$");
+  unknown_user_hash_params("$6$", 20000, "$6$rounds=20000$");
+  unknown_user_hash_params("$2b$", 8, "$2b$08$");
+}
+
+Test(config, unknown_user_hash_is_the_costliest_of_mixed_users) {
+  char *cheap = real_hash("$6$", 1000), *costly = real_hash("$y$", 0);
+  stp_config *cfg = users_config(cheap, costly);
+  cr_assert_eq(cfg->listeners[0].unknown_user_hash, cfg->listeners[0].users[1].hash);
+  done(cfg);
+  cfg = users_config(costly, cheap);
+  cr_assert_eq(cfg->listeners[0].unknown_user_hash, cfg->listeners[0].users[0].hash);
+  done(cfg);
+  free(cheap);
+  free(costly);
+  /* no auth: users, no pick */
+  cfg = loads_with(LST "    users: { u: \"$6$a$b\" }\n" UPS RTS,
+                   "t.yaml:4:5: warning: users are not used unless auth: users");
+  cr_assert_null(cfg->listeners[0].unknown_user_hash);
+  done(cfg);
+}
+
 Test(config, lan_warnings) {
   stp_config *cfg = loads_with(LST "    auth: users\n    users: { u: \"$6$a$b\" }\n" UPS RTS,
                                "t.yaml:4:11: warning: auth: users with tls: none: passwords "
@@ -1353,4 +1417,92 @@ Test(config, rates) {
       cr_assert_eq(ms, cases[i].ms, "'%s'", cases[i].s);
     }
   }
+}
+
+/* ---- the configuration text is cleansed --------------------------------
+ * The observer sees each buffer the load cleansed, right before it is
+ * freed. What this proves: every buffer of these kinds (the file as read,
+ * libyaml's input buffers, each scalar of the document) is all zeros when
+ * freed, on success and on a syntax error, and the secrets survive in the
+ * config itself. What it cannot prove: that no other copy was left
+ * (libyaml frees some of its own inside one call; see config.h). */
+
+#define WIPE_SECRET "Inline-Pw-0123456789-abcdefghij"
+
+static struct {
+  size_t calls[5], bytes[5];
+  size_t nonzero; /* buffers handed over not cleansed */
+} W;
+
+static void wipe_seen(const char *what, const void *p, size_t n) {
+  static const char *const kinds[] = {"file", "yaml-buffer", "yaml-raw", "yaml-token",
+                                      "yaml-scalar"};
+  size_t k = 0;
+  while (k < 5 && strcmp(kinds[k], what) != 0)
+    k++;
+  cr_assert_lt(k, 5, "unknown kind %s", what);
+  W.calls[k]++;
+  W.bytes[k] += n;
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++)
+    if (b[i]) {
+      W.nonzero++;
+      break;
+    }
+}
+
+static stp_config *load_file_observed(const char *yaml) {
+  memset(&W, 0, sizeof W);
+  make_tmpdir();
+  const char *path = put_file("proxy.yaml", yaml, 0600);
+  stp_config *cfg = NULL;
+  reset();
+  stp_config_set_wipe_observer(wipe_seen);
+  stp_config_load(path, &cfg, &D);
+  stp_config_set_wipe_observer(NULL);
+  remove_tmpdir();
+  return cfg;
+}
+
+Test(config, file_text_and_yaml_copies_are_cleansed) {
+  const char *yaml = AUTH_UP("      password: \"" WIPE_SECRET "\"\n");
+  stp_config *cfg = load_file_observed(yaml);
+  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_str_eq(cfg->upstreams[0].secret, WIPE_SECRET, "the config keeps its own copy");
+  cr_assert_eq(W.nonzero, 0, "a buffer was freed holding configuration text");
+  cr_assert_eq(W.calls[0], 1);
+  cr_assert_gt(W.bytes[0], strlen(yaml), "the whole file buffer");
+  cr_assert_eq(W.calls[1], 1, "libyaml's decoded input");
+  cr_assert_eq(W.calls[2], 1, "libyaml's raw input");
+  /* every scalar node, keys included: 20 in this document */
+  cr_assert_eq(W.calls[4], 20, "%zu scalars", W.calls[4]);
+  cr_assert_geq(W.bytes[4], strlen(WIPE_SECRET) + strlen("scanner@example.com"));
+  done(cfg);
+}
+
+Test(config, file_text_is_cleansed_after_a_syntax_error) {
+  const char *yaml = AUTH_UP("      password: \"" WIPE_SECRET "\"\n") "  - [unclosed\n";
+  stp_config *cfg = load_file_observed(yaml);
+  cr_assert_null(cfg);
+  cr_assert_gt(D.n_errors, 0);
+  cr_assert_eq(W.nonzero, 0);
+  cr_assert_eq(W.calls[0], 1);
+  cr_assert_gt(W.bytes[0], strlen(yaml));
+  cr_assert_eq(W.calls[1], 1);
+  cr_assert_eq(W.calls[2], 1);
+  reset();
+}
+
+Test(config, users_hashes_in_a_string_load_are_cleansed_from_libyaml) {
+  memset(&W, 0, sizeof W);
+  stp_config_set_wipe_observer(wipe_seen);
+  stp_config *cfg =
+      load(LST "    tls: starttls\n    auth: users\n    users: { a: \"$6$s$h\" }\n" UPS RTS);
+  stp_config_set_wipe_observer(NULL);
+  cr_assert_not_null(cfg);
+  cr_assert_eq(W.nonzero, 0);
+  cr_assert_eq(W.calls[0], 0, "a string load has no file buffer of its own");
+  cr_assert_eq(W.calls[4], 22, "%zu scalars", W.calls[4]);
+  cr_assert_str_eq(cfg->listeners[0].users[0].hash, "$6$s$h");
+  done(cfg);
 }

@@ -411,3 +411,89 @@ Test(lanauth, hash_unusable_inputs) {
   cr_assert_not(lanauth_check_hash("$6$", ""));
   cr_assert_not(lanauth_check_hash("$unknown$salt$hash", "x"));
 }
+
+/* ---- the hash unknown user names are checked against --------------------- */
+
+static char *gensalt_hash(const char *prefix, unsigned long count) {
+  char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+  cr_assert_not_null(crypt_gensalt_rn(prefix, count, NULL, 0, setting, sizeof setting),
+                     "libcrypt cannot make a %s salt", prefix);
+  return hash_of("a configured password", setting);
+}
+
+static void params_are(const char *hash, const char *want) {
+  size_t n = lanauth_hash_params_len(hash);
+  cr_assert(n == strlen(want) && strncmp(hash, want, n) == 0, "%s: params '%.*s', want '%s'", hash,
+            (int)n, hash, want);
+}
+
+Test(lanauth, hash_params_are_method_and_cost) {
+  params_are("$6$salt$hash", "$6$");
+  params_are("$6$rounds=20000$salt$hash", "$6$rounds=20000$");
+  params_are("$5$rounds=1000$s$h", "$5$rounds=1000$");
+  params_are("$1$salt$hash", "$1$");
+  params_are("$y$j9T$salt$hash", "$y$j9T$");
+  params_are("$y$jCT$salt$hash", "$y$jCT$");
+  params_are("$gy$j9T$salt$hash", "$gy$j9T$");
+  params_are("$2b$12$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234", "$2b$12$");
+  params_are("$2y$05$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234", "$2y$05$");
+  /* made by libcrypt itself */
+  char *y = gensalt_hash("$y$", 0);
+  params_are(y, "$y$j9T$");
+  free(y);
+  char *b = gensalt_hash("$2b$", 6);
+  params_are(b, "$2b$06$");
+  free(b);
+  char *s = gensalt_hash("$6$", 12345);
+  params_are(s, "$6$rounds=12345$");
+  free(s);
+  /* nothing to split: no crash, a bounded answer */
+  cr_assert_eq(lanauth_hash_params_len(""), 0);
+  cr_assert_eq(lanauth_hash_params_len("$"), 1);
+  cr_assert_leq(lanauth_hash_params_len("$6$"), 3);
+}
+
+/* One method and cost: the first hash, whatever the salts. */
+Test(lanauth, costliest_of_one_class_is_the_first) {
+  char *a = gensalt_hash("$y$", 0), *b = gensalt_hash("$y$", 0);
+  const char *hs[] = {a, b};
+  cr_assert_eq(lanauth_costliest_hash(hs, 2), 0);
+  cr_assert_eq(lanauth_costliest_hash(hs, 1), 0);
+  free(a);
+  free(b);
+}
+
+/* Mixed methods or costs: the slowest class, with margins of 25x and more
+ * in CPU time so that a busy machine cannot swap the order. */
+static void costliest_is(const char *cheap_prefix, unsigned long cheap_count,
+                         const char *costly_prefix, unsigned long costly_count) {
+  char *cheap = gensalt_hash(cheap_prefix, cheap_count);
+  char *costly = gensalt_hash(costly_prefix, costly_count);
+  char *cheap2 = gensalt_hash(cheap_prefix, cheap_count);
+  const char *first[] = {costly, cheap, cheap2};
+  const char *middle[] = {cheap, costly, cheap2};
+  const char *last[] = {cheap, cheap2, costly};
+  cr_assert_eq(lanauth_costliest_hash(first, 3), 0, "%s vs %s", cheap, costly);
+  cr_assert_eq(lanauth_costliest_hash(middle, 3), 1, "%s vs %s", cheap, costly);
+  cr_assert_eq(lanauth_costliest_hash(last, 3), 2, "%s vs %s", cheap, costly);
+  free(cheap);
+  free(cheap2);
+  free(costly);
+}
+
+Test(lanauth, costliest_sha512_rounds) {
+  costliest_is("$6$", 1000, "$6$", 100000);
+}
+
+Test(lanauth, costliest_across_methods) {
+  costliest_is("$6$", 1000, "$y$", 0);   /* sha512 0.5 ms vs yescrypt ~20 ms */
+  costliest_is("$5$", 1000, "$2b$", 10); /* sha256 vs bcrypt 2^10 */
+}
+
+/* A hash libcrypt rejects at once is never picked over one it computes. */
+Test(lanauth, costliest_skips_unusable_hashes) {
+  char *y = gensalt_hash("$y$", 0);
+  const char *hs[] = {"$unknown$salt$hash", "$y$j9T$x", "$2b$10$abc", y};
+  cr_assert_eq(lanauth_costliest_hash(hs, 4), 3);
+  free(y);
+}

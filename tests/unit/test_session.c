@@ -945,8 +945,31 @@ Test(session, password_check_for_unknown_user_still_fails_when_the_hash_matches)
   feed("EHLO dev\r\n");
   clear_out();
   feed("AUTH PLAIN AG5vYm9keQBzY2FuLXB3\r\n"); /* \0nobody\0scan-pw */
-  cr_assert_str_eq(g_hash_seen, "$6$nouser$", "an unknown user is hashed all the same");
+  /* no pick from stp_config_load: a configured hash, so the same cost */
+  cr_assert_str_eq(g_hash_seen, USERS[0].hash, "an unknown user is hashed all the same");
   session_password_checked(&S, true);
   cr_assert_str_eq(F.out, "535 5.7.8 Authentication credentials invalid\r\n");
+  S.ops = &OPS;
+}
+
+/* The listener's pick (the costliest configured hash) is what an unknown
+ * name is checked against, and a match still fails. */
+Test(session, unknown_user_is_checked_against_the_listeners_pick) {
+  with_users();
+  static char costly[] = "$y$j9T$costliest$configuredhash";
+  L.unknown_user_hash = costly;
+  session_ops ops = OPS;
+  ops.check_password = f_check_password;
+  S.ops = &ops;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN AG5vYm9keQBzY2FuLXB3\r\n"); /* \0nobody\0scan-pw */
+  cr_assert_str_eq(g_hash_seen, costly);
+  session_password_checked(&S, true);
+  cr_assert_str_eq(F.out, "535 5.7.8 Authentication credentials invalid\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(g_hash_seen, USERS[0].hash, "a known user keeps its own hash");
+  L.unknown_user_hash = NULL;
   S.ops = &OPS;
 }
