@@ -26,7 +26,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "config_internal.h"
+#include "config_auth.h"
+#include "config_file.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/oauth2.h"
 #include "smtp-tls-proxy/util.h"

@@ -9,7 +9,7 @@
  * and answer STP_OK, STP_ESYNTAX or (overflow) STP_EPARAM without reading
  * past it; a diagnostic is always one line (control characters become '?');
  * the node helpers report their own errors and leave their output alone on
- * one. Pure: no files, no sockets (see config_internal.h for the split).
+ * one. Pure: no files, no sockets (the other config_*.c files build on it).
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <yaml.h>
 
-#include "config_internal.h"
+#include "config_values.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/ratelimit.h"
 #include "smtp-tls-proxy/util.h"
@@ -634,3 +634,4 @@ void cfg_parse_rate_limit(cfg_ctx *c, const yaml_node_t *n, char **dst) {
   free(*dst);
   *dst = stp_xstrdup(s);
 }
+const char *const cfg_tls_names[] = {"none", "starttls", "implicit", NULL};

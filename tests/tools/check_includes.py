@@ -2,9 +2,8 @@
 """check_includes.py - the layout rules that a compiler does not check.
 
 1. No import circles between files. A .c file depends on another .c file
-   when it includes a header whose functions that other file defines (a
-   header's functions may be defined in several files: it then points at
-   each of them). Types-only headers create no dependency. A cycle in that
+   when it includes a header and uses (names) a function declared there
+   that the other file defines. Types-only headers create no dependency. A cycle in that
    graph is an error, printed as the chain of files.
 2. The core library (proxy/core/, include/smtp-tls-proxy/) never includes
    libuv or TLS library headers (<uv.h>, <openssl/...>), directly or through
@@ -144,9 +143,11 @@ def check(root):
         if not f.endswith('.c'):
             continue
         deps = set()
+        body = strip_comments(files[f])
         for _, target in includes[f]:
             for fn in declared.get(target, ()):
-                deps |= defined.get(fn, set())
+                if re.search(r'\b' + re.escape(fn) + r'\b', body):
+                    deps |= defined.get(fn, set())
         deps.discard(f)
         graph[f] = sorted(deps)
     problems += ['import circle: ' + ' -> '.join(c) for c in cycles(graph)]

@@ -1,17 +1,15 @@
-/* config_internal.h - what the config sources share; not public.
+/* config_values.h - what every config source builds on (config_values.c);
+ * not public.
  *
  * Owns: the load context (cfg_ctx) that carries the file name, the parsed
  * YAML document, the config being filled, the load's sequence number and
- * the pending diagnostics, and the prototypes of the helpers each config
- * source gives the others: from config_values.c, reporting
- * ("FILE:LINE:COL: error: text"), node access and typed scalar parsers that
- * report their own errors; from config.c, path resolution and file checks;
- * from config_auth.c, the upstream `auth:` mapping. Only config.c,
- * config_values.c and config_auth.c include it; every declaration other
+ * the pending diagnostics; reporting ("FILE:LINE:COL: error: text"), node
+ * access and typed scalar parsers that report their own errors. The other
+ * config_*.c files each have their own header; every declaration other
  * modules may use stays in smtp-tls-proxy/config.h.
  */
-#ifndef STP_CONFIG_INTERNAL_H
-#define STP_CONFIG_INTERNAL_H
+#ifndef STP_CONFIG_VALUES_H
+#define STP_CONFIG_VALUES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -111,18 +109,7 @@ void cfg_parse_cidrs(cfg_ctx *c, yaml_node_t *n, const char *key, stp_cidr **out
 bool cfg_parse_bind_addr(cfg_ctx *c, const yaml_node_t *it, const char *key, const char *s);
 void cfg_parse_rate_limit(cfg_ctx *c, const yaml_node_t *n, char **dst);
 
-/* --- files (config.c) ------------------------------------------------------ */
-/* s resolved against c->base (malloc'd); absolute or base-less: a copy. */
-char *cfg_resolve_path(cfg_ctx *c, const char *s);
-/* Opens a regular file for reading; -1 with an error reported otherwise. */
-int cfg_open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const char *path,
-                     struct stat *st);
-/* A path value: resolved, and checked to be a readable file. */
-void cfg_parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst);
-
-/* --- upstream auth (config_auth.c) ----------------------------------------- */
-/* Fills u's mechanism, username and secret or token source from the `auth:`
- * mapping n (already checked to be a mapping); sets u->has_auth. */
-void cfg_parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u);
+/* The names of stp_tls_mode, for cfg_parse_enum. */
+extern const char *const cfg_tls_names[];
 
 #endif
