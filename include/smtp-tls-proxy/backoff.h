@@ -18,20 +18,20 @@
 #define BACKOFF_BASE_MS UINT64_C(30000)
 #define BACKOFF_MAX_MS UINT64_C(600000)
 
-typedef struct backoff {
+typedef struct backoff_state {
   unsigned failures; /* counted failures since the last success */
   uint64_t until_ms; /* not to be tried before this */
-} backoff;
+} backoff_state;
 
 /* The back-off after n counted failures (n >= 1): 30 s, 60 s, ... 600 s. */
 uint64_t backoff_delay_ms(unsigned n);
 /* A failure at now_ms. True when the upstream was healthy before. */
-bool backoff_failed(backoff *b, uint64_t now_ms);
+bool backoff_failed(backoff_state *b, uint64_t now_ms);
 /* A success: back to healthy. True when it was failing. */
-bool backoff_succeeded(backoff *b);
+bool backoff_succeeded(backoff_state *b);
 /* True while it should be skipped (now_ms < until_ms). */
-bool backoff_active(const backoff *b, uint64_t now_ms);
+bool backoff_active(const backoff_state *b, uint64_t now_ms);
 /* Milliseconds until it may be tried again, 0 if now. */
-uint64_t backoff_remaining(const backoff *b, uint64_t now_ms);
+uint64_t backoff_remaining(const backoff_state *b, uint64_t now_ms);
 
 #endif

@@ -29,7 +29,7 @@ void failover_begin(failover *f, const stp_config *cfg, size_t route);
 /* Settle on the upstream to try now: the current one, or the next that is
  * not backing off (each skipped one is noted as "name:backoff"). Returns
  * its index in cfg->upstreams, or -1 when the rest of the route backs off. */
-long failover_pick(failover *f, const backoff *table, uint64_t now_ms);
+long failover_pick(failover *f, const backoff_state *table, uint64_t now_ms);
 /* Index in cfg->upstreams of the upstream being tried. */
 size_t failover_current(const failover *f);
 /* Whether an earlier upstream of the route was passed over. */
@@ -39,7 +39,7 @@ bool failover_moved(const failover *f);
  * *backoff_ms gets the new back-off when it just started, else 0.
  * Returns true when the route has another upstream to try (only for a
  * failure before ready: later ones belong to the message in flight). */
-bool failover_failed(failover *f, backoff *table, const char *why, bool before_ready, bool count,
-                     uint64_t now_ms, uint64_t *backoff_ms);
+bool failover_failed(failover *f, backoff_state *table, const char *why, bool before_ready,
+                     bool count, uint64_t now_ms, uint64_t *backoff_ms);
 
 #endif

@@ -4,7 +4,7 @@
  * Owns: a token-bucket table per listener (keyed by client address) for
  * listener `rate_limit`, one bucket per route for route `rate_limit`, and a
  * back-off record per upstream. Guarantees: pure (the caller passes the
- * time), bounded (client tables hold at most RL_TABLE_DEFAULT_CAPACITY
+ * time), bounded (client tables hold at most RATELIMIT_TABLE_DEFAULT_CAPACITY
  * addresses each), and a listener or route without `rate_limit` costs
  * nothing and is never limited. State starts fresh on a reload.
  */
@@ -31,12 +31,12 @@ typedef struct stp_rate {
 
 typedef struct stp_limits {
   size_t n_listeners, n_routes, n_upstreams;
-  rl_table *auth_fail; /* per listener, keyed by client address */
+  ratelimit_table *auth_fail; /* per listener, keyed by client address */
   stp_rate *listener_rate;
-  rl_table *client; /* per listener; used only where listener_rate.count */
+  ratelimit_table *client; /* per listener; used only where listener_rate.count */
   stp_rate *route_rate;
-  rl_bucket *route;
-  backoff *upstream;
+  ratelimit_bucket *route;
+  backoff_state *upstream;
 } stp_limits;
 
 void limits_init(stp_limits *l, const stp_config *cfg, uint64_t now_ms);

@@ -38,9 +38,9 @@
 
 #include "smtp-tls-proxy/data.h"
 
-#define HDR_REWRITE_DEFAULT_MAX (64u * 1024u)
+#define REWRITE_DEFAULT_MAX (64u * 1024u)
 
-typedef struct hdr_rewriter {
+typedef struct rewrite_ctx {
   char *header_from; /* owned copy of the configured value */
   size_t from_len;
   char *from_addr; /* its address ("a@b"), owned */
@@ -56,24 +56,24 @@ typedef struct hdr_rewriter {
   bool from_added;    /* it had none: one was added */
   bool reply_to_added;
   bool sender_removed;
-} hdr_rewriter;
+} rewrite_ctx;
 
 /* header_from: e.g. "Office Scanner <scanner@example.com>" (copied).
- * max_header: 0 means HDR_REWRITE_DEFAULT_MAX. Returns STP_EINVAL (and
+ * max_header: 0 means REWRITE_DEFAULT_MAX. Returns STP_EINVAL (and
  * leaves *h safe to free) when header_from is NULL, empty or contains a
  * control character other than HTAB: a CR or LF would inject lines. */
-int hdr_rewriter_init(hdr_rewriter *h, const char *header_from, size_t max_header);
-void hdr_rewriter_free(hdr_rewriter *h);
+int rewrite_init(rewrite_ctx *h, const char *header_from, size_t max_header);
+void rewrite_free(rewrite_ctx *h);
 
 /* Feed message bytes (data.c output). Returns 0, or STP_ETOOLONG when the
  * header block does not fit in max_header: the caller answers 552 5.3.4
  * (after draining the DATA) and sends no final dot. Once it has failed it
  * keeps returning STP_ETOOLONG and emits nothing. */
-int hdr_rewriter_feed(hdr_rewriter *h, const char *p, size_t n, data_emit_fn emit, void *ctx);
+int rewrite_feed(rewrite_ctx *h, const char *p, size_t n, data_emit_fn emit, void *ctx);
 
 /* End of message: when no line ended the header block, it is rewritten
  * and emitted now (an unterminated last header line gets its CRLF).
- * Returns 0, or STP_ETOOLONG if the rewriter had failed. */
-int hdr_rewriter_finish(hdr_rewriter *h, data_emit_fn emit, void *ctx);
+ * Returns 0, or STP_ETOOLONG if the rewrite_ctx had failed. */
+int rewrite_finish(rewrite_ctx *h, data_emit_fn emit, void *ctx);
 
 #endif

@@ -126,8 +126,8 @@ typedef struct session {
   smtp_path rcpt; /* the RCPT being processed */
   uint64_t txn_start_ms;
   data_framer framer;
-  bool data_lost;  /* upstream failed while streaming */
-  hdr_rewriter rw; /* route with rewrite.header_from */
+  bool data_lost; /* upstream failed while streaming */
+  rewrite_ctx rw; /* route with rewrite.header_from */
   bool rw_active;
   bool rw_overflow; /* header block over its bound: 552 */
   /* upstream connection */
@@ -196,6 +196,7 @@ void session_up_failed(session *s, upstream_fail why);
 void session_password_checked(session *s, bool ok);
 
 const char *session_state_name(session_state st);
+const char *session_wait_name(session_wait w);
 /* The 4xx line (with CRLF) the device gets for an upstream failure. */
 const char *session_fail_reply(upstream_fail why);
 

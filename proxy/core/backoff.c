@@ -12,7 +12,7 @@ uint64_t backoff_delay_ms(unsigned n) {
   return d < BACKOFF_MAX_MS ? d : BACKOFF_MAX_MS;
 }
 
-bool backoff_failed(backoff *b, uint64_t now_ms) {
+bool backoff_failed(backoff_state *b, uint64_t now_ms) {
   bool was_healthy = b->failures == 0;
   if (backoff_active(b, now_ms))
     return false;
@@ -23,17 +23,17 @@ bool backoff_failed(backoff *b, uint64_t now_ms) {
   return was_healthy;
 }
 
-bool backoff_succeeded(backoff *b) {
+bool backoff_succeeded(backoff_state *b) {
   bool was_failing = b->failures != 0;
   b->failures = 0;
   b->until_ms = 0;
   return was_failing;
 }
 
-bool backoff_active(const backoff *b, uint64_t now_ms) {
+bool backoff_active(const backoff_state *b, uint64_t now_ms) {
   return now_ms < b->until_ms;
 }
 
-uint64_t backoff_remaining(const backoff *b, uint64_t now_ms) {
+uint64_t backoff_remaining(const backoff_state *b, uint64_t now_ms) {
   return now_ms < b->until_ms ? b->until_ms - now_ms : 0;
 }

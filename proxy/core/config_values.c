@@ -203,7 +203,7 @@ int stp_parse_rate(const char *s, uint32_t *count, uint64_t *period_ms) {
   } else if (stp_parse_duration_ms(p, &ms) != STP_OK || ms == 0) {
     return STP_ESYNTAX;
   }
-  if (ms > RL_MAX_CREDIT / n) /* the token bucket's integer arithmetic */
+  if (ms > RATELIMIT_MAX_CREDIT / n) /* the token bucket's integer arithmetic */
     return STP_ESYNTAX;
   *count = (uint32_t)n;
   *period_ms = ms;

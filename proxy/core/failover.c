@@ -24,7 +24,7 @@ bool failover_moved(const failover *f) {
   return f->pos > 0;
 }
 
-long failover_pick(failover *f, const backoff *table, uint64_t now_ms) {
+long failover_pick(failover *f, const backoff_state *table, uint64_t now_ms) {
   while (backoff_active(&table[failover_current(f)], now_ms)) {
     note(f, f->cfg->upstreams[failover_current(f)].name, "backoff");
     if (f->pos + 1 >= f->route->n_upstreams)
@@ -35,8 +35,8 @@ long failover_pick(failover *f, const backoff *table, uint64_t now_ms) {
   return (long)failover_current(f);
 }
 
-bool failover_failed(failover *f, backoff *table, const char *why, bool before_ready, bool count,
-                     uint64_t now_ms, uint64_t *backoff_ms) {
+bool failover_failed(failover *f, backoff_state *table, const char *why, bool before_ready,
+                     bool count, uint64_t now_ms, uint64_t *backoff_ms) {
   size_t index = failover_current(f);
   *backoff_ms = 0;
   if (before_ready && count && backoff_failed(&table[index], now_ms))

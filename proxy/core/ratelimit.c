@@ -1,13 +1,13 @@
 /* ratelimit.c - token buckets and a bounded table of them (see ratelimit.h).
  *
  * Owns: rate arithmetic and the per-key table. Guarantees: pure, no
- * floating point, no allocation after rl_table_init, every lookup bounded
+ * floating point, no allocation after ratelimit_table_init, every lookup bounded
  * by the table's capacity.
  *
  * Credit is kept in units of 1/period_ms of a token, so a refill of
  * `elapsed` ms adds elapsed * count units exactly; elapsed is capped at one
  * period before multiplying (a longer pause fills the bucket anyway), which
- * keeps every product under count * period_ms <= RL_MAX_CREDIT.
+ * keeps every product under count * period_ms <= RATELIMIT_MAX_CREDIT.
  */
 #include "smtp-tls-proxy/ratelimit.h"
 
@@ -18,18 +18,19 @@
 
 #define NIL UINT32_MAX
 
-void rl_init(rl_bucket *b, uint64_t now_ms) {
+void ratelimit_init(ratelimit_bucket *b, uint64_t now_ms) {
   b->credit = UINT64_MAX;
   b->last_ms = now_ms;
 }
 
 /* The period actually used: shortened so count * period fits. */
 static uint64_t eff_period(uint32_t count, uint64_t period_ms) {
-  return period_ms > RL_MAX_CREDIT / count ? RL_MAX_CREDIT / count : period_ms;
+  return period_ms > RATELIMIT_MAX_CREDIT / count ? RATELIMIT_MAX_CREDIT / count : period_ms;
 }
 
 /* Credit at now_ms, capped at a full bucket. */
-static uint64_t credit_at(const rl_bucket *b, uint32_t count, uint64_t period, uint64_t now_ms) {
+static uint64_t credit_at(const ratelimit_bucket *b, uint32_t count, uint64_t period,
+                          uint64_t now_ms) {
   uint64_t cap = (uint64_t)count * period;
   uint64_t credit = b->credit < cap ? b->credit : cap;
   if (now_ms > b->last_ms) {
@@ -42,7 +43,7 @@ static uint64_t credit_at(const rl_bucket *b, uint32_t count, uint64_t period, u
   return credit;
 }
 
-uint64_t rl_take(rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
+uint64_t ratelimit_take(ratelimit_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
   if (count == 0 || period_ms == 0)
     return 0;
   uint64_t period = eff_period(count, period_ms);
@@ -56,7 +57,8 @@ uint64_t rl_take(rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_
   return (period - b->credit + count - 1) / count;
 }
 
-uint64_t rl_peek(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
+uint64_t ratelimit_peek(const ratelimit_bucket *b, uint32_t count, uint64_t period_ms,
+                        uint64_t now_ms) {
   if (count == 0 || period_ms == 0)
     return 0;
   uint64_t period = eff_period(count, period_ms);
@@ -64,7 +66,8 @@ uint64_t rl_peek(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_
   return credit >= period ? 0 : (period - credit + count - 1) / count;
 }
 
-bool rl_full(const rl_bucket *b, uint32_t count, uint64_t period_ms, uint64_t now_ms) {
+bool ratelimit_full(const ratelimit_bucket *b, uint32_t count, uint64_t period_ms,
+                    uint64_t now_ms) {
   if (count == 0 || period_ms == 0)
     return true;
   uint64_t period = eff_period(count, period_ms);
@@ -84,9 +87,9 @@ static uint32_t hash_key(const char *k) {
   return h;
 }
 
-void rl_table_init(rl_table *t, uint32_t capacity) {
+void ratelimit_table_init(ratelimit_table *t, uint32_t capacity) {
   memset(t, 0, sizeof *t);
-  t->capacity = capacity ? capacity : RL_TABLE_DEFAULT_CAPACITY;
+  t->capacity = capacity ? capacity : RATELIMIT_TABLE_DEFAULT_CAPACITY;
   t->nslots = 1;
   while (t->nslots < t->capacity && t->nslots < (UINT32_C(1) << 31))
     t->nslots <<= 1;
@@ -97,14 +100,14 @@ void rl_table_init(rl_table *t, uint32_t capacity) {
   t->newest = t->oldest = NIL;
 }
 
-void rl_table_free(rl_table *t) {
+void ratelimit_table_free(ratelimit_table *t) {
   free(t->e);
   free(t->slots);
   memset(t, 0, sizeof *t);
 }
 
-static void lru_unlink(rl_table *t, uint32_t i) {
-  rl_entry *e = &t->e[i];
+static void lru_unlink(ratelimit_table *t, uint32_t i) {
+  ratelimit_entry *e = &t->e[i];
   if (e->newer != NIL)
     t->e[e->newer].older = e->older;
   else
@@ -115,8 +118,8 @@ static void lru_unlink(rl_table *t, uint32_t i) {
     t->oldest = e->newer;
 }
 
-static void lru_push(rl_table *t, uint32_t i) {
-  rl_entry *e = &t->e[i];
+static void lru_push(ratelimit_table *t, uint32_t i) {
+  ratelimit_entry *e = &t->e[i];
   e->newer = NIL;
   e->older = t->newest;
   if (t->newest != NIL)
@@ -126,26 +129,27 @@ static void lru_push(rl_table *t, uint32_t i) {
     t->oldest = i;
 }
 
-static void chain_unlink(rl_table *t, uint32_t i) {
+static void chain_unlink(ratelimit_table *t, uint32_t i) {
   uint32_t *pp = &t->slots[t->e[i].hash & (t->nslots - 1)];
   while (*pp != i)
     pp = &t->e[*pp].chain;
   *pp = t->e[i].chain;
 }
 
-static uint32_t pick_victim(const rl_table *t, uint32_t count, uint64_t period_ms,
+static uint32_t pick_victim(const ratelimit_table *t, uint32_t count, uint64_t period_ms,
                             uint64_t now_ms) {
   uint32_t i = t->oldest;
-  for (unsigned k = 0; k < RL_EVICT_SCAN && i != NIL; k++, i = t->e[i].newer)
-    if (rl_full(&t->e[i].b, count, period_ms, now_ms))
+  for (unsigned k = 0; k < RATELIMIT_EVICT_SCAN && i != NIL; k++, i = t->e[i].newer)
+    if (ratelimit_full(&t->e[i].b, count, period_ms, now_ms))
       return i;
   return t->oldest;
 }
 
-/* The key as stored (cut to RL_KEY_MAX - 1 bytes), its hash, and its
+/* The key as stored (cut to RATELIMIT_KEY_MAX - 1 bytes), its hash, and its
  * entry index or NIL. */
-static uint32_t find(const rl_table *t, const char *key, char k[RL_KEY_MAX], uint32_t *h) {
-  size_t n = strnlen(key, RL_KEY_MAX - 1);
+static uint32_t find(const ratelimit_table *t, const char *key, char k[RATELIMIT_KEY_MAX],
+                     uint32_t *h) {
+  size_t n = strnlen(key, RATELIMIT_KEY_MAX - 1);
   memcpy(k, key, n);
   k[n] = '\0';
   *h = hash_key(k);
@@ -156,17 +160,17 @@ static uint32_t find(const rl_table *t, const char *key, char k[RL_KEY_MAX], uin
   return i;
 }
 
-uint64_t rl_table_peek(const rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
-                       uint64_t now_ms) {
-  char k[RL_KEY_MAX];
+uint64_t ratelimit_table_peek(const ratelimit_table *t, const char *key, uint32_t count,
+                              uint64_t period_ms, uint64_t now_ms) {
+  char k[RATELIMIT_KEY_MAX];
   uint32_t h;
   uint32_t i = find(t, key, k, &h);
-  return i == NIL ? 0 : rl_peek(&t->e[i].b, count, period_ms, now_ms);
+  return i == NIL ? 0 : ratelimit_peek(&t->e[i].b, count, period_ms, now_ms);
 }
 
-uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t period_ms,
-                       uint64_t now_ms) {
-  char k[RL_KEY_MAX];
+uint64_t ratelimit_table_take(ratelimit_table *t, const char *key, uint32_t count,
+                              uint64_t period_ms, uint64_t now_ms) {
+  char k[RATELIMIT_KEY_MAX];
   uint32_t h;
   uint32_t i = find(t, key, k, &h);
   size_t n = strlen(k);
@@ -182,13 +186,13 @@ uint64_t rl_table_take(rl_table *t, const char *key, uint32_t count, uint64_t pe
       chain_unlink(t, i);
       t->evictions++;
     }
-    rl_entry *e = &t->e[i];
+    ratelimit_entry *e = &t->e[i];
     memcpy(e->key, k, n + 1);
     e->hash = h;
     e->chain = *slot;
     *slot = i;
-    rl_init(&e->b, now_ms);
+    ratelimit_init(&e->b, now_ms);
   }
   lru_push(t, i);
-  return rl_take(&t->e[i].b, count, period_ms, now_ms);
+  return ratelimit_take(&t->e[i].b, count, period_ms, now_ms);
 }

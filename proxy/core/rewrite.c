@@ -135,7 +135,7 @@ static bool addr_is(const char *v, size_t n, const char *want) {
   return len > 0 && *want && stp_ascii_casecmp(a, want) == 0;
 }
 
-int hdr_rewriter_init(hdr_rewriter *h, const char *header_from, size_t max_header) {
+int rewrite_init(rewrite_ctx *h, const char *header_from, size_t max_header) {
   memset(h, 0, sizeof *h);
   if (!header_from || !*header_from)
     return STP_EINVAL;
@@ -149,17 +149,17 @@ int hdr_rewriter_init(hdr_rewriter *h, const char *header_from, size_t max_heade
   char a[ADDR_CAP];
   size_t alen = value_addr(header_from, h->from_len, a, sizeof a);
   h->from_addr = stp_xstrndup(a, alen);
-  h->max_header = max_header ? max_header : HDR_REWRITE_DEFAULT_MAX;
+  h->max_header = max_header ? max_header : REWRITE_DEFAULT_MAX;
   return STP_OK;
 }
 
-static void release_buf(hdr_rewriter *h) {
+static void release_buf(rewrite_ctx *h) {
   free(h->buf);
   h->buf = NULL;
   h->len = h->cap = h->line_start = 0;
 }
 
-void hdr_rewriter_free(hdr_rewriter *h) {
+void rewrite_free(rewrite_ctx *h) {
   free(h->header_from);
   free(h->from_addr);
   free(h->buf);
@@ -167,7 +167,7 @@ void hdr_rewriter_free(hdr_rewriter *h) {
 }
 
 /* Grow within the bound (plus 2 for the CRLF finish may add). */
-static void reserve(hdr_rewriter *h, size_t need) {
+static void reserve(rewrite_ctx *h, size_t need) {
   if (need <= h->cap)
     return;
   size_t limit = h->max_header + 2;
@@ -180,7 +180,7 @@ static void reserve(hdr_rewriter *h, size_t need) {
   h->cap = cap;
 }
 
-static int hold(hdr_rewriter *h, const char *p, size_t k) {
+static int hold(rewrite_ctx *h, const char *p, size_t k) {
   if (k > h->max_header - h->len) {
     h->failed = true;
     release_buf(h);
@@ -239,14 +239,14 @@ static void put(data_emit_fn emit, void *ctx, const char *p, size_t n) {
     emit(ctx, p, n);
 }
 
-static void put_from(const hdr_rewriter *h, data_emit_fn emit, void *ctx) {
+static void put_from(const rewrite_ctx *h, data_emit_fn emit, void *ctx) {
   put(emit, ctx, "From: ", 6);
   put(emit, ctx, h->header_from, h->from_len);
   put(emit, ctx, "\r\n", 2);
 }
 
 /* Rewrite and emit the complete header block buf[0, blen). */
-static void rewrite_block(hdr_rewriter *h, size_t blen, data_emit_fn emit, void *ctx) {
+static void rewrite_block(rewrite_ctx *h, size_t blen, data_emit_fn emit, void *ctx) {
   const char *b = h->buf;
   field f, from = {0};
   bool have_from = false, have_reply_to = false;
@@ -317,7 +317,7 @@ static void rewrite_block(hdr_rewriter *h, size_t blen, data_emit_fn emit, void 
 /* The header block is complete: it is buf[0, line_start); buf[line_start,
  * len) is the empty line that ended it, or the start of a body line (then
  * an empty line is inserted before it). */
-static void emit_headers(hdr_rewriter *h, bool insert_blank, data_emit_fn emit, void *ctx) {
+static void emit_headers(rewrite_ctx *h, bool insert_blank, data_emit_fn emit, void *ctx) {
   rewrite_block(h, h->line_start, emit, ctx);
   if (insert_blank)
     put(emit, ctx, "\r\n", 2);
@@ -327,7 +327,7 @@ static void emit_headers(hdr_rewriter *h, bool insert_blank, data_emit_fn emit, 
 }
 
 /* Advance the line state by one byte outside a field value. */
-static int classify(hdr_rewriter *h, char c) {
+static int classify(rewrite_ctx *h, char c) {
   switch (h->state) {
   case HS_START:
     if (c == '\r') {
@@ -365,7 +365,7 @@ static int classify(hdr_rewriter *h, char c) {
   }
 }
 
-int hdr_rewriter_feed(hdr_rewriter *h, const char *p, size_t n, data_emit_fn emit, void *ctx) {
+int rewrite_feed(rewrite_ctx *h, const char *p, size_t n, data_emit_fn emit, void *ctx) {
   if (h->failed)
     return STP_ETOOLONG;
   if (h->in_body) {
@@ -404,7 +404,7 @@ int hdr_rewriter_feed(hdr_rewriter *h, const char *p, size_t n, data_emit_fn emi
   return STP_OK;
 }
 
-int hdr_rewriter_finish(hdr_rewriter *h, data_emit_fn emit, void *ctx) {
+int rewrite_finish(rewrite_ctx *h, data_emit_fn emit, void *ctx) {
   if (h->failed)
     return STP_ETOOLONG;
   if (h->in_body)

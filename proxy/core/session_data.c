@@ -15,20 +15,20 @@ static void emit_upstream(void *ctx, const char *p, size_t n) {
     s->ops->up_body(s->ctx, p, n);
 }
 
-/* Framed bytes: through the header rewriter when the route wants one. */
+/* Framed bytes: through the header rewrite_ctx when the route wants one. */
 static void emit_body(void *ctx, const char *p, size_t n) {
   session *s = ctx;
   if (!s->rw_active) {
     emit_upstream(s, p, n);
     return;
   }
-  if (!s->rw_overflow && hdr_rewriter_feed(&s->rw, p, n, emit_upstream, s) < 0)
+  if (!s->rw_overflow && rewrite_feed(&s->rw, p, n, emit_upstream, s) < 0)
     s->rw_overflow = true;
 }
 
 void session_data_stop(session *s) {
   if (s->rw_active)
-    hdr_rewriter_free(&s->rw);
+    rewrite_free(&s->rw);
   s->rw_active = false;
   s->rw_overflow = false;
 }
@@ -36,7 +36,7 @@ void session_data_stop(session *s) {
 static void session_data_rewrite_start(session *s) {
   const stp_route_cfg *rt = s->route >= 0 ? &s->cfg->routes[s->route] : NULL;
   if (rt && rt->rewrite_header_from &&
-      hdr_rewriter_init(&s->rw, rt->rewrite_header_from, HDR_REWRITE_DEFAULT_MAX) == 0)
+      rewrite_init(&s->rw, rt->rewrite_header_from, REWRITE_DEFAULT_MAX) == 0)
     s->rw_active = true;
 }
 
@@ -44,7 +44,7 @@ static void finish_data(session *s) {
   const char *r = NULL;
   /* After a NUL nothing more goes up, not even held header lines. */
   if (s->rw_active && !s->rw_overflow && !s->framer.too_big && !s->framer.nul_seen &&
-      s->state == SS_DATA && hdr_rewriter_finish(&s->rw, emit_upstream, s) < 0)
+      s->state == SS_DATA && rewrite_finish(&s->rw, emit_upstream, s) < 0)
     s->rw_overflow = true;
   bool header_overflow = s->rw_overflow;
   session_data_stop(s);

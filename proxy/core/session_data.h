@@ -7,7 +7,7 @@
 
 void session_data_begin(session *s);
 size_t session_data_feed(session *s, const char *p, size_t n);
-/* Drop the header rewriter (end of message or of the session). */
+/* Drop the header rewrite_ctx (end of message or of the session). */
 void session_data_stop(session *s);
 
 #endif

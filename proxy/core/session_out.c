@@ -61,10 +61,18 @@ void session_out_relay(session *s, const smtp_reply *r) {
   } while (1);
 }
 
+const char *session_wait_name(session_wait w) {
+  static const char *const names[] = {"none", "open", "mail", "rcpt", "data",
+                                      "dot",  "rset", "auth", "hash"};
+  return (unsigned)w < sizeof names / sizeof *names ? names[w] : "?";
+}
+
 void session_out_state(session *s, session_state st) {
   if (stp_log_level() >= STP_LOG_DEBUG && s->state != st) {
-    stp_kv kv[] = {{"from", session_state_name(s->state)}, {"to", session_state_name(st)}};
-    stp_log_kv(STP_LOG_DEBUG, s->sid, "session-state", kv, 2);
+    stp_kv kv[] = {{"from", session_state_name(s->state)},
+                   {"to", session_state_name(st)},
+                   {"wait", st == SS_WAIT ? session_wait_name(s->wait) : NULL}};
+    stp_log_kv(STP_LOG_DEBUG, s->sid, "session-state", kv, 3);
   }
   s->state = st;
 }

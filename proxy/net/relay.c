@@ -375,12 +375,30 @@ static void client_on_read(void *ctx, const char *p, size_t n) {
     uv_timer_again(&r->idle_timer);
 }
 
+/* For debug logs: what the relay is doing, from its flags. */
+static const char *relay_state_name(const relay *r) {
+  if (r->refusing)
+    return "refusing";
+  if (r->closing)
+    return "closing";
+  if (r->ev_n)
+    return "delivering";
+  if (r->up && !r->up_ready)
+    return "connecting";
+  if (r->pause_bp || r->pause_client_bp)
+    return "back-pressure";
+  return r->up ? "upstream-ready" : "idle";
+}
+
 static void client_on_error(void *ctx, const char *reason, bool tls, bool verify) {
   relay *r = ctx;
   (void)verify;
   if (stp_log_level() >= STP_LOG_DEBUG || tls) {
-    stp_kv kv[] = {{"reason", reason}};
-    stp_log_kv(tls ? STP_LOG_WARN : STP_LOG_DEBUG, r->sid, "client-closed", kv, 1);
+    stp_kv kv[] = {{"reason", reason},
+                   {"relay", relay_state_name(r)},
+                   {"upstream", r->up ? upconn_state_name(r->up) : NULL},
+                   {"stream", stream_state_name(r->client)}};
+    stp_log_kv(tls ? STP_LOG_WARN : STP_LOG_DEBUG, r->sid, "client-closed", kv, 4);
   }
   session_on_eof(sess_for_delivery(r));
 }

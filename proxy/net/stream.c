@@ -175,6 +175,20 @@ int stream_write(stream *s, const char *p, size_t n) {
   return flush_tls(s);
 }
 
+const char *stream_state_name(const stream *s) {
+  if (s->closing)
+    return "closing";
+  if (s->failed)
+    return "failed";
+  if (s->tls && !s->tls_ready)
+    return "tls-handshake";
+  if (s->paused)
+    return s->tls ? "tls-paused" : "paused";
+  if (s->flush_then_close)
+    return "flushing";
+  return s->tls ? "tls" : "open";
+}
+
 size_t stream_queued(const stream *s) {
   return s->queued;
 }

@@ -48,6 +48,8 @@ void stream_pause(stream *s, bool paused);
  * loop, once). */
 int stream_write(stream *s, const char *p, size_t n);
 size_t stream_queued(const stream *s);
+/* For debug logs: open, paused, tls-handshake, tls, flushing, failed, ... */
+const char *stream_state_name(const stream *s);
 /* Begin TLS; bytes written before this call go out in plaintext first.
  * A failure (also one to create the session) arrives as on_error. */
 int stream_start_tls(stream *s, tls_ctx *ctx, const char *server_name, bool server);

@@ -103,13 +103,13 @@ static void send_message(testroute *t) {
                    t->route->name, upconn_cfg(t->up)->name);
   /* The route's header rewrite applies as it would to a device's message
    * (the text above has no line starting with '.', so it needs no
-   * stuffing before the rewriter, which expects stuffed input). */
-  hdr_rewriter rw;
+   * stuffing before the rewrite_ctx, which expects stuffed input). */
+  rewrite_ctx rw;
   if (t->route->rewrite_header_from &&
-      hdr_rewriter_init(&rw, t->route->rewrite_header_from, HDR_REWRITE_DEFAULT_MAX) == 0) {
-    hdr_rewriter_feed(&rw, msg, (size_t)n, emit_body, t);
-    hdr_rewriter_finish(&rw, emit_body, t);
-    hdr_rewriter_free(&rw);
+      rewrite_init(&rw, t->route->rewrite_header_from, REWRITE_DEFAULT_MAX) == 0) {
+    rewrite_feed(&rw, msg, (size_t)n, emit_body, t);
+    rewrite_finish(&rw, emit_body, t);
+    rewrite_free(&rw);
   } else {
     data_stuff_block(msg, (size_t)n, emit_body, t);
   }

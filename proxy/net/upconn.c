@@ -90,6 +90,16 @@ void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner) {
   u->owner = owner;
 }
 
+const char *upconn_state_name(const upconn *u) {
+  if (!u->ops)
+    return "detached";
+  if (u->gai_pending)
+    return "resolving";
+  if (!u->st && u->tw.queued)
+    return "token";
+  return upstream_state_name(u->sm.state);
+}
+
 size_t upconn_index(const upconn *u) {
   return u->index;
 }

@@ -12,7 +12,7 @@ Test(backoff, schedule_doubles_to_the_cap) {
 }
 
 Test(backoff, consecutive_failures_after_each_expiry) {
-  backoff b = {0};
+  backoff_state b = {0};
   uint64_t now = 5000;
   static const uint64_t want[] = {30000, 60000, 120000, 240000, 480000, 600000, 600000};
   for (unsigned i = 0; i < 7; i++) {
@@ -31,7 +31,7 @@ Test(backoff, consecutive_failures_after_each_expiry) {
 }
 
 Test(backoff, failures_during_backoff_do_not_count) {
-  backoff b = {0};
+  backoff_state b = {0};
   cr_assert(backoff_failed(&b, 1000));
   cr_assert_not(backoff_failed(&b, 1001));
   cr_assert_not(backoff_failed(&b, 30999));
@@ -43,7 +43,7 @@ Test(backoff, failures_during_backoff_do_not_count) {
 }
 
 Test(backoff, success_resets) {
-  backoff b = {0};
+  backoff_state b = {0};
   cr_assert_not(backoff_succeeded(&b), "healthy stays healthy: no state change");
   cr_assert_not(backoff_active(&b, 0));
   cr_assert_eq(backoff_remaining(&b, 0), 0);
@@ -59,7 +59,7 @@ Test(backoff, success_resets) {
 }
 
 Test(backoff, clock_near_the_end_saturates) {
-  backoff b = {0};
+  backoff_state b = {0};
   cr_assert(backoff_failed(&b, UINT64_MAX - 10));
   cr_assert_eq(b.until_ms, UINT64_MAX);
   cr_assert(backoff_active(&b, UINT64_MAX - 1));

@@ -9,7 +9,7 @@ static stp_config C;
 static stp_upstream_cfg U[3];
 static stp_route_cfg R;
 static size_t ORDER[3] = {0, 1, 2};
-static backoff B[3];
+static backoff_state B[3];
 
 static void setup(void) {
   memset(&C, 0, sizeof C);

@@ -35,23 +35,23 @@ static void sink_emit(void *ctx, const char *p, size_t n) {
 
 /* Rewrite `in` fed in pieces ending at cuts[] (ascending), then finish. */
 static int run_cuts(const char *in, size_t len, const size_t *cuts, size_t ncuts, size_t max,
-                    sink *out, hdr_rewriter *h) {
+                    sink *out, rewrite_ctx *h) {
   memset(out, 0, sizeof *out);
-  cr_assert_eq(hdr_rewriter_init(h, HF, max), STP_OK);
+  cr_assert_eq(rewrite_init(h, HF, max), STP_OK);
   size_t pos = 0;
   int rc = STP_OK;
   for (size_t k = 0; k <= ncuts && rc == STP_OK; k++) {
     size_t end = k < ncuts ? cuts[k] : len;
-    rc = hdr_rewriter_feed(h, in + pos, end - pos, sink_emit, out);
+    rc = rewrite_feed(h, in + pos, end - pos, sink_emit, out);
     pos = end;
   }
   if (rc == STP_OK)
-    rc = hdr_rewriter_finish(h, sink_emit, out);
+    rc = rewrite_finish(h, sink_emit, out);
   return rc;
 }
 
 /* Whole-input rewrite; returns the output as a NUL-terminated string. */
-static char *rewrite(const char *in, size_t len, hdr_rewriter *h) {
+static char *rewrite(const char *in, size_t len, rewrite_ctx *h) {
   sink out;
   cr_assert_eq(run_cuts(in, len, NULL, 0, 0, &out, h), STP_OK);
   char *s = malloc(out.len + 1);
@@ -64,15 +64,15 @@ static char *rewrite(const char *in, size_t len, hdr_rewriter *h) {
 }
 
 static void expect(const char *in, const char *want) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   char *got = rewrite(in, strlen(in), &h);
   cr_assert_str_eq(got, want, "input:\n%s", in);
   free(got);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 Test(rewrite, replaces_from_and_keeps_it_in_reply_to) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   char *got = rewrite(L("From: \"Jane\" <jane@scanner.local>\r\n"
                         "To: a@example.com\r\n"
                         "Subject: scan\r\n"
@@ -89,7 +89,7 @@ Test(rewrite, replaces_from_and_keeps_it_in_reply_to) {
   cr_assert(h.reply_to_added);
   cr_assert_not(h.sender_removed);
   free(got);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 Test(rewrite, folded_from_is_replaced_whole_and_unfolded_into_reply_to) {
@@ -125,14 +125,14 @@ Test(rewrite, name_must_match_exactly) {
 }
 
 Test(rewrite, no_from_adds_one_at_end_of_block) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   char *got = rewrite(L("To: a@example.com\r\nSubject: s\r\n\r\nbody\r\n"), &h);
   cr_assert_str_eq(got, "To: a@example.com\r\nSubject: s\r\n" NEWFROM "\r\nbody\r\n");
   cr_assert(h.from_added);
   cr_assert_not(h.from_replaced);
   cr_assert_not(h.reply_to_added);
   free(got);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 Test(rewrite, existing_reply_to_is_kept_and_none_added) {
@@ -150,13 +150,13 @@ Test(rewrite, no_reply_to_for_empty_or_same_address) {
 }
 
 Test(rewrite, sender_removed_unless_it_is_the_new_address) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   char *got =
       rewrite(L("Sender: jane@scanner.local\r\nFrom: jane@scanner.local\r\nTo: t@x\r\n\r\n"), &h);
   cr_assert_str_eq(got, NEWFROM "Reply-To: jane@scanner.local\r\nTo: t@x\r\n\r\n");
   cr_assert(h.sender_removed);
   free(got);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 
   got = rewrite(L("From: jane@scanner.local\r\nSender: The Scanner <Scanner@EXAMPLE.com>\r\n\r\n"),
                 &h);
@@ -164,7 +164,7 @@ Test(rewrite, sender_removed_unless_it_is_the_new_address) {
                                 "Sender: The Scanner <Scanner@EXAMPLE.com>\r\n\r\n");
   cr_assert_not(h.sender_removed);
   free(got);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 
   /* bare addr-spec with a comment, and a folded one that does not match */
   expect("SENDER: scanner@example.com (the scanner)\r\n\r\n",
@@ -216,18 +216,18 @@ Test(rewrite, overlong_reply_to_keeps_original_folding) {
 }
 
 Test(rewrite, init_refuses_header_injection) {
-  hdr_rewriter h;
-  cr_assert_eq(hdr_rewriter_init(&h, "A <a@b>\r\nBcc: x@y", 0), STP_EINVAL);
-  hdr_rewriter_free(&h);
-  cr_assert_eq(hdr_rewriter_init(&h, "A <a@b>\n.", 0), STP_EINVAL);
-  hdr_rewriter_free(&h);
-  cr_assert_eq(hdr_rewriter_init(&h, "", 0), STP_EINVAL);
-  hdr_rewriter_free(&h);
-  cr_assert_eq(hdr_rewriter_init(&h, NULL, 0), STP_EINVAL);
-  hdr_rewriter_free(&h);
-  cr_assert_eq(hdr_rewriter_init(&h, "A\t<a@b>", 0), STP_OK);
+  rewrite_ctx h;
+  cr_assert_eq(rewrite_init(&h, "A <a@b>\r\nBcc: x@y", 0), STP_EINVAL);
+  rewrite_free(&h);
+  cr_assert_eq(rewrite_init(&h, "A <a@b>\n.", 0), STP_EINVAL);
+  rewrite_free(&h);
+  cr_assert_eq(rewrite_init(&h, "", 0), STP_EINVAL);
+  rewrite_free(&h);
+  cr_assert_eq(rewrite_init(&h, NULL, 0), STP_EINVAL);
+  rewrite_free(&h);
+  cr_assert_eq(rewrite_init(&h, "A\t<a@b>", 0), STP_OK);
   cr_assert_str_eq(h.from_addr, "a@b");
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 static const char *split_msgs[] = {
@@ -250,10 +250,10 @@ Test(rewrite, output_is_independent_of_splits) {
   for (size_t m = 0; m < sizeof split_msgs / sizeof split_msgs[0]; m++) {
     const char *in = split_msgs[m];
     size_t len = strlen(in);
-    hdr_rewriter h;
+    rewrite_ctx h;
     sink whole;
     cr_assert_eq(run_cuts(in, len, NULL, 0, 0, &whole, &h), STP_OK);
-    hdr_rewriter_free(&h);
+    rewrite_free(&h);
     for (size_t at = 0; at <= len; at++) {
       sink part;
       size_t cut = at;
@@ -261,7 +261,7 @@ Test(rewrite, output_is_independent_of_splits) {
       cr_assert_eq(part.len, whole.len, "msg %zu cut %zu: length", m, at);
       cr_assert(memcmp(part.buf, whole.buf, whole.len) == 0, "msg %zu cut %zu: bytes", m, at);
       free(part.buf);
-      hdr_rewriter_free(&h);
+      rewrite_free(&h);
     }
     size_t *cuts = malloc(len * sizeof *cuts);
     for (size_t i = 0; i < len; i++)
@@ -272,7 +272,7 @@ Test(rewrite, output_is_independent_of_splits) {
     cr_assert(memcmp(bytes.buf, whole.buf, whole.len) == 0, "msg %zu bytewise: bytes", m);
     free(bytes.buf);
     free(cuts);
-    hdr_rewriter_free(&h);
+    rewrite_free(&h);
     free(whole.buf);
   }
 }
@@ -297,7 +297,7 @@ Test(rewrite, header_block_bound) {
     char *in = block_of(total);
     size_t len = total + 6;
     sink out;
-    hdr_rewriter h;
+    rewrite_ctx h;
     int rc = run_cuts(in, len, NULL, 0, max, &out, &h);
     if (total <= max) {
       cr_assert_eq(rc, STP_OK, "total %zu", total);
@@ -306,44 +306,44 @@ Test(rewrite, header_block_bound) {
       cr_assert_eq(rc, STP_ETOOLONG, "total %zu", total);
       cr_assert_eq(out.len, 0, "nothing emitted after the bound");
       cr_assert_null(h.buf, "held block released");
-      cr_assert_eq(hdr_rewriter_feed(&h, L("more"), sink_emit, &out), STP_ETOOLONG);
-      cr_assert_eq(hdr_rewriter_finish(&h, sink_emit, &out), STP_ETOOLONG);
+      cr_assert_eq(rewrite_feed(&h, L("more"), sink_emit, &out), STP_ETOOLONG);
+      cr_assert_eq(rewrite_finish(&h, sink_emit, &out), STP_ETOOLONG);
       cr_assert_eq(out.len, 0);
     }
     /* the same bound byte by byte */
     size_t *cuts = malloc(len * sizeof *cuts);
     for (size_t i = 0; i < len; i++)
       cuts[i] = i + 1;
-    hdr_rewriter_free(&h);
+    rewrite_free(&h);
     free(out.buf);
     rc = run_cuts(in, len, cuts, len, max, &out, &h);
     cr_assert_eq(rc, total <= max ? STP_OK : STP_ETOOLONG, "bytewise total %zu", total);
     free(cuts);
     free(out.buf);
-    hdr_rewriter_free(&h);
+    rewrite_free(&h);
     free(in);
   }
 }
 
 Test(rewrite, unterminated_header_line_is_bounded_too) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   sink out = {0};
-  cr_assert_eq(hdr_rewriter_init(&h, HF, 100), STP_OK);
+  cr_assert_eq(rewrite_init(&h, HF, 100), STP_OK);
   char line[100];
   memset(line, 'v', sizeof line);
   memcpy(line, "X-Long: ", 8);
-  cr_assert_eq(hdr_rewriter_feed(&h, line, 100, sink_emit, &out), STP_OK);
-  cr_assert_eq(hdr_rewriter_feed(&h, "v", 1, sink_emit, &out), STP_ETOOLONG);
+  cr_assert_eq(rewrite_feed(&h, line, 100, sink_emit, &out), STP_OK);
+  cr_assert_eq(rewrite_feed(&h, "v", 1, sink_emit, &out), STP_ETOOLONG);
   cr_assert_eq(out.len, 0);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 Test(rewrite, body_passes_through_immediately_and_is_not_held) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   sink out = {0};
-  cr_assert_eq(hdr_rewriter_init(&h, HF, 1024), STP_OK);
+  cr_assert_eq(rewrite_init(&h, HF, 1024), STP_OK);
   static const char head[] = "From: a@b\r\nSubject: big\r\n\r\n";
-  cr_assert_eq(hdr_rewriter_feed(&h, L(head), sink_emit, &out), STP_OK);
+  cr_assert_eq(rewrite_feed(&h, L(head), sink_emit, &out), STP_OK);
   const char *want_head = NEWFROM "Reply-To: a@b\r\nSubject: big\r\n\r\n";
   cr_assert_eq(out.len, strlen(want_head));
   cr_assert(memcmp(out.buf, want_head, out.len) == 0);
@@ -356,32 +356,32 @@ Test(rewrite, body_passes_through_immediately_and_is_not_held) {
   size_t before = out.len;
   for (size_t off = 0; off < body_len; off += chunk) {
     size_t calls = out.calls, len = out.len;
-    cr_assert_eq(hdr_rewriter_feed(&h, body + off, chunk, sink_emit, &out), STP_OK);
+    cr_assert_eq(rewrite_feed(&h, body + off, chunk, sink_emit, &out), STP_OK);
     cr_assert_eq(out.calls, calls + 1, "one emit per chunk at %zu", off);
     cr_assert_eq(out.len, len + chunk, "the whole chunk emitted at %zu", off);
     cr_assert_eq(out.last_p, body + off, "emitted from the caller's buffer, not a copy");
     cr_assert_null(h.buf);
   }
-  cr_assert_eq(hdr_rewriter_finish(&h, sink_emit, &out), STP_OK);
+  cr_assert_eq(rewrite_finish(&h, sink_emit, &out), STP_OK);
   cr_assert_eq(out.len - before, body_len);
   cr_assert(memcmp(out.buf + before, body, body_len) == 0);
   free(body);
   free(out.buf);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }
 
 Test(rewrite, body_bytes_in_the_same_feed_as_the_empty_line_pass_at_once) {
-  hdr_rewriter h;
+  rewrite_ctx h;
   sink out = {0};
-  cr_assert_eq(hdr_rewriter_init(&h, HF, 0), STP_OK);
+  cr_assert_eq(rewrite_init(&h, HF, 0), STP_OK);
   static const char in[] = "Subject: s\r\n\r\nbody line\r\n";
-  cr_assert_eq(hdr_rewriter_feed(&h, L(in), sink_emit, &out), STP_OK);
+  cr_assert_eq(rewrite_feed(&h, L(in), sink_emit, &out), STP_OK);
   static const char want[] = "Subject: s\r\n" NEWFROM "\r\nbody line\r\n";
   cr_assert_eq(out.len, sizeof want - 1, "everything emitted before finish");
   cr_assert(memcmp(out.buf, want, out.len) == 0);
   cr_assert_eq(out.last_p, in + 14, "body emitted from the input");
-  cr_assert_eq(hdr_rewriter_finish(&h, sink_emit, &out), STP_OK);
+  cr_assert_eq(rewrite_finish(&h, sink_emit, &out), STP_OK);
   cr_assert_eq(out.len, sizeof want - 1);
   free(out.buf);
-  hdr_rewriter_free(&h);
+  rewrite_free(&h);
 }

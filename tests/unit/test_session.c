@@ -789,7 +789,7 @@ Test(session, header_from_rewrite_streams_through_the_session) {
 }
 
 Test(session, header_block_over_the_rewrite_bound_is_552) {
-  static char big[HDR_REWRITE_DEFAULT_MAX + 100];
+  static char big[REWRITE_DEFAULT_MAX + 100];
   R[1].rewrite_header_from = "Scanner <scanner@example.com>";
   L.max_message_size = sizeof big * 2;
   to_rcpt_accepted();
