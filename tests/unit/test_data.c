@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/data.h"
+#include "lookalikes.h"
 
 #define L(s) s, sizeof(s) - 1
 
@@ -390,34 +391,6 @@ Test(data, nul_at_every_offset) {
  * lfcrlf, crlflf, crcrlf, crlfcr, nullbefore, nullafter), SEC Consult's
  * SMTP-Smuggling-Tools (inbound and outbound lists, adding \r\n.\r\r\n and
  * \r\r\n.\r\r\n) and the extra ones of smtp_smuggling_checker. */
-typedef struct lookalike {
-  const char *name;
-  const char *bytes;
-  size_t len;
-  bool bare, nul;
-} lookalike;
-#define LA(n, s, b, z)                                                                             \
-  { n, s, sizeof(s) - 1, b, z }
-static const lookalike lookalikes[] = {
-    LA("LF.LF", "\n.\n", true, false),
-    LA("CR.CR", "\r.\r", true, false),
-    LA("CR.LF", "\r.\n", true, false),
-    LA("LF.CR", "\n.\r", true, false),
-    LA("LF.CRLF", "\n.\r\n", true, false),
-    LA("CRLF.LF", "\r\n.\n", true, false),
-    LA("CR.CRLF", "\r.\r\n", true, false),
-    LA("CRLF.CR", "\r\n.\r", true, false),
-    LA("CRLF NUL.CRLF", "\r\n\0.\r\n", false, true),
-    LA("CRLF.NUL CRLF", "\r\n.\0\r\n", false, true),
-    LA("CRLF.CR CRLF", "\r\n.\r\r\n", true, false),
-    LA("CR CRLF.CR CRLF", "\r\r\n.\r\r\n", true, false),
-    LA("CRLF NUL.CR", "\r\n\0.\r", true, true),
-    LA("CRLF NUL.LF", "\r\n\0.\n", true, true),
-    LA("CRLF.", "\r\n.", false, false),
-    LA("LF LF.CRLF", "\n\n.\r\n", true, false),
-    LA("LF.", "\n.", true, false),
-};
-#define N_LA (sizeof lookalikes / sizeof lookalikes[0])
 
 /* What a lenient receiver takes for end of data: CR, LF or CRLF (or the
  * start), any NULs, ".", any NULs, then CR, LF or CRLF. */
