@@ -2,8 +2,8 @@
  * ONCE, from inside the ops call that asked for them (relay.c does this when
  * every upstream of the route is in back-off, or when it refuses a MAIL
  * locally). A pipelined burst must still get exactly one reply per command,
- * in order, and end with 221: the two bursts below are the ones
- * tests/fuzz/fuzz_session.c was seeded with. */
+ * in order, and end with 221, and a message must be relayed as sent: the
+ * bursts below are the crash_* seeds of tests/fuzz/fuzz_session.c. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <fcntl.h>
@@ -16,13 +16,15 @@
 #include "smtp-tls-proxy/session.h"
 
 /* What the fake upstream does with a request. */
-typedef enum { ANSWER_LATER = 0, ANSWER_FAIL_NOW, ANSWER_552_NOW } answer;
+typedef enum { ANSWER_LATER = 0, ANSWER_FAIL_NOW, ANSWER_552_NOW, ANSWER_354_NOW } answer;
 
 static struct {
   char out[16384];
   size_t out_len;
-  int closed, opens, mails, depth;
-  answer open_answer[4], mail_answer[4];
+  char body[1024];
+  size_t body_len;
+  int closed, opens, mails, ends, depth;
+  answer open_answer[4], mail_answer[4], data_answer;
 } F;
 static session S;
 static stp_config C;
@@ -36,6 +38,20 @@ static size_t R_UP[1] = {0};
 #define ENTER() cr_assert_leq(++F.depth, 8, "session entry points nest too deep")
 #define LEAVE() (F.depth--)
 
+static smtp_reply mkreply(int code, const char *text) {
+  smtp_reply r;
+  memset(&r, 0, sizeof r);
+  r.code = code;
+  r.text_len = (size_t)snprintf(r.text, sizeof r.text, "%s", text);
+  r.lines = 1;
+  return r;
+}
+static void up_reply(int code, const char *text) {
+  smtp_reply r = mkreply(code, text);
+  ENTER();
+  session_up_reply(&S, &r);
+  LEAVE();
+}
 static void f_write(void *c, const char *p, size_t n) {
   (void)c;
   cr_assert_eq(F.closed, 0, "a reply after close");
@@ -67,28 +83,26 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   (void)c, (void)from, (void)a;
   answer ans = F.mail_answer[F.mails < 4 ? F.mails : 3];
   F.mails++;
-  if (ans == ANSWER_552_NOW) {
-    smtp_reply r;
-    memset(&r, 0, sizeof r);
-    r.code = 552;
-    r.text_len = (size_t)snprintf(r.text, sizeof r.text, "5.3.4 Message too big for upstream");
-    r.lines = 1;
-    ENTER();
-    session_up_reply(&S, &r);
-    LEAVE();
-  }
+  if (ans == ANSWER_552_NOW)
+    up_reply(552, "5.3.4 Message too big for upstream");
 }
 static void f_rcpt(void *c, const char *to) {
   (void)c, (void)to;
 }
 static void f_data(void *c) {
   (void)c;
+  if (F.data_answer == ANSWER_354_NOW)
+    up_reply(354, "go ahead");
 }
 static void f_body(void *c, const char *p, size_t n) {
-  (void)c, (void)p, (void)n;
+  (void)c;
+  cr_assert_lt(F.body_len + n, sizeof F.body);
+  memcpy(F.body + F.body_len, p, n);
+  F.body_len += n;
+  F.body[F.body_len] = 0;
 }
 static void f_end(void *c) {
-  (void)c;
+  (void)c, F.ends++;
 }
 static void f_rset(void *c) {
   (void)c;
@@ -138,13 +152,13 @@ static void teardown(void) {
 
 TestSuite(session_sync, .init = setup, .fini = teardown);
 
-/* The codes of the final reply lines ("ddd "), in order. */
+/* The codes of the final reply lines ("ddd ", 354 being intermediate). */
 static size_t final_codes(int *codes, size_t max) {
   size_t n = 0;
   for (const char *l = F.out; *l;) {
     const char *e = strstr(l, "\r\n");
     cr_assert_not_null(e, "unterminated reply line: %s", l);
-    if (e - l >= 4 && l[3] == ' ' && n < max)
+    if (e - l >= 4 && l[3] == ' ' && atoi(l) != 354 && n < max)
       codes[n++] = atoi(l);
     l = e + 2;
   }
@@ -202,5 +216,30 @@ Test(session_sync, mail_refused_at_once_answers_each_rcpt_once) {
   cr_assert_eq(codes[3], 552);
   cr_assert_eq(codes[4], 221, "221 last:\n%s", F.out);
   cr_assert_eq(F.mails, 2, "one MAIL upstream per RCPT");
+  cr_assert_eq(F.closed, 1);
+}
+
+/* DATA held while the RCPT was answered, then 354 at once: the message is
+ * what follows DATA, and only that (the re-entrant drain framed the held
+ * "DATA" line itself as message text, then read the freed buffer). */
+Test(session_sync, data_answered_at_once_relays_only_the_message) {
+  F.data_answer = ANSWER_354_NOW;
+  feed("EHLO x\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@example.com>\r\n");
+  feed("DATA\r\nhello\r\n.\r\nQUIT\r\n"); /* held: the RCPT is not answered yet */
+  ENTER();
+  session_up_ready(&S, "up", "TLSv1.3");
+  LEAVE();
+  up_reply(250, "2.1.0 sender ok");
+  up_reply(250, "2.1.5 rcpt ok");
+  cr_assert_str_eq(F.body, "hello\r\n", "the message relayed upstream");
+  cr_assert_eq(F.ends, 1, "one final dot");
+  up_reply(250, "2.0.0 queued");
+  int codes[16];
+  size_t n = final_codes(codes, 16);
+  cr_assert_eq(n, 5, "one reply per command, got %zu:\n%s", n, F.out);
+  cr_assert_not_null(strstr(F.out, "354 "));
+  cr_assert_eq(codes[2], 250, "RCPT:\n%s", F.out);
+  cr_assert_eq(codes[3], 250, "the message:\n%s", F.out);
+  cr_assert_eq(codes[4], 221, "221 last:\n%s", F.out);
   cr_assert_eq(F.closed, 1);
 }
