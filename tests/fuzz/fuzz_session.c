@@ -316,11 +316,20 @@ enum {
  * idle timeout, shutdown, device EOF, clock moves, the pending answer arrives now). */
 static size_t last_item_start, last_item_end;
 
-static void gen_item(reader *r) {
-  uint8_t op = rd(r);
-  size_t start = SN;
-  bool v = op & 0x40;
-  switch ((op & 0x3f) % K_KINDS) {
+/* Kinds that are one fixed line: plain, variant. */
+static const char *const FIXED[K_KINDS][2] = {
+    [K_DATA] = {"DATA\r\n", "data\r\n"}, [K_RSET] = {"RSET\r\n", "RSET\r\n"},
+    [K_NOOP] = {"NOOP\r\n", "NOOP\r\n"}, [K_QUIT] = {"QUIT\r\n", "quit\r\n"},
+    [K_DOT] = {".\r\n", ".\n"},          [K_STARTTLS] = {"STARTTLS\r\n", "STARTTLS now\r\n"},
+};
+
+static void gen_pick(reader *r, const char *const *table, size_t n) {
+  puts_(table[rd(r) % n]);
+  puts_("\r\n");
+}
+
+static void gen_text(reader *r, unsigned kind, bool v) {
+  switch (kind) {
   case K_EHLO: {
     puts_(v ? "HELO " : "EHLO ");
     size_t n = rd(r) % 32;
@@ -337,33 +346,19 @@ static void gen_item(reader *r) {
   case K_RCPT:
     gen_rcpt(r, v);
     break;
-  case K_DATA:
-    puts_(v ? "data\r\n" : "DATA\r\n");
-    break;
   case K_BODY:
     gen_bytes(r, true);
     if (v)
       puts_("\r\n.\r\n");
     break;
-  case K_RSET:
-    puts_("RSET\r\n");
-    break;
-  case K_NOOP:
-    puts_("NOOP\r\n");
-    break;
-  case K_QUIT:
-    puts_(v ? "quit\r\n" : "QUIT\r\n");
-    break;
   case K_AUTH:
-    puts_(AUTHS[rd(r) % (sizeof AUTHS / sizeof *AUTHS)]);
-    puts_("\r\n");
+    gen_pick(r, AUTHS, sizeof AUTHS / sizeof *AUTHS);
     break;
   case K_CONT:
-    puts_(CONTS[rd(r) % (sizeof CONTS / sizeof *CONTS)]);
-    puts_("\r\n");
+    gen_pick(r, CONTS, sizeof CONTS / sizeof *CONTS);
     break;
-  case K_STARTTLS:
-    puts_(v ? "STARTTLS now\r\n" : "STARTTLS\r\n");
+  case K_MISC:
+    gen_pick(r, MISC, sizeof MISC / sizeof *MISC);
     break;
   case K_GARBAGE:
     gen_bytes(r, false);
@@ -372,36 +367,35 @@ static void gen_item(reader *r) {
   case K_LONG:
     gen_long(r, v);
     break;
-  case K_MISC:
-    puts_(MISC[rd(r) % (sizeof MISC / sizeof *MISC)]);
-    puts_("\r\n");
-    break;
-  case K_CUT: {
-    size_t back = rd(r);
-    add_mark(SN > back ? SN - back : 0, -1, 0);
-    break;
-  }
   case K_FILL:
     gen_fill(r, v);
     break;
   case K_RAW:
     gen_bytes(r, v);
     break;
-  case K_EVENT: {
+  }
+}
+
+static void gen_item(reader *r) {
+  uint8_t op = rd(r);
+  size_t start = SN;
+  bool v = op & 0x40;
+  unsigned kind = (op & 0x3fu) % K_KINDS;
+  if (FIXED[kind][0]) {
+    puts_(FIXED[kind][v]);
+  } else if (kind == K_CUT) {
+    size_t back = rd(r);
+    add_mark(SN > back ? SN - back : 0, -1, 0);
+  } else if (kind == K_EVENT) {
     uint8_t e = rd(r);
     add_mark(SN, e % 6, rd(r));
-    break;
-  }
-  case K_DOT:
-    puts_(v ? ".\n" : ".\r\n");
-    break;
-  case K_REPEAT: { /* the previous item again, up to 2040 times */
+  } else if (kind == K_REPEAT) { /* the previous item again, up to 2048 times */
     size_t times = ((size_t)rd(r) + 1) * (v ? 8 : 1), len = last_item_end - last_item_start;
     for (size_t i = 0; i < times && len && SN + len <= STREAM_MAX; i++)
       put(S + last_item_start, len);
     start = last_item_start;
-    break;
-  }
+  } else {
+    gen_text(r, kind, v);
   }
   last_item_start = start;
   last_item_end = SN;
@@ -652,38 +646,22 @@ static void txn_over(void) {
 }
 
 /* A final reply (or 334/354) to the unit at W.pos. */
-static void on_command_reply(int code, const char *text, size_t n) {
-  size_t at, len;
-  bool in_auth = W.mode == WM_AUTH;
-  if (!unit_line(&at, &len)) {
-    fprintf(stderr, "reply %.*s to a line the device has not finished (pos %zu, fed %zu)\n", (int)n,
-            text, W.pos, fed);
-    CHECK(!"reply before its command line is complete");
-  }
-  bool cmd = !in_auth;
-  cmdline c = cmd ? parse_line(at, len) : (cmdline){{0}, false};
-  bool is_quit = is_verb(&c, "QUIT");
-  bool is_data = is_verb(&c, "DATA") && !c.has_arg;
-  bool is_rcpt = is_verb(&c, "RCPT");
-  bool is_mail = is_verb(&c, "MAIL");
-  bool is_auth = is_verb(&c, "AUTH");
-  bool relay = is_relay_of_last(text, n);
-  if (relay) {
-    mark_relayed();
-    CHECK(((F.last_kind == RQ_RCPT || F.last_kind == RQ_MAIL) && is_rcpt) ||
-          (F.last_kind == RQ_DATA && is_data));
-  }
-  if (is_quit)
+/* What the command line's verb says of its final reply. */
+static void check_by_verb(const cmdline *c, int code, bool relay) {
+  if (relay)
+    CHECK(((F.last_kind == RQ_RCPT || F.last_kind == RQ_MAIL) && is_verb(c, "RCPT")) ||
+          (F.last_kind == RQ_DATA && is_verb(c, "DATA")));
+  if (is_verb(c, "QUIT"))
     CHECK(code == 221);
-  if (is_verb(&c, "NOOP"))
+  if (is_verb(c, "NOOP"))
     CHECK(code == 250);
-  if (is_verb(&c, "RSET")) {
+  if (is_verb(c, "RSET")) {
     CHECK(code == 250);
     txn_over();
   }
-  if (code == 250 && (is_verb(&c, "EHLO") || is_verb(&c, "HELO")))
+  if (code == 250 && (is_verb(c, "EHLO") || is_verb(c, "HELO")))
     txn_over();
-  if (is_mail && code == 250) {
+  if (is_verb(c, "MAIL") && code == 250) {
     /* users / passthrough: no MAIL before AUTH succeeded */
     CHECK(W.authed || L.auth == STP_LAUTH_NONE || L.auth == STP_LAUTH_ANY);
     CHECK(!W.have_mail);
@@ -691,10 +669,16 @@ static void on_command_reply(int code, const char *text, size_t n) {
     W.txn++;
     W.rcpts_ok = 0;
   }
-  if (is_rcpt && code / 100 == 2) {
+  if (is_verb(c, "RCPT") && code / 100 == 2) {
     CHECK(relay && F.last_kind == RQ_RCPT); /* only the upstream accepts recipients */
     W.rcpts_ok++;
   }
+}
+
+/* What the reply's code says of the line it answers, and what comes next. */
+static void check_by_code(const cmdline *c, bool in_auth, int code, const char *text, size_t n) {
+  bool is_auth = in_auth || is_verb(c, "AUTH");
+  bool is_data = is_verb(c, "DATA") && !c->has_arg;
   W.mode = WM_CMD;
   switch (code) {
   case 354:
@@ -703,21 +687,21 @@ static void on_command_reply(int code, const char *text, size_t n) {
     W.mode = WM_DATA;
     break;
   case 334:
-    CHECK(in_auth || is_auth);
+    CHECK(is_auth);
     W.mode = WM_AUTH;
     break;
   case 220:
-    CHECK(is_verb(&c, "STARTTLS") && !c.has_arg);
+    CHECK(is_verb(c, "STARTTLS") && !c->has_arg);
     W.mode = WM_TLS;
     W.authed = false;
     txn_over();
     break;
   case 221:
-    CHECK(is_quit);
+    CHECK(is_verb(c, "QUIT"));
     W.expect_close = true;
     break;
   case 235:
-    CHECK(in_auth || is_auth);
+    CHECK(is_auth);
     CHECK(L.auth == STP_LAUTH_ANY || F.auth_grant);
     F.auth_grant = false;
     W.authed = true;
@@ -729,6 +713,23 @@ static void on_command_reply(int code, const char *text, size_t n) {
     }
     break;
   }
+}
+
+/* A final reply (or 334/354) to the command or AUTH line at W.pos. */
+static void on_command_reply(int code, const char *text, size_t n) {
+  size_t at, len;
+  bool in_auth = W.mode == WM_AUTH;
+  if (!unit_line(&at, &len)) {
+    fprintf(stderr, "reply %.*s to a line the device has not finished (pos %zu, fed %zu)\n", (int)n,
+            text, W.pos, fed);
+    CHECK(!"reply before its command line is complete");
+  }
+  cmdline c = in_auth ? (cmdline){{0}, false} : parse_line(at, len);
+  bool relay = is_relay_of_last(text, n);
+  if (relay)
+    mark_relayed();
+  check_by_verb(&c, code, relay);
+  check_by_code(&c, in_auth, code, text, n);
 }
 
 static void on_body_reply(int code, const char *text, size_t n) {
@@ -1246,34 +1247,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return S && BODY ? 0 : -1;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size < 4)
-    return 0;
-  size_t items = (size_t)data[2] << 8 | data[3];
-  if (items > size - 4)
-    items = size - 4;
-  build_config(data[0], data[1]);
-  now_ms = 1000000000;
-
+/* The device's byte stream and its read boundaries, from the item list. */
+static void generate(const uint8_t *items, size_t n) {
   SN = fed = 0;
   n_marks = 0;
   last_item_start = last_item_end = 0;
-  reader r = {data + 4, items, 0};
+  reader r = {items, n, 0};
   while (r.i < r.n && SN < STREAM_MAX)
     gen_item(&r);
   qsort(marks, n_marks, sizeof *marks, mark_cmp);
-  TRACE("config: auth=%d bare_lf=%s max_size=%llu starttls=%d limits=%d rewrite_header=%d "
-        "rewrite_from=%d; stream %zu bytes, %zu marks, tape %zu bytes\n",
-        (int)L.auth, L.bare_lf ? "reject" : "fix", (unsigned long long)L.max_message_size,
-        L.tls == STP_TLS_STARTTLS, with_limits, R[1].rewrite_header_from != NULL,
-        R[1].rewrite_mail_from != NULL, SN, n_marks, size - 4 - items);
+}
 
-  memset(&F, 0, sizeof F);
-  memset(&W, 0, sizeof W);
-  F.body = BODY;
-  F.tape = data + 4 + items;
-  F.tape_n = size - 4 - items;
-
+static void start_session(void) {
   struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(2525)};
   inet_pton(AF_INET, "127.0.0.1", &sin.sin_addr);
   session_init(&SESS, &C, &L, (struct sockaddr *)&sin, "fuzz", &OPS, NULL);
@@ -1283,7 +1268,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   session_start(&SESS);
   check_quiet();
+}
 
+/* Feed the stream read by read, one loop turn between reads, then let
+ * every LATER answer arrive. */
+static void run(void) {
   size_t prev = 0;
   for (size_t k = 0; k < n_marks; k++) {
     if (marks[k].at > prev) {
@@ -1301,8 +1290,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (size_t i = 0; i < SETTLE_MAX && (F.out_valid || F.tls_req) && !F.closed; i++)
     step(true);
   CHECK(!F.out_valid || F.closed); /* the session settles */
-  check_end();
+}
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size < 4)
+    return 0;
+  size_t items = (size_t)data[2] << 8 | data[3];
+  if (items > size - 4)
+    items = size - 4;
+  build_config(data[0], data[1]);
+  now_ms = 1000000000;
+  generate(data + 4, items);
+  memset(&F, 0, sizeof F);
+  memset(&W, 0, sizeof W);
+  F.body = BODY;
+  F.tape = data + 4 + items;
+  F.tape_n = size - 4 - items;
+  TRACE("config: auth=%d bare_lf=%s max_size=%llu starttls=%d limits=%d rewrite_header=%d "
+        "rewrite_from=%d; stream %zu bytes, %zu marks, tape %zu bytes\n",
+        (int)L.auth, L.bare_lf ? "reject" : "fix", (unsigned long long)L.max_message_size,
+        L.tls == STP_TLS_STARTTLS, with_limits, R[1].rewrite_header_from != NULL,
+        R[1].rewrite_mail_from != NULL, SN, n_marks, F.tape_n);
+
+  start_session();
+  run();
+  check_end();
   session_free(&SESS);
   if (with_limits)
     limits_free(&LIM);
