@@ -306,7 +306,8 @@ static void rewrite_block(rewrite_ctx *h, size_t blen, data_emit_fn emit, void *
       put(emit, ctx, b + from.value, from.end - from.value);
     }
   }
-  put(emit, ctx, b + run, blen - run);
+  if (blen > run)
+    put(emit, ctx, b + run, blen - run);
   if (!from_done) {
     h->from_added = true;
     put_from(h, emit, ctx);
@@ -321,7 +322,8 @@ static void emit_headers(rewrite_ctx *h, bool insert_blank, data_emit_fn emit, v
   rewrite_block(h, h->line_start, emit, ctx);
   if (insert_blank)
     put(emit, ctx, "\r\n", 2);
-  put(emit, ctx, h->buf + h->line_start, h->len - h->line_start);
+  if (h->len > h->line_start) /* h->buf may be NULL when nothing was held */
+    put(emit, ctx, h->buf + h->line_start, h->len - h->line_start);
   release_buf(h);
   h->in_body = true;
 }

@@ -36,7 +36,7 @@ static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
   s->greeted = true;
   s->esmtp = esmtp;
   if (!esmtp) {
-    session_out_txn_clear(s);
+    session_out_txn_abandon(s);
     session_out_replyf(s, "250 %s\r\n", s->cfg->hostname);
     return;
   }
@@ -48,7 +48,7 @@ static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
   if (s->lcfg->tls == STP_TLS_STARTTLS && !s->tls)
     n += snprintf(buf + n, sizeof buf - (size_t)n, "250-STARTTLS\r\n");
   snprintf(buf + n, sizeof buf - (size_t)n, "250 ENHANCEDSTATUSCODES\r\n");
-  session_out_txn_clear(s);
+  session_out_txn_abandon(s);
   session_out_reply(s, buf);
 }
 
@@ -257,7 +257,7 @@ static void cmd_starttls(session *s, const smtp_cmd *c) {
   s->greeted = false;
   s->authenticated = false; /* RFC 3207 4.2: AUTH again inside TLS */
   session_auth_forget(s);
-  session_out_txn_clear(s);
+  session_out_txn_abandon(s);
   session_out_state(s, SS_TLS);
   s->ops->start_tls(s->ctx);
 }

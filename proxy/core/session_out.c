@@ -138,6 +138,16 @@ void session_out_txn_clear(session *s) {
   memset(&s->framer, 0, sizeof s->framer);
 }
 
+/* EHLO, HELO and STARTTLS reset the transaction (RFC 5321 4.1.4, RFC 3207
+ * 4.2). One the upstream holds already (MAIL, perhaps RCPTs accepted)
+ * must not carry the next one: the connection is given back (the pool
+ * sends RSET before it is reused). */
+void session_out_txn_abandon(session *s) {
+  session_out_txn_clear(s);
+  if (s->up_connected && s->up_in_txn)
+    session_out_up_drop(s, true);
+}
+
 void session_out_wait_for(session *s, session_wait w) {
   s->wait = w;
   session_out_state(s, SS_WAIT);

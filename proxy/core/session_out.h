@@ -16,6 +16,9 @@ void session_out_up_drop(session *s, bool graceful);
 void session_out_log_message(session *s, const char *result, const char *reply_line);
 void session_out_log_relayed(session *s, const smtp_reply *r);
 void session_out_txn_clear(session *s);
+/* The device started over (EHLO, HELO, STARTTLS): forget the transaction,
+ * and let go of an upstream connection that holds one. */
+void session_out_txn_abandon(session *s);
 void session_out_wait_for(session *s, session_wait w);
 void session_out_done_waiting(session *s, session_state next);
 /* The envelope sender for the upstream (the route's rewrite, if any). */

@@ -140,6 +140,13 @@ static void apply_failed(session *s, upstream_fail why) {
       s->txn_failed = true;
     return;
   }
+  if (s->wait == W_HASH) {
+    /* An idle upstream connection went away while a password is being
+     * checked: that wait is not the upstream's to end. */
+    if (had_rcpts)
+      s->txn_failed = true;
+    return;
+  }
   if (s->wait == W_AUTH) {
     s->route = -1;
     session_out_done_waiting(s, SS_CMD);

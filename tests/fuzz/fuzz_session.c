@@ -458,7 +458,7 @@ static void ref_frame(const char *in, size_t len, frame_ref *f) {
       f->bare = true;
     const char *c = in + s;
     size_t cl = e - s;
-    if (cl && c[0] == '.') {
+    if (cl > 1 && c[0] == '.') { /* RFC 5321 4.5.2: a lone "." stays "." */
       c++;
       cl--;
     }
@@ -509,6 +509,12 @@ typedef struct fake {
   int expect_fail; /* next reply: 4 = 4xx, 2 = 250 (RSET), 5 = AUTH 535 */
   bool fail_in_data;
   int depth;
+  /* Answers given at once (from inside an ops call) are owed to the device
+   * by the time the outermost session call returns, not before: the
+   * session applies them one level up. */
+  unsigned char owed[SEEN_MAX / 8];
+  unsigned owed_from, n_owed;
+  bool owe_fail;
   /* output parsing */
   char line[SMTP_AUTH_LINE_MAX];
   size_t line_len;
@@ -557,8 +563,13 @@ static void trace_bytes(const char *tag, const char *p, size_t n) {
     }                                                                                              \
   } while (0)
 
+static void check_owed(void);
 #define ENTER() CHECK(++F.depth <= DEPTH_MAX)
-#define LEAVE() (F.depth--)
+#define LEAVE()                                                                                    \
+  do {                                                                                             \
+    if (--F.depth == 0)                                                                            \
+      check_owed();                                                                                \
+  } while (0)
 
 static uint8_t tape_next(void) {
   return F.tape_i < F.tape_n ? F.tape[F.tape_i++] : 0;
@@ -596,6 +607,20 @@ static void mark_relayed(void) {
 }
 static bool was_relayed(unsigned seq) {
   return seq >= SEEN_MAX || (F.relayed[seq / 8] & (1u << (seq % 8)));
+}
+
+static void check_owed(void) {
+  for (unsigned q = F.owed_from; F.n_owed && q < F.seq && q < SEEN_MAX; q++) {
+    if (!(F.owed[q / 8] & (1u << (q % 8))))
+      continue;
+    F.owed[q / 8] &= (unsigned char)~(1u << (q % 8));
+    if (!F.closed)
+      CHECK(was_relayed(q));
+  }
+  F.n_owed = 0;
+  if (F.owe_fail)
+    CHECK(F.expect_fail == 0 || F.closed);
+  F.owe_fail = false;
 }
 
 /* ---- following the device's stream, one unit per final reply ---------- */
@@ -764,6 +789,11 @@ static void on_reply(int code, const char *text, size_t n) {
     W.expect_close = true;
     return;
   }
+  /* A failure answered at once is applied after the ops call returns; a
+   * body the device wrote behind DATA is the synchronisation error first,
+   * whatever the upstream said (as when the answer comes later). */
+  if (F.expect_fail && code == 554 && memmem(text, n, "synchronization error", 21))
+    F.expect_fail = 0;
   if (F.expect_fail) {
     int want = F.expect_fail;
     F.expect_fail = 0;
@@ -979,9 +1009,9 @@ static void f_check_password(void *c, const char *hash, const char *pass) {
   request(RQ_PASS);
 }
 
-static const session_ops OPS = {f_write, f_close,    f_pause,         f_start_tls, f_open,
-                                f_mail,  f_rcpt,     f_data,          f_body,      f_end,
-                                f_rset,  f_up_close, f_check_password};
+static const session_ops OPS = {f_write, f_close,    f_pause,          f_start_tls, f_open,
+                                f_mail,  f_rcpt,     f_data,           f_body,      f_end,
+                                f_rset,  f_up_close, f_check_password, NULL};
 
 /* ---- delivering the fake's answers ------------------------------------- */
 
@@ -1030,7 +1060,9 @@ static void fail_upstream(upstream_fail why) {
   ENTER();
   session_up_failed(&SESS, why);
   LEAVE();
-  if (was_waiting)
+  if (was_waiting && F.depth > 0)
+    F.owe_fail = true; /* answered when the outermost call returns */
+  else if (was_waiting)
     CHECK(F.expect_fail == 0 || F.closed); /* answered at once */
 }
 
@@ -1080,8 +1112,13 @@ static void deliver_reply(rq_kind k, unsigned o) {
   LEAVE();
   /* These are the device's answer: relayed (or, 354, acknowledged) at once. */
   bool owed = k == RQ_RCPT || k == RQ_DATA || k == RQ_END || (k == RQ_MAIL && !ok);
-  if (owed && !F.closed)
+  if (owed && !F.closed && F.depth > 0 && seq < SEEN_MAX) {
+    if (!F.n_owed++)
+      F.owed_from = seq;
+    F.owed[seq / 8] |= (unsigned char)(1u << (seq % 8));
+  } else if (owed && !F.closed) {
     CHECK(was_relayed(seq));
+  }
 }
 
 static void deliver(void) {

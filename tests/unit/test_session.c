@@ -973,3 +973,41 @@ Test(session, unknown_user_is_checked_against_the_listeners_pick) {
   L.unknown_user_hash = NULL;
   S.ops = &OPS;
 }
+
+/* Found by fuzz_session: EHLO in the middle of a transaction reset ours but
+ * left the upstream's open, so the next transaction's RCPT went into the
+ * old one (old sender, old recipients). The connection is let go instead
+ * (the pool sends RSET before reuse) and the next RCPT opens anew. */
+Test(session, ehlo_mid_transaction_lets_the_upstream_transaction_go) {
+  to_rcpt_accepted();
+  feed("EHLO dev\r\nMAIL FROM:<>\r\nRCPT TO:<b@example.com>\r\n");
+  cr_assert_str_eq(F.calls, "close graceful\nopen 1\n", "calls: %s", F.calls);
+  session_up_ready(&S, "up", "TLSv1.3");
+  cr_assert_not_null(strstr(F.calls, "mail <>\n"), "a new MAIL: %s", F.calls);
+}
+
+Test(session, starttls_mid_transaction_lets_the_upstream_transaction_go) {
+  L.tls = STP_TLS_STARTTLS;
+  to_rcpt_accepted();
+  feed("STARTTLS\r\n");
+  cr_assert_eq(F.starttls, 1);
+  cr_assert_str_eq(F.calls, "close graceful\n", "calls: %s", F.calls);
+}
+
+/* Found by fuzz_session: an idle upstream connection that dropped while a
+ * device's password was being checked ended the wait for the check, so
+ * AUTH never got its answer and every later reply was off by one. */
+Test(session, upstream_drop_during_password_check_keeps_the_wait) {
+  with_users();
+  session_ops ops = OPS;
+  ops.check_password = f_check_password;
+  S.ops = &ops;
+  feed("EHLO dev\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\nNOOP\r\n");
+  session_up_failed(&S, UP_FAIL_CLOSED);
+  cr_assert_str_eq(F.out, "", "still waiting for the check: %s", F.out);
+  session_password_checked(&S, true);
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n250 2.0.0 Ok\r\n");
+  S.ops = &OPS;
+}
