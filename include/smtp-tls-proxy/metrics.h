@@ -3,8 +3,8 @@
  * Owns: every metric family the proxy exports (a fixed table: name, help,
  * type, label names), the bounded table of series (one per distinct label
  * set, at most METRICS_MAX_SERIES), and the text exposition format 0.0.4.
- * Also the pure half of the /metrics HTTP endpoint: parsing a request head
- * and deciding what it asks for (metrics_http.c does the sockets).
+ * Also the pure half of the /metrics HTTP endpoint: deciding what a request
+ * asks for (http1.h parses it, metrics_http.c does the sockets).
  *
  * Guarantees: an update allocates only the first time its series appears
  * and never formats a string; once the table is full, updates that would
@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "smtp-tls-proxy/http1.h"
 
 #define METRICS_MAX_SERIES 4096
 #define METRICS_MAX_LABEL 128
@@ -73,23 +75,7 @@ size_t metrics_render(char *buf, size_t cap);
 
 /* --- the pure half of the HTTP endpoint (metrics_http.c) ---------------- */
 
-#define METRICS_HTTP_MAX_HEAD 8192
-
-typedef struct metrics_http_req {
-  const char *method; /* points into the parsed buffer, not NUL-terminated */
-  size_t method_len;
-  const char *target;
-  size_t target_len;
-  int minor;       /* HTTP/1.<minor>: 0 or 1 */
-  size_t head_len; /* bytes up to and including the empty line */
-} metrics_http_req;
-
-/* Parse a request head from buf[0..len). Returns STP_OK (head complete),
- * STP_EAGAIN (need more bytes, len < max), STP_ETOOLONG (no end of head in
- * the first max bytes: 431), or STP_ESYNTAX (bad request line or a control
- * byte in the head: 400). Lines may end in CRLF or LF; empty lines before
- * the request line are skipped. */
-int metrics_http_parse(const char *buf, size_t len, size_t max, metrics_http_req *out);
+#define METRICS_HTTP_MAX_HEAD 8192 /* the request head (http1_parse_request) */
 
 typedef enum {
   METRICS_HTTP_METRICS = 0, /* GET/HEAD /metrics */
@@ -100,6 +86,6 @@ typedef enum {
 
 /* What a parsed request asks for; *head is set for HEAD. A query string is
  * ignored ("/metrics?x" is /metrics). */
-metrics_http_target metrics_http_classify(const metrics_http_req *r, bool *head);
+metrics_http_target metrics_http_classify(const http1_request *r, bool *head);
 
 #endif

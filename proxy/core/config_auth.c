@@ -30,6 +30,7 @@
 #include "config_file.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/oauth2.h"
+#include "smtp-tls-proxy/url.h"
 #include "smtp-tls-proxy/util.h"
 
 #define SECRET_MAX_BYTES (64u * 1024) /* a password or an OAuth token */
@@ -198,8 +199,8 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_err(c, n, "oauth2 needs token_url or preset");
   }
   if (o->token_url) {
-    oauth2_url url;
-    if (oauth2_url_parse(o->token_url, &url) != STP_OK)
+    stp_url url;
+    if (stp_url_parse(o->token_url, &url) != STP_OK)
       cfg_err(c, v[O_URL], "bad token_url '%s' (expected https://host[:port]/path)", o->token_url);
     else if (!url.https && !u->insecure)
       cfg_err(c, v[O_URL],

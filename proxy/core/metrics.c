@@ -1,5 +1,5 @@
-/* metrics.c - the metrics registry, its Prometheus text, and HTTP request
- * head parsing for the /metrics endpoint.
+/* metrics.c - the metrics registry, its Prometheus text, and what a
+ * request to the /metrics endpoint asks for.
  *
  * Owns: the family table, a bounded series table with an open-addressing
  * index, and the renderer. Guarantees: see metrics.h. Updates are a hash
@@ -492,76 +492,13 @@ size_t metrics_render(char *buf, size_t cap) {
   return w.len;
 }
 
-/* --- HTTP request head ----------------------------------------------------- */
-
-static bool tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-/* "METHOD SP target SP HTTP/1.x" */
-static int parse_request_line(const char *p, size_t n, metrics_http_req *out) {
-  size_t i = 0;
-  while (i < n && tchar((unsigned char)p[i]))
-    i++;
-  if (i == 0 || i >= n || p[i] != ' ')
-    return STP_ESYNTAX;
-  out->method = p;
-  out->method_len = i;
-  size_t t = ++i;
-  while (i < n && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f)
-    i++;
-  if (i == t || i >= n || p[i] != ' ')
-    return STP_ESYNTAX;
-  out->target = p + t;
-  out->target_len = i - t;
-  i++;
-  if (n - i != 8 || memcmp(p + i, "HTTP/1.", 7) != 0 || p[i + 7] < '0' || p[i + 7] > '9')
-    return STP_ESYNTAX;
-  out->minor = p[i + 7] == '0' ? 0 : 1; /* any 1.x above 1.1 is served as 1.1 */
-  return STP_OK;
-}
-
-int metrics_http_parse(const char *buf, size_t len, size_t max, metrics_http_req *out) {
-  size_t lim = len < max ? len : max;
-  size_t line = 0; /* start of the current line */
-  bool have_rl = false;
-  memset(out, 0, sizeof *out);
-  for (size_t i = 0; i < lim; i++) {
-    unsigned char c = (unsigned char)buf[i];
-    if (c == '\r') {
-      if (i + 1 < lim && buf[i + 1] != '\n')
-        return STP_ESYNTAX; /* a bare CR is never a line end */
-      continue;
-    }
-    if (c != '\n') {
-      if ((c < 0x20 && c != '\t') || c == 0x7f)
-        return STP_ESYNTAX;
-      continue;
-    }
-    size_t end = (i > line && buf[i - 1] == '\r') ? i - 1 : i;
-    if (end == line) { /* an empty line */
-      if (have_rl) {
-        out->head_len = i + 1;
-        return STP_OK;
-      }
-    } else if (!have_rl) {
-      /* Judge the request line as soon as it is whole: garbage gets its
-       * 400 now rather than after 8 KiB or the timeout. */
-      if (parse_request_line(buf + line, end - line, out) != STP_OK)
-        return STP_ESYNTAX;
-      have_rl = true;
-    }
-    line = i + 1;
-  }
-  return len >= max ? STP_ETOOLONG : STP_EAGAIN;
-}
+/* --- what a request asks for ----------------------------------------------- */
 
 static bool span_is(const char *p, size_t n, const char *s) {
   return strlen(s) == n && memcmp(p, s, n) == 0;
 }
 
-metrics_http_target metrics_http_classify(const metrics_http_req *r, bool *head) {
+metrics_http_target metrics_http_classify(const http1_request *r, bool *head) {
   *head = span_is(r->method, r->method_len, "HEAD");
   if (!*head && !span_is(r->method, r->method_len, "GET"))
     return METRICS_HTTP_BAD_METHOD;

@@ -1,12 +1,13 @@
 /* metrics_http.c - a minimal HTTP/1.x server for /metrics and /healthz.
  *
  * Owns: the metrics listening socket and its short-lived connections. The
- * request head is parsed by the pure metrics_http_parse (metrics.c); this
- * file only moves bytes. Guarantees: see metrics_http.h. A connection reads
- * into a fixed METRICS_HTTP_MAX_HEAD buffer, answers once, half-closes,
- * then drains what the client still sends (bounded, briefly) before the
- * close, so a 431 reaches the client instead of being lost to a reset.
- * Connections are freed only in close callbacks, once both handles closed.
+ * request head is parsed by the HTTP/1.1 codec (http1.c) and judged by
+ * metrics_http_classify (metrics.c); this file only moves bytes.
+ * Guarantees: see metrics_http.h. A connection reads into a fixed
+ * METRICS_HTTP_MAX_HEAD buffer, answers once, half-closes, then drains what
+ * the client still sends (bounded, briefly) before the close, so a 431
+ * reaches the client instead of being lost to a reset. Connections are
+ * freed only in close callbacks, once both handles closed.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "netbind.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/http1.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/util.h"
@@ -171,7 +173,7 @@ static void respond(mh_conn *c, int code, const char *ctype, const char *extra, 
 
 #define TEXT "text/plain; charset=utf-8"
 
-static void answer(mh_conn *c, int rc, const metrics_http_req *req) {
+static void answer(mh_conn *c, int rc, const http1_request *req) {
   bool head = false;
   if (rc == STP_ETOOLONG) {
     respond(c, 431, TEXT, "", "request header fields too large\n", false);
@@ -218,8 +220,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (c->st != C_READING)
     return;
   c->len += (size_t)nread;
-  metrics_http_req req;
-  int rc = metrics_http_parse(c->head, c->len, sizeof c->head, &req);
+  http1_request req;
+  int rc = http1_parse_request(c->head, c->len, sizeof c->head, &req);
   if (rc != STP_EAGAIN)
     answer(c, rc, &req);
 }

@@ -1,11 +1,12 @@
 /* oauth2_net.h - access tokens for XOAUTH2 upstreams, fetched on the loop.
  *
  * Owns: one token cache per token source (an upstream's auth.oauth2 or
- * auth.token_command), process-wide so that it outlives SIGHUP reloads; the
- * HTTPS POST to the token endpoint (DNS, TCP, TLS verified against the
- * source's ca_file and the URL's host, bounded response, timeout); the
- * token_command child (no shell, bounded stdout, killed at the timeout);
- * writing a rotated refresh token back to its file (oauth2.h).
+ * auth.token_command), process-wide so that it outlives SIGHUP reloads
+ * (tok_cache.c); the HTTPS POST to the token endpoint over the HTTP client
+ * (tok_fetch.c: TLS verified against the source's ca_file and the URL's
+ * host, bounded response, timeout); the token_command child (tok_cmd.c: no
+ * shell, bounded stdout, killed at the timeout); writing a rotated refresh
+ * token back to its file (secret_file.h).
  * Guarantees: one fetch at a time per source, shared by every connection
  * waiting for it; a waiter's callback always runs from the loop, never from
  * inside tok_get(), and never after tok_cancel(); tokens and secrets are

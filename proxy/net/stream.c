@@ -100,6 +100,11 @@ uv_tcp_t *stream_tcp(stream *s) {
   return &s->tcp;
 }
 
+void stream_set_owner(stream *s, const stream_cbs *cbs, void *ctx) {
+  s->cbs = cbs;
+  s->ctx = ctx;
+}
+
 static void write_cb(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
   stream *s = w->s;

@@ -39,6 +39,9 @@ typedef struct stream_cbs {
  * stream_tcp() or call stream_connect(). */
 stream *stream_new(uv_loop_t *loop, const stream_cbs *cbs, void *ctx);
 uv_tcp_t *stream_tcp(stream *s);
+/* Hand the stream to another owner: later callbacks (on_closed included)
+ * go to cbs/ctx. The dialer uses it to give away a connected stream. */
+void stream_set_owner(stream *s, const stream_cbs *cbs, void *ctx);
 /* The outcome arrives through on_connect, always from the loop. */
 void stream_connect(stream *s, const struct sockaddr *addr);
 /* Start reading (after accept or connect); a failure arrives as on_error. */

@@ -1,5 +1,5 @@
-/* upconn.c - one upstream connection: resolve, connect, TLS, state machine
- * (see upconn.h). The upstream machine's failures arrive here first; the
+/* upconn.c - one upstream connection: the dial (dialer.h), TLS, the state
+ * machine (see upconn.h). The upstream machine's failures arrive here first; the
  * connection detaches itself before it tells the owner, so the owner may
  * open the next upstream (failover) from inside the callback.
  *
@@ -10,12 +10,12 @@
  */
 #include "upconn.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "defer.h"
+#include "dialer.h"
 #include "oauth2_net.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
@@ -28,17 +28,14 @@ struct upconn {
   size_t index;
   uv_loop_t *loop;
   stream *st;
-  int n_streams; /* not yet closed (one per address tried) */
+  int n_streams; /* not yet closed (the one connected, and one replaced) */
   uv_timer_t timer;
   bool timer_open;
-  uv_getaddrinfo_t gai;
-  bool gai_pending;
-  struct addrinfo *ai, *ai_next;
+  dialer *dial; /* while resolving and connecting */
   upstream sm;
   char sid[16];
-  char early_fail[160]; /* a failure found inside upconn_open, reported later */
-  defer_item early_ev;  /* reports early_fail, or restarts with a new token */
-  defer_item sm_ev;     /* runs what a request to the machine found at once */
+  defer_item early_ev; /* restarts with a new token */
+  defer_item sm_ev;    /* runs what a request to the machine found at once */
   /* auth.oauth2 / token_command: the token is fetched before connecting. */
   tok_waiter tw;
   char *token;      /* what this connection authenticates with; cleansed */
@@ -46,12 +43,10 @@ struct upconn {
 };
 
 static void maybe_free(upconn *u) {
-  if (u->ops || u->n_streams > 0 || u->gai_pending || u->timer_open)
+  if (u->ops || u->n_streams > 0 || u->timer_open)
     return;
   upstream_free(&u->sm);
   stp_free_secret(u->token);
-  if (u->ai)
-    uv_freeaddrinfo(u->ai);
   srv_gen_unref(u->gen);
   free(u);
 }
@@ -70,8 +65,8 @@ void upconn_detach(upconn *u, bool graceful) {
   defer_cancel(&u->sm_ev);
   tok_cancel(&u->tw);
   uv_close((uv_handle_t *)&u->timer, timer_closed_cb);
-  if (u->gai_pending)
-    uv_cancel((uv_req_t *)&u->gai);
+  dialer_cancel(u->dial); /* it frees itself */
+  u->dial = NULL;
   if (u->st) {
     if (graceful && upstream_idle(&u->sm)) {
       upstream_quit(&u->sm);
@@ -93,10 +88,10 @@ void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner) {
 const char *upconn_state_name(const upconn *u) {
   if (!u->ops)
     return "detached";
-  if (u->gai_pending)
-    return "resolving";
   if (!u->st && u->tw.queued)
     return "token";
+  if (u->dial)
+    return "dialing";
   return upstream_state_name(u->sm.state);
 }
 
@@ -220,27 +215,8 @@ static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer, sm_rea
 
 /* ---- the stream's callbacks --------------------------------------------- */
 
-static void connect_next(upconn *u);
-
 static void st_connect(void *ctx, const char *error) {
-  upconn *u = ctx;
-  if (!u->ops)
-    return;
-  if (error) {
-    if (u->ai_next) {
-      stream_close(u->st); /* next address of the same host: a fresh socket */
-      u->st = NULL;
-      connect_next(u);
-      return;
-    }
-    char d[160];
-    snprintf(d, sizeof d, "connect: %s", error);
-    upstream_on_closed(&u->sm, UP_FAIL_CONNECT, d);
-    return;
-  }
-  uv_tcp_nodelay(stream_tcp(u->st), 1);
-  stream_start(u->st);
-  upstream_on_connected(&u->sm);
+  (void)ctx, (void)error; /* the dialer connected the stream before handing it over */
 }
 
 static void st_read(void *ctx, const char *p, size_t n) {
@@ -281,57 +257,31 @@ static void st_closed(void *ctx) {
 
 static const stream_cbs st_cbs = {st_connect, st_read, st_error, st_tls, st_drain, st_closed};
 
-static void connect_next(upconn *u) {
-  struct addrinfo *ai = u->ai_next;
-  u->ai_next = ai->ai_next;
-  u->st = stream_new(u->loop, &st_cbs, u);
-  u->n_streams++;
-  stream_connect(u->st, ai->ai_addr);
-}
-
-static void gai_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  upconn *u = req->data;
-  u->gai_pending = false;
-  u->ai = res;
-  if (!u->ops) {
-    maybe_free(u);
-    return;
-  }
-  if (status < 0 || !res) {
-    char d[200];
-    snprintf(d, sizeof d, "resolve %s: %s", upconn_cfg(u)->host,
-             status < 0 ? uv_strerror(status) : "no address");
-    upstream_on_closed(&u->sm, UP_FAIL_DNS, d);
-    return;
-  }
-  u->ai_next = res;
-  connect_next(u);
-}
-
-static void early_ev_cb(void *arg) {
+/* The dial's outcome; the connect timeout (the machine's timer) covers it. */
+static void dial_cb(void *arg, stream *st, dial_result why, const char *reason) {
   upconn *u = arg;
-  if (u->ops)
-    upstream_on_closed(&u->sm, UP_FAIL_DNS, u->early_fail);
+  u->dial = NULL;
+  if (!st) {
+    char d[300];
+    if (why == DIAL_DNS)
+      snprintf(d, sizeof d, "resolve %s: %s", upconn_cfg(u)->host, reason);
+    else
+      snprintf(d, sizeof d, "connect: %s", reason);
+    upstream_on_closed(&u->sm, why == DIAL_DNS ? UP_FAIL_DNS : UP_FAIL_CONNECT, d);
+    return;
+  }
+  u->st = st;
+  u->n_streams++;
+  uv_tcp_nodelay(stream_tcp(st), 1);
+  stream_start(st);
+  upstream_on_connected(&u->sm);
 }
 
-/* DNS, then TCP to each address in turn. */
 static void begin_connect(upconn *u) {
   const stp_upstream_cfg *c = upconn_cfg(u);
   /* The connect timeout covers DNS and TCP; the machine re-arms it for TLS. */
   uv_timer_start(&u->timer, timer_cb, c->connect_timeout_ms, 0);
-  char port[8];
-  snprintf(port, sizeof port, "%u", c->port);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-  u->gai.data = u;
-  u->gai_pending = true;
-  int rc = uv_getaddrinfo(u->loop, &u->gai, gai_cb, c->host, port, &hints);
-  if (rc < 0) {
-    /* Never call the owner back from inside upconn_open: report from the
-     * loop, as every other outcome is. */
-    u->gai_pending = false;
-    snprintf(u->early_fail, sizeof u->early_fail, "resolve: %s", uv_strerror(rc));
-    defer_post(u->loop, &u->early_ev, early_ev_cb, u);
-  }
+  u->dial = dialer_start(u->loop, c->host, c->port, NULL, &st_cbs, u, dial_cb, u);
 }
 
 static void use_token(upconn *u, char *token) {
@@ -371,9 +321,6 @@ static void token_restart(upconn *u) {
   upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
   stp_free_secret(u->token);
   u->token = NULL;
-  if (u->ai)
-    uv_freeaddrinfo(u->ai);
-  u->ai = u->ai_next = NULL;
   begin(u);
 }
 

@@ -45,7 +45,7 @@ void upconn_detach(upconn *u, bool graceful);
  * pooled connection). */
 void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner);
 size_t upconn_index(const upconn *u);
-/* For debug logs: detached, resolving, token, or the machine's state. */
+/* For debug logs: detached, token, dialing, or the machine's state. */
 const char *upconn_state_name(const upconn *u);
 upstream *upconn_sm(upconn *u);
 const stp_upstream_cfg *upconn_cfg(const upconn *u);

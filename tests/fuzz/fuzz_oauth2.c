@@ -1,21 +1,41 @@
-/* fuzz_oauth2.c - what a token endpoint sends back: the HTTP response
- * reader and the token-response JSON reader, both fed untrusted network
- * bytes.
+/* fuzz_oauth2.c - what a token endpoint sends back: the HTTP/1.1 response
+ * parser as the token fetch drives it, then the token-response JSON reader
+ * (jansson) and the evaluator, all fed untrusted network bytes.
  *
- * Input: byte 0 picks the split points' step (1..16), the rest is the
- * response. Invariants: the HTTP reader gives the same verdict and body
- * whether the response arrives whole or grows in steps (as reads deliver
- * it: each call sees all bytes so far); a complete body is exactly
- * body_len bytes and NUL-terminated; whatever body comes out, the JSON
- * reader and the evaluator return without crashing, and a usable token
- * they accept is printable ASCII. */
+ * Input: byte 0 picks the read size (1..16), the rest is the response.
+ * Invariants: the response parser gives the same verdict and body whether
+ * the response arrives whole or in reads of that size; a complete body is
+ * exactly body_len bytes, NUL-terminated, within OAUTH2_RESPONSE_MAX;
+ * whatever body comes out, the JSON reader and the evaluator return without
+ * crashing, and a usable token they accept is printable ASCII.
+ */
 #include "fuzz_common.h"
 
+#include "smtp-tls-proxy/http1.h"
 #include "smtp-tls-proxy/oauth2.h"
 
-static int parse_whole(const char *p, size_t n, bool eof, oauth2_http_resp *r) {
-  memset(r, 0, sizeof *r);
-  return oauth2_http_parse(p, n, eof, r);
+/* Feed p in reads of `step` bytes, then the close. */
+static int read_response(const char *p, size_t n, size_t step, http1_response *r) {
+  http1_response_init(r, OAUTH2_RESPONSE_MAX, false);
+  int rc = 0;
+  for (size_t off = 0; off < n && rc == 0; off += step) {
+    size_t used;
+    rc = http1_response_feed(r, p + off, n - off < step ? n - off : step, &used);
+  }
+  return rc == 0 ? http1_response_eof(r) : rc;
+}
+
+static void judge(const http1_response *r) {
+  CHECK(r->body != NULL && r->body[r->body_len] == '\0');
+  CHECK(r->body_len <= OAUTH2_RESPONSE_MAX);
+  oauth2_token_resp t;
+  char err[256];
+  int re = oauth2_evaluate(r->status, r->body, r->body_len, &t, err, sizeof err);
+  if (re == 0)
+    CHECK(t.access_token && oauth2_token_ok(t.access_token, strlen(t.access_token)));
+  else
+    CHECK(memchr(err, '\0', sizeof err) != NULL);
+  oauth2_token_resp_free(&t);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -24,55 +44,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t step = (size_t)(data[0] % 16) + 1;
   const char *p = (const char *)data + 1;
   size_t n = size - 1;
-  char *copy = malloc(n ? n : 1);
-  CHECK(copy);
-  if (n)
-    memcpy(copy, p, n);
 
-  oauth2_http_resp whole;
-  int rw = parse_whole(copy, n, true, &whole);
-  CHECK(rw == 0 || rw == 1 || rw == STP_ESYNTAX || rw == STP_ETOOLONG);
-
-  /* Growing prefixes, as successive reads show them; stop at the first
-   * complete or failed verdict, which must then match the whole input's
-   * (a prefix may complete earlier only if the whole input also did). */
-  for (size_t len = step < n ? step : n; len < n; len += step) {
-    oauth2_http_resp part;
-    int rp = parse_whole(copy, len, false, &part);
-    if (rp == 1) {
-      CHECK(rw == 1);
-      CHECK(part.body_len == whole.body_len);
-      CHECK(memcmp(part.body, whole.body, part.body_len) == 0);
-      oauth2_http_resp_free(&part);
-      break;
-    }
-    CHECK(rp == 0 || rp == STP_ESYNTAX || rp == STP_ETOOLONG);
-    if (rp < 0)
-      break;
-  }
-
+  http1_response whole, parts;
+  int rw = read_response(p, n, n ? n : 1, &whole);
+  int rp = read_response(p, n, step, &parts);
+  CHECK(rw == 1 || rw == STP_ESYNTAX || rw == STP_ETOOLONG);
+  CHECK(rp == rw);
   if (rw == 1) {
-    CHECK(whole.body != NULL);
-    CHECK(whole.body[whole.body_len] == '\0');
-    oauth2_token_resp t;
-    memset(&t, 0, sizeof t);
-    char err[256];
-    int re = oauth2_evaluate(whole.status, whole.body, whole.body_len, &t, err, sizeof err);
-    if (re == 0) {
-      CHECK(t.access_token && oauth2_token_ok(t.access_token, strlen(t.access_token)));
-    } else {
-      CHECK(memchr(err, '\0', sizeof err) != NULL);
-    }
-    oauth2_token_resp_free(&t);
-    oauth2_http_resp_free(&whole);
+    CHECK(parts.status == whole.status && parts.body_len == whole.body_len);
+    CHECK(memcmp(parts.body, whole.body, whole.body_len) == 0);
+    judge(&whole);
   }
+  http1_response_free(&whole);
+  http1_response_free(&parts);
 
   /* The JSON reader on the raw input too (bodies are arbitrary bytes). */
   oauth2_token_resp j;
-  memset(&j, 0, sizeof j);
-  int rj = oauth2_json_parse(copy, n, &j);
+  int rj = oauth2_json_parse(p, n, &j);
   CHECK(rj == 0 || rj == STP_ESYNTAX || rj == STP_ETOOLONG);
+  if (rj < 0)
+    CHECK(j.access_token == NULL);
   oauth2_token_resp_free(&j);
-  free(copy);
   return 0;
 }

@@ -1,7 +1,7 @@
 /* test_metrics.c - the metrics registry and its Prometheus text: byte-exact
  * output, escaping of hostile label values, histogram math, gauges, the
  * series cap, stable ordering, truncated rendering; and the pure HTTP
- * request-head parser of the /metrics endpoint. */
+ * request-head parser (http1.c) as the /metrics endpoint uses it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -358,13 +358,13 @@ Test(metrics, large_counter_values) {
 
 #define L(s) s, sizeof(s) - 1
 
-static int parse(const char *s, size_t n, metrics_http_req *r) {
-  return metrics_http_parse(s, n, METRICS_HTTP_MAX_HEAD, r);
+static int parse(const char *s, size_t n, http1_request *r) {
+  return http1_parse_request(s, n, METRICS_HTTP_MAX_HEAD, r);
 }
 
 Test(metrics_http, parses_a_get) {
   const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\nextra";
-  metrics_http_req r;
+  http1_request r;
   cr_assert_eq(parse(L(req), &r), STP_OK);
   cr_assert_eq(r.method_len, 3);
   cr_assert_eq(memcmp(r.method, "GET", 3), 0);
@@ -379,7 +379,7 @@ Test(metrics_http, parses_a_get) {
 
 Test(metrics_http, every_split_is_eagain_until_complete) {
   const char req[] = "HEAD /healthz HTTP/1.0\r\n\r\n";
-  metrics_http_req r;
+  http1_request r;
   for (size_t n = 0; n < sizeof req - 1; n++)
     cr_assert_eq(parse(req, n, &r), STP_EAGAIN, "at %zu", n);
   cr_assert_eq(parse(L(req), &r), STP_OK);
@@ -390,7 +390,7 @@ Test(metrics_http, every_split_is_eagain_until_complete) {
 }
 
 Test(metrics_http, bare_lf_and_leading_blank_lines) {
-  metrics_http_req r;
+  http1_request r;
   cr_assert_eq(parse(L("\r\n\nGET /healthz HTTP/1.1\nHost: a\n\n"), &r), STP_OK);
   cr_assert_eq(r.target_len, 8);
   cr_assert_eq(r.head_len, sizeof "\r\n\nGET /healthz HTTP/1.1\nHost: a\n\n" - 1);
@@ -412,7 +412,7 @@ Test(metrics_http, classify) {
       {"GETX /metrics HTTP/1.1\r\n\r\n", METRICS_HTTP_BAD_METHOD},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    metrics_http_req r;
+    http1_request r;
     bool head;
     cr_assert_eq(parse(cases[i].req, strlen(cases[i].req), &r), STP_OK, "%s", cases[i].req);
     cr_assert_eq(metrics_http_classify(&r, &head), cases[i].want, "%s", cases[i].req);
@@ -435,13 +435,13 @@ Test(metrics_http, malformed_request_lines) {
       "GET /metrics HTTP/1.1\r\nX: \x7f\r\n\r\n", /* DEL in a header */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    metrics_http_req r;
+    http1_request r;
     cr_assert_eq(parse(bad[i], strlen(bad[i]), &r), STP_ESYNTAX, "case %zu", i);
   }
 }
 
 Test(metrics_http, bad_request_line_is_judged_before_the_head_ends) {
-  metrics_http_req r;
+  http1_request r;
   /* No empty line yet, but the request line is already wrong. */
   cr_assert_eq(parse(L("HELO there\r\n"), &r), STP_ESYNTAX);
   cr_assert_eq(parse(L("\x16\x03\x01\x02\x00"), &r), STP_ESYNTAX); /* a TLS ClientHello */
@@ -452,15 +452,15 @@ Test(metrics_http, head_over_the_bound_is_too_long) {
   char buf[200];
   memset(buf, 'a', sizeof buf);
   memcpy(buf, "GET /metrics HTTP/1.1\r\nX: ", 26);
-  metrics_http_req r;
-  cr_assert_eq(metrics_http_parse(buf, 63, max, &r), STP_EAGAIN);
-  cr_assert_eq(metrics_http_parse(buf, 64, max, &r), STP_ETOOLONG);
-  cr_assert_eq(metrics_http_parse(buf, sizeof buf, max, &r), STP_ETOOLONG);
+  http1_request r;
+  cr_assert_eq(http1_parse_request(buf, 63, max, &r), STP_EAGAIN);
+  cr_assert_eq(http1_parse_request(buf, 64, max, &r), STP_ETOOLONG);
+  cr_assert_eq(http1_parse_request(buf, sizeof buf, max, &r), STP_ETOOLONG);
   /* The end of the head past the bound does not count. */
   memcpy(buf + 70, "\r\n\r\n", 4);
-  cr_assert_eq(metrics_http_parse(buf, sizeof buf, max, &r), STP_ETOOLONG);
+  cr_assert_eq(http1_parse_request(buf, sizeof buf, max, &r), STP_ETOOLONG);
   /* Exactly at the bound is fine. */
   memcpy(buf + 60, "\r\n\r\n", 4);
-  cr_assert_eq(metrics_http_parse(buf, 64, max, &r), STP_OK);
+  cr_assert_eq(http1_parse_request(buf, 64, max, &r), STP_OK);
   cr_assert_eq(r.head_len, 64);
 }

@@ -1,8 +1,8 @@
-/* test_oauth2.c - the pure half of OAuth2: URLs, form encoding, the POST,
- * HTTP responses (Content-Length, chunked, close-delimited, bounds), the
- * strict JSON token response (hostile and malformed inputs), judging an
- * answer, expiry arithmetic, token_command output, the atomic refresh-token
- * file, and the oauth2/token_command configuration. */
+/* test_oauth2.c - the pure half of OAuth2: form encoding, the strict JSON
+ * token response through jansson (hostile and malformed inputs, duplicate
+ * keys, bounds, every block wiped on free), judging an answer, expiry
+ * arithmetic, token_command output, the atomic refresh-token file, and the
+ * oauth2/token_command configuration. (URLs: test_url.c; HTTP: test_http1.c.) */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,61 +11,14 @@
 #include <unistd.h>
 
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/json.h"
 #include "smtp-tls-proxy/oauth2.h"
+#include "smtp-tls-proxy/secret_file.h"
 #include "smtp-tls-proxy/util.h"
 
 #define L(s) s, sizeof(s) - 1
 
-/* ---- URL ---- */
-
-Test(oauth2, url_https_default_port_and_path) {
-  oauth2_url u;
-  cr_assert_eq(oauth2_url_parse("https://oauth2.googleapis.com/token", &u), 0);
-  cr_assert(u.https);
-  cr_assert_str_eq(u.host, "oauth2.googleapis.com");
-  cr_assert_eq(u.port, 443);
-  cr_assert_str_eq(u.path, "/token");
-  cr_assert_eq(oauth2_url_parse("https://127.0.0.1:8443", &u), 0);
-  cr_assert_eq(u.port, 8443);
-  cr_assert_str_eq(u.path, "/");
-  cr_assert_eq(oauth2_url_parse("HTTPS://[::1]:9/t?x=1", &u), 0);
-  cr_assert(u.host_is_v6);
-  cr_assert_str_eq(u.host, "::1");
-  cr_assert_str_eq(u.path, "/t?x=1");
-  cr_assert_eq(oauth2_url_parse("https://h?q", &u), 0);
-  cr_assert_str_eq(u.path, "/?q");
-  cr_assert_eq(oauth2_url_parse("http://h/x", &u), 0);
-  cr_assert(!u.https);
-  cr_assert_eq(u.port, 80);
-}
-
-Test(oauth2, url_refusals) {
-  static const char *const bad[] = {"ftp://h/",
-                                    "https://",
-                                    "https:///x",
-                                    "https://user:pw@h/",
-                                    "https://h/#frag",
-                                    "https://h:0/",
-                                    "https://h:65536/",
-                                    "https://h:/",
-                                    "https://h:8x/",
-                                    "https://h /",
-                                    "https://h/a b",
-                                    "https://[::1/",
-                                    "https://[]/",
-                                    "https://-h/",
-                                    "https://h\x01/",
-                                    "https://[::1]x/",
-                                    "https://h%41/",
-                                    "//h/",
-                                    ""};
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    oauth2_url u;
-    cr_assert_lt(oauth2_url_parse(bad[i], &u), 0, "accepted %s", bad[i]);
-  }
-}
-
-/* ---- form and request ---- */
+/* ---- the form ---- */
 
 Test(oauth2, form_encoding) {
   stp_buf b;
@@ -90,113 +43,6 @@ Test(oauth2, form_bound_leaves_buffer_unchanged) {
   cr_assert_eq(oauth2_form_add(&b, "key", "a value far too long"), STP_EFULL);
   cr_assert_eq(b.len, 3);
   stp_buf_free(&b);
-}
-
-Test(oauth2, request_bytes) {
-  oauth2_url u;
-  stp_buf b;
-  cr_assert_eq(oauth2_url_parse("https://login.example:8443/t/oauth2/v2.0/token", &u), 0);
-  stp_buf_init(&b, 1024);
-  cr_assert_eq(oauth2_build_request(&b, &u, L("a=1")), 0);
-  b.data[b.len < b.cap ? b.len : b.cap - 1] = '\0';
-  cr_assert(
-      !strncmp(b.data, "POST /t/oauth2/v2.0/token HTTP/1.1\r\nHost: login.example:8443\r\n", 62),
-      "%s", b.data);
-  cr_assert(strstr(b.data, "\r\nContent-Type: application/x-www-form-urlencoded\r\n"));
-  cr_assert(strstr(b.data, "\r\nContent-Length: 3\r\n"));
-  cr_assert(strstr(b.data, "\r\nConnection: close\r\n\r\na=1"));
-  stp_buf_free(&b);
-  cr_assert_eq(oauth2_url_parse("https://[::1]/x", &u), 0);
-  stp_buf_init(&b, 1024);
-  cr_assert_eq(oauth2_build_request(&b, &u, L("")), 0);
-  b.data[b.len] = '\0';
-  cr_assert(strstr(b.data, "\r\nHost: [::1]\r\n"));
-  stp_buf_free(&b);
-}
-
-/* ---- HTTP ---- */
-
-static int parse(const char *s, bool eof, oauth2_http_resp *r) {
-  return oauth2_http_parse(s, strlen(s), eof, r);
-}
-
-Test(oauth2, http_content_length_every_split) {
-  static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                             "Content-Length: 7\r\n\r\n{\"a\":1}";
-  for (size_t cut = 0; cut < sizeof resp - 1; cut++) {
-    oauth2_http_resp r;
-    cr_assert_eq(oauth2_http_parse(resp, cut, false, &r), 0, "cut %zu", cut);
-    cr_assert_lt(oauth2_http_parse(resp, cut, true, &r), 0, "truncated at %zu", cut);
-  }
-  oauth2_http_resp r;
-  cr_assert_eq(oauth2_http_parse(resp, sizeof resp - 1, false, &r), 1);
-  cr_assert_eq(r.status, 200);
-  cr_assert_eq(r.body_len, 7);
-  cr_assert_str_eq(r.body, "{\"a\":1}");
-  oauth2_http_resp_free(&r);
-}
-
-Test(oauth2, http_chunked_with_extensions_and_trailers) {
-  oauth2_http_resp r;
-  const char *s = "HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
-                  "4;ext=1\r\n{\"er\r\n9\r\nror\":\"x\"}\r\n0\r\nX-T: y\r\n\r\n";
-  cr_assert_eq(parse(s, false, &r), 1);
-  cr_assert_eq(r.status, 400);
-  cr_assert_str_eq(r.body, "{\"error\":\"x\"}");
-  oauth2_http_resp_free(&r);
-  /* incomplete: needs more; at EOF: malformed */
-  cr_assert_eq(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab", false, &r), 0);
-  cr_assert_lt(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab", true, &r), 0);
-  /* bad chunk size, missing CRLF after data */
-  cr_assert_lt(parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", false, &r), 0);
-  cr_assert_lt(
-      parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX0\r\n\r\n", false, &r),
-      0);
-  /* a chunk size past the bound */
-  cr_assert_lt(
-      parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nfffffffff\r\n", false, &r), 0);
-}
-
-Test(oauth2, http_close_delimited_and_interim) {
-  oauth2_http_resp r;
-  cr_assert_eq(parse("HTTP/1.0 200 OK\r\n\r\n{}", false, &r), 0);
-  cr_assert_eq(parse("HTTP/1.0 200 OK\r\n\r\n{}", true, &r), 1);
-  cr_assert_str_eq(r.body, "{}");
-  oauth2_http_resp_free(&r);
-  cr_assert_eq(parse("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
-                     false, &r),
-               1);
-  cr_assert_eq(r.status, 200);
-  oauth2_http_resp_free(&r);
-}
-
-Test(oauth2, http_malformed_and_bounds) {
-  static const char *const bad[] = {
-      "HTTP/2 200 OK\r\n\r\n",
-      "HTTP/1.1 20 OK\r\n\r\n",
-      "HTTP/1.1 200OK\r\n\r\n",
-      "XTTP/1.1 200 OK\r\n\r\n",
-      "HTTP/1.1 099 x\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nNo colon here\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
-      "HTTP/1.1 200 OK\r\n: empty\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
-      "HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-      "HTTP/1.1 200 OK\r\nX: a\x01b\r\n\r\n",
-  };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-    oauth2_http_resp r;
-    cr_assert_lt(parse(bad[i], false, &r), 0, "accepted #%zu", i);
-  }
-  size_t big = OAUTH2_RESPONSE_MAX + 10;
-  char *p = malloc(big);
-  memset(p, 'a', big);
-  memcpy(p, "HTTP/1.1 200 OK\r\n\r\n", 19);
-  oauth2_http_resp r;
-  cr_assert_eq(oauth2_http_parse(p, big, true, &r), STP_ETOOLONG);
-  free(p);
 }
 
 /* ---- JSON ---- */
@@ -284,6 +130,88 @@ Test(oauth2, json_token_bound) {
   free(s);
 }
 
+Test(oauth2, json_duplicate_keys_refused_known_or_not) {
+  static const char *const dup[] = {
+      "{\"access_token\":\"a\",\"x\":1,\"x\":2}",
+      "{\"access_token\":\"a\",\"scope\":\"s\",\"scope\":\"s\"}",
+      "{\"access_token\":\"a\",\"x\":{\"y\":1,\"y\":1}}",
+  };
+  for (size_t i = 0; i < sizeof dup / sizeof *dup; i++) {
+    oauth2_token_resp t;
+    cr_assert_eq(oauth2_json_parse(dup[i], strlen(dup[i]), &t), STP_ESYNTAX, "#%zu", i);
+    cr_assert_null(t.access_token);
+  }
+}
+
+/* The answer's bound: a document of exactly OAUTH2_RESPONSE_MAX bytes is
+ * read, one byte more is refused before jansson sees it. */
+Test(oauth2, json_answer_bound) {
+  size_t n = OAUTH2_RESPONSE_MAX;
+  char *s = malloc(n + 2);
+  const char *head = "{\"access_token\":\"tok\",\"pad\":\"";
+  size_t h = strlen(head);
+  memcpy(s, head, h);
+  memset(s + h, 'p', n - h - 2);
+  memcpy(s + n - 2, "\"}", 2);
+  oauth2_token_resp t;
+  cr_assert_eq(oauth2_json_parse(s, n, &t), 0);
+  cr_assert_str_eq(t.access_token, "tok");
+  oauth2_token_resp_free(&t);
+  memmove(s + h + 1, s + h, n - h); /* one more padding byte */
+  cr_assert_eq(oauth2_json_parse(s, n + 1, &t), STP_ETOOLONG);
+  cr_assert_null(t.access_token);
+  free(s);
+}
+
+Test(oauth2, json_nesting_bound_is_16_levels) {
+  char s[128];
+  /* the outer object is level 1; 15 arrays make 16 */
+  snprintf(s, sizeof s, "{\"a\":%.*s1%.*s}", 15, "[[[[[[[[[[[[[[[[[[[[", 15,
+           "]]]]]]]]]]]]]]]]]]]]");
+  oauth2_token_resp t;
+  cr_assert_eq(oauth2_json_parse(s, strlen(s), &t), 0, "%s", s);
+  oauth2_token_resp_free(&t);
+  snprintf(s, sizeof s, "{\"a\":%.*s1%.*s}", 16, "[[[[[[[[[[[[[[[[[[[[", 16,
+           "]]]]]]]]]]]]]]]]]]]]");
+  cr_assert_eq(oauth2_json_parse(s, strlen(s), &t), STP_ESYNTAX, "%s", s);
+}
+
+/* Every block jansson frees has been wiped first: the hook sees each one
+ * after the wipe and before free(), among them the access token's own. */
+static struct {
+  size_t blocks, dirty;
+  bool saw_token_block;
+} g_wiped;
+static size_t g_token_len;
+
+static void wiped_hook(const unsigned char *p, size_t n) {
+  g_wiped.blocks++;
+  for (size_t i = 0; i < n; i++)
+    if (p[i])
+      g_wiped.dirty++;
+  if (n > g_token_len) /* big enough to have held it */
+    g_wiped.saw_token_block = true;
+}
+
+Test(oauth2, json_blocks_are_wiped_when_freed) {
+  const char *tok = "ya29.a0AfH6SMBx-this-is-the-secret-access-token";
+  char doc[512];
+  snprintf(doc, sizeof doc,
+           "{\"access_token\":\"%s\",\"refresh_token\":\"1//0secret-refresh\","
+           "\"expires_in\":3599,\"extra\":{\"k\":[\"v\",1,true]}}",
+           tok);
+  g_token_len = strlen(tok);
+  stp_json_set_free_hook(wiped_hook);
+  oauth2_token_resp t;
+  cr_assert_eq(oauth2_json_parse(doc, strlen(doc), &t), 0);
+  stp_json_set_free_hook(NULL);
+  cr_assert_str_eq(t.access_token, tok);
+  oauth2_token_resp_free(&t);
+  cr_assert_gt(g_wiped.blocks, 5, "jansson's blocks did not pass the wiping free");
+  cr_assert(g_wiped.saw_token_block, "the token's block was not seen");
+  cr_assert_eq(g_wiped.dirty, 0, "%zu bytes left unwiped", g_wiped.dirty);
+}
+
 /* ---- judging ---- */
 
 Test(oauth2, evaluate_success_and_errors) {
@@ -367,7 +295,7 @@ Test(oauth2, token_from_output) {
   cr_assert_null(t);
 }
 
-/* ---- the refresh-token file ---- */
+/* ---- the refresh-token file (secret_file.c) ---- */
 
 Test(oauth2, save_secret_file_atomic_0600) {
   char dir[] = "/tmp/stp-oauth2-XXXXXX";
@@ -382,7 +310,7 @@ Test(oauth2, save_secret_file_atomic_0600) {
   f = fopen(tmp, "w"); /* a stale temporary file from a crash */
   fputs("stale", f);
   fclose(f);
-  cr_assert_eq(oauth2_save_secret_file(path, "new-token", err, sizeof err), 0, "%s", err);
+  cr_assert_eq(stp_secret_file_save(path, "new-token", err, sizeof err), 0, "%s", err);
   char buf[64] = "";
   f = fopen(path, "r");
   cr_assert_not_null(fgets(buf, sizeof buf, f));
@@ -394,7 +322,7 @@ Test(oauth2, save_secret_file_atomic_0600) {
   cr_assert_neq(stat(tmp, &st), 0);
   /* a directory that cannot be written: the old file stays */
   snprintf(path, sizeof path, "%s/missing/rt", dir);
-  cr_assert_lt(oauth2_save_secret_file(path, "secret-value", err, sizeof err), 0);
+  cr_assert_lt(stp_secret_file_save(path, "secret-value", err, sizeof err), 0);
   cr_assert_null(strstr(err, "secret-value"));
   snprintf(path, sizeof path, "%s/rt", dir);
   unlink(path);

@@ -1,0 +1,219 @@
+/* tok_cache.c - the process-wide token cache and its waiters (see
+ * oauth2_net.h).
+ *
+ * A source is found by what identifies it (upstream name, kind, endpoint,
+ * client, scope, files, argv); it lives for the whole process, so a reload
+ * keeps a valid token instead of fetching again. Secrets that may change
+ * with a reload (client secret, refresh token) are adopted from a newer
+ * load only. How a token is got is tok_fetch.c's and tok_cmd.c's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/secret_file.h"
+#include "tok_internal.h"
+
+static void src_done(tok_src *s, oauth2_token_resp *t, char *token, const char *err);
+
+static tok_src *g_srcs;
+
+/* ---- waiters ----------------------------------------------------------- */
+
+static void ring_init(tok_waiter *h) {
+  h->prev = h->next = h;
+}
+
+void tok_cancel(tok_waiter *w) {
+  if (!w || !w->queued)
+    return;
+  w->prev->next = w->next;
+  w->next->prev = w->prev;
+  w->prev = w->next = NULL;
+  w->queued = false;
+}
+
+/* Every waiter queued now gets the outcome. The ring is moved aside first:
+ * a callback may cancel other waiters or queue new ones (a new fetch). */
+static void wake_all(tok_src *s, const char *token, const char *err) {
+  tok_waiter local;
+  ring_init(&local);
+  if (s->head.next != &s->head) {
+    local.next = s->head.next;
+    local.prev = s->head.prev;
+    local.next->prev = &local;
+    local.prev->next = &local;
+    ring_init(&s->head);
+  }
+  while (local.next != &local) {
+    tok_waiter *w = local.next;
+    tok_cancel(w);
+    w->cb(w->arg, token, err);
+  }
+}
+
+/* ---- sources ----------------------------------------------------------- */
+
+static void key_add(stp_buf *k, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  char len[24];
+  int m = snprintf(len, sizeof len, "%zu:", s ? n : (size_t)-1);
+  if (k->cap - k->len < (size_t)m + n) { /* keys are short; grow by hand */
+    size_t cap = (k->cap + (size_t)m + n) * 2;
+    k->data = stp_xrealloc(k->data, cap);
+    k->cap = cap;
+  }
+  stp_buf_append(k, len, (size_t)m);
+  stp_buf_append(k, s ? s : "", n);
+}
+
+static void make_key(stp_buf *k, const stp_upstream_cfg *c) {
+  const stp_oauth2_cfg *o = c->token_src;
+  char num[64];
+  stp_buf_init(k, 256);
+  key_add(k, c->name);
+  snprintf(num, sizeof num, "%d/%d/%llu", (int)o->kind, (int)o->grant,
+           (unsigned long long)o->token_ttl_ms);
+  key_add(k, num);
+  key_add(k, o->token_url);
+  key_add(k, o->client_id);
+  key_add(k, o->scope);
+  key_add(k, o->ca_file);
+  key_add(k, o->refresh_token_file);
+  for (size_t i = 0; i < o->command.n; i++)
+    key_add(k, o->command.v[i]);
+}
+
+static char *dup_or_null(const char *s) {
+  return s ? stp_xstrdup(s) : NULL;
+}
+
+static void set_secret(char **dst, const char *val) {
+  stp_free_secret(*dst);
+  *dst = dup_or_null(val);
+}
+
+static tok_src *src_for(const stp_upstream_cfg *c) {
+  const stp_oauth2_cfg *o = c->token_src;
+  stp_buf k;
+  make_key(&k, c);
+  tok_src *s = g_srcs;
+  for (; s; s = s->next)
+    if (s->key.len == k.len && !memcmp(s->key.data, k.data, k.len))
+      break;
+  if (s) {
+    stp_buf_free(&k);
+    if (o->load_seq > s->seq) { /* a newer configuration: take its secrets */
+      s->seq = o->load_seq;
+      set_secret(&s->client_secret, o->client_secret);
+      if (o->refresh_token && (!s->rt || strcmp(s->rt, o->refresh_token)))
+        set_secret(&s->rt, o->refresh_token);
+    }
+    return s;
+  }
+  s = stp_xcalloc(1, sizeof *s);
+  s->done = src_done;
+  s->key = k;
+  s->name = stp_xstrdup(c->name);
+  s->kind = o->kind;
+  s->grant = o->grant;
+  s->token_url = dup_or_null(o->token_url);
+  s->client_id = dup_or_null(o->client_id);
+  s->client_secret = dup_or_null(o->client_secret);
+  s->scope = dup_or_null(o->scope);
+  s->ca_file = dup_or_null(o->ca_file);
+  s->rt_file = dup_or_null(o->refresh_token_file);
+  s->rt = dup_or_null(o->refresh_token);
+  s->argv = stp_xcalloc(o->command.n + 1, sizeof *s->argv);
+  for (size_t i = 0; i < o->command.n; i++)
+    s->argv[i] = stp_xstrdup(o->command.v[i]);
+  s->ttl_ms = o->token_ttl_ms;
+  s->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+  s->seq = o->load_seq;
+  ring_init(&s->head);
+  s->next = g_srcs;
+  g_srcs = s;
+  return s;
+}
+
+static void log_failure(tok_src *s, const char *err) {
+  stp_kv kv[] = {{"upstream", s->name},
+                 {"source", s->kind == STP_TOKSRC_COMMAND ? "token_command" : "oauth2"},
+                 {"endpoint", s->kind == STP_TOKSRC_COMMAND ? s->argv[0] : s->token_url},
+                 {"reason", err}};
+  stp_log_kv(STP_LOG_ERROR, NULL, "oauth2-failed", kv, 4);
+}
+
+/* A fetch ended: keep the token, save a rotated refresh token, wake. */
+static void src_done(tok_src *s, oauth2_token_resp *t, char *token, const char *err) {
+  s->fetching = false;
+  if (!token) {
+    log_failure(s, err);
+    wake_all(s, NULL, err);
+    return;
+  }
+  uint64_t now = stp_now_ms();
+  char exp[24] = "";
+  const char *rotated = "no";
+  stp_free_secret(s->token);
+  s->token = token;
+  if (t) {
+    s->refresh_at = oauth2_refresh_at(now, t->has_expires_in, t->expires_in);
+    if (t->has_expires_in)
+      snprintf(exp, sizeof exp, "%lld", (long long)t->expires_in);
+    if (t->refresh_token && s->rt && strcmp(t->refresh_token, s->rt)) {
+      char why[512];
+      rotated = "yes";
+      set_secret(&s->rt, t->refresh_token);
+      if (s->rt_file && stp_secret_file_save(s->rt_file, s->rt, why, sizeof why) < 0) {
+        rotated = "not-saved";
+        stp_kv kv[] = {{"upstream", s->name}, {"file", s->rt_file}, {"reason", why}};
+        stp_log_kv(STP_LOG_ERROR, NULL, "oauth2-refresh-token-not-saved", kv, 3);
+      }
+    }
+  } else {
+    s->refresh_at = now + s->ttl_ms;
+  }
+  stp_kv kv[] = {{"upstream", s->name},
+                 {"source", s->kind == STP_TOKSRC_COMMAND ? "token_command" : "oauth2"},
+                 {"expires_in", exp[0] ? exp : NULL},
+                 {"refresh_token_rotated", s->kind == STP_TOKSRC_OAUTH2 ? rotated : NULL}};
+  stp_log_kv(STP_LOG_INFO, NULL, "oauth2-token", kv, 4);
+  wake_all(s, s->token, NULL);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+int tok_get(uv_loop_t *loop, const stp_upstream_cfg *c, tok_waiter *w, tok_cb cb, void *arg,
+            char **token) {
+  tok_src *s = src_for(c);
+  *token = NULL;
+  if (s->token && stp_now_ms() < s->refresh_at) {
+    *token = stp_xstrdup(s->token);
+    return 1;
+  }
+  w->cb = cb;
+  w->arg = arg;
+  w->next = &s->head;
+  w->prev = s->head.prev;
+  s->head.prev->next = w;
+  s->head.prev = w;
+  w->queued = true;
+  if (!s->fetching) {
+    if (s->kind == STP_TOKSRC_COMMAND)
+      tok_cmd_start(loop, s);
+    else
+      tok_fetch_start(loop, s);
+  }
+  return 0;
+}
+
+void tok_invalidate(const stp_upstream_cfg *c, const char *token) {
+  tok_src *s = src_for(c);
+  if (s->token && token && !strcmp(s->token, token)) {
+    stp_free_secret(s->token);
+    s->token = NULL;
+    s->refresh_at = 0;
+  }
+}
