@@ -136,9 +136,8 @@ upconn *pool_take(up_pool *p, size_t index, const upconn_owner_ops *ops, void *o
 
 void pool_give(up_pool *p, upconn *u, size_t index) {
   const stp_upstream_cfg *c = p ? &p->cfg->upstreams[index] : NULL;
-  upstream *sm = upconn_sm(u);
   if (!p || p->closed || !c->pool || p->n_idle[index] >= c->pool_max_idle ||
-      upstream_has_device_credentials(sm) || !upstream_idle(sm)) {
+      upconn_has_device_credentials(u) || !upconn_idle(u)) {
     upconn_detach(u, true);
     return;
   }
@@ -146,7 +145,7 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
   e->pool = p;
   e->u = u;
   e->index = index;
-  e->resetting = upstream_in_txn(sm);
+  e->resetting = upconn_in_txn(u);
   e->since = stp_now_ms();
   e->next = p->head;
   if (p->head)
@@ -157,7 +156,7 @@ void pool_give(up_pool *p, upconn *u, size_t index) {
   upconn_set_owner(u, &pooled_ops, e);
   /* Whatever the device left open upstream is reset before reuse; after a
    * completed message there is nothing to reset. */
-  if (e->resetting && upstream_rset(sm) < 0)
+  if (e->resetting && upconn_rset(u) < 0)
     drop(e, false);
 }
 

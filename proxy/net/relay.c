@@ -235,16 +235,12 @@ static void up_body_written(relay *r) {
   }
 }
 
-static upstream *cur_sm(relay *r) {
-  return r->up ? upconn_sm(r->up) : NULL;
-}
-
 /* A request the upstream machine refused is a bug, not the network's fault;
  * it still ends as a 4xx for the device, never as a hang. */
 static void sm_call_failed(relay *r, int rc) {
   if (rc < 0) {
     stp_logf(STP_LOG_ERROR, r->sid, "upstream request in wrong state %s",
-             r->up ? upstream_state_name(upconn_sm(r->up)->state) : "none");
+             r->up ? upconn_proto_state(r->up) : "none");
     relay_drop_upstream(r, false);
     relay_post_failed(r, UP_FAIL_PROTOCOL);
   }
@@ -264,34 +260,34 @@ static void sess_up_mail(void *ctx, const char *from, const smtp_mail_args *a) {
   snprintf(r->mail_from, sizeof r->mail_from, "%s", from);
   r->mail_args = *a;
   r->mail_pending = true;
-  sm_call_failed(r, cur_sm(r) ? upstream_mail(cur_sm(r), from, a) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_mail(r->up, from, a) : STP_ESTATE);
 }
 
 static void sess_up_rcpt(void *ctx, const char *to) {
   relay *r = ctx;
-  sm_call_failed(r, cur_sm(r) ? upstream_rcpt(cur_sm(r), to) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_rcpt(r->up, to) : STP_ESTATE);
 }
 
 static void sess_up_data(void *ctx) {
   relay *r = ctx;
-  sm_call_failed(r, cur_sm(r) ? upstream_data(cur_sm(r)) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_data(r->up) : STP_ESTATE);
 }
 
 static void sess_up_body(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
-  if (cur_sm(r) && upstream_body(cur_sm(r), p, n) == 0)
+  if (r->up && upconn_body(r->up, p, n) == 0)
     up_body_written(r);
 }
 
 static void sess_up_end(void *ctx) {
   relay *r = ctx;
   r->dot_t0 = stp_now_ms();
-  sm_call_failed(r, cur_sm(r) ? upstream_end(cur_sm(r)) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_end(r->up) : STP_ESTATE);
 }
 
 static void sess_up_rset(void *ctx) {
   relay *r = ctx;
-  sm_call_failed(r, cur_sm(r) ? upstream_rset(cur_sm(r)) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_rset(r->up) : STP_ESTATE);
 }
 
 static void sess_up_close(void *ctx, bool graceful) {
@@ -458,7 +454,7 @@ static void up_ready(void *owner, upconn *u) {
                              (double)(stp_now_ms() - r->up_t0) / 1000.0);
   if (r->replay_mail) {
     r->replay_mail = false;
-    sm_call_failed(r, upstream_mail(upconn_sm(u), r->mail_from, &r->mail_args));
+    sm_call_failed(r, upconn_mail(u, r->mail_from, &r->mail_args));
     return;
   }
   if (backoff_succeeded(&r->gen->limits.upstream[failover_current(&r->fo)])) {
@@ -593,7 +589,7 @@ static void relay_try_upstream(relay *r, bool allow_pool) {
   r->up_t0 = stp_now_ms();
   r->up = upconn_open(r->loop, r->gen, index, &relay_upconn_ops, r, r->sid);
   if (passthrough) /* auth: passthrough: the device's own credentials */
-    upstream_set_credentials(upconn_sm(r->up), pt_user, pt_secret);
+    upconn_set_credentials(r->up, pt_user, pt_secret);
 }
 
 /* ---- lifecycle -------------------------------------------------------------- */

@@ -84,7 +84,7 @@ static void finish(testroute *t, int result) {
 
 static void emit_body(void *ctx, const char *p, size_t n) {
   testroute *t = ctx;
-  upstream_body(upconn_sm(t->up), p, n);
+  upconn_body(t->up, p, n);
 }
 
 static void send_message(testroute *t) {
@@ -114,7 +114,7 @@ static void send_message(testroute *t) {
     data_stuff_block(msg, (size_t)n, emit_body, t);
   }
   t->step = TR_DOT;
-  upstream_end(upconn_sm(t->up));
+  upconn_end(t->up);
 }
 
 static void on_ready(void *owner, upconn *u) {
@@ -122,7 +122,7 @@ static void on_ready(void *owner, upconn *u) {
   (void)u;
   const char *from = t->route->rewrite_mail_from ? t->route->rewrite_mail_from : t->from;
   t->step = TR_MAIL;
-  upstream_mail(upconn_sm(t->up), from, NULL);
+  upconn_mail(t->up, from, NULL);
 }
 
 static void on_reply(void *owner, const smtp_reply *r) {
@@ -133,13 +133,13 @@ static void on_reply(void *owner, const smtp_reply *r) {
     if (!ok)
       break;
     t->step = TR_RCPT;
-    upstream_rcpt(upconn_sm(t->up), t->to);
+    upconn_rcpt(t->up, t->to);
     return;
   case TR_RCPT:
     if (!ok)
       break;
     t->step = TR_DATA;
-    upstream_data(upconn_sm(t->up));
+    upconn_data(t->up);
     return;
   case TR_DATA:
     if (r->code != 354)

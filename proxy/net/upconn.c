@@ -102,8 +102,38 @@ size_t upconn_index(const upconn *u) {
 const stp_upstream_cfg *upconn_cfg(const upconn *u) {
   return &u->gen->cfg->upstreams[u->index];
 }
-upstream *upconn_sm(upconn *u) {
-  return &u->sm;
+int upconn_mail(upconn *u, const char *from, const smtp_mail_args *a) {
+  return upstream_mail(&u->sm, from, a);
+}
+int upconn_rcpt(upconn *u, const char *to) {
+  return upstream_rcpt(&u->sm, to);
+}
+int upconn_data(upconn *u) {
+  return upstream_data(&u->sm);
+}
+int upconn_body(upconn *u, const char *p, size_t n) {
+  return upstream_body(&u->sm, p, n);
+}
+int upconn_end(upconn *u) {
+  return upstream_end(&u->sm);
+}
+int upconn_rset(upconn *u) {
+  return upstream_rset(&u->sm);
+}
+bool upconn_idle(const upconn *u) {
+  return upstream_idle(&u->sm);
+}
+bool upconn_in_txn(const upconn *u) {
+  return upstream_in_txn(&u->sm);
+}
+void upconn_set_credentials(upconn *u, const char *user, const char *secret) {
+  upstream_set_credentials(&u->sm, user, secret);
+}
+bool upconn_has_device_credentials(const upconn *u) {
+  return upstream_has_device_credentials(&u->sm);
+}
+const char *upconn_proto_state(const upconn *u) {
+  return upstream_state_name(u->sm.state);
 }
 size_t upconn_queued(const upconn *u) {
   return u->st ? stream_queued(u->st) : 0;

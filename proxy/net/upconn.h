@@ -3,7 +3,7 @@
  *
  * Owns: the stream, the timer, the DNS request and the upstream machine.
  * Guarantees: the owner's callbacks come from the loop only, never from
- * inside upconn_open() or a request made of upconn_sm() (a local refusal
+ * inside upconn_open() or a request (upconn_mail() ...: a local refusal
  * or a write failure is deferred); after upconn_detach() the owner gets no
  * further callback; the
  * object frees itself once its stream, timer and DNS request are finished,
@@ -47,7 +47,25 @@ void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner);
 size_t upconn_index(const upconn *u);
 /* For debug logs: detached, token, dialing, or the machine's state. */
 const char *upconn_state_name(const upconn *u);
-upstream *upconn_sm(upconn *u);
+/* Requests to the upstream, as upstream.h's (0 or STP_ESTATE; the answer
+ * comes through the owner's reply callback, from the loop). The upstream
+ * behind may speak SMTP or, for API upstreams, HTTP: callers do not care. */
+int upconn_mail(upconn *u, const char *from, const smtp_mail_args *a);
+int upconn_rcpt(upconn *u, const char *to);
+int upconn_data(upconn *u);
+int upconn_body(upconn *u, const char *p, size_t n);
+int upconn_end(upconn *u);
+int upconn_rset(upconn *u);
+/* Ready, no command outstanding. */
+bool upconn_idle(const upconn *u);
+/* A MAIL was accepted and the transaction not ended. */
+bool upconn_in_txn(const upconn *u);
+/* auth: passthrough: authenticate with the device's own credentials (the
+ * strings must outlive the connection); such a connection is never pooled. */
+void upconn_set_credentials(upconn *u, const char *user, const char *secret);
+bool upconn_has_device_credentials(const upconn *u);
+/* The protocol state, for logs. */
+const char *upconn_proto_state(const upconn *u);
 const stp_upstream_cfg *upconn_cfg(const upconn *u);
 size_t upconn_queued(const upconn *u);
 const char *upconn_tls_version(const upconn *u); /* NULL without TLS */

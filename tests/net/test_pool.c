@@ -228,10 +228,10 @@ void test_pool_reset_before_reuse(void) {
   upconn *u = open_ready(&e, &o);
   smtp_mail_args a;
   memset(&a, 0, sizeof a);
-  CALL(ASSERT_EQ(upstream_mail(upconn_sm(u), "dev@example.com", &a), 0));
+  CALL(ASSERT_EQ(upconn_mail(u, "dev@example.com", &a), 0));
   ASSERT(net_run_until(&o.replied, 5000));
   ASSERT_EQ(o.code, 250);
-  ASSERT(upconn_sm(u)->in_txn);
+  ASSERT(upconn_in_txn(u));
   CALL(pool_give(e.pool, u, 0));
   upconn *v;
   CALL(v = pool_take(e.pool, 0, &o_ops, &o));
@@ -242,7 +242,7 @@ void test_pool_reset_before_reuse(void) {
   }
   ASSERT(v == u);
   ASSERT(log_has(&e, 0, "RSET"));
-  ASSERT(!upconn_sm(v)->in_txn);
+  ASSERT(!upconn_in_txn(v));
   CALL(upconn_detach(v, true));
   env_stop(&e);
 }
