@@ -94,9 +94,11 @@ typedef enum {
 typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD } session_outcome_kind;
 typedef struct session_outcome {
   session_outcome_kind kind;
-  upstream_fail why; /* SO_FAILED */
-  bool ok;           /* SO_PASSWORD */
-  bool has_tls;      /* SO_READY */
+  upstream_fail why;         /* SO_FAILED */
+  const provider_rule *rule; /* SO_FAILED: the provider table's row, or NULL */
+  provider_phase phase;      /* SO_FAILED: where it failed (with rule) */
+  bool ok;                   /* SO_PASSWORD */
+  bool has_tls;              /* SO_READY */
   char name[64], tls[16];
   smtp_reply reply; /* SO_REPLY */
 } session_outcome;
@@ -192,6 +194,9 @@ void session_up_skipped(session *s, const char *skipped);
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version);
 void session_up_reply(session *s, const smtp_reply *r);
 void session_up_failed(session *s, upstream_fail why);
+/* The same with the provider table's verdict on the failure: a matched row
+ * decides the device's reply (v NULL or v->rule NULL: as session_up_failed). */
+void session_up_failed_verdict(session *s, upstream_fail why, const provider_verdict *v);
 /* The answer to ops->check_password. */
 void session_password_checked(session *s, bool ok);
 

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/provider.h"
 #include "smtp-tls-proxy/smtp.h"
 
 typedef enum {
@@ -68,7 +69,8 @@ typedef struct upstream_ops {
   /* The reply to a command sent with upstream_mail/rcpt/data/end/rset. */
   void (*reply)(void *ctx, const smtp_reply *r);
   /* The connection is unusable; the transport should be closed. `detail`
-   * is for the log (never contains secrets). */
+   * is for the log (never contains secrets); upstream_verdict() tells what
+   * the provider table makes of it. */
   void (*failed)(void *ctx, upstream_fail why, const char *detail);
   /* A request found its answer at once: call upstream_run_deferred() from
    * the loop, after the requester has returned. */
@@ -104,6 +106,11 @@ typedef struct upstream {
   int deferred_code;
   upstream_fail deferred_fail;
   char deferred_text[256];
+  /* The provider table's reading of the reply (or TLS reason) that made
+   * the connection fail; rule NULL for failures it does not know. */
+  provider_verdict verdict;
+  /* XOAUTH2: the 334 error challenge (base64 JSON) before the final reply. */
+  char xoauth2_challenge[512];
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
@@ -144,6 +151,9 @@ bool upstream_idle(const upstream *u); /* ready and no command outstanding */
 bool upstream_in_txn(const upstream *u);
 /* It authenticates with a device's own credentials (never to be shared). */
 bool upstream_has_device_credentials(const upstream *u);
+/* What the provider table made of the failure reported last (valid after
+ * ops->failed; rule NULL when no row matched or no reply was involved). */
+const provider_verdict *upstream_verdict(const upstream *u);
 const char *upstream_state_name(upstream_state s);
 const char *upstream_fail_name(upstream_fail f);
 

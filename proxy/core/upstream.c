@@ -48,17 +48,9 @@ static void set_state(upstream *u, upstream_state s) {
   u->state = s;
 }
 
-static void fail(upstream *u, upstream_fail why, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
+static void fail_detail(upstream *u, upstream_fail why, const char *detail) {
   if (u->state == UP_DEAD)
     return;
-  char detail[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
   set_state(u, UP_DEAD);
   u->ops->set_timer(u->ctx, 0);
   if (u->in_request) { /* the owner is on the stack: report from the loop */
@@ -72,6 +64,22 @@ static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
   u->ops->failed(u->ctx, why, detail);
 }
 
+/* A failure that no provider reply explains (network, timeout, ...). */
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
+  if (u->state == UP_DEAD)
+    return;
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  memset(&u->verdict, 0, sizeof u->verdict);
+  fail_detail(u, why, detail);
+}
+
 /* First line of the reply, for log details: "421 4.3.2 busy". */
 static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
   size_t n = strcspn(u->reply.text, "\n");
@@ -79,6 +87,26 @@ static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
     n = 200;
   snprintf(buf, cap, "%d %.*s", u->reply.code, (int)n, u->reply.text);
   return buf;
+}
+
+/* The reply just received ends the connection: the provider table reads
+ * it (an XOAUTH2 exchange by its 334 challenge) before the failure goes
+ * out, so the owner can give the device the right class and the admin a
+ * hint. detail: "<what>: <first line of the reply>". */
+static void fail_reply(upstream *u, upstream_fail why, provider_phase phase, const char *what) {
+  if (u->state == UP_DEAD)
+    return;
+  if (phase == PROV_AUTH && u->xoauth2_challenge[0])
+    provider_classify_xoauth2(&u->verdict, u->xoauth2_challenge, &u->reply);
+  else
+    provider_classify(&u->verdict, phase, &u->reply);
+  char s[256], detail[512];
+  snprintf(detail, sizeof detail, "%s: %s", what, reply_summary(u, s, sizeof s));
+  fail_detail(u, why, detail);
+}
+
+const provider_verdict *upstream_verdict(const upstream *u) {
+  return &u->verdict;
 }
 
 static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...)
@@ -210,7 +238,6 @@ static void after_ehlo(upstream *u) {
 }
 
 static void on_ehlo(upstream *u) {
-  char s[256];
   if (u->reply.code != 250) {
     /* Only a plain, unauthenticated upstream may fall back to HELO: every
      * other configuration needs EHLO's extensions. */
@@ -218,7 +245,7 @@ static void on_ehlo(upstream *u) {
       send_cmd(u, UP_HELO, u->cfg->command_timeout_ms, "HELO %s\r\n", u->helo);
       return;
     }
-    fail(u, UP_FAIL_PROTOCOL, "EHLO refused: %s", reply_summary(u, s, sizeof s));
+    fail_reply(u, UP_FAIL_PROTOCOL, PROV_EHLO, "EHLO refused");
     return;
   }
   smtp_caps_parse(&u->reply, &u->caps);
@@ -234,7 +261,6 @@ static void on_ehlo(upstream *u) {
 }
 
 static void on_auth(upstream *u) {
-  char s[256];
   if (u->reply.code == 235) {
     become_ready(u);
     return;
@@ -248,14 +274,17 @@ static void on_auth(upstream *u) {
   }
   if (u->reply.code == 334 && u->mech == STP_MECH_XOAUTH2 && u->login_step == 0) {
     /* RFC-less but documented by Google/Microsoft: a 334 carries a JSON
-     * error; answer with an empty line to get the final 5xx. */
+     * error; answer with an empty line to get the final 5xx. The JSON is
+     * kept: its "status" is what tells the causes apart. */
+    snprintf(u->xoauth2_challenge, sizeof u->xoauth2_challenge, "%.*s",
+             (int)strcspn(u->reply.text, "\n"), u->reply.text);
     u->login_step = 1;
     memset(&u->reply, 0, sizeof u->reply);
     u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
     u->ops->write(u->ctx, "\r\n", 2);
     return;
   }
-  fail(u, UP_FAIL_AUTH, "AUTH rejected: %s", reply_summary(u, s, sizeof s));
+  fail_reply(u, UP_FAIL_AUTH, PROV_AUTH, "AUTH rejected");
 }
 
 /* A complete reply arrived: advance the dialogue. */
@@ -264,7 +293,7 @@ static void on_reply(upstream *u) {
   switch (u->state) {
   case UP_GREETING:
     if (u->reply.code != 220) {
-      fail(u, UP_FAIL_GREETING, "greeting: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_GREETING, PROV_GREETING, "greeting");
       return;
     }
     send_cmd(u, UP_EHLO, u->cfg->command_timeout_ms, "EHLO %s\r\n", u->helo);
@@ -275,14 +304,14 @@ static void on_reply(upstream *u) {
     return;
   case UP_HELO:
     if (u->reply.code != 250) {
-      fail(u, UP_FAIL_PROTOCOL, "HELO refused: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_PROTOCOL, PROV_EHLO, "HELO refused");
       return;
     }
     become_ready(u);
     return;
   case UP_STARTTLS:
     if (u->reply.code != 220) {
-      fail(u, UP_FAIL_STARTTLS, "STARTTLS refused: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_STARTTLS, PROV_STARTTLS, "STARTTLS refused");
       return;
     }
     /* The caller checks for bytes after this reply before starting TLS. */
@@ -371,6 +400,13 @@ void upstream_on_timeout(upstream *u) {
 void upstream_on_closed(upstream *u, upstream_fail why, const char *detail) {
   if (u->state == UP_QUIT) {
     set_state(u, UP_DEAD);
+    return;
+  }
+  if (why == UP_FAIL_TLS && u->state != UP_DEAD) {
+    char d[512];
+    snprintf(d, sizeof d, "%s (in state %s)", detail, upstream_state_name(u->state));
+    provider_classify_text(&u->verdict, PROV_TLS, detail);
+    fail_detail(u, why, d);
     return;
   }
   fail(u, why, "%s (in state %s)", detail, upstream_state_name(u->state));

@@ -161,11 +161,14 @@ static void on_reply(void *owner, const smtp_reply *r) {
 /* As the relay does: a failure before the connection was ready starts
  * the upstream's back-off (reported, since a running proxy would now skip
  * it) and moves on along the route. */
-static void on_failed(void *owner, upstream_fail why, const char *detail) {
+static void on_failed(void *owner, upstream_fail why, const char *detail,
+                      const provider_verdict *v) {
   testroute *t = owner;
   const stp_upstream_cfg *c = &t->gen->cfg->upstreams[failover_current(&t->fo)];
   t->up = NULL;
   printf("== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
+  if (v->rule)
+    printf("== reason %s (%s): %s\n", v->rule->reason, v->rule->provider, v->rule->hint);
   uint64_t skip_ms;
   bool more = failover_failed(&t->fo, t->gen->limits.upstream, upstream_fail_name(why),
                               t->step == TR_OPEN, true, stp_now_ms(), &skip_ms);

@@ -200,8 +200,9 @@ static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   }
   const upconn_owner_ops *ops = u->ops;
   void *owner = u->owner;
+  provider_verdict v = *upstream_verdict(&u->sm); /* the machine goes with u */
   upconn_detach(u, false);
-  ops->failed(owner, why, detail);
+  ops->failed(owner, why, detail, &v);
 }
 
 static void sm_ev_cb(void *arg) {

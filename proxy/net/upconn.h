@@ -25,8 +25,9 @@ typedef struct upconn upconn;
 typedef struct upconn_owner_ops {
   void (*ready)(void *owner, upconn *u);
   void (*reply)(void *owner, const smtp_reply *r);
-  /* The connection is already detached when this is called. */
-  void (*failed)(void *owner, upstream_fail why, const char *detail);
+  /* The connection is already detached when this is called. `v` is the
+   * provider table's verdict on it (v->rule NULL when no row matched). */
+  void (*failed)(void *owner, upstream_fail why, const char *detail, const provider_verdict *v);
   /* The write queue fell below the low-water mark. */
   void (*drain)(void *owner);
   /* Optional transcript hook: bytes sent (out) or received; `redact` is set

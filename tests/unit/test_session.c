@@ -973,3 +973,67 @@ Test(session, unknown_user_is_checked_against_the_listeners_pick) {
   L.unknown_user_hash = NULL;
   S.ops = &OPS;
 }
+
+/* ---- provider fidelity ----------------------------------------------------- */
+
+/* A provider's admin-fixable 5xx to the final dot reaches the device as a
+ * 4xx in the table's words, with one log line naming reason, the
+ * provider's words and the hint; the message is logged deferred. */
+Test(session, provider_refusal_at_dot_becomes_4xx_with_hint) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go ahead");
+  feed("Subject: x\r\n\r\nhi\r\n.\r\n");
+  read_log();
+  clear_out();
+  up_reply(554, "5.2.252 SendAsDenied; a@x not allowed to send as b@y; STOREDRV.Submission");
+  cr_assert_str_eq(F.out, "451 4.7.0 Upstream refused the sender (Microsoft 365: not allowed to "
+                          "send as this address), try again later\r\n");
+  const char *log = read_log();
+  cr_assert_not_null(strstr(log, "upstream-refused sid=test upstream=up client=127.0.0.1 "
+                                 "phase=dot reason=send_as_denied provider=\"Microsoft 365\" "
+                                 "provider_reply=\"554 5.2.252 SendAsDenied; a@x not allowed to "
+                                 "send as b@y; STOREDRV.Submission\" hint=\"set the route's "
+                                 "rewrite.mail_from"),
+                     "%s", log);
+  cr_assert_not_null(strstr(log, "result=deferred reply=\"451 4.7.0 Upstream refused"), "%s", log);
+}
+
+Test(session, provider_refusal_at_mail_answers_the_rcpt_with_4xx) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  clear_out();
+  up_reply(530, "5.7.57 Client not authenticated to send mail. [X.OUTLOOK.COM]");
+  cr_assert_str_eq(F.out, "451 4.7.0 Upstream refused the message: the proxy did not sign in to "
+                          "Microsoft 365, try again later\r\n");
+  cr_assert_str_eq(F.calls, "", "no RCPT after the refused MAIL");
+}
+
+Test(session, unknown_upstream_refusal_is_relayed_unchanged) {
+  to_rcpt_accepted();
+  read_log();
+  feed("RCPT TO:<nobody@example.com>\r\n");
+  up_reply(550, "5.1.1 <nobody@example.com>: Recipient address rejected");
+  cr_assert_str_eq(F.out, "550 5.1.1 <nobody@example.com>: Recipient address rejected\r\n");
+  cr_assert_null(strstr(read_log(), "upstream-refused"));
+}
+
+/* A connection that failed before it was ready on a refusal the table
+ * knows: the device's 4xx says which, instead of the generic line. */
+Test(session, failure_verdict_words_the_device_reply) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  clear_out();
+  smtp_reply r = mkreply(534, "5.7.9 Application-specific password required. Learn more");
+  provider_verdict v;
+  provider_classify(&v, PROV_AUTH, &r);
+  cr_assert_not_null(v.rule);
+  session_up_failed_verdict(&S, UP_FAIL_AUTH, &v);
+  cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed: Gmail wants an app "
+                          "password, try again later\r\n");
+  clear_out();
+  /* Without a row: today's generic reply. */
+  feed("RCPT TO:<a@example.com>\r\n");
+  provider_verdict none = {0};
+  session_up_failed_verdict(&S, UP_FAIL_AUTH, &none);
+  cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed, try again later\r\n");
+}

@@ -16,12 +16,13 @@ typedef struct fake {
   int tls_started, ready, failed, replies, defers;
   upstream_fail why;
   char detail[512];
+  char reason[64];          /* the provider table's word, "" when none */
+  char provider_reply[512]; /* the verdict's one-line provider words */
   int last_code;
   uint64_t timer;
 } fake;
 
 static fake F;
-static upstream UP;
 static stp_upstream_cfg CFG;
 
 static void f_write(void *c, const char *p, size_t n) {
@@ -44,11 +45,16 @@ static void f_reply(void *c, const smtp_reply *r) {
   F.replies++;
   F.last_code = r->code;
 }
+static upstream UP;
+
 static void f_failed(void *c, upstream_fail why, const char *d) {
   (void)c;
   F.failed++;
   F.why = why;
   snprintf(F.detail, sizeof F.detail, "%s", d);
+  const provider_verdict *v = upstream_verdict(&UP);
+  snprintf(F.reason, sizeof F.reason, "%s", v->rule ? v->rule->reason : "");
+  snprintf(F.provider_reply, sizeof F.provider_reply, "%s", v->reply);
 }
 
 /* The transport's side of ops->defer: counted here, and the test calls
@@ -201,6 +207,53 @@ Test(upstream, auth_xoauth2_with_token) {
   srv("535 5.7.8 bad token\r\n");
   cr_assert_eq(F.failed, 1);
   cr_assert_eq(F.why, UP_FAIL_AUTH);
+  /* {"status":"401"}: the challenge, not the final 535, names the cause. */
+  cr_assert_str_eq(F.reason, "oauth2_token_invalid");
+  cr_assert_str_eq(F.provider_reply, "334 {\"status\":\"401\"}; 535 5.7.8 bad token");
+}
+
+/* Provider fidelity: the reply that ends the connection is read through
+ * the provider table before the failure is reported, with its phase. */
+Test(upstream, auth_refusal_carries_the_provider_verdict) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [X.OUTLOOK]\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_AUTH);
+  cr_assert_str_eq(F.reason, "basic_auth_disabled");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_AUTH);
+  cr_assert_str_eq(F.provider_reply, "535 5.7.139 Authentication unsuccessful, basic "
+                                     "authentication is disabled. [X.OUTLOOK]");
+}
+
+Test(upstream, unknown_refusal_has_no_verdict_row) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("535 5.7.3 Authentication unsuccessful\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_str_eq(F.reason, "");
+}
+
+Test(upstream, greeting_and_ehlo_refusals_are_classified) {
+  upstream_on_connected(&UP);
+  srv("421 4.7.0 Try again later, closing connection. (EHLO) x - gsmtp\r\n");
+  cr_assert_eq(F.why, UP_FAIL_GREETING);
+  cr_assert_str_eq(F.reason, "rate_limited");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_GREETING);
+}
+
+Test(upstream, tls_failure_reason_is_classified) {
+  CFG.tls = STP_TLS_IMPLICIT;
+  upstream_on_connected(&UP);
+  upstream_on_closed(&UP, UP_FAIL_TLS, "TLS handshake: peer sent TLS alert internal_error");
+  cr_assert_eq(F.why, UP_FAIL_TLS);
+  cr_assert_str_eq(F.reason, "tls_peer_alert");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_TLS);
+}
+
+Test(upstream, network_failure_after_a_classified_reply_has_no_stale_verdict) {
+  upstream_on_connected(&UP);
+  upstream_on_closed(&UP, UP_FAIL_CONNECT, "connect: refused");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_str_eq(F.reason, "");
 }
 
 Test(upstream, auth_rejected_is_auth_failure) {
