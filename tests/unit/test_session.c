@@ -1037,3 +1037,41 @@ Test(session, failure_verdict_words_the_device_reply) {
   session_up_failed_verdict(&S, UP_FAIL_AUTH, &none);
   cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed, try again later\r\n");
 }
+
+/* ---- bare_lf: lenient ---------------------------------------------------------- */
+
+/* A device whose every line ends in LF, DATA and the final "." included. */
+Test(session, bare_lf_lenient_takes_lf_dot_lf_as_the_end) {
+  L.bare_lf = STP_BARELF_LENIENT;
+  feed("EHLO dev\nMAIL FROM:<scan@dev.lan>\nRCPT TO:<a@example.com>\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  up_reply(250, "2.1.0 ok");
+  up_reply(250, "2.1.5 ok");
+  feed("DATA\n");
+  up_reply(354, "go");
+  clear_out();
+  feed("Subject: lf\n\nline\n.\nQUIT\n");
+  cr_assert_str_eq(F.calls, "end\n", "the final dot went upstream");
+  cr_assert_eq(memcmp(F.body, "Subject: lf\r\n\r\nline\r\n", F.body_len), 0);
+  up_reply(250, "2.0.0 queued");
+  cr_assert_str_eq(F.out, "250 2.0.0 queued\r\n221 2.0.0 Bye\r\n");
+}
+
+/* Under fix the same device waits forever: the log says why, once. */
+Test(session, bare_lf_fix_warns_on_lf_dot_lf_naming_lenient) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  read_log();
+  clear_out();
+  feed("Subject: lf\n\nline\n.\n");
+  feed("more\n.\n");
+  cr_assert_str_eq(F.calls, "", "no final dot");
+  cr_assert_str_eq(F.out, "", "no answer: the device waits");
+  const char *log = read_log();
+  const char *w = strstr(log, "warn bare-lf-end-ignored sid=test listener=lan client=127.0.0.1 "
+                              "bare_lf=fix hint=");
+  cr_assert_not_null(w, "%s", log);
+  cr_assert_not_null(strstr(w, "set bare_lf: lenient on this listener"), "%s", log);
+  cr_assert_null(strstr(w + 10, "bare-lf-end-ignored"), "one warning per message: %s", log);
+}
