@@ -57,7 +57,8 @@ typedef struct session_ops {
    * session_up_ready() or session_up_failed(). */
   void (*up_open)(void *ctx, size_t route);
   void (*up_mail)(void *ctx, const char *from, const smtp_mail_args *a);
-  void (*up_rcpt)(void *ctx, const char *to);
+  /* dsn: the RCPT's DSN parameters (RFC 3461), never NULL. */
+  void (*up_rcpt)(void *ctx, const char *to, const smtp_rcpt_dsn *dsn);
   void (*up_data)(void *ctx);
   void (*up_body)(void *ctx, const char *p, size_t n);
   void (*up_end)(void *ctx);
@@ -125,7 +126,8 @@ typedef struct session {
   smtp_mail_args mail;
   long route; /* -1: not fixed yet */
   unsigned n_rcpt;
-  smtp_path rcpt; /* the RCPT being processed */
+  smtp_path rcpt;         /* the RCPT being processed */
+  smtp_rcpt_dsn rcpt_dsn; /* and its DSN parameters */
   uint64_t txn_start_ms;
   data_framer framer;
   bool data_lost; /* upstream failed while streaming */

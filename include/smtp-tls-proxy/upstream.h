@@ -111,6 +111,8 @@ typedef struct upstream {
   provider_verdict verdict;
   /* XOAUTH2: the 334 error challenge (base64 JSON) before the final reply. */
   char xoauth2_challenge[512];
+  char log_id[16]; /* the session id for log lines, "" when none */
+  bool dsn_logged; /* DSN parameters dropped in this transaction: logged */
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
@@ -122,6 +124,9 @@ void upstream_set_credentials(upstream *u, const char *user, const char *secret)
 /* Use this bearer token as the configured user's secret (the mechanism
  * stays the configured one). Same lifetime rule as above. */
 void upstream_set_token(upstream *u, const char *token);
+
+/* The session id this connection's own log lines carry. */
+void upstream_set_log_id(upstream *u, const char *sid);
 
 /* Transport events. */
 void upstream_on_connected(upstream *u);
@@ -136,9 +141,12 @@ void upstream_run_deferred(upstream *u);
  * end). Each returns 0 or STP_ESTATE. The reply comes through ops->reply,
  * never before the request has returned (see ops->defer).
  * MAIL carries SIZE, BODY and SMTPUTF8 from `a` only where the upstream
- * announced the extension (a may be NULL). */
+ * announced the extension (a may be NULL). DSN parameters (RET, ENVID on
+ * MAIL; NOTIFY, ORCPT on RCPT, dsn may be NULL) go up when the upstream
+ * offers DSN and are dropped otherwise, as RFC 3461 4 lets a relay do,
+ * with one log line per transaction. */
 int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a);
-int upstream_rcpt(upstream *u, const char *to);
+int upstream_rcpt(upstream *u, const char *to, const smtp_rcpt_dsn *dsn);
 int upstream_data(upstream *u);
 int upstream_body(upstream *u, const char *p, size_t n);
 int upstream_end(upstream *u);

@@ -63,7 +63,7 @@ void session_up_apply_reply(session *s, const smtp_reply *r) {
     if (r->code / 100 == 2) {
       s->up_in_txn = true;
       s->wait = W_RCPT;
-      s->ops->up_rcpt(s->ctx, s->rcpt.addr);
+      s->ops->up_rcpt(s->ctx, s->rcpt.addr, &s->rcpt_dsn);
       return;
     }
     /* The upstream refused the sender: that is this RCPT's answer. */

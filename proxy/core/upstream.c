@@ -113,7 +113,9 @@ static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, cons
     __attribute__((format(printf, 4, 5)));
 
 static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...) {
-  char line[SMTP_CMD_MAX + SMTP_ADDR_MAX];
+  /* A device's command is at most 512 octets; ours may hold a rewritten
+   * sender and parameters the device did not send (SIZE, BODY). */
+  char line[2 * SMTP_CMD_MAX + SMTP_ADDR_MAX];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(line, sizeof line, fmt, ap);
@@ -138,6 +140,10 @@ void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
   u->state = UP_CONNECTING;
   smtp_lr_init(&u->lr, UP_LINE_CAP);
   u->lr.max = UP_LINE_CAP;
+}
+
+void upstream_set_log_id(upstream *u, const char *sid) {
+  snprintf(u->log_id, sizeof u->log_id, "%s", sid ? sid : "");
 }
 
 void upstream_free(upstream *u) {
@@ -445,7 +451,36 @@ void upstream_run_deferred(upstream *u) {
   u->ops->reply(u->ctx, &r);
 }
 
+/* An upstream without DSN gets none of its parameters; the admin learns
+ * it once per transaction. */
+static void dsn_dropped(upstream *u, const char *params) {
+  if (u->dsn_logged)
+    return;
+  u->dsn_logged = true;
+  stp_kv kv[] = {{"upstream", u->cfg->name},
+                 {"params", params},
+                 {"reason", "the upstream does not offer DSN (RFC 3461 4 lets a relay drop them)"}};
+  stp_log_kv(STP_LOG_INFO, u->log_id[0] ? u->log_id : NULL, "dsn-dropped", kv, 3);
+}
+
+/* " RET=HDRS ENVID=..." for MAIL, when the message asks for them. */
+static size_t mail_dsn_params(upstream *u, const smtp_mail_args *a, char *p, size_t cap) {
+  if (!a || (a->ret == SMTP_RET_NONE && !a->envid[0]))
+    return 0;
+  if (!u->caps.dsn) {
+    dsn_dropped(u, a->ret && a->envid[0] ? "RET,ENVID" : a->ret ? "RET" : "ENVID");
+    return 0;
+  }
+  int n = snprintf(p, cap, "%s%s%s",
+                   a->ret == SMTP_RET_FULL   ? " RET=FULL"
+                   : a->ret == SMTP_RET_HDRS ? " RET=HDRS"
+                                             : "",
+                   a->envid[0] ? " ENVID=" : "", a->envid);
+  return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 static void mail_request(upstream *u, const char *from, const smtp_mail_args *a) {
+  u->dsn_logged = false; /* a new transaction */
   /* A message that needs an extension the upstream lacks is refused here,
    * before DATA, with the reason, rather than mangled or bounced later. */
   if (a && a->smtputf8 && !u->caps.smtputf8) {
@@ -457,7 +492,7 @@ static void mail_request(upstream *u, const char *from, const smtp_mail_args *a)
                 (unsigned long long)u->caps.size);
     return;
   }
-  char params[96] = "";
+  char params[SMTP_CMD_MAX] = "";
   size_t n = 0;
   if (a && a->has_size && u->caps.has_size)
     n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu", (unsigned long long)a->size);
@@ -467,7 +502,8 @@ static void mail_request(upstream *u, const char *from, const smtp_mail_args *a)
   if (a && a->body != SMTP_BODY_7BIT && u->caps.eightbitmime)
     n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
   if (a && a->smtputf8 && u->caps.smtputf8)
-    snprintf(params + n, sizeof params - n, " SMTPUTF8");
+    n += (size_t)snprintf(params + n, sizeof params - n, " SMTPUTF8");
+  mail_dsn_params(u, a, params + n, sizeof params - n);
   send_cmd(u, UP_MAIL, u->cfg->command_timeout_ms, "MAIL FROM:<%s>%s\r\n", from, params);
 }
 
@@ -492,10 +528,23 @@ int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   return request_end(u);
 }
 
-int upstream_rcpt(upstream *u, const char *to) {
+int upstream_rcpt(upstream *u, const char *to, const smtp_rcpt_dsn *dsn) {
   if (request_begin(u, UP_READY) < 0)
     return STP_ESTATE;
-  send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>\r\n", to);
+  char params[sizeof dsn->orcpt + 64] = "";
+  if (dsn && (dsn->notify || dsn->orcpt[0])) {
+    if (u->caps.dsn) {
+      char notify[64];
+      snprintf(params, sizeof params, "%s%s%s%s", dsn->notify ? " NOTIFY=" : "",
+               dsn->notify ? smtp_notify_text(dsn->notify, notify, sizeof notify) : "",
+               dsn->orcpt[0] ? " ORCPT=" : "", dsn->orcpt);
+    } else {
+      dsn_dropped(u, dsn->notify && dsn->orcpt[0] ? "NOTIFY,ORCPT"
+                     : dsn->notify                ? "NOTIFY"
+                                                  : "ORCPT");
+    }
+  }
+  send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>%s\r\n", to, params);
   return request_end(u);
 }
 

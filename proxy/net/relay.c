@@ -267,9 +267,9 @@ static void sess_up_mail(void *ctx, const char *from, const smtp_mail_args *a) {
   sm_call_failed(r, cur_sm(r) ? upstream_mail(cur_sm(r), from, a) : STP_ESTATE);
 }
 
-static void sess_up_rcpt(void *ctx, const char *to) {
+static void sess_up_rcpt(void *ctx, const char *to, const smtp_rcpt_dsn *dsn) {
   relay *r = ctx;
-  sm_call_failed(r, cur_sm(r) ? upstream_rcpt(cur_sm(r), to) : STP_ESTATE);
+  sm_call_failed(r, cur_sm(r) ? upstream_rcpt(cur_sm(r), to, dsn) : STP_ESTATE);
 }
 
 static void sess_up_data(void *ctx) {

@@ -133,7 +133,7 @@ static void on_reply(void *owner, const smtp_reply *r) {
     if (!ok)
       break;
     t->step = TR_RCPT;
-    upstream_rcpt(upconn_sm(t->up), t->to);
+    upstream_rcpt(upconn_sm(t->up), t->to, NULL);
     return;
   case TR_RCPT:
     if (!ok)

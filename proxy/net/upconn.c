@@ -370,6 +370,7 @@ static void token_restart(upconn *u) {
   const stp_upstream_cfg *c = upconn_cfg(u);
   upstream_free(&u->sm);
   upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
   stp_free_secret(u->token);
   u->token = NULL;
   if (u->ai)
@@ -390,6 +391,7 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
   const stp_config *cfg = gen->cfg;
   const stp_upstream_cfg *c = &cfg->upstreams[index];
   upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
   uv_timer_init(loop, &u->timer);
   u->timer.data = u;
   u->timer_open = true;

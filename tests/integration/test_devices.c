@@ -78,3 +78,66 @@ Test(integ, lf_only_device_under_fix_warned_and_nothing_delivered) {
   cr_assert_geq(h_now_ms() - t0, 1000, "the answer came only at idle_timeout");
   cr_assert_eq(h_wait_records(u.record, "message", 1, 500), 0, "nothing delivered");
 }
+
+/* ---- DSN (RFC 3461) from a device using Python's smtplib -------------------- */
+
+static int smtplib_device(int port, char *out, size_t cap) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd,
+           "%s %s/smtplib_device.py --port %d --mail-option RET=HDRS "
+           "--mail-option ENVID=scan-0042+2B1 --rcpt-option NOTIFY=SUCCESS,FAILURE "
+           "--rcpt-option 'ORCPT=rfc822;a@example.com'",
+           H_PYTHON, STP_TOOLS_DIR, port);
+  return h_run(cmd, NULL, 20000, out, cap);
+}
+
+static void one_message_record(const h_upstream *u, char *line, size_t cap) {
+  cr_assert_eq(h_wait_records(u->record, "message", 1, 5000), 1);
+  h_lines l;
+  cr_assert_eq(h_records(u->record, "message", &l), 1);
+  snprintf(line, cap, "%s", l.v[0]);
+  h_lines_free(&l);
+}
+
+Test(integ, dsn_device_parameters_pass_to_a_dsn_upstream) {
+  h_upstream u;
+  h_upstream_start(&u, "starttls", (const char *const[]){"--dsn", NULL});
+  h_proxy px;
+  h_proxy_opts o = {.up_port = u.port};
+  h_proxy_start(&px, &o);
+  char out[2048];
+  cr_assert_eq(smtplib_device(px.port, out, sizeof out), 0, "%s", out);
+  char rec[8192];
+  one_message_record(&u, rec, sizeof rec);
+  bool found;
+  h_json_strlist(rec, "mail_options", "RET=HDRS", &found);
+  cr_assert(found, "%s", rec);
+  h_json_strlist(rec, "mail_options", "ENVID=scan-0042+2B1", &found);
+  cr_assert(found, "%s", rec);
+  h_json_strlist(rec, "rcpt_options", "NOTIFY=SUCCESS,FAILURE", &found);
+  cr_assert(found, "%s", rec);
+  h_json_strlist(rec, "rcpt_options", "ORCPT=rfc822;a@example.com", &found);
+  cr_assert(found, "%s", rec);
+  cr_assert_not(h_file_contains(px.log, "dsn-dropped", 11));
+}
+
+/* aiosmtpd without DSN refuses those parameters (555): the proxy drops
+ * them (RFC 3461 4) and says so, and the message goes through. */
+Test(integ, dsn_device_parameters_dropped_for_an_upstream_without_dsn) {
+  h_upstream u;
+  h_upstream_start(&u, "starttls", NULL);
+  h_proxy px;
+  h_proxy_opts o = {.up_port = u.port};
+  h_proxy_start(&px, &o);
+  char out[2048];
+  cr_assert_eq(smtplib_device(px.port, out, sizeof out), 0, "%s", out);
+  char rec[8192];
+  one_message_record(&u, rec, sizeof rec);
+  bool found;
+  h_json_strlist(rec, "mail_options", "RET=HDRS", &found);
+  cr_assert_not(found, "%s", rec);
+  cr_assert_eq(h_json_strlist(rec, "rcpt_options", NULL, NULL), 0, "%s", rec);
+  const char *need[] = {" dsn-dropped ", "params=RET,ENVID", NULL};
+  char line[1024];
+  cr_assert(h_file_wait_line(px.log, need, 2000, line, sizeof line), "no dsn-dropped line");
+}

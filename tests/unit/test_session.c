@@ -61,8 +61,15 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   (void)c, (void)a;
   call("mail <%s>\n", from);
 }
-static void f_rcpt(void *c, const char *to) {
-  (void)c, call("rcpt <%s>\n", to);
+static void f_rcpt(void *c, const char *to, const smtp_rcpt_dsn *dsn) {
+  (void)c;
+  call("rcpt <%s>", to);
+  char n[64];
+  if (dsn->notify)
+    call(" NOTIFY=%s", smtp_notify_text(dsn->notify, n, sizeof n));
+  if (dsn->orcpt[0])
+    call(" ORCPT=%s", dsn->orcpt);
+  call("%s\n", "");
 }
 static void f_data(void *c) {
   (void)c, call("%sdata\n", "");
@@ -184,7 +191,7 @@ Test(session, ehlo_advertises_exactly_the_spec_set) {
   clear_out();
   feed("EHLO printer.lan\r\n");
   cr_assert_str_eq(F.out, "250-relay.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                          "250 ENHANCEDSTATUSCODES\r\n");
+                          "250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n");
   cr_assert_null(strstr(F.out, "PIPELINING"));
   cr_assert_null(strstr(F.out, "AUTH"));
 }
@@ -1074,4 +1081,26 @@ Test(session, bare_lf_fix_warns_on_lf_dot_lf_naming_lenient) {
   cr_assert_not_null(w, "%s", log);
   cr_assert_not_null(strstr(w, "set bare_lf: lenient on this listener"), "%s", log);
   cr_assert_null(strstr(w + 10, "bare-lf-end-ignored"), "one warning per message: %s", log);
+}
+
+/* ---- DSN ------------------------------------------------------------------------ */
+
+Test(session, dsn_parameters_accepted_and_handed_to_the_upstream) {
+  feed("EHLO dev\r\n");
+  cr_assert_not_null(strstr(F.out, "250-DSN\r\n"));
+  clear_out();
+  feed("MAIL FROM:<scan@dev.lan> RET=HDRS ENVID=scan42\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n");
+  cr_assert_eq(S.mail.ret, SMTP_RET_HDRS);
+  cr_assert_str_eq(S.mail.envid, "scan42");
+  feed("RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com\r\n");
+  session_up_ready(&S, "up", NULL);
+  up_reply(250, "2.1.0 ok");
+  cr_assert_str_eq(F.calls,
+                   "open 1\nmail <scan@dev.lan>\n"
+                   "rcpt <a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com\n");
+  up_reply(250, "2.1.5 ok");
+  clear_out();
+  feed("RCPT TO:<b@example.com> NOTIFY=NEVER,DELAY\r\n");
+  cr_assert_str_eq(F.out, "555 5.5.4 Unsupported or malformed RCPT parameter\r\n");
 }

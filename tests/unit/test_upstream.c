@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/upstream.h"
@@ -331,7 +332,7 @@ Test(upstream, transaction_and_data_timeouts) {
   srv("250 ok\r\n");
   cr_assert_eq(F.last_code, 250);
   clear();
-  cr_assert_eq(upstream_rcpt(&UP, "c@d"), 0);
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", NULL), 0);
   cr_assert_str_eq(F.out, "RCPT TO:<c@d>\r\n");
   srv("250 ok\r\n");
   cr_assert_eq(upstream_data(&UP), 0);
@@ -453,7 +454,7 @@ Test(upstream, transaction_state_for_reuse) {
   upstream_mail(&UP, "a@b", NULL);
   srv("250 ok\r\n");
   cr_assert(UP.in_txn, "MAIL accepted: a transaction is open");
-  upstream_rcpt(&UP, "c@d");
+  upstream_rcpt(&UP, "c@d", NULL);
   srv("550 no\r\n");
   cr_assert(UP.in_txn, "a refused RCPT does not end it");
   upstream_rset(&UP);
@@ -477,4 +478,54 @@ Test(upstream, deferred_local_reply_dropped_after_failure) {
   upstream_run_deferred(&UP);
   cr_assert_eq(F.replies, 0);
   cr_assert_eq(F.failed, 1);
+}
+
+/* DSN (RFC 3461): passed on when the upstream offers DSN ... */
+Test(upstream, dsn_parameters_pass_when_offered) {
+  to_ehlo2("250-mx.test\r\n250-DSN\r\n250 AUTH PLAIN\r\n");
+  srv("235 ok\r\n");
+  clear();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.body = SMTP_BODY_7BIT;
+  a.ret = SMTP_RET_HDRS;
+  snprintf(a.envid, sizeof a.envid, "Q+2B1");
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> RET=HDRS ENVID=Q+2B1\r\n");
+  srv("250 ok\r\n");
+  clear();
+  smtp_rcpt_dsn d = {.notify = SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE};
+  snprintf(d.orcpt, sizeof d.orcpt, "rfc822;c+2Bx@d");
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", &d), 0);
+  cr_assert_str_eq(F.out, "RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d\r\n");
+}
+
+/* ... and dropped, with one log line per transaction, when it does not. */
+Test(upstream, dsn_parameters_dropped_and_logged_without_dsn) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  stp_log_setup(STP_LOG_INFO, 0, fds[1]);
+  upstream_set_log_id(&UP, "sid1");
+  to_ready();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.body = SMTP_BODY_7BIT;
+  a.ret = SMTP_RET_FULL;
+  snprintf(a.envid, sizeof a.envid, "E1");
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b>\r\n");
+  srv("250 ok\r\n");
+  clear();
+  smtp_rcpt_dsn d = {.notify = SMTP_NOTIFY_NEVER};
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", &d), 0);
+  cr_assert_str_eq(F.out, "RCPT TO:<c@d>\r\n");
+  stp_log_setup(STP_LOG_ERROR, 0, 2);
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  buf[n > 0 ? n : 0] = '\0';
+  cr_assert_not_null(strstr(buf, "info dsn-dropped sid=sid1 upstream=up params=RET,ENVID "), "%s",
+                     buf);
+  cr_assert_null(strstr(strstr(buf, "dsn-dropped") + 5, "dsn-dropped"), "once: %s", buf);
 }
