@@ -111,8 +111,9 @@ typedef struct upstream {
   provider_verdict verdict;
   /* XOAUTH2: the 334 error challenge (base64 JSON) before the final reply. */
   char xoauth2_challenge[512];
-  char log_id[16]; /* the session id for log lines, "" when none */
-  bool dsn_logged; /* DSN parameters dropped in this transaction: logged */
+  char log_id[16];   /* the session id for log lines, "" when none */
+  bool dsn_logged;   /* DSN parameters dropped in this transaction: logged */
+  bool helo_refused; /* the first EHLO got 501: our name was refused */
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,

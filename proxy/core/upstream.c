@@ -251,6 +251,10 @@ static void on_ehlo(upstream *u) {
       send_cmd(u, UP_HELO, u->cfg->command_timeout_ms, "HELO %s\r\n", u->helo);
       return;
     }
+    /* 501 is about the argument (Gmail: "501 5.5.4 HELO/EHLO argument ...
+     * invalid, closing connection"): the transport may try once more with
+     * another name. */
+    u->helo_refused = u->state == UP_EHLO && u->reply.code == 501;
     fail_reply(u, UP_FAIL_PROTOCOL, PROV_EHLO, "EHLO refused");
     return;
   }

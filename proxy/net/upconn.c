@@ -43,6 +43,10 @@ struct upconn {
   tok_waiter tw;
   char *token;      /* what this connection authenticates with; cleansed */
   bool tok_retried; /* a refused token was replaced once already */
+  /* An EHLO name the upstream refused (501) is replaced, once, by an
+   * address literal of our end of the connection. */
+  char literal[64]; /* "[192.0.2.1]" / "[IPv6:...]", "" until connected */
+  bool helo_retry;  /* the restart pending or done is that one */
 };
 
 static void maybe_free(upconn *u) {
@@ -140,9 +144,15 @@ static void sm_start_tls(void *ctx) {
 
 static void token_restart(upconn *u);
 
+static void helo_restart(upconn *u);
+
 static void restart_ev_cb(void *arg) {
   upconn *u = arg;
-  if (u->ops)
+  if (!u->ops)
+    return;
+  if (u->helo_retry && u->sm.helo_refused)
+    helo_restart(u);
+  else
     token_restart(u);
 }
 
@@ -180,9 +190,33 @@ static void sm_reply(void *ctx, const smtp_reply *r) {
     u->ops->reply(u->owner, r);
 }
 
+/* Gmail and others refuse an EHLO name that is not a usable host name (a
+ * gethostname() default like "printserver" or "srv_01") with 501 and hang
+ * up. RFC 5321 4.1.4 lets a client without a proper name use an address
+ * literal: try that once, on a new connection, and tell the admin. */
+static bool retry_helo(upconn *u, const char *detail) {
+  if (!u->sm.helo_refused || u->helo_retry || !u->literal[0] || !strcmp(u->sm.helo, u->literal))
+    return false;
+  u->helo_retry = true;
+  stp_kv kv[] = {{"upstream", upconn_cfg(u)->name},
+                 {"helo", u->sm.helo},
+                 {"detail", detail},
+                 {"retry_with", u->literal},
+                 {"hint", "the upstream refused this EHLO name: set helo: on the upstream (or "
+                          "hostname:) to this host's fully qualified name"}};
+  stp_log_kv(STP_LOG_WARN, u->sid, "helo-refused", kv, 5);
+  if (u->st)
+    stream_close(u->st);
+  u->st = NULL;
+  defer_post(u->loop, &u->early_ev, restart_ev_cb, u);
+  return true;
+}
+
 static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   upconn *u = ctx;
   if (!u->ops)
+    return;
+  if (why == UP_FAIL_PROTOCOL && retry_helo(u, detail))
     return;
   if (why == UP_FAIL_AUTH && u->token && !u->tok_retried && u->sm.reply.code >= 400) {
     /* The upstream refused a fetched token (535, or XOAUTH2's 334 error):
@@ -223,6 +257,20 @@ static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer, sm_rea
 
 static void connect_next(upconn *u);
 
+/* Our end of the connection as an RFC 5321 address literal. */
+static void note_local_literal(upconn *u) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  if (uv_tcp_getsockname(stream_tcp(u->st), (struct sockaddr *)&ss, &len) < 0)
+    return;
+  if (ss.ss_family == AF_INET && uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof ip) == 0)
+    snprintf(u->literal, sizeof u->literal, "[%s]", ip);
+  else if (ss.ss_family == AF_INET6 &&
+           uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof ip) == 0)
+    snprintf(u->literal, sizeof u->literal, "[IPv6:%s]", ip);
+}
+
 static void st_connect(void *ctx, const char *error) {
   upconn *u = ctx;
   if (!u->ops)
@@ -240,6 +288,7 @@ static void st_connect(void *ctx, const char *error) {
     return;
   }
   uv_tcp_nodelay(stream_tcp(u->st), 1);
+  note_local_literal(u);
   stream_start(u->st);
   upstream_on_connected(&u->sm);
 }
@@ -365,11 +414,31 @@ static void begin(upconn *u) {
     use_token(u, token);
 }
 
+/* The EHLO-name retry: a fresh machine named by the address literal, on a
+ * new connection (the upstream hung up), with the same token if any. */
+static void helo_restart(upconn *u) {
+  const stp_upstream_cfg *c = upconn_cfg(u);
+  upstream_free(&u->sm);
+  upstream_init(&u->sm, c, u->literal, &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
+  if (u->token)
+    upstream_set_token(&u->sm, u->token);
+  if (u->ai)
+    uv_freeaddrinfo(u->ai);
+  u->ai = u->ai_next = NULL;
+  begin_connect(u);
+}
+
 static void token_restart(upconn *u) {
   const stp_config *cfg = u->gen->cfg;
   const stp_upstream_cfg *c = upconn_cfg(u);
   upstream_free(&u->sm);
-  upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  /* After an EHLO-name retry, the literal stays the name. */
+  upstream_init(&u->sm, c,
+                u->helo_retry ? u->literal
+                : c->helo     ? c->helo
+                              : cfg->hostname,
+                &sm_ops, u);
   upstream_set_log_id(&u->sm, u->sid);
   stp_free_secret(u->token);
   u->token = NULL;

@@ -141,3 +141,40 @@ Test(integ, dsn_device_parameters_dropped_for_an_upstream_without_dsn) {
   char line[1024];
   cr_assert(h_file_wait_line(px.log, need, 2000, line, sizeof line), "no dsn-dropped line");
 }
+
+/* ---- EHLO names an upstream refuses ------------------------------------------ */
+
+/* Gmail answers 501 5.5.4 to an EHLO name it dislikes and hangs up (a
+ * stand-in replays its words): the proxy tries once more, on a new
+ * connection, with an address literal of its own end, and says so. */
+Test(integ, helo_refused_retried_with_address_literal) {
+  h_upstream u;
+  h_replay_start(&u, "gmail-helo-literal-ok");
+  h_proxy px;
+  h_proxy_opts o = {.up_port = u.port};
+  h_proxy_start(&px, &o);
+  h_smtp c;
+  h_smtp_open(&c, px.port, true);
+  static const char body[] = "Subject: helo\r\n\r\nx\r\n";
+  char text[1024];
+  const char *stage;
+  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"a@example.com", NULL},
+                            body, sizeof body - 1, text, sizeof text, &stage);
+  cr_assert_eq(code, 250, "%s: %d %s", stage, code, text);
+  h_lines l;
+  size_t n = h_records(u.record, "command", &l);
+  size_t ehlo = 0;
+  char arg[128];
+  for (size_t i = 0; i < n; i++) {
+    char verb[16];
+    if (h_json_str(l.v[i], "verb", verb, sizeof verb) == 1 && !strcmp(verb, "EHLO") &&
+        h_json_str(l.v[i], "arg", arg, sizeof arg) == 1 && ehlo++ == 1)
+      cr_assert_str_eq(arg, "[127.0.0.1]", "the retry's name");
+  }
+  h_lines_free(&l);
+  cr_assert_geq(ehlo, 2, "the refused name, then the literal");
+  const char *need[] = {" helo-refused ", "helo=proxy.test", "retry_with=[127.0.0.1]", NULL};
+  char line[2048];
+  cr_assert(h_file_wait_line(px.log, need, 2000, line, sizeof line), "no helo-refused line");
+  cr_assert_eq(h_wait_records(u.record, "message", 1, 2000), 1);
+}

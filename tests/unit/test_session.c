@@ -1104,3 +1104,22 @@ Test(session, dsn_parameters_accepted_and_handed_to_the_upstream) {
   feed("RCPT TO:<b@example.com> NOTIFY=NEVER,DELAY\r\n");
   cr_assert_str_eq(F.out, "555 5.5.4 Unsupported or malformed RCPT parameter\r\n");
 }
+
+/* HELO has no extension list, so AUTH is offered only to EHLO devices. A
+ * HELO device that sends AUTH anyway is served; one that waits to be
+ * offered AUTH meets 530 at MAIL on a listener that requires it (README:
+ * give such devices a listener without AUTH, kept tight with allow). */
+Test(session, helo_device_is_not_offered_auth_but_may_use_it) {
+  with_users();
+  clear_out();
+  feed("HELO old-printer\r\n");
+  cr_assert_str_eq(F.out, "250 relay.test\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "530 5.7.0 Authentication required\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.calls, "");
+  /* checked inline (no check_password op): the answer is at once */
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
+}

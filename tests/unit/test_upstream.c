@@ -529,3 +529,23 @@ Test(upstream, dsn_parameters_dropped_and_logged_without_dsn) {
                      buf);
   cr_assert_null(strstr(strstr(buf, "dsn-dropped") + 5, "dsn-dropped"), "once: %s", buf);
 }
+
+/* 501 to the first EHLO is about our name: flagged for the transport's one
+ * retry with an address literal; other refusals are not. */
+Test(upstream, ehlo_501_flags_the_name_as_refused) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("501-5.5.4 HELO/EHLO argument \"relay.test\" invalid, closing connection.\r\n"
+      "501 5.5.4  https://support.google.com/mail/?p=helo x - gsmtp\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert(UP.helo_refused);
+  cr_assert_str_eq(F.reason, "helo_refused");
+}
+
+Test(upstream, ehlo_other_refusal_is_not_about_the_name) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("554 5.7.1 go away\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_not(UP.helo_refused);
+}
