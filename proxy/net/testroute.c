@@ -125,9 +125,23 @@ static void on_ready(void *owner, upconn *u) {
   upstream_mail(upconn_sm(t->up), from, NULL);
 }
 
+/* A refusal the provider table knows: what it means and what to change. */
+static void explain_refusal(const testroute *t, const smtp_reply *r) {
+  static const provider_phase phase[] = {
+      [TR_MAIL] = PROV_MAIL, [TR_RCPT] = PROV_RCPT, [TR_DATA] = PROV_DATA, [TR_DOT] = PROV_DOT};
+  if (r->code < 400 ||
+      (t->step != TR_MAIL && t->step != TR_RCPT && t->step != TR_DATA && t->step != TR_DOT))
+    return;
+  provider_verdict v;
+  provider_classify(&v, phase[t->step], r);
+  if (v.rule)
+    printf("== reason %s (%s): %s\n", v.rule->reason, v.rule->provider, v.rule->hint);
+}
+
 static void on_reply(void *owner, const smtp_reply *r) {
   testroute *t = owner;
   bool ok = r->code / 100 == 2;
+  explain_refusal(t, r);
   switch (t->step) {
   case TR_MAIL:
     if (!ok)

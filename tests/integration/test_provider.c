@@ -268,3 +268,30 @@ Test(integ, tls_expired_still_says_certificate) {
 Test(integ, tls_self_signed_still_says_certificate) {
   cert_case("selfsigned", "certificate verify failed: self signed certificate");
 }
+
+/* --test-route names the provider table's reason and fix as well, for a
+ * failed connection and for a refused transaction. */
+static void test_route_explains(const char *dialogue, const char *want) {
+  h_upstream u;
+  h_replay_start(&u, dialogue);
+  char yaml[8192], path[512], cmd[2048], out[16384];
+  h_proxy_yaml(&(h_proxy_opts){.up_port = u.port}, yaml, sizeof yaml);
+  h_path(path, sizeof path, "route.yaml");
+  h_write_file(path, yaml, strlen(yaml));
+  snprintf(cmd, sizeof cmd,
+           "'%s' -c '%s' --test-route default --from scan@printer.test --to a@example.com",
+           STP_BINARY, path);
+  int rc = h_run(cmd, (char *const[]){H_PW_ENV "=" H_PW, NULL}, 20000, out, sizeof out);
+  cr_assert_eq(rc, 1, "--test-route exit %d:\n%s", rc, out);
+  cr_assert_not_null(strstr(out, want), "%s", out);
+}
+
+Test(integ, test_route_explains_a_failed_connection) {
+  test_route_explains("gmail-5.7.9-app-password",
+                      "== reason app_password_required (Gmail): the Google account has 2-Step");
+}
+
+Test(integ, test_route_explains_a_refused_message) {
+  test_route_explains("ses-identity-not-verified",
+                      "== reason identity_not_verified (Amazon SES): verify the sender");
+}
