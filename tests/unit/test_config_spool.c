@@ -109,13 +109,14 @@ Test(config_spool, spool_route_needs_the_section) {
 }
 
 Test(config_spool, passthrough_listener_cannot_spool) {
-  fails_with("listeners:\n  - name: lan\n    listen: \":0\"\n"
-             "  - name: pt\n    listen: \":1\"\n    tls: implicit\n    auth: passthrough\n" UPS
-                 RT_SPOOL "spool: { dir: /s, notify: a@b.c }\n",
-             "t.yaml:6:10: warning: no certificate: a self-signed one will be generated at start\n"
-             "t.yaml:14:26: error: route 'r' cannot spool: listener 'pt' uses auth: passthrough "
-             "(the device's own password would have to be kept for the retries); set "
-             "match.listener to other listeners or use on_upstream_failure: defer");
+  fails_with(
+      "listeners:\n  - name: lan\n    listen: \":0\"\n"
+      "  - name: pt\n    listen: \":1\"\n    tls: implicit\n    auth: passthrough\n" UPS RT_SPOOL
+      "spool: { dir: /s, notify: a@b.c }\n",
+      "t.yaml:6:10: warning: no certificate: a self-signed one will be generated at start\n"
+      "t.yaml:14:26: error: route 'r' cannot spool: listener 'pt' uses auth: passthrough "
+      "(the device's own password would have to be kept for the retries); set "
+      "match.listener to other listeners or use on_upstream_failure: defer");
 }
 
 Test(config_spool, passthrough_listener_elsewhere_is_fine) {
@@ -152,8 +153,8 @@ Test(config_spool, dir_too_long_for_the_socket) {
   memset(dir, 'd', sizeof dir - 1);
   dir[0] = '/';
   dir[sizeof dir - 1] = '\0';
-  snprintf(yaml, sizeof yaml, LST UPS "routes:\n  - name: r\n    upstream: up\nspool: { dir: %s }\n",
-           dir);
+  snprintf(yaml, sizeof yaml,
+           LST UPS "routes:\n  - name: r\n    upstream: up\nspool: { dir: %s }\n", dir);
   stp_config *cfg = load(yaml);
   cr_assert_null(cfg);
   cr_assert(strstr(diags(), "is too long (at most 94 characters)"), "%s", diags());
@@ -172,8 +173,9 @@ Test(config_spool, relative_dir_resolves_against_the_file) {
   cr_assert_not_null(mkdtemp(dir));
   char path[256], yaml[512];
   snprintf(path, sizeof path, "%s/p.yaml", dir);
-  snprintf(yaml, sizeof yaml, LST UPS "routes:\n  - name: r\n    upstream: up\n"
-                                      "spool: { dir: ./q, notify: a@b.c }\n");
+  snprintf(yaml, sizeof yaml,
+           LST UPS "routes:\n  - name: r\n    upstream: up\n"
+                   "spool: { dir: ./q, notify: a@b.c }\n");
   FILE *f = fopen(path, "w");
   cr_assert_not_null(f);
   fputs(yaml, f);
