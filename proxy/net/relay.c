@@ -359,9 +359,20 @@ static void sess_data_started(void *ctx, uint64_t ms) {
 }
 
 static const session_ops relay_session_ops = {
-    sess_write,   sess_close,    sess_pause,          sess_start_tls,    sess_up_open,
-    sess_up_mail, sess_up_rcpt,  sess_up_data,        sess_up_body,      sess_up_end,
-    sess_up_rset, sess_up_close, sess_check_password, sess_data_started,
+    .write = sess_write,
+    .close = sess_close,
+    .pause = sess_pause,
+    .start_tls = sess_start_tls,
+    .up_open = sess_up_open,
+    .up_mail = sess_up_mail,
+    .up_rcpt = sess_up_rcpt,
+    .up_data = sess_up_data,
+    .up_body = sess_up_body,
+    .up_end = sess_up_end,
+    .up_rset = sess_up_rset,
+    .up_close = sess_up_close,
+    .check_password = sess_check_password,
+    .data_started = sess_data_started,
 };
 
 /* The idle timer restarts on progress (a whole command, or message data),
