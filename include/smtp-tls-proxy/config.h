@@ -191,6 +191,11 @@ void stp_diag_free(stp_diag *d);
  * least one error in diag. Warnings (e.g. inline password) may be added
  * on success. */
 int stp_config_load(const char *path, stp_config **out, stp_diag *diag);
+/* Same, without reading any secret (password_env, password_file, ...:
+ * each becomes a placeholder): for commands that only need the layout,
+ * such as `queue`, run from a shell without the service's environment.
+ * Such a config must never be used to connect anywhere. */
+int stp_config_load_layout(const char *path, stp_config **out, stp_diag *diag);
 /* Same, from a string in memory; `name` is used as FILE in messages.
  * Relative paths inside it resolve against the current directory. */
 int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,

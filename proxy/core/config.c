@@ -520,11 +520,12 @@ void stp_config_free(stp_config *cfg) {
 }
 
 static int load_buffer(const char *name, const char *base, const char *yaml, size_t len,
-                       stp_config **out, stp_diag *diag) {
+                       stp_config **out, stp_diag *diag, bool no_secrets) {
   cfg_ctx c;
   yaml_parser_t parser;
   yaml_document_t doc;
   memset(&c, 0, sizeof c);
+  c.no_secrets = no_secrets;
   c.file = name;
   c.base = base;
   c.src = yaml;
@@ -583,7 +584,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
 
 int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,
                            stp_diag *diag) {
-  return load_buffer(name, NULL, yaml, len, out, diag);
+  return load_buffer(name, NULL, yaml, len, out, diag, false);
 }
 
 /* The absolute directory holding `path` (symlinks are not resolved: the
@@ -650,7 +651,7 @@ static const char *read_text(int fd, char **buf, size_t *cap, size_t *len) {
   }
 }
 
-int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
+static int load_file(const char *path, stp_config **out, stp_diag *diag, bool no_secrets) {
   struct stat st;
   memset(&st, 0, sizeof st);
   *out = NULL;
@@ -676,11 +677,19 @@ int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
     return STP_EIO;
   }
   char *base = config_dir(path);
-  int rc = load_buffer(path, base, buf, len, out, diag);
+  int rc = load_buffer(path, base, buf, len, out, diag, no_secrets);
   free(base);
   wipe("file", buf, cap);
   free(buf);
   return rc;
+}
+
+int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
+  return load_file(path, out, diag, false);
+}
+
+int stp_config_load_layout(const char *path, stp_config **out, stp_diag *diag) {
+  return load_file(path, out, diag, true);
 }
 
 const stp_listener_cfg *stp_config_listener(const stp_config *c, const char *name) {

@@ -191,3 +191,34 @@ Test(config_spool, relative_dir_resolves_against_the_file) {
   unlink(path);
   rmdir(dir);
 }
+
+/* `queue` runs from an operator's shell, without the service's secrets. */
+Test(config_spool, layout_load_reads_no_secret) {
+  char dir[] = "/tmp/stp-cfg-layout-XXXXXX";
+  cr_assert_not_null(mkdtemp(dir));
+  char path[256];
+  snprintf(path, sizeof path, "%s/p.yaml", dir);
+  FILE *f = fopen(path, "w");
+  cr_assert_not_null(f);
+  fputs(LST "upstreams:\n  - name: up\n    host: smtp.example.com\n"
+            "    auth: { username: u, password_env: STP_SURELY_UNSET_VAR,"
+            " }\n  - name: up2\n    host: smtp.example.com\n"
+            "    auth: { username: u, password_file: /nonexistent/secret }\n" RT_SPOOL
+            "spool: { dir: /s, notify: a@b.c }\n",
+        f);
+  fclose(f);
+  stp_config *cfg = NULL;
+  stp_diag_free(&D);
+  memset(&D, 0, sizeof D);
+  cr_assert_lt(stp_config_load(path, &cfg, &D), 0, "a normal load needs the secrets");
+  cr_assert(strstr(diags(), "environment variable STP_SURELY_UNSET_VAR is not set"), "%s", diags());
+  stp_diag_free(&D);
+  memset(&D, 0, sizeof D);
+  cr_assert_eq(stp_config_load_layout(path, &cfg, &D), STP_OK, "%s", diags());
+  cr_assert_str_eq(cfg->spool->dir, "/s");
+  cr_assert_str_eq(cfg->upstreams[0].secret, "(not read)");
+  cr_assert_str_eq(cfg->upstreams[1].secret, "(not read)");
+  stp_config_free(cfg);
+  unlink(path);
+  rmdir(dir);
+}
