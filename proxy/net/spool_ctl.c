@@ -74,7 +74,8 @@ static void do_list(ctl_conn *k) {
   spool_entry **v;
   size_t n = spool_entries(k->c->sp, &v);
   spool_entry **sorted = stp_xcalloc(n ? n : 1, sizeof *sorted);
-  memcpy(sorted, v, n * sizeof *v);
+  if (n)
+    memcpy(sorted, v, n * sizeof *v);
   qsort(sorted, n, sizeof *sorted, by_id);
   uint64_t now = spool_wall_ms();
   char line[2048];

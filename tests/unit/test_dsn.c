@@ -159,8 +159,8 @@ Test(dsn, header_block_of_a_stored_body) {
   n = dsn_header_block("A: 1\r\nB: 2", 11, out, sizeof out);
   cr_assert_eq(n, 6);
   /* Bounded. */
-  char *huge = malloc(3 * DSN_HEADERS_MAX);
-  for (size_t i = 0; i + 1 < 3 * DSN_HEADERS_MAX; i += 10)
+  char *huge = calloc(1, 3 * DSN_HEADERS_MAX);
+  for (size_t i = 0; i + 10 <= 3 * DSN_HEADERS_MAX; i += 10)
     memcpy(huge + i, "X: 12345\r\n", 10);
   n = dsn_header_block(huge, 3 * DSN_HEADERS_MAX - 2, out, sizeof out);
   cr_assert_leq(n, DSN_HEADERS_MAX);
