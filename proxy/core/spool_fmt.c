@@ -343,7 +343,8 @@ static bool parse_done(const char *s, spool_state *st) {
 
 int spool_state_parse(const char *p, size_t n, size_t n_rcpts, spool_state *out) {
   memset(out, 0, sizeof *out);
-  if (n == 0 || n > SPOOL_STATE_MAX || p[n - 1] != '\n' || memchr(p, '\0', n))
+  if (n == 0 || n > SPOOL_STATE_MAX || p[n - 1] != '\n' || memchr(p, '\0', n) ||
+      memchr(p, '\r', n))
     return STP_ESYNTAX;
   char *mem = stp_xmalloc(n);
   memcpy(mem, p, n);
