@@ -391,6 +391,10 @@ static void finish(dlv *d) {
     else
       upconn_detach(u, false); /* never a final dot for it */
   }
+  /* Without the upstream's 2xx to the final dot, an accepted recipient is
+   * not delivered: whatever cut the attempt short, it stays pending. */
+  if (d->step != D_END)
+    settle(d, SPOOL_RCPT_OK, SPOOL_RCPT_TEMP, NULL);
   d->step = D_END;
   size_t n = 0;
   dsn_rcpt *fail = stp_xcalloc(d->e->env.n_rcpts, sizeof *fail);

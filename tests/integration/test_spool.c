@@ -439,3 +439,38 @@ Test(integ, spool_healthz_degraded_and_metrics) {
                         "\"spooled\"} 1"),
             "%s", out);
 }
+
+/* A spooled body that changed on disk (bit rot, a hand edit) is streamed
+ * but never gets the final dot: the hash is checked first. */
+Test(integ, spool_corrupt_body_never_gets_the_final_dot) {
+  int port = h_free_port();
+  h_proxy px;
+  sp_start(&px, port, "starttls", "  retry: [1h]\n");
+  char text[1024], id[32], out[4096], path[512], line[1024];
+  cr_assert_eq(sp_send(px.port, (const char *const[]){"a@example.com", NULL},
+                       "Subject: intact\r\n\r\nthe original text\r\n", text, sizeof text),
+               250);
+  cr_assert(sp_queued_id(text, id));
+  snprintf(path, sizeof path, "%s/spool/queue/%s", h_dir(), id);
+  size_t n;
+  char *file = h_read_file(path, &n);
+  char *at = memmem(file, n, "original", 8);
+  cr_assert_not_null(at);
+  memcpy(at, "ORIGINAL", 8); /* same size: only the hash can tell */
+  h_write_file(path, file, n);
+  free(file);
+  h_upstream u;
+  char p[16];
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-held", id, "hash", NULL}, 10000,
+                             line, sizeof line));
+  h_sleep_ms(500);
+  h_lines l;
+  cr_assert_eq(h_records(u.record, "message", &l), 0, "a corrupt body was delivered");
+  h_lines_free(&l);
+  sp_queue(&px, "list", out, sizeof out);
+  cr_assert(strstr(out, id) && strstr(out, "next=held"), "%s", out);
+}
