@@ -18,12 +18,15 @@
  *   from: ADDR                   (the device's sender; empty for <>)
  *   upstream-from: ADDR          (after the route's rewrite; empty for <>)
  *   body: none | 7bit | 8bitmime / smtputf8: 0 | 1
- *   reason: TEXT                 (why it was spooled, for `queue show`)
+ *   reason: TEXT                 (why it was spooled: SPOOL_REASON_MAX
+ *                                 characters, padded with spaces)
  *   rcpt: ADDR                   (one line per recipient, in order)
- *   size: 20 digits / sha256: 64 hex (of the body; fixed width, so they
- *                                 are filled in once the body is complete)
+ *   size: 20 digits / sha256: 64 hex (of the body)
+ * Reason, size and hash have a fixed width, so they are filled in at the
+ * commit, once the body is complete and the upstream's last word known,
  * then an empty line and the body exactly as it goes upstream: framed,
- * dot-stuffed, header-rewritten, without the final dot.
+ * dot-stuffed, header-rewritten, without the final dot. A message is one
+ * immutable file: no state file is written until its first attempt.
  */
 #ifndef STP_SPOOL_H
 #define STP_SPOOL_H
@@ -63,14 +66,20 @@ typedef struct spool_env {
   char *mem_; /* parsed: the owned text */
 } spool_env;
 
+/* Where the fixed-width fields sit in a formatted header. */
+typedef struct spool_env_offsets {
+  size_t size, hash, reason;
+} spool_env_offsets;
+
 /* Formats the header (with its empty line) into a malloc'd buffer; *len
- * gets its length, *size_off and *hash_off where the size digits and the
- * hash hex sit (spool_env_fill patches them). NULL when a value would
- * break the format (CR, LF or NUL, a bad id) or there are no recipients. */
-char *spool_env_format(const spool_env *e, size_t *len, size_t *size_off, size_t *hash_off);
-/* The fixed-width texts of size and hash, for the offsets above. */
+ * gets its length, *off where the fixed-width fields sit. NULL when a
+ * value would break the format (CR, LF or NUL, a bad id) or there are no
+ * recipients. */
+char *spool_env_format(const spool_env *e, size_t *len, spool_env_offsets *off);
+/* The fixed-width texts of size, hash and reason, for the offsets above. */
 void spool_env_size_text(uint64_t size, char out[SPOOL_SIZE_DIGITS]);
 void spool_env_hash_text(const uint8_t sha256[32], char out[SPOOL_HASH_HEX]);
+void spool_env_reason_text(const char *reason, char out[SPOOL_REASON_MAX]);
 /* Parses a header from p[0..n). Returns 0 and *hdr_len (the body starts
  * there), STP_EAGAIN when no end of header is in p (and n is below
  * SPOOL_HEADER_MAX), or STP_ESYNTAX. */

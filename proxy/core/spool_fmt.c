@@ -81,6 +81,14 @@ void spool_env_size_text(uint64_t size, char out[SPOOL_SIZE_DIGITS]) {
   memcpy(out, tmp, SPOOL_SIZE_DIGITS);
 }
 
+void spool_env_reason_text(const char *reason, char out[SPOOL_REASON_MAX]) {
+  char flat[SPOOL_REASON_MAX + 1];
+  one_line(reason, flat, sizeof flat);
+  size_t n = strlen(flat);
+  memcpy(out, flat, n);
+  memset(out + n, ' ', SPOOL_REASON_MAX - n);
+}
+
 void spool_env_hash_text(const uint8_t sha256[32], char out[SPOOL_HASH_HEX]) {
   static const char hex[] = "0123456789abcdef";
   for (size_t i = 0; i < 32; i++) {
@@ -89,11 +97,11 @@ void spool_env_hash_text(const uint8_t sha256[32], char out[SPOOL_HASH_HEX]) {
   }
 }
 
-char *spool_env_format(const spool_env *e, size_t *len, size_t *size_off, size_t *hash_off) {
+char *spool_env_format(const spool_env *e, size_t *len, spool_env_offsets *off) {
   if (!spool_id_valid(e->id) || e->n_rcpts == 0)
     return NULL;
   sbuf b = {.max = SPOOL_HEADER_MAX};
-  char num[32], reason[SPOOL_REASON_MAX + 1];
+  char num[32], reason[SPOOL_REASON_MAX + 1] = {0};
   sb_add(&b, MAGIC "\n", sizeof MAGIC);
   sb_field(&b, "id", e->id);
   sb_field(&b, "kind", e->kind == SPOOL_KIND_NOTICE ? "notice" : "message");
@@ -106,7 +114,8 @@ char *spool_env_format(const spool_env *e, size_t *len, size_t *size_off, size_t
   sb_field(&b, "upstream-from", e->up_from);
   sb_field(&b, "body", body_names[(unsigned)e->body < 3 ? e->body : 0]);
   sb_field(&b, "smtputf8", e->smtputf8 ? "1" : "0");
-  one_line(e->reason, reason, sizeof reason);
+  spool_env_reason_text(e->reason, reason);
+  off->reason = b.len + strlen("reason: ");
   sb_field(&b, "reason", reason);
   for (size_t i = 0; i < e->n_rcpts; i++) {
     if (!e->rcpts[i] || !e->rcpts[i][0])
@@ -116,9 +125,9 @@ char *spool_env_format(const spool_env *e, size_t *len, size_t *size_off, size_t
   char size[SPOOL_SIZE_DIGITS + 1] = {0}, hash[SPOOL_HASH_HEX + 1] = {0};
   spool_env_size_text(e->size, size);
   spool_env_hash_text(e->sha256, hash);
-  *size_off = b.len + strlen("size: ");
+  off->size = b.len + strlen("size: ");
   sb_field(&b, "size", size);
-  *hash_off = b.len + strlen("sha256: ");
+  off->hash = b.len + strlen("sha256: ");
   sb_field(&b, "sha256", hash);
   sb_add(&b, "\n", 1);
   if (b.bad) {
@@ -218,7 +227,13 @@ static bool parse_fields(lines *l, spool_env *e) {
   if ((v = value_of(next_line(l), "smtputf8")) == NULL || (strcmp(v, "0") && strcmp(v, "1")))
     return false;
   e->smtputf8 = v[0] == '1';
-  return (e->reason = value_of(next_line(l), "reason")) != NULL;
+  char *r = value_of(next_line(l), "reason");
+  if (!r || strlen(r) != SPOOL_REASON_MAX)
+    return false;
+  for (size_t n = SPOOL_REASON_MAX; n > 0 && r[n - 1] == ' '; n--)
+    r[n - 1] = '\0'; /* the padding */
+  e->reason = r;
+  return true;
 }
 
 /* rcpt lines, then size, sha256 and the empty line. */
@@ -343,8 +358,7 @@ static bool parse_done(const char *s, spool_state *st) {
 
 int spool_state_parse(const char *p, size_t n, size_t n_rcpts, spool_state *out) {
   memset(out, 0, sizeof *out);
-  if (n == 0 || n > SPOOL_STATE_MAX || p[n - 1] != '\n' || memchr(p, '\0', n) ||
-      memchr(p, '\r', n))
+  if (n == 0 || n > SPOOL_STATE_MAX || p[n - 1] != '\n' || memchr(p, '\0', n) || memchr(p, '\r', n))
     return STP_ESYNTAX;
   char *mem = stp_xmalloc(n);
   memcpy(mem, p, n);

@@ -35,6 +35,10 @@ struct spool {
   unsigned jobs;  /* in the thread pool */
   unsigned n_ins; /* spool_in alive */
   bool recovered, closing;
+  /* Group commit: renamed messages wait here for one fsync(queue/) that
+   * covers them all; at most one such fsync runs at a time. */
+  struct spool_in *sync_wait;
+  bool syncing;
 };
 
 uint64_t spool_wall_ms(void) {
@@ -291,9 +295,10 @@ void spool_release(spool *sp, spool_entry *e) {
 
 struct spool_in {
   spool *sp;
+  struct spool_in *next; /* waiting for, or in, a queue fsync */
   msgcopy *mc;
   spool_entry *e; /* the envelope as written (owned) */
-  size_t size_off, hash_off;
+  spool_env_offsets off;
   void (*drain)(void *owner);
   void *owner;
   spool_in_done_fn done;
@@ -301,8 +306,6 @@ struct spool_in {
   bool committing, detached, reserved;
   uint64_t body_size, t0;
   char reason[SPOOL_REASON_MAX + 1];
-  uv_work_t w;
-  int err;
 };
 
 static void in_drain_cb(void *arg) {
@@ -311,11 +314,19 @@ static void in_drain_cb(void *arg) {
     in->drain(in->owner);
 }
 
-static uint32_t id_entropy(void) {
-  uint32_t r = 0;
-  if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-    r = (uint32_t)rand();
-  return r;
+/* The low 20 bits of an id: a counter from a random start, so ids of one
+ * process differ unless a million messages arrive in one millisecond,
+ * and a restart is unlikely to meet its predecessor's ids (a commit
+ * would refuse a clash anyway: the rename never replaces a file). */
+static uint32_t id_counter(void) {
+  static uint32_t next;
+  static bool seeded;
+  if (!seeded) {
+    if (getrandom(&next, sizeof next, GRND_NONBLOCK) != (ssize_t)sizeof next)
+      next = (uint32_t)getpid() * 2654435761u;
+    seeded = true;
+  }
+  return next++;
 }
 
 spool_in *spool_in_begin(spool *sp, const spool_env *env, void (*drain)(void *owner), void *owner) {
@@ -325,11 +336,10 @@ spool_in *spool_in_begin(spool *sp, const spool_env *env, void (*drain)(void *ow
   copy.created_ms = spool_wall_ms();
   copy.size = 0;
   memset(copy.sha256, 0, sizeof copy.sha256);
-  do
-    spool_id_make(copy.id, copy.created_ms, id_entropy());
-  while (spool_find(sp, copy.id));
-  size_t len, size_off, hash_off, hdr_len;
-  char *hdr = spool_env_format(&copy, &len, &size_off, &hash_off);
+  spool_id_make(copy.id, copy.created_ms, id_counter());
+  size_t len, hdr_len;
+  spool_env_offsets off;
+  char *hdr = spool_env_format(&copy, &len, &off);
   if (!hdr)
     return NULL;
   spool_in *in = stp_xcalloc(1, sizeof *in);
@@ -342,8 +352,7 @@ spool_in *spool_in_begin(spool *sp, const spool_env *env, void (*drain)(void *ow
   }
   in->sp = sp;
   in->e->hdr_len = hdr_len;
-  in->size_off = size_off;
-  in->hash_off = hash_off;
+  in->off = off;
   in->drain = drain;
   in->owner = owner;
   char path[512];
@@ -405,39 +414,16 @@ static void in_fail(spool_in *in, const char *error) {
   in_free(in, true);
 }
 
-static void commit_work_cb(uv_work_t *w) {
-  spool_in *in = w->data;
-  const char *dir = in->sp->cfg.dir, *id = in->e->env.id;
-  size_t len;
-  char *st = spool_state_format(&in->e->st, &len);
-  /* The state first: a crash between the two renames leaves an orphan
-   * state (removed at start), never a message without its schedule. */
-  int rc = st ? spool_files_write_state(dir, id, st, len, false) : -EINVAL;
-  free(st);
-  if (!rc)
-    rc = spool_files_commit(dir, id);
-  if (rc)
-    spool_files_unlink_tmp(dir, id);
-  in->err = rc;
-}
-
-static void commit_after_cb(uv_work_t *w, int status) {
-  spool_in *in = w->data;
+/* Durable: into the index; the entry moves over from the spool_in. */
+static void in_committed(spool_in *in) {
   spool *sp = in->sp;
-  int err = status < 0 ? status : in->err;
-  sp->jobs--;
-  if (err) {
-    char why[96];
-    snprintf(why, sizeof why, "commit: %s", strerror(-err));
-    in_fail(in, why);
-    return;
-  }
-  spool_entry *e = in->e; /* durable: into the index */
+  spool_entry *e = in->e;
   in->e = NULL;
   e->file_size = e->hdr_len + in->body_size;
   sp->pending_n--;
   sp->pending_bytes -= e->file_size;
   in->reserved = false;
+  spool_state_init(&e->st, e->env.n_rcpts, &sp->cfg, e->env.created_ms, e->env.reason);
   index_add(sp, e);
   log_spooled(in, e);
   if (!in->detached)
@@ -445,17 +431,83 @@ static void commit_after_cb(uv_work_t *w, int status) {
   in_free(in, false);
 }
 
+typedef struct sync_job {
+  uv_work_t w;
+  spool *sp;
+  spool_in *batch;
+  char (*ids)[SPOOL_ID_LEN + 1];
+  size_t n;
+  char *dir;
+  int err;
+} sync_job;
+
+static void start_sync(spool *sp);
+
+static void sync_work_cb(uv_work_t *w) {
+  sync_job *j = w->data;
+  j->err = spool_files_sync_queue(j->dir);
+  /* Not durable: take the renames back, so that no 250 is owed for them. */
+  for (size_t i = 0; j->err && i < j->n; i++)
+    spool_files_unqueue(j->dir, j->ids[i]);
+}
+
+static void sync_after_cb(uv_work_t *w, int status) {
+  sync_job *j = w->data;
+  spool *sp = j->sp;
+  int err = status < 0 ? status : j->err;
+  sp->jobs++; /* held until the batch is answered: none of it may end sp */
+  for (spool_in *in = j->batch, *next; in; in = next) {
+    next = in->next;
+    if (!err) {
+      in_committed(in);
+      continue;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "fsync of queue/: %s", strerror(-err));
+    in_fail(in, why);
+  }
+  sp->jobs -= 2;
+  sp->syncing = false;
+  free(j->ids);
+  free(j->dir);
+  free(j);
+  start_sync(sp);
+  maybe_destroy(sp);
+}
+
+static void start_sync(spool *sp) {
+  if (sp->syncing || !sp->sync_wait)
+    return;
+  sync_job *j = stp_xcalloc(1, sizeof *j);
+  j->w.data = j;
+  j->sp = sp;
+  j->batch = sp->sync_wait;
+  sp->sync_wait = NULL;
+  for (spool_in *in = j->batch; in; in = in->next)
+    j->n++;
+  j->ids = stp_xcalloc(j->n, sizeof *j->ids);
+  size_t i = 0;
+  for (spool_in *in = j->batch; in; in = in->next)
+    memcpy(j->ids[i++], in->e->env.id, SPOOL_ID_LEN + 1);
+  j->dir = stp_xstrdup(sp->cfg.dir);
+  sp->syncing = true;
+  sp->jobs++;
+  (void)uv_queue_work(sp->loop, &j->w, sync_work_cb, sync_after_cb);
+}
+
+/* fsync'd, closed and renamed into queue/: only the directory's fsync is
+ * left, shared with the other commits of the moment. */
 static void closed_cb(void *arg, int err) {
   spool_in *in = arg;
   if (err) {
     char why[96];
-    snprintf(why, sizeof why, "fsync: %s", strerror(-err));
+    snprintf(why, sizeof why, "fsync/rename: %s", strerror(-err));
     in_fail(in, why);
     return;
   }
-  in->sp->jobs++;
-  in->w.data = in;
-  (void)uv_queue_work(in->sp->loop, &in->w, commit_work_cb, commit_after_cb);
+  in->next = in->sp->sync_wait;
+  in->sp->sync_wait = in;
+  start_sync(in->sp);
 }
 
 /* Everything is written: check the limits with the real size, fill in
@@ -485,12 +537,22 @@ static void flushed_cb(void *arg, int err) {
   spool_env *env = &in->e->env;
   env->size = in->body_size;
   msgcopy_digest(in->mc, env->sha256);
-  char size[SPOOL_SIZE_DIGITS], hash[SPOOL_HASH_HEX];
+  char size[SPOOL_SIZE_DIGITS], hash[SPOOL_HASH_HEX], reason[SPOOL_REASON_MAX];
   spool_env_size_text(env->size, size);
   spool_env_hash_text(env->sha256, hash);
-  msgcopy_patch(in->mc, in->size_off, size, sizeof size);
-  msgcopy_patch(in->mc, in->hash_off, hash, sizeof hash);
-  msgcopy_close(in->mc, true, closed_cb, in);
+  spool_env_reason_text(in->reason, reason);
+  msgcopy_patch(in->mc, in->off.size, size, sizeof size);
+  msgcopy_patch(in->mc, in->off.hash, hash, sizeof hash);
+  msgcopy_patch(in->mc, in->off.reason, reason, sizeof reason);
+  /* The entry's reason, as the file now says: the parsed value sits in
+   * the SPOOL_REASON_MAX characters the header reserved for it. */
+  char *r = (char *)env->reason;
+  memcpy(r, reason, sizeof reason);
+  for (size_t n = sizeof reason; n > 0 && r[n - 1] == ' '; n--)
+    r[n - 1] = '\0';
+  char path[512];
+  snprintf(path, sizeof path, "%s/queue/%s", sp->cfg.dir, env->id);
+  msgcopy_close(in->mc, true, path, closed_cb, in);
 }
 
 void spool_in_commit(spool_in *in, const char *reason, spool_in_done_fn done, void *owner) {
@@ -499,8 +561,6 @@ void spool_in_commit(spool_in *in, const char *reason, spool_in_done_fn done, vo
   in->done_owner = owner;
   in->t0 = uv_hrtime() / 1000000u;
   snprintf(in->reason, sizeof in->reason, "%s", reason ? reason : "");
-  spool_env *env = &in->e->env;
-  spool_state_init(&in->e->st, env->n_rcpts, &in->sp->cfg, env->created_ms, in->reason);
   msgcopy_flush(in->mc, flushed_cb, in);
 }
 

@@ -134,34 +134,18 @@ int spool_files_write_state(const char *dir, const char *id, const char *text, s
   return rc;
 }
 
-static int rename_noreplace(const char *from, const char *to) {
-  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
-    return 0;
-  if (errno != EINVAL && errno != ENOSYS)
-    return -errno;
-  /* A file system without RENAME_NOREPLACE: link refuses an existing name. */
-  if (link(from, to) != 0)
-    return -errno;
-  unlink(from);
-  return 0;
+int spool_files_sync_queue(const char *dir) {
+  char q[PATH_CAP];
+  path_of(q, dir, "queue", NULL, NULL);
+  return fsync_dir(q);
 }
 
-int spool_files_commit(const char *dir, const char *id) {
-  char tmp[PATH_CAP], dst[PATH_CAP], q[PATH_CAP];
-  path_of(tmp, dir, "tmp", id, NULL);
-  path_of(dst, dir, "queue", id, NULL);
-  path_of(q, dir, "queue", NULL, NULL);
-  int rc = rename_noreplace(tmp, dst);
-  if (rc)
-    return rc;
-  rc = fsync_dir(q);
-  if (rc) {
-    /* Not durable: take it back, so that no 250 is ever owed for it. */
-    unlink(dst);
-    path_of(dst, dir, "queue", id, ".state");
-    unlink(dst);
-  }
-  return rc;
+void spool_files_unqueue(const char *dir, const char *id) {
+  char p[PATH_CAP];
+  path_of(p, dir, "queue", id, NULL);
+  unlink(p);
+  path_of(p, dir, "queue", id, ".state");
+  unlink(p);
 }
 
 int spool_files_remove(const char *dir, const char *id) {
@@ -173,14 +157,6 @@ int spool_files_remove(const char *dir, const char *id) {
   path_of(p, dir, "queue", NULL, NULL);
   int s = fsync_dir(p);
   return rc ? rc : s;
-}
-
-void spool_files_unlink_tmp(const char *dir, const char *id) {
-  char p[PATH_CAP];
-  path_of(p, dir, "tmp", id, NULL);
-  unlink(p);
-  path_of(p, dir, "tmp", id, ".state");
-  unlink(p);
 }
 
 /* ---- reading queue/ back ------------------------------------------------- */

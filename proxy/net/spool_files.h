@@ -23,12 +23,14 @@ int spool_files_prepare(const char *dir, int *lock_fd, char *err, size_t errlen)
  * renamed over queue/<id>.state. */
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,
                             bool sync);
-/* The commit point: tmp/<id> -> queue/<id> (never over an existing file),
- * then fsync(queue/). The file itself was fsync'd by its writer. */
-int spool_files_commit(const char *dir, const char *id);
+/* fsync(queue/): what makes the renames into it durable. One call covers
+ * every rename that finished before it (group commit). */
+int spool_files_sync_queue(const char *dir);
+/* A rename into queue/ that could not be made durable is taken back:
+ * queue/<id> and queue/<id>.state go, without a sync. */
+void spool_files_unqueue(const char *dir, const char *id);
 /* queue/<id>, then queue/<id>.state, then fsync(queue/). */
 int spool_files_remove(const char *dir, const char *id);
-void spool_files_unlink_tmp(const char *dir, const char *id);
 
 /* What reading queue/ back found. */
 typedef struct spool_scan {

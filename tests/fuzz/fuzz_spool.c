@@ -17,7 +17,8 @@ static bool clean(const char *s) {
 
 static void envelope(const char *in, size_t n) {
   spool_env e, again;
-  size_t hl, len, so, ho, hl2, len2, so2, ho2;
+  size_t hl, len, hl2, len2;
+  spool_env_offsets off, off2;
   int rc = spool_env_parse(in, n, &e, &hl);
   CHECK(rc == STP_OK || rc == STP_EAGAIN || rc == STP_ESYNTAX);
   if (rc != STP_OK)
@@ -27,13 +28,14 @@ static void envelope(const char *in, size_t n) {
         clean(e.up_from) && clean(e.reason));
   for (size_t i = 0; i < e.n_rcpts; i++)
     CHECK(clean(e.rcpts[i]) && e.rcpts[i][0]);
-  char *t = spool_env_format(&e, &len, &so, &ho);
+  char *t = spool_env_format(&e, &len, &off);
   CHECK(t != NULL);
   CHECK(spool_env_parse(t, len, &again, &hl2) == STP_OK && hl2 == len);
   CHECK(again.size == e.size && !memcmp(again.sha256, e.sha256, 32));
   CHECK(again.n_rcpts == e.n_rcpts && !strcmp(again.id, e.id));
-  char *t2 = spool_env_format(&again, &len2, &so2, &ho2);
-  CHECK(t2 && len2 == len && !memcmp(t, t2, len) && so2 == so && ho2 == ho);
+  char *t2 = spool_env_format(&again, &len2, &off2);
+  CHECK(t2 && len2 == len && !memcmp(t, t2, len) && off2.size == off.size &&
+        off2.hash == off.hash && off2.reason == off.reason);
   free(t);
   free(t2);
   spool_env_free(&again);

@@ -39,24 +39,31 @@ static stp_spool_cfg cfg_with(const uint64_t *retry, size_t n) {
 
 Test(spool_fmt, envelope_round_trip_with_patched_size_and_hash) {
   spool_env e = sample();
-  size_t len, so, ho, hl;
-  char *h = spool_env_format(&e, &len, &so, &ho);
+  size_t len, hl;
+  spool_env_offsets off;
+  char *h = spool_env_format(&e, &len, &off);
   cr_assert_not_null(h);
-  cr_assert_str_eq(h, "smtp-tls-proxy-spool 1\n"
-                      "id: 0189c2f3a4b5c6d7\nkind: message\ncreated: 1764547200123\n"
-                      "route: scanners\nlistener: lan\nclient: 192.168.1.5\n"
-                      "from: scan@printer.lan\nupstream-from: scanner@example.com\n"
-                      "body: 8bitmime\nsmtputf8: 1\nreason: 451 4.4.1 Upstream not reachable\n"
-                      "rcpt: a@example.com\nrcpt: b@example.com\nrcpt: \"x y\"@example.com\n"
-                      "size: 00000000000000000000\n"
-                      "sha256: 0000000000000000000000000000000000000000000000000000000000000000\n"
-                      "\n");
+  char want[4096];
+  snprintf(want, sizeof want,
+           "smtp-tls-proxy-spool 1\n"
+           "id: 0189c2f3a4b5c6d7\nkind: message\ncreated: 1764547200123\n"
+           "route: scanners\nlistener: lan\nclient: 192.168.1.5\n"
+           "from: scan@printer.lan\nupstream-from: scanner@example.com\n"
+           "body: 8bitmime\nsmtputf8: 1\nreason: 451 4.4.1 Upstream not reachable"
+           "%*s\n"
+           "rcpt: a@example.com\nrcpt: b@example.com\nrcpt: \"x y\"@example.com\n"
+           "size: 00000000000000000000\n"
+           "sha256: 0000000000000000000000000000000000000000000000000000000000000000\n"
+           "\n",
+           SPOOL_REASON_MAX - 32, "");
+  cr_assert_str_eq(h, want);
   /* What the spool does once the body is complete. */
   uint8_t hash[32];
   for (int i = 0; i < 32; i++)
     hash[i] = (uint8_t)(i * 7);
-  spool_env_size_text(123456, h + so);
-  spool_env_hash_text(hash, h + ho);
+  spool_env_size_text(123456, h + off.size);
+  spool_env_hash_text(hash, h + off.hash);
+  spool_env_reason_text("452 4.2.2 mailbox full\r\nsecond line", h + off.reason);
   char file[4096];
   memcpy(file, h, len);
   memcpy(file + len, "Subject: x\r\n\r\nbody\r\n", 20);
@@ -73,7 +80,7 @@ Test(spool_fmt, envelope_round_trip_with_patched_size_and_hash) {
   cr_assert_str_eq(p.up_from, "scanner@example.com");
   cr_assert_eq(p.body, SMTP_BODY_8BITMIME);
   cr_assert(p.smtputf8);
-  cr_assert_str_eq(p.reason, "451 4.4.1 Upstream not reachable");
+  cr_assert_str_eq(p.reason, "452 4.2.2 mailbox full  second line", "patched, flat");
   cr_assert_eq(p.n_rcpts, 3);
   cr_assert_str_eq(p.rcpts[2], "\"x y\"@example.com");
   cr_assert_eq(p.size, 123456);
@@ -89,8 +96,9 @@ Test(spool_fmt, null_sender_and_notice_kind) {
   e.kind = SPOOL_KIND_NOTICE;
   e.body = SMTP_BODY_NONE;
   e.reason = NULL;
-  size_t len, so, ho, hl;
-  char *h = spool_env_format(&e, &len, &so, &ho);
+  size_t len, hl;
+  spool_env_offsets off;
+  char *h = spool_env_format(&e, &len, &off);
   cr_assert_not_null(h);
   spool_env p;
   cr_assert_eq(spool_env_parse(h, len, &p, &hl), STP_OK);
@@ -104,34 +112,36 @@ Test(spool_fmt, null_sender_and_notice_kind) {
 }
 
 Test(spool_fmt, formatter_refuses_what_would_break_a_line) {
-  size_t len, so, ho;
+  size_t len;
+  spool_env_offsets off;
   spool_env e = sample();
   e.route = "a\nrcpt: evil@x";
-  cr_assert_null(spool_env_format(&e, &len, &so, &ho));
+  cr_assert_null(spool_env_format(&e, &len, &off));
   e = sample();
   const char *bad[] = {"ok@x", "b\r@x"};
   e.rcpts = bad;
   e.n_rcpts = 2;
-  cr_assert_null(spool_env_format(&e, &len, &so, &ho));
+  cr_assert_null(spool_env_format(&e, &len, &off));
   e = sample();
   e.n_rcpts = 0;
-  cr_assert_null(spool_env_format(&e, &len, &so, &ho), "no recipients, no message");
+  cr_assert_null(spool_env_format(&e, &len, &off), "no recipients, no message");
   e = sample();
   snprintf(e.id, sizeof e.id, "../../etc/passw");
-  cr_assert_null(spool_env_format(&e, &len, &so, &ho));
+  cr_assert_null(spool_env_format(&e, &len, &off));
   /* Free text is flattened instead. */
   e = sample();
   e.reason = "451-first\r\n451 second";
-  char *h = spool_env_format(&e, &len, &so, &ho);
+  char *h = spool_env_format(&e, &len, &off);
   cr_assert_not_null(h);
-  cr_assert(strstr(h, "reason: 451-first  451 second\n"));
+  cr_assert(strstr(h, "reason: 451-first  451 second   "));
   free(h);
 }
 
 Test(spool_fmt, parser_refuses_torn_and_foreign_files) {
   spool_env e = sample();
-  size_t len, so, ho, hl;
-  char *h = spool_env_format(&e, &len, &so, &ho);
+  size_t len, hl;
+  spool_env_offsets off;
+  char *h = spool_env_format(&e, &len, &off);
   spool_env p;
   /* Every prefix of the header is incomplete, never half-read. */
   for (size_t n = 0; n < len - 1; n++) {
