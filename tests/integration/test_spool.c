@@ -474,3 +474,120 @@ Test(integ, spool_corrupt_body_never_gets_the_final_dot) {
   sp_queue(&px, "list", out, sizeof out);
   cr_assert(strstr(out, id) && strstr(out, "next=held"), "%s", out);
 }
+
+static long vm_rss_kib(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  char *s = h_read_file(path, NULL);
+  const char *p = s ? strstr(s, "VmRSS:") : NULL;
+  long v = p ? strtol(p + 6, NULL, 10) : -1;
+  free(s);
+  return v;
+}
+
+/* ASan keeps freed memory in quarantine; for an RSS bound the proxy runs
+ * without it (still sanitized). No effect without ASan. */
+static void no_quarantine(void) {
+  const char *old = getenv("ASAN_OPTIONS");
+  char v[1024];
+  snprintf(v, sizeof v, "%s%squarantine_size_mb=0:thread_local_quarantine_size_kb=0",
+           old ? old : "", old && *old ? ":" : "");
+  setenv("ASAN_OPTIONS", v, 1);
+}
+
+/* Sends a message of `mib` MiB in 64 KiB writes, sampling the proxy's
+ * VmRSS; returns the final reply's code and the largest growth seen. */
+static int big_message(h_proxy *px, int mib, long *grew, char *sha_hex, char *text, size_t cap) {
+  static char chunk[64 * 1024];
+  for (size_t i = 0; i < sizeof chunk; i += 64)
+    memcpy(chunk + i, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n", 64);
+  h_sha256 s;
+  h_sha256_init(&s);
+  h_smtp c;
+  h_smtp_open(&c, px->port, true);
+  long rss0 = vm_rss_kib(px->proc->pid), max = rss0;
+  cr_assert_eq(h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test>", text, cap), 250);
+  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<big@example.com>", text, cap), 250, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "DATA", text, cap), 354, "%s", text);
+  for (int i = 0; i < mib * 16; i++) {
+    cr_assert_eq(h_smtp_send(&c, chunk, sizeof chunk), 0, "the proxy stopped reading");
+    h_sha256_update(&s, chunk, sizeof chunk);
+    long r = vm_rss_kib(px->proc->pid);
+    max = r > max ? r : max;
+  }
+  h_smtp_sendstr(&c, ".\r\n");
+  int code = h_smtp_reply(&c, 60000, text, cap);
+  long r = vm_rss_kib(px->proc->pid);
+  *grew = (r > max ? r : max) - rss0;
+  h_sha256_hex(&s, sha_hex);
+  h_smtp_close(&c);
+  return code;
+}
+
+/* 32 MiB into the spool and out again, in bounded memory, while a device
+ * still gets its message through promptly. */
+Test(integ, spool_large_message_bounded_memory_and_devices_first, .timeout = 120) {
+  int port = h_free_port();
+  h_proxy px;
+  no_quarantine();
+  sp_start(&px, port, "starttls", "  retry: [1h]\n");
+  char text[1024], id[32], sha[65], out[4096];
+  long grew;
+  int code = big_message(&px, 32, &grew, sha, text, sizeof text);
+  cr_assert_eq(code, 250, "%s", text);
+  cr_assert(sp_queued_id(text, id), "%s", text);
+  cr_log_info("32 MiB into the spool: VmRSS grew %ld KiB", grew);
+  cr_assert_lt(grew, 16 * 1024, "VmRSS grew by %ld KiB for a 32 MiB spooled message", grew);
+  h_upstream u;
+  char p[16];
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  /* While the runner streams it, a device's own message goes straight. */
+  h_sleep_ms(50);
+  int64_t t0 = h_now_ms();
+  cr_assert_eq(sp_send(px.port, (const char *const[]){"live@example.com", NULL},
+                       "Subject: live\r\n\r\nx\r\n", text, sizeof text),
+               250, "%s", text);
+  int64_t took = h_now_ms() - t0;
+  cr_assert_null(strstr(text, "queued locally"), "the live message was spooled: %s", text);
+  cr_assert_lt(took, 3000, "a device waited %lld ms behind a spool delivery", (long long)took);
+  cr_assert_eq(h_wait_records(u.record, "message", 2, 60000), 2);
+  cr_assert(sp_wait_empty(&px, 10000));
+  h_lines l;
+  h_records(u.record, "message", &l);
+  bool found = false;
+  for (size_t i = 0; i < l.n; i++) {
+    char got[80];
+    if (h_json_str(l.v[i], "data_sha256", got, sizeof got) == 1 && !strcmp(got, sha))
+      found = true;
+  }
+  h_lines_free(&l);
+  cr_assert(found, "the 32 MiB message arrived changed");
+}
+
+/* With the upstream up the copy streams to tmp/ beside the upstream, in
+ * bounded memory, and is dropped after the upstream's 250. */
+Test(integ, spool_copy_of_a_large_message_is_bounded_and_dropped, .timeout = 120) {
+  h_upstream u;
+  h_upstream_start(&u, "starttls", NULL);
+  h_proxy px;
+  no_quarantine();
+  sp_start(&px, u.port, "starttls", "");
+  char text[1024], sha[65];
+  long grew;
+  int code = big_message(&px, 32, &grew, sha, text, sizeof text);
+  cr_assert_eq(code, 250, "%s", text);
+  cr_assert_null(strstr(text, "queued locally"), "%s", text);
+  cr_log_info("32 MiB with its copy: VmRSS grew %ld KiB", grew);
+  cr_assert_lt(grew, 16 * 1024, "VmRSS grew by %ld KiB for a 32 MiB message", grew);
+  cr_assert(sp_wait_tmp_empty(&px, 3000), "the copy was not dropped");
+  cr_assert(sp_queue_dir_empty(&px));
+  h_lines l;
+  cr_assert_eq(h_records(u.record, "message", &l), 1);
+  char got[80];
+  h_json_str(l.v[0], "data_sha256", got, sizeof got);
+  cr_assert_str_eq(got, sha);
+  h_lines_free(&l);
+}
