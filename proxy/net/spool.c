@@ -197,6 +197,8 @@ typedef struct entry_job {
   size_t len;
   int err;
   char why[128];
+  char *dir; /* the worker's own copies: a reload may replace sp->cfg */
+  char id[SPOOL_ID_LEN + 1];
 } entry_job;
 
 static void entry_next(spool *sp, spool_entry *e);
@@ -204,9 +206,9 @@ static void entry_next(spool *sp, spool_entry *e);
 static void entry_work_cb(uv_work_t *w) {
   entry_job *j = w->data;
   if (j->remove)
-    j->err = spool_files_remove(j->sp->cfg.dir, j->e->env.id);
+    j->err = spool_files_remove(j->dir, j->id);
   else
-    j->err = spool_files_write_state(j->sp->cfg.dir, j->e->env.id, j->text, j->len, true);
+    j->err = spool_files_write_state(j->dir, j->id, j->text, j->len, true);
 }
 
 static void entry_after_cb(uv_work_t *w, int status) {
@@ -231,6 +233,7 @@ static void entry_after_cb(uv_work_t *w, int status) {
     entry_next(sp, e);
   }
   free(j->text);
+  free(j->dir);
   free(j);
   maybe_destroy(sp);
 }
@@ -242,6 +245,7 @@ static void entry_start(spool *sp, spool_entry *e, bool remove, const char *why)
   j->e = e;
   j->remove = remove;
   snprintf(j->why, sizeof j->why, "%s", why && *why ? why : "");
+  memcpy(j->id, e->env.id, sizeof j->id);
   if (!remove) {
     j->text = spool_state_format(&e->st, &j->len);
     e->st_dirty = false;
@@ -250,6 +254,7 @@ static void entry_start(spool *sp, spool_entry *e, bool remove, const char *why)
       return;
     }
   }
+  j->dir = stp_xstrdup(sp->cfg.dir);
   e->jobbing = true;
   sp->jobs++;
   (void)uv_queue_work(sp->loop, &j->w, entry_work_cb, entry_after_cb);
