@@ -69,7 +69,11 @@ Test(integ, spool_dot_4xx_then_success) {
   h_upstream u;
   h_fault_start(&u, "dot-451-then-ok", "starttls", "server");
   h_proxy px;
-  sp_start(&px, u.port, "starttls", "  retry: [1s]\n");
+  int mport = h_free_port();
+  char top[128], yaml[8192];
+  snprintf(top, sizeof top, "metrics: { listen: \"127.0.0.1:%d\" }\n", mport);
+  sp_yaml_top(u.port, "starttls", "  retry: [1s]\n", top, yaml, sizeof yaml);
+  h_proxy_start_yaml(&px, yaml);
   static const char body[] = "Subject: greylisted\r\n\r\nbody\r\n";
   char text[1024], id[32];
   int code =
@@ -95,6 +99,13 @@ Test(integ, spool_dot_4xx_then_success) {
   free(d1);
   free(d2);
   h_lines_free(&l);
+  char cmd[128], out[16384];
+  snprintf(cmd, sizeof cmd, "curl -s http://127.0.0.1:%d/metrics", mport);
+  cr_assert_eq(h_run(cmd, NULL, 10000, out, sizeof out), 0);
+  cr_assert(strstr(out, "smtp_proxy_spool_deliveries_total{result=\"delivered\"} 1\n"), "%s", out);
+  cr_assert(strstr(out, "smtp_proxy_messages_total{route=\"default\",upstream=\"up\",result="
+                        "\"spooled\"} 1\n"),
+            "%s", out);
 }
 
 Test(integ, spool_5xx_is_never_spooled) {
