@@ -7,17 +7,22 @@
 #include <string.h>
 #include <uv.h>
 
-#include "smtp-tls-proxy/config.h"
-#include "smtp-tls-proxy/log.h"
 #include "net/defer.h"
 #include "net/server.h"
+#include "net/spool_ctl.h"
 #include "net/testroute.h"
+#include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/queuectl.h"
 
 static void usage(FILE *f) {
   fputs("usage: smtp-tls-proxy -c FILE              run in the foreground, logs to stderr\n"
         "       smtp-tls-proxy -c FILE --check      validate the configuration and exit\n"
         "       smtp-tls-proxy -c FILE --test-route ROUTE --from A --to B\n"
         "                                           send one test message through ROUTE\n"
+        "       smtp-tls-proxy -c FILE queue list | show ID | retry [ID] | hold ID |\n"
+        "                                    release ID | delete ID\n"
+        "                                           the running proxy's spool\n"
         "       smtp-tls-proxy --version | --help\n",
         f);
 }
@@ -26,6 +31,8 @@ typedef struct args {
   const char *config;
   bool check;
   const char *test_route, *from, *to;
+  int queue_argc; /* `queue ...`: the words after "queue" */
+  char **queue_argv;
 } args;
 
 /* 0 ok, 1 usage error, 2 handled (version/help). */
@@ -42,6 +49,10 @@ static int parse_args(int argc, char **argv, args *a) {
     } else if (!strcmp(s, "--check")) {
       a->check = true;
       continue;
+    } else if (!strcmp(s, "queue")) {
+      a->queue_argc = argc - i - 1;
+      a->queue_argv = argv + i + 1;
+      break;
     } else if (!strcmp(s, "-c") || !strcmp(s, "--config")) {
       slot = &a->config;
     } else if (!strcmp(s, "--test-route")) {
@@ -67,14 +78,32 @@ static int parse_args(int argc, char **argv, args *a) {
   return 0;
 }
 
-static stp_config *load(const char *path) {
+/* Warnings are for starting and --check; `queue` shows errors only and
+ * needs no secrets (it runs from an operator's shell). */
+static stp_config *load(const char *path, bool queue) {
   stp_config *cfg = NULL;
   stp_diag diag = {0};
-  int rc = stp_config_load(path, &cfg, &diag);
+  int rc = queue ? stp_config_load_layout(path, &cfg, &diag) : stp_config_load(path, &cfg, &diag);
+  bool warnings = !queue;
   for (size_t i = 0; i < diag.n; i++)
-    fprintf(stderr, "%s\n", diag.lines[i]);
+    if (warnings || !strstr(diag.lines[i], ": warning: "))
+      fprintf(stderr, "%s\n", diag.lines[i]);
   stp_diag_free(&diag);
   return rc < 0 ? NULL : cfg;
+}
+
+/* `queue ...`: one request to the running proxy over the control socket. */
+static int queue_command(const args *a, stp_config *cfg) {
+  char line[QUEUECTL_LINE_MAX], err[256];
+  int rc = 1;
+  if (!cfg->spool)
+    fprintf(stderr, "smtp-tls-proxy: %s has no spool: section\n", a->config);
+  else if (queuectl_from_args(a->queue_argc, a->queue_argv, line, sizeof line, err, sizeof err))
+    fprintf(stderr, "smtp-tls-proxy: %s\n", err);
+  else
+    rc = spool_ctl_client(cfg->spool->dir, line);
+  stp_config_free(cfg);
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -85,9 +114,11 @@ int main(int argc, char **argv) {
       usage(stderr);
     return rc == 2 ? 0 : 1;
   }
-  stp_config *cfg = load(a.config);
+  stp_config *cfg = load(a.config, a.queue_argv != NULL);
   if (!cfg)
     return 1;
+  if (a.queue_argv)
+    return queue_command(&a, cfg);
   if (a.check) {
     printf("%s: configuration OK (%zu listeners, %zu upstreams, %zu routes)\n", a.config,
            cfg->n_listeners, cfg->n_upstreams, cfg->n_routes);
@@ -95,6 +126,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   signal(SIGPIPE, SIG_IGN);
+  /* libuv's thread pool runs DNS, password hashes and every spool write
+   * and fsync; 4 threads (its default) would let a burst of fsyncs delay
+   * a device's DNS lookup. An operator's own setting wins. */
+  setenv("UV_THREADPOOL_SIZE", "16", 0);
   /* Message data passes through 64 KiB write buffers that are freed as
    * soon as written; without this, glibc hands the top of the heap back
    * to the kernel on every free and faults it in again on the next

@@ -142,7 +142,24 @@ typedef struct stp_route_cfg {
   char *rewrite_header_from; /* NULL: keep */
   stp_pos pos;
   char *rate_limit; /* "N/period" as written (validated); NULL if not given */
+  /* on_upstream_failure: spool (default defer): what every upstream of the
+   * route could not take right now goes to the spool (stp_config.spool). */
+  bool spool;
+  stp_pos spool_pos; /* where on_upstream_failure was written */
 } stp_route_cfg;
+
+/* The optional `spool:` section (config_spool.c). */
+typedef struct stp_spool_cfg {
+  char *dir;             /* absolute; created 0700 at start */
+  uint64_t max_size;     /* bytes of committed messages; default 2 GiB */
+  uint64_t max_messages; /* default 10000 */
+  uint64_t *retry_ms;    /* intervals between attempts, then the last again */
+  size_t n_retry;        /* >= 1; default 1m, 5m, 15m, 1h */
+  uint64_t max_age_ms;   /* then a failure notice; default 5 days */
+  char *notify;          /* receives every failure notice; NULL: none */
+  bool notify_sender;    /* also the envelope sender (never <>) */
+  stp_pos pos;
+} stp_spool_cfg;
 
 typedef struct stp_config {
   char *path;
@@ -157,6 +174,7 @@ typedef struct stp_config {
   size_t n_upstreams;
   stp_route_cfg *routes;
   size_t n_routes;
+  stp_spool_cfg *spool; /* NULL: no spool, every route is pass-through */
 } stp_config;
 
 /* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"
@@ -174,6 +192,11 @@ void stp_diag_free(stp_diag *d);
  * least one error in diag. Warnings (e.g. inline password) may be added
  * on success. */
 int stp_config_load(const char *path, stp_config **out, stp_diag *diag);
+/* Same, without reading any secret (password_env, password_file, ...:
+ * each becomes a placeholder): for commands that only need the layout,
+ * such as `queue`, run from a shell without the service's environment.
+ * Such a config must never be used to connect anywhere. */
+int stp_config_load_layout(const char *path, stp_config **out, stp_diag *diag);
 /* Same, from a string in memory; `name` is used as FILE in messages.
  * Relative paths inside it resolve against the current directory. */
 int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,

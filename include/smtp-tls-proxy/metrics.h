@@ -67,6 +67,13 @@ void metrics_upstream_latency(const char *upstream, const char *phase, double se
 /* smtp_proxy_upstream_pool_connections{upstream} (gauge, set). */
 void metrics_pool_size(const char *upstream, long n);
 
+/* smtp_proxy_spool_messages, smtp_proxy_spool_bytes and
+ * smtp_proxy_spool_oldest_seconds (gauges, set together). */
+void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds);
+/* smtp_proxy_spool_deliveries_total{result}; result: delivered | deferred
+ * | failed (5xx) | expired (max_age). */
+void metrics_spool_delivery(const char *result);
+
 /* The exact length of the text metrics_render would write now. */
 size_t metrics_render_size(void);
 /* Write the exposition text into buf: at most cap bytes, whole lines only,

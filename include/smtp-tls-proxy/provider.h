@@ -110,6 +110,13 @@ const char *provider_rule_device_reply(const provider_rule *r, provider_phase ph
  * first phase (for the README). */
 provider_phase provider_rule_typical_phase(const provider_rule *r);
 
+/* The one log line for a matched refusal inside a transaction,
+ * "upstream-refused" with reason=, the provider's words and hint= (and the
+ * metric): for a device's message (client set) and for a spooled one (id
+ * set) alike. v->rule must be set. */
+void provider_log_refusal(const char *sid, const char *upstream, const char *client,
+                          const char *id, const provider_verdict *v);
+
 /* The README's "When a provider says no" row for r (no newline). */
 const char *provider_readme_row(const provider_rule *r, char *buf, size_t cap);
 

@@ -35,6 +35,7 @@
 #include "smtp-tls-proxy/limits.h"
 #include "smtp-tls-proxy/rewrite.h"
 #include "smtp-tls-proxy/smtp.h"
+#include "smtp-tls-proxy/spool.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -74,6 +75,21 @@ typedef struct session_ops {
   /* Optional: a message's DATA began (our 354 is out); call
    * session_on_data_deadline() after `ms` unless it has ended by then. */
   void (*data_started)(void *ctx, uint64_t ms);
+  /* Routes with on_upstream_failure: spool (session_spool.c); all NULL:
+   * nothing is ever spooled. Whether the spool can take a message now
+   * (below max_size and max_messages). */
+  bool (*spool_room)(void *ctx);
+  /* Keep a copy of the message: its envelope at our 354 (id and created
+   * are the owner's), then every framed byte as it would go upstream,
+   * also while the upstream is gone. The owner bounds the memory (on disk,
+   * reading from the device paused while its writes lag). */
+  void (*copy_begin)(void *ctx, const spool_env *env);
+  void (*copy_body)(void *ctx, const char *p, size_t n);
+  /* Make the copy durable in the spool (`reason`: why, for the log and
+   * `queue show`) and report with session_spooled(). */
+  void (*copy_commit)(void *ctx, const char *reason);
+  /* Drop the copy: the upstream took the message, or nobody will. */
+  void (*copy_discard)(void *ctx);
 } session_ops;
 
 typedef enum { SS_CMD = 0, SS_WAIT, SS_DATA, SS_DATA_DISCARD, SS_TLS, SS_CLOSED } session_state;
@@ -85,23 +101,24 @@ typedef enum {
   W_DATA,
   W_DOT,
   W_RSET,
-  W_AUTH, /* passthrough: the upstream checks the device's credentials */
-  W_HASH, /* auth: users: the password hash is checked off the loop */
+  W_AUTH,  /* passthrough: the upstream checks the device's credentials */
+  W_HASH,  /* auth: users: the password hash is checked off the loop */
+  W_SPOOL, /* the copy of the message is being made durable */
 } session_wait;
 
 #define SESSION_MAX_AUTH_FAILURES 3
 
 /* An upstream outcome that arrived while the session was busy. */
-typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD } session_outcome_kind;
+typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD, SO_SPOOLED } session_outcome_kind;
 typedef struct session_outcome {
   session_outcome_kind kind;
   upstream_fail why;         /* SO_FAILED */
   const provider_rule *rule; /* SO_FAILED: the provider table's row, or NULL */
   provider_phase phase;      /* SO_FAILED: where it failed (with rule) */
-  bool ok;                   /* SO_PASSWORD */
+  bool ok;                   /* SO_PASSWORD, SO_SPOOLED */
   bool has_tls;              /* SO_READY */
-  char name[64], tls[16];
-  smtp_reply reply; /* SO_REPLY */
+  char name[64], tls[16];    /* SO_READY; SO_SPOOLED: name is the id or the error */
+  smtp_reply reply;          /* SO_REPLY */
 } session_outcome;
 
 typedef struct session {
@@ -151,6 +168,12 @@ typedef struct session {
   stp_limits *limits;   /* rate limits of this generation; NULL: none */
   uint64_t progress;    /* complete commands handled + DATA bytes taken */
   bool auth_user_known; /* the user of the hash check in flight exists */
+  /* spool routes (session_spool.c) */
+  bool spool_mode;   /* this transaction goes to the spool, not upstream */
+  bool copying;      /* ops->copy_begin was called for this message */
+  char **kept_rcpts; /* accepted recipients, kept for the spool */
+  unsigned n_kept;
+  char spool_fail[256]; /* the 4xx line pass-through would have given */
   /* Re-entry guard: set while the session processes input or an outcome. */
   bool pumping;
   session_outcome *early; /* ring of SESSION_EARLY_MAX; NULL until needed */
@@ -201,6 +224,9 @@ void session_up_failed(session *s, upstream_fail why);
 void session_up_failed_verdict(session *s, upstream_fail why, const provider_verdict *v);
 /* The answer to ops->check_password. */
 void session_password_checked(session *s, bool ok);
+/* The answer to ops->copy_commit: ok with the spool id, or the reason it
+ * could not be made durable. */
+void session_spooled(session *s, bool ok, const char *id_or_error);
 
 const char *session_state_name(session_state st);
 const char *session_wait_name(session_wait w);

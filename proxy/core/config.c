@@ -39,6 +39,7 @@
 
 #include "config_file.h"
 #include "config_listener.h"
+#include "config_spool.h"
 #include "config_upstream.h"
 #include "config_values.h"
 #include "smtp-tls-proxy/lanauth.h"
@@ -58,10 +59,10 @@ static unsigned long g_load_seq;
 /* Routes                                                                    */
 
 /* clang-format off */
-enum { R_NAME, R_MATCH, R_UPSTREAM, R_REWRITE, R_RATE, R_N };
+enum { R_NAME, R_MATCH, R_UPSTREAM, R_REWRITE, R_RATE, R_ONFAIL, R_N };
 static const char *const route_keys[R_N] = {
   [R_NAME] = "name", [R_MATCH] = "match", [R_UPSTREAM] = "upstream", [R_REWRITE] = "rewrite",
-  [R_RATE] = "rate_limit"};
+  [R_RATE] = "rate_limit", [R_ONFAIL] = "on_upstream_failure"};
 enum { M_LISTENER, M_CLIENT, M_AUTHUSER, M_FROM, M_RCPT, M_N };
 static const char *const match_keys[M_N] = {
   [M_LISTENER] = "listener", [M_CLIENT] = "client", [M_AUTHUSER] = "auth_user",
@@ -122,6 +123,17 @@ static bool valid_address(const char *s) {
   return true;
 }
 
+/* defer | spool; the spool rules are checked once every section is read
+ * (cfg_check_spool_routes). */
+static void parse_on_failure(cfg_ctx *c, yaml_node_t *n, stp_route_cfg *r) {
+  static const char *const names[] = {"defer", "spool", NULL};
+  int e;
+  if (cfg_parse_enum(c, n, "on_upstream_failure", names, "defer or spool", &e)) {
+    r->spool = e == 1;
+    r->spool_pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
+  }
+}
+
 static void parse_route(cfg_ctx *c, yaml_node_t *n, stp_route_cfg *r) {
   yaml_node_t *k[R_N], *v[R_N];
   r->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
@@ -172,6 +184,8 @@ static void parse_route(cfg_ctx *c, yaml_node_t *n, stp_route_cfg *r) {
   }
   if (v[R_RATE])
     cfg_parse_rate_limit(c, v[R_RATE], &r->rate_limit);
+  if (v[R_ONFAIL])
+    parse_on_failure(c, v[R_ONFAIL], r);
 }
 
 static bool route_matches_all(const stp_route_cfg *r) {
@@ -183,11 +197,11 @@ static bool route_matches_all(const stp_route_cfg *r) {
 /* Top level                                                                 */
 
 /* clang-format off */
-enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_N };
+enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_SPOOL, T_N };
 static const char *const top_keys[T_N] = {
   [T_HOSTNAME] = "hostname", [T_LOG] = "log", [T_METRICS] = "metrics",
   [T_GRACE] = "shutdown_grace", [T_LISTENERS] = "listeners", [T_UPSTREAMS] = "upstreams",
-  [T_ROUTES] = "routes"};
+  [T_ROUTES] = "routes", [T_SPOOL] = "spool"};
 /* clang-format on */
 
 static int log_level_of(const char *s) {
@@ -371,7 +385,10 @@ static void parse_root(cfg_ctx *c, yaml_node_t *root) {
     parse_metrics(c, v[T_METRICS]);
   if (v[T_GRACE])
     cfg_parse_duration(c, v[T_GRACE], "shutdown_grace", true, &cfg->shutdown_grace_ms);
+  if (v[T_SPOOL])
+    cfg_parse_spool(c, v[T_SPOOL]);
   parse_sections(c, root, k, v);
+  cfg_check_spool_routes(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -495,6 +512,7 @@ void stp_config_free(stp_config *cfg) {
     free(r->rate_limit);
   }
   free(cfg->routes);
+  cfg_free_spool(cfg->spool);
   free(cfg->path);
   free(cfg->hostname);
   free(cfg->metrics_listen);
@@ -502,11 +520,12 @@ void stp_config_free(stp_config *cfg) {
 }
 
 static int load_buffer(const char *name, const char *base, const char *yaml, size_t len,
-                       stp_config **out, stp_diag *diag) {
+                       stp_config **out, stp_diag *diag, bool no_secrets) {
   cfg_ctx c;
   yaml_parser_t parser;
   yaml_document_t doc;
   memset(&c, 0, sizeof c);
+  c.no_secrets = no_secrets;
   c.file = name;
   c.base = base;
   c.src = yaml;
@@ -565,7 +584,7 @@ static int load_buffer(const char *name, const char *base, const char *yaml, siz
 
 int stp_config_load_string(const char *name, const char *yaml, size_t len, stp_config **out,
                            stp_diag *diag) {
-  return load_buffer(name, NULL, yaml, len, out, diag);
+  return load_buffer(name, NULL, yaml, len, out, diag, false);
 }
 
 /* The absolute directory holding `path` (symlinks are not resolved: the
@@ -632,7 +651,7 @@ static const char *read_text(int fd, char **buf, size_t *cap, size_t *len) {
   }
 }
 
-int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
+static int load_file(const char *path, stp_config **out, stp_diag *diag, bool no_secrets) {
   struct stat st;
   memset(&st, 0, sizeof st);
   *out = NULL;
@@ -658,11 +677,19 @@ int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
     return STP_EIO;
   }
   char *base = config_dir(path);
-  int rc = load_buffer(path, base, buf, len, out, diag);
+  int rc = load_buffer(path, base, buf, len, out, diag, no_secrets);
   free(base);
   wipe("file", buf, cap);
   free(buf);
   return rc;
+}
+
+int stp_config_load(const char *path, stp_config **out, stp_diag *diag) {
+  return load_file(path, out, diag, false);
+}
+
+int stp_config_load_layout(const char *path, stp_config **out, stp_diag *diag) {
+  return load_file(path, out, diag, true);
 }
 
 const stp_listener_cfg *stp_config_listener(const stp_config *c, const char *name) {

@@ -62,6 +62,8 @@ static char *read_secret_file(cfg_ctx *c, const yaml_node_t *n, const char *key)
   struct stat st;
   if (!s)
     return NULL;
+  if (c->no_secrets)
+    return stp_xstrdup(CFG_SECRET_NOT_READ);
   char *path = cfg_resolve_path(c, s);
   int fd = cfg_open_regular(c, n, key, path, &st);
   if (fd < 0) {
@@ -128,6 +130,8 @@ static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) 
     cfg_err(c, n, "bad %s '%s' (expected an environment variable name)", key, s);
     return NULL;
   }
+  if (c->no_secrets)
+    return stp_xstrdup(CFG_SECRET_NOT_READ);
   const char *v = getenv(s);
   if (!v)
     cfg_err(c, n, "environment variable %s is not set", s);

@@ -21,6 +21,7 @@
 #include "smtp-tls-proxy/config.h"
 
 #define CFG_DEFAULT_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+#define CFG_SECRET_NOT_READ "(not read)"
 
 /* A diagnostic waiting to be sorted by position (seq keeps ties stable). */
 typedef struct cfg_pending_diag {
@@ -38,6 +39,7 @@ typedef struct cfg_ctx {
   yaml_document_t *doc;
   stp_config *cfg;
   unsigned long load_seq; /* this load's number, given to its token sources */
+  bool no_secrets;        /* stp_config_load_layout: secrets are not read */
   cfg_pending_diag *p;
   size_t np, cap, n_errors;
 } cfg_ctx;

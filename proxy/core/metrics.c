@@ -39,6 +39,10 @@ enum {
   F_REFUSED,
   F_SESSIONS_ACTIVE,
   F_SESSIONS_TOTAL,
+  F_SPOOL_BYTES,
+  F_SPOOL_DELIVERIES,
+  F_SPOOL_MESSAGES,
+  F_SPOOL_OLDEST,
   F_UP_FAILURES,
   F_UP_LATENCY,
   F_POOL,
@@ -81,6 +85,21 @@ static const family families[F_COUNT] = {
         {"smtp_proxy_sessions_active", "Client sessions open now.", T_GAUGE, 1, {"listener"}},
     [F_SESSIONS_TOTAL] =
         {"smtp_proxy_sessions_total", "Client sessions started.", T_COUNTER, 1, {"listener"}},
+    [F_SPOOL_BYTES] =
+        {"smtp_proxy_spool_bytes", "Bytes of the messages in the local spool.", T_GAUGE, 0, {NULL}},
+    [F_SPOOL_DELIVERIES] = {"smtp_proxy_spool_deliveries_total",
+                            "Delivery attempts from the local spool by result "
+                            "(delivered, deferred, failed = 5xx, expired = max_age).",
+                            T_COUNTER,
+                            1,
+                            {"result"}},
+    [F_SPOOL_MESSAGES] =
+        {"smtp_proxy_spool_messages", "Messages in the local spool.", T_GAUGE, 0, {NULL}},
+    [F_SPOOL_OLDEST] = {"smtp_proxy_spool_oldest_seconds",
+                        "Age of the oldest message in the local spool (0 when empty).",
+                        T_GAUGE,
+                        0,
+                        {NULL}},
     [F_UP_FAILURES] = {"smtp_proxy_upstream_failures_total",
                        "Upstream failures and provider refusals by reason "
                        "(dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, "
@@ -273,6 +292,20 @@ void metrics_pool_size(const char *upstream, long n) {
   series *s = lookup(F_POOL, upstream, NULL, NULL);
   if (s)
     s->gauge = n;
+}
+
+void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds) {
+  const unsigned fam[3] = {F_SPOOL_MESSAGES, F_SPOOL_BYTES, F_SPOOL_OLDEST};
+  const uint64_t val[3] = {messages, bytes, oldest_seconds};
+  for (size_t i = 0; i < 3; i++) {
+    series *s = lookup(fam[i], NULL, NULL, NULL);
+    if (s)
+      s->gauge = val[i] > INT64_MAX ? INT64_MAX : (int64_t)val[i];
+  }
+}
+
+void metrics_spool_delivery(const char *result) {
+  counter_add(F_SPOOL_DELIVERIES, result, NULL, NULL, 1);
 }
 
 /* --- rendering ------------------------------------------------------------ */

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/sasl.h"
 #include "smtp-tls-proxy/util.h"
 
@@ -421,4 +423,19 @@ const char *provider_readme_row(const provider_rule *r, char *buf, size_t cap) {
   snprintf(buf, cap, "| %s | `%s` | `%s` | `%s` | %s |", r->provider, what, dev, r->reason,
            r->hint);
   return buf;
+}
+
+void provider_log_refusal(const char *sid, const char *upstream, const char *client, const char *id,
+                          const provider_verdict *v) {
+  const provider_rule *row = v->rule;
+  stp_kv kv[] = {{"upstream", upstream && upstream[0] ? upstream : "-"},
+                 {"client", client},
+                 {"id", id},
+                 {"phase", provider_phase_name(v->phase)},
+                 {"reason", row->reason},
+                 {"provider", row->provider},
+                 {"provider_reply", v->reply},
+                 {"hint", row->hint}};
+  stp_log_kv(STP_LOG_WARN, sid, "upstream-refused", kv, sizeof kv / sizeof *kv);
+  metrics_upstream_failure(upstream ? upstream : "", row->reason);
 }

@@ -240,6 +240,12 @@ void session_password_checked(session *s, bool ok) {
   deliver(s, &o);
 }
 
+void session_spooled(session *s, bool ok, const char *id_or_error) {
+  session_outcome o = {.kind = SO_SPOOLED, .ok = ok};
+  snprintf(o.name, sizeof o.name, "%s", id_or_error ? id_or_error : "");
+  deliver(s, &o);
+}
+
 void session_up_skipped(session *s, const char *skipped) {
   snprintf(s->up_skipped, sizeof s->up_skipped, "%s", skipped ? skipped : "");
 }
@@ -308,6 +314,8 @@ void session_init(session *s, const stp_config *cfg, const stp_listener_cfg *lcf
 }
 
 void session_free(session *s) {
+  s->copying = false; /* the owner drops its copy itself */
+  session_out_txn_clear(s);
   session_auth_forget(s);
   session_data_stop(s);
   smtp_lr_free(&s->lr);

@@ -8,7 +8,9 @@
 #include <string.h>
 
 #include "session_auth.h"
+#include "session_data.h"
 #include "session_out.h"
+#include "session_spool.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/route.h"
@@ -186,7 +188,25 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
     }
   }
   s->route = rt;
+  if (s->spool_mode) {
+    session_spool_accept_rcpt(s);
+    return;
+  }
   rcpt_advance(s);
+}
+
+/* DATA of a transaction in spool mode: our own 354, unless the spool
+ * filled up meanwhile (then the 4xx pass-through would have given). */
+static void data_spooled(session *s) {
+  if (!s->ops->spool_room(s->ctx)) {
+    session_out_reply(s, s->spool_fail[0]
+                             ? s->spool_fail
+                             : "451 4.4.1 Upstream not reachable, try again later\r\n");
+    session_out_log_message(s, "deferred", "spool full");
+    session_out_txn_clear(s);
+    return;
+  }
+  session_data_start(s);
 }
 
 static void cmd_data(session *s, const smtp_cmd *c) {
@@ -204,6 +224,10 @@ static void cmd_data(session *s, const smtp_cmd *c) {
   }
   if (s->n_rcpt == 0) {
     session_out_reply(s, "554 5.5.1 Error: no valid recipients\r\n");
+    return;
+  }
+  if (s->spool_mode) {
+    data_spooled(s);
     return;
   }
   session_out_wait_for(s, W_DATA);

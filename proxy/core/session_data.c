@@ -8,12 +8,19 @@
 #include "session_data.h"
 
 #include "session_out.h"
+#include "session_spool.h"
 #include "smtp-tls-proxy/log.h"
 
+/* Framed, rewritten bytes: upstream unless the transaction is spooled,
+ * and to the copy for the spool when one is kept. */
 static void emit_upstream(void *ctx, const char *p, size_t n) {
   session *s = ctx;
-  if (s->state == SS_DATA)
+  if (s->state != SS_DATA)
+    return;
+  if (!s->spool_mode)
     s->ops->up_body(s->ctx, p, n);
+  if (s->copying)
+    s->ops->copy_body(s->ctx, p, n);
 }
 
 /* Framed bytes: through the header rewrite_ctx when the route wants one. */
@@ -68,12 +75,16 @@ static void finish_data(session *s) {
     session_out_state(s, SS_CMD);
     return;
   }
+  if (s->spool_mode) {
+    session_spool_commit(s, NULL, UP_FAIL_NONE);
+    return;
+  }
   session_out_wait_for(s, W_DOT);
   s->ops->up_end(s->ctx);
 }
 
 /* Our 354 is out: frame the device's message from here on. */
-void session_data_begin(session *s) {
+static void session_data_begin(session *s) {
   data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT, s->lcfg->max_message_size);
   if (s->lcfg->bare_lf == STP_BARELF_LENIENT)
     data_framer_allow_lf_end(&s->framer);
@@ -93,6 +104,15 @@ static void warn_lf_end(session *s) {
                   "(CRLF . CRLF is): it will wait until idle_timeout. If every line it sends ends "
                   "in LF and the device is trusted, set bare_lf: lenient on this listener"}};
   stp_log_kv(STP_LOG_WARN, s->sid, "bare-lf-end-ignored", kv, sizeof kv / sizeof *kv);
+}
+
+void session_data_start(session *s) {
+  session_out_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+  session_data_begin(s);
+  session_spool_copy_begin(s);
+  session_out_done_waiting(s, SS_DATA);
+  if (s->ops->data_started)
+    s->ops->data_started(s->ctx, s->lcfg->data_deadline_ms);
 }
 
 /* Message bytes: framed towards the upstream; at the end of data the

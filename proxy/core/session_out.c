@@ -9,6 +9,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
@@ -63,7 +64,7 @@ void session_out_relay(session *s, const smtp_reply *r) {
 
 const char *session_wait_name(session_wait w) {
   static const char *const names[] = {"none", "open", "mail", "rcpt", "data",
-                                      "dot",  "rset", "auth", "hash"};
+                                      "dot",  "rset", "auth", "hash", "spool"};
   return (unsigned)w < sizeof names / sizeof *names ? names[w] : "?";
 }
 
@@ -128,7 +129,24 @@ void session_out_log_relayed(session *s, const smtp_reply *r) {
                           line);
 }
 
+/* The transaction's copy for the spool and its recipients go with it. */
+static void spool_txn_clear(session *s) {
+  if (s->copying) {
+    s->copying = false;
+    if (s->ops->copy_discard)
+      s->ops->copy_discard(s->ctx);
+  }
+  for (unsigned i = 0; i < s->n_kept; i++)
+    free(s->kept_rcpts[i]);
+  free(s->kept_rcpts);
+  s->kept_rcpts = NULL;
+  s->n_kept = 0;
+  s->spool_mode = false;
+  s->spool_fail[0] = '\0';
+}
+
 void session_out_txn_clear(session *s) {
+  spool_txn_clear(s);
   s->have_mail = false;
   s->txn_failed = false;
   s->data_lost = false;

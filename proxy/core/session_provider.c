@@ -12,8 +12,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "smtp-tls-proxy/log.h"
-#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/provider.h"
 
 static bool wait_phase(session_wait w, provider_phase *ph) {
@@ -35,19 +33,6 @@ static bool wait_phase(session_wait w, provider_phase *ph) {
   }
 }
 
-static void log_refusal(session *s, const provider_verdict *v) {
-  const provider_rule *row = v->rule;
-  stp_kv kv[] = {{"upstream", s->up_name[0] ? s->up_name : "-"},
-                 {"client", s->client_ip},
-                 {"phase", provider_phase_name(v->phase)},
-                 {"reason", row->reason},
-                 {"provider", row->provider},
-                 {"provider_reply", v->reply},
-                 {"hint", row->hint}};
-  stp_log_kv(STP_LOG_WARN, s->sid, "upstream-refused", kv, sizeof kv / sizeof *kv);
-  metrics_upstream_failure(s->up_name, row->reason);
-}
-
 const smtp_reply *session_provider_reply(session *s, const smtp_reply *r, smtp_reply *mapped) {
   provider_phase ph;
   if (r->code < 400 || !wait_phase(s->wait, &ph))
@@ -56,7 +41,7 @@ const smtp_reply *session_provider_reply(session *s, const smtp_reply *r, smtp_r
   provider_classify(&v, ph, r);
   if (!v.rule)
     return r; /* unknown: relayed as it is, as before */
-  log_refusal(s, &v);
+  provider_log_refusal(s->sid, s->up_name, s->client_ip, NULL, &v);
   char line[256];
   provider_device_reply(&v, line, sizeof line);
   memset(mapped, 0, sizeof *mapped);

@@ -13,6 +13,7 @@
 #include "session_data.h"
 #include "session_out.h"
 #include "session_provider.h"
+#include "session_spool.h"
 
 static void apply_password(session *s, bool ok) {
   if (s->state != SS_WAIT || s->wait != W_HASH)
@@ -41,15 +42,27 @@ static void apply_ready(session *s, const char *upstream_name, const char *tls_v
 }
 
 static void apply_reply_data(session *s, const smtp_reply *r) {
-  if (r->code == 354) {
-    session_out_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
-    session_data_begin(s);
-    session_out_done_waiting(s, SS_DATA);
-    if (s->ops->data_started)
-      s->ops->data_started(s->ctx, s->lcfg->data_deadline_ms);
+  /* A temporary refusal of DATA on a spool route: our own 354. */
+  if (r->code == 354 || session_spool_switch(s, r, UP_FAIL_NONE)) {
+    session_data_start(s);
     return;
   }
   session_out_relay(s, r);
+  session_out_done_waiting(s, SS_CMD);
+}
+
+/* The reply to the final dot. A temporary one on a route that kept a copy
+ * sends the copy to the spool; any other ends the copy's use. */
+static void apply_reply_dot(session *s, const smtp_reply *r) {
+  if (s->copying && session_spool_temporary(s, r, UP_FAIL_NONE)) {
+    s->up_in_txn = false;
+    session_spool_commit(s, r, UP_FAIL_NONE);
+    return;
+  }
+  session_out_relay(s, r);
+  session_out_log_relayed(s, r);
+  session_out_txn_clear(s);
+  s->up_in_txn = false;
   session_out_done_waiting(s, SS_CMD);
 }
 
@@ -66,25 +79,32 @@ void session_up_apply_reply(session *s, const smtp_reply *r) {
       s->ops->up_rcpt(s->ctx, s->rcpt.addr, &s->rcpt_dsn);
       return;
     }
+    if (session_spool_switch(s, r, UP_FAIL_NONE)) {
+      session_spool_accept_rcpt(s);
+      break;
+    }
     /* The upstream refused the sender: that is this RCPT's answer. */
     session_out_relay(s, r);
     if (s->n_rcpt == 0)
       s->route = -1;
     break;
   case W_RCPT:
-    session_out_relay(s, r);
-    if (r->code / 100 == 2)
+    if (r->code / 100 == 2) {
+      session_out_relay(s, r);
+      session_spool_keep_rcpt(s, s->rcpt.addr);
       s->n_rcpt++;
+    } else if (session_spool_switch(s, r, UP_FAIL_NONE)) {
+      session_spool_accept_rcpt(s);
+    } else {
+      session_out_relay(s, r);
+    }
     break;
   case W_DATA:
     apply_reply_data(s, r);
     return;
   case W_DOT:
-    session_out_relay(s, r);
-    session_out_log_relayed(s, r);
-    session_out_txn_clear(s);
-    s->up_in_txn = false;
-    break;
+    apply_reply_dot(s, r);
+    return;
   case W_RSET:
     s->up_in_txn = false;
     session_out_reply(s, "250 2.0.0 Ok\r\n");
@@ -95,7 +115,40 @@ void session_up_apply_reply(session *s, const smtp_reply *r) {
   session_out_done_waiting(s, SS_CMD);
 }
 
-static void apply_failed_wait(session *s, const char *r, bool had_rcpts) {
+/* On a spool route a failure before the final dot switches the
+ * transaction to spool mode, and one after it commits the copy: true when
+ * that took over the answer. */
+static bool spool_failed_wait(session *s, upstream_fail why) {
+  switch (s->wait) {
+  case W_OPEN:
+  case W_MAIL:
+  case W_RCPT:
+    if (!session_spool_switch(s, NULL, why))
+      return false;
+    session_spool_accept_rcpt(s);
+    session_out_done_waiting(s, SS_CMD);
+    return true;
+  case W_DATA:
+    if (!session_spool_switch(s, NULL, why))
+      return false;
+    session_data_start(s);
+    return true;
+  case W_DOT:
+    /* The upstream may or may not have taken it: the spool sends it again
+     * (the one duplicate SPEC allows), never a lost scan. */
+    if (!s->copying)
+      return false;
+    session_spool_commit(s, NULL, why);
+    return true;
+  default:
+    return false;
+  }
+}
+
+/* r: the device's reply (the provider table's, or the generic one). */
+static void apply_failed_wait(session *s, upstream_fail why, const char *r, bool had_rcpts) {
+  if (spool_failed_wait(s, why))
+    return;
   switch (s->wait) {
   case W_OPEN:
   case W_MAIL:
@@ -132,13 +185,18 @@ static void apply_failed(session *s, upstream_fail why, const char *reply) {
   s->up_in_txn = false;
   s->up_route = -1;
   if (s->state == SS_DATA) {
+    if (s->copying) {
+      /* The copy takes the rest of the message; the spool delivers it. */
+      session_spool_lost_in_data(s, why);
+      return;
+    }
     /* Keep reading the device's data to its end, then answer 4xx. */
     s->data_lost = true;
     session_out_state(s, SS_DATA_DISCARD);
     return;
   }
   if (s->state != SS_WAIT) {
-    if (had_rcpts)
+    if (had_rcpts && !session_spool_switch(s, NULL, why))
       s->txn_failed = true;
     return;
   }
@@ -155,7 +213,7 @@ static void apply_failed(session *s, upstream_fail why, const char *reply) {
     session_auth_upstream_failed(s, why);
     return;
   }
-  apply_failed_wait(s, reply ? reply : session_fail_reply(why), had_rcpts);
+  apply_failed_wait(s, why, reply ? reply : session_fail_reply(why), had_rcpts);
 }
 
 void session_up_apply(session *s, const session_outcome *o) {
@@ -175,6 +233,9 @@ void session_up_apply(session *s, const session_outcome *o) {
   }
   case SO_PASSWORD:
     apply_password(s, o->ok);
+    return;
+  case SO_SPOOLED:
+    session_spool_apply(s, o->ok, o->name);
     return;
   }
 }

@@ -23,6 +23,7 @@ typedef struct srv_gen {
   tls_ctx **lan_tls;    /* per listener; NULL for tls: none */
   stp_limits limits;    /* rate limits and upstream back-off */
   struct up_pool *pool; /* idle upstream connections; NULL once closed */
+  struct spool *spool;  /* the server's spool (outlives generations); NULL: none */
 } srv_gen;
 
 /* Build the TLS contexts for cfg (the generation owns cfg from now on,

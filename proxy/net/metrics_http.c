@@ -34,6 +34,7 @@ struct metrics_http {
   uv_tcp_t srv;
   bool (*healthy)(void *);
   void *ctx;
+  bool (*degraded)(void *ctx, char *why, size_t cap);
   mh_conn *conns;
   unsigned n_conns;
   bool stopping;
@@ -190,6 +191,14 @@ static void answer(mh_conn *c, int rc, const http1_request *req) {
   case METRICS_HTTP_HEALTHZ: {
     metrics_http *h = c->h;
     bool ok = !h->stopping && (!h->healthy || h->healthy(h->ctx));
+    char why[256], body[300];
+    if (ok && h->degraded && h->degraded(h->ctx, why, sizeof why)) {
+      /* Still 200: a liveness probe that failed would restart the proxy,
+       * which frees no disk and loses the connections (README). */
+      snprintf(body, sizeof body, "degraded: %s\n", why);
+      respond(c, 200, TEXT, "", body, head);
+      break;
+    }
     respond(c, ok ? 200 : 503, TEXT, "", ok ? "ok\n" : "unhealthy\n", head);
     break;
   }
@@ -294,6 +303,12 @@ int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void
   }
   *out = h;
   return 0;
+}
+
+void metrics_http_set_degraded(metrics_http *h,
+                               bool (*degraded)(void *ctx, char *why, size_t cap)) {
+  if (h)
+    h->degraded = degraded;
 }
 
 void metrics_http_stop(metrics_http *h) {

@@ -31,6 +31,10 @@ typedef struct metrics_http metrics_http;
 int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void *), void *ctx,
                        metrics_http **out, char *err, size_t errlen);
 
+/* Optional: while healthy, /healthz answers 200 "degraded: <why>" when
+ * degraded(ctx, why, cap) is true (a spool above 90% of max_size). */
+void metrics_http_set_degraded(metrics_http *h, bool (*degraded)(void *ctx, char *why, size_t cap));
+
 /* Stop listening and close every connection, answered or not. Memory is
  * released from close callbacks, so the loop must run once more. NULL is a
  * no-op. */

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "defer.h"
+#include "msgcopy.h"
 #include "pool.h"
 #include "relay.h"
 #include "smtp-tls-proxy/backoff.h"
@@ -34,13 +35,19 @@
 #include "smtp-tls-proxy/session.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
+#include "spool.h"
 #include "stream.h"
 #include "upconn.h"
 
 #define RELAY_CLOSE_GRACE_MS 10000 /* bound on flushing our last reply */
 #define RELAY_EVQ_MAX 4            /* outcomes known at once, awaiting the loop */
 
-typedef enum { RELAY_EV_READY, RELAY_EV_FAILED, RELAY_EV_PASSWORD } relay_ev_kind;
+typedef enum {
+  RELAY_EV_READY,
+  RELAY_EV_FAILED,
+  RELAY_EV_PASSWORD,
+  RELAY_EV_UNSPOOLED /* a commit with no copy to commit */
+} relay_ev_kind;
 typedef struct relay_ev {
   relay_ev_kind kind;
   upstream_fail why; /* RELAY_EV_FAILED */
@@ -67,6 +74,8 @@ struct relay {
   bool closing;
   bool refusing;
   bool pause_session, pause_bp, pause_client_bp;
+  bool pause_copy_bp;   /* the spool copy's writes lag behind */
+  spool_in *copy;       /* routes that spool: the message's copy */
   bool greet_after_tls; /* implicit TLS: the greeting waits for the handshake */
   bool up_ready;
   struct hash_job *hash_job; /* a password check in the thread pool */
@@ -117,7 +126,8 @@ static void relay_close(relay *r) {
 /* The device is read unless the session holds input, the upstream's write
  * queue is full, or the device does not read our replies. */
 static void update_client_reading(relay *r) {
-  stream_pause(r->client, r->pause_session || r->pause_bp || r->pause_client_bp);
+  stream_pause(r->client,
+               r->pause_session || r->pause_bp || r->pause_client_bp || r->pause_copy_bp);
 }
 
 /* The upstream drained, or went away: its back-pressure no longer holds
@@ -173,6 +183,9 @@ static void relay_ev_cb(void *arg) {
       break;
     case RELAY_EV_PASSWORD:
       session_password_checked(sess_for_delivery(r), ev.ok);
+      break;
+    case RELAY_EV_UNSPOOLED:
+      session_spooled(sess_for_delivery(r), false, "spool unavailable");
       break;
     }
   }
@@ -354,10 +367,90 @@ static void sess_data_started(void *ctx, uint64_t ms) {
   uv_timer_start(&r->data_timer, data_timer_cb, ms, 0);
 }
 
+/* ---- the copy for the spool (routes with on_upstream_failure: spool) ---- */
+
+static bool sess_spool_room(void *ctx) {
+  relay *r = ctx;
+  return r->gen->spool && spool_room(r->gen->spool);
+}
+
+static void end_copy_backpressure(relay *r) {
+  if (r->pause_copy_bp) {
+    r->pause_copy_bp = false;
+    update_client_reading(r);
+  }
+}
+
+static void copy_drain_cb(void *owner) {
+  end_copy_backpressure(owner);
+}
+
+static void relay_drop_copy(relay *r) {
+  spool_in_release(r->copy); /* a commit under way still finishes */
+  r->copy = NULL;
+  end_copy_backpressure(r);
+}
+
+static void sess_copy_begin(void *ctx, const spool_env *env) {
+  relay *r = ctx;
+  relay_drop_copy(r);
+  if (r->gen->spool)
+    r->copy = spool_in_begin(r->gen->spool, env, copy_drain_cb, r);
+}
+
+/* The device is read no faster than the copy is written. */
+static void sess_copy_body(void *ctx, const char *p, size_t n) {
+  relay *r = ctx;
+  if (!r->copy)
+    return;
+  spool_in_body(r->copy, p, n);
+  if (spool_in_queued(r->copy) > MSGCOPY_HIGH_WATER && !r->pause_copy_bp) {
+    r->pause_copy_bp = true;
+    update_client_reading(r);
+  }
+}
+
+static void copy_committed_cb(void *owner, bool ok, const char *id_or_error) {
+  relay *r = owner;
+  r->copy = NULL;
+  end_copy_backpressure(r);
+  session_spooled(sess_for_delivery(r), ok, id_or_error);
+}
+
+static void sess_copy_commit(void *ctx, const char *reason) {
+  relay *r = ctx;
+  if (!r->copy) {
+    relay_post(r, (relay_ev){.kind = RELAY_EV_UNSPOOLED});
+    return;
+  }
+  end_copy_backpressure(r);
+  spool_in_commit(r->copy, reason, copy_committed_cb, r);
+}
+
+static void sess_copy_discard(void *ctx) {
+  relay_drop_copy(ctx);
+}
+
 static const session_ops relay_session_ops = {
-    sess_write,   sess_close,    sess_pause,          sess_start_tls,    sess_up_open,
-    sess_up_mail, sess_up_rcpt,  sess_up_data,        sess_up_body,      sess_up_end,
-    sess_up_rset, sess_up_close, sess_check_password, sess_data_started,
+    .write = sess_write,
+    .close = sess_close,
+    .pause = sess_pause,
+    .start_tls = sess_start_tls,
+    .up_open = sess_up_open,
+    .up_mail = sess_up_mail,
+    .up_rcpt = sess_up_rcpt,
+    .up_data = sess_up_data,
+    .up_body = sess_up_body,
+    .up_end = sess_up_end,
+    .up_rset = sess_up_rset,
+    .up_close = sess_up_close,
+    .check_password = sess_check_password,
+    .data_started = sess_data_started,
+    .spool_room = sess_spool_room,
+    .copy_begin = sess_copy_begin,
+    .copy_body = sess_copy_body,
+    .copy_commit = sess_copy_commit,
+    .copy_discard = sess_copy_discard,
 };
 
 /* The idle timer restarts on progress (a whole command, or message data),
@@ -421,6 +514,7 @@ static void client_on_closed(void *ctx) {
   if (r->hash_job) /* it finishes on its own; its answer goes nowhere */
     r->hash_job->r = NULL;
   relay_drop_upstream(r, false);
+  relay_drop_copy(r);
   if (!uv_is_closing((uv_handle_t *)&r->idle_timer))
     uv_close((uv_handle_t *)&r->idle_timer, timer_closed_cb);
   if (!uv_is_closing((uv_handle_t *)&r->data_timer))
@@ -511,21 +605,6 @@ static bool record_failure(relay *r, size_t index, upstream_fail why, bool befor
 /* One line per failed connection. A refusal the provider table knows is
  * logged by its reason word, the provider's own words and the fix; the
  * metric counts it under that word too. */
-static void log_upstream_failed(relay *r, const stp_upstream_cfg *c, upstream_fail why,
-                                const char *detail, const provider_verdict *v) {
-  const provider_rule *row = v ? v->rule : NULL;
-  stp_kv kv[] = {{"upstream", c->name},
-                 {"host", c->host},
-                 {"reason", row ? row->reason : upstream_fail_name(why)},
-                 {"failure", row ? upstream_fail_name(why) : NULL},
-                 {"phase", row ? provider_phase_name(v->phase) : NULL},
-                 {"provider", row ? row->provider : NULL},
-                 {"provider_reply", row ? v->reply : NULL},
-                 {"hint", row ? row->hint : NULL},
-                 {"detail", row ? NULL : detail}};
-  stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, sizeof kv / sizeof *kv);
-  metrics_upstream_failure(c->name, row ? row->reason : upstream_fail_name(why));
-}
 
 static void up_failed(void *owner, upstream_fail why, const char *detail,
                       const provider_verdict *v) {
@@ -548,7 +627,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail,
     relay_try_upstream(r, false);
     return;
   }
-  log_upstream_failed(r, c, why, detail, v);
+  upconn_log_failed(r->sid, NULL, c, why, detail, v);
   end_upstream_backpressure(r);
   if (record_failure(r, index, why, !was_ready)) {
     relay_try_upstream(r, false);

@@ -22,8 +22,26 @@
 #include "server.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
+#include "spool.h"
+#include "spool_ctl.h"
+#include "spool_run.h"
+
+/* Once no session is left: the runner cuts its deliveries (they are tried
+ * again at the next start), the control socket closes, the spool frees
+ * itself when its last job has ended. */
+static void stop_spool(server *srv) {
+  spool_run_stop(srv->spool_run);
+  spool_ctl_stop(srv->spool_ctl);
+  spool_close(srv->spool);
+  srv->spool_run = NULL;
+  srv->spool_ctl = NULL;
+  srv->spool = NULL;
+  if (srv->gen)
+    srv->gen->spool = NULL;
+}
 
 static void close_signals(server *srv) {
+  stop_spool(srv);
   uv_close((uv_handle_t *)&srv->sig_term, NULL);
   uv_close((uv_handle_t *)&srv->sig_int, NULL);
   uv_close((uv_handle_t *)&srv->sig_hup, NULL);
@@ -87,6 +105,24 @@ static void signal_cb(uv_signal_t *h, int signum) {
   server_stop(srv);
 }
 
+/* The queue stays across reloads; the spool takes the new limits and
+ * schedule, the runner the new routes and upstreams. Opening or moving
+ * the spool directory needs a restart (it is locked and read back once). */
+static void reload_spool(server *srv, srv_gen *g) {
+  const stp_spool_cfg *sc = g->cfg->spool;
+  g->spool = srv->spool;
+  if (srv->spool && sc)
+    spool_reconfigure(srv->spool, sc);
+  if (!srv->spool != !sc) {
+    stp_kv kv[] = {{"spool", sc ? "added" : "removed"},
+                   {"effect", sc ? "routes pass through until a restart"
+                                 : "the queue keeps being delivered until a restart"}};
+    stp_log_kv(STP_LOG_WARN, NULL, "reload-spool-needs-restart", kv, 2);
+  }
+  if (srv->spool_run)
+    spool_run_set_gen(srv->spool_run, g);
+}
+
 int server_reload(server *srv) {
   stp_config *cfg = NULL;
   stp_diag diag = {0};
@@ -132,6 +168,7 @@ int server_reload(server *srv) {
   old->pool = NULL;
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
+  reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
       char why[256];
@@ -141,6 +178,30 @@ int server_reload(server *srv) {
   srv_gen_unref(old);
   stp_log_setup(g->cfg->log_level, g->cfg->log_format == STP_LOG_JSON, 2);
   stp_log_kv(STP_LOG_INFO, NULL, "reloaded", NULL, 0);
+  return 0;
+}
+
+static bool server_degraded(void *ctx, char *why, size_t cap) {
+  server *srv = ctx;
+  return srv->spool && spool_degraded(srv->spool, why, cap);
+}
+
+/* The spool is opened (and queue/ read back) before the listeners, so
+ * that tmp/ is emptied before any session writes to it. */
+static int start_spool(server *srv, const stp_config *cfg) {
+  char err[512];
+  if (!cfg->spool)
+    return 0;
+  int rc = spool_open(srv->loop, cfg->spool, &srv->spool, err, sizeof err);
+  if (rc == 0) {
+    srv->gen->spool = srv->spool;
+    srv->spool_run = spool_run_new(srv->loop, srv->spool, srv->gen);
+    rc = spool_ctl_start(srv->loop, srv->spool, srv->spool_run, &srv->spool_ctl, err, sizeof err);
+  }
+  if (rc < 0) {
+    fprintf(stderr, "smtp-tls-proxy: %s\n", err);
+    return STP_EIO;
+  }
   return 0;
 }
 
@@ -178,6 +239,10 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
   uv_signal_start(&srv->sig_term, signal_cb, SIGTERM);
   uv_signal_start(&srv->sig_int, signal_cb, SIGINT);
   uv_signal_start(&srv->sig_hup, signal_cb, SIGHUP);
+  if (start_spool(srv, cfg) < 0) {
+    server_stop(srv);
+    return STP_EIO;
+  }
   for (size_t i = 0; i < cfg->n_listeners; i++) {
     char why[256];
     int rc = open_listener(srv, srv->gen, i, why, sizeof why);
@@ -197,6 +262,7 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
       server_stop(srv);
       return rc;
     }
+    metrics_http_set_degraded(srv->metrics, server_degraded);
   }
   stp_log_kv(STP_LOG_INFO, NULL, "started", NULL, 0);
   return 0;

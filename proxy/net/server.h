@@ -2,7 +2,8 @@
  *
  * Owns: the current configuration generation (gen.h), every listener
  * (listener.h) current and retired, the signal handlers, the shutdown grace
- * timer and the metrics server. Guarantees: see server.c.
+ * timer, the metrics server, and the spool with its queue runner and
+ * control socket (they outlive generations: a reload keeps the queue). Guarantees: see server.c.
  */
 #ifndef STP_SERVER_H
 #define STP_SERVER_H
@@ -23,6 +24,9 @@ typedef struct server {
   uv_timer_t grace;
   bool stopping;
   struct metrics_http *metrics; /* /metrics and /healthz; NULL when off */
+  struct spool *spool;          /* spool: section at start; NULL when none */
+  struct spool_run *spool_run;
+  struct spool_ctl *spool_ctl;
   const char *config_path;
 } server;
 

@@ -18,6 +18,7 @@
 #include "dialer.h"
 #include "oauth2_net.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/util.h"
 #include "stream.h"
 
@@ -440,4 +441,21 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
   u->timer_open = true;
   begin(u);
   return u;
+}
+
+void upconn_log_failed(const char *sid, const char *id, const stp_upstream_cfg *c,
+                       upstream_fail why, const char *detail, const provider_verdict *v) {
+  const provider_rule *row = v ? v->rule : NULL;
+  stp_kv kv[] = {{"id", id},
+                 {"upstream", c->name},
+                 {"host", c->host},
+                 {"reason", row ? row->reason : upstream_fail_name(why)},
+                 {"failure", row ? upstream_fail_name(why) : NULL},
+                 {"phase", row ? provider_phase_name(v->phase) : NULL},
+                 {"provider", row ? row->provider : NULL},
+                 {"provider_reply", row ? v->reply : NULL},
+                 {"hint", row ? row->hint : NULL},
+                 {"detail", row ? NULL : detail}};
+  stp_log_kv(STP_LOG_WARN, sid, "upstream-failed", kv, sizeof kv / sizeof *kv);
+  metrics_upstream_failure(c->name, row ? row->reason : upstream_fail_name(why));
 }

@@ -65,6 +65,11 @@ bool upconn_in_txn(const upconn *u);
  * strings must outlive the connection); such a connection is never pooled. */
 void upconn_set_credentials(upconn *u, const char *user, const char *secret);
 bool upconn_has_device_credentials(const upconn *u);
+/* The one log line for an upstream connection that failed ("upstream-
+ * failed": reason=, and for a provider table row its words and hint=),
+ * and the metric; for a device's session (sid) or a spooled message (id). */
+void upconn_log_failed(const char *sid, const char *id, const stp_upstream_cfg *c,
+                       upstream_fail why, const char *detail, const provider_verdict *v);
 /* The protocol state, for logs. */
 const char *upconn_proto_state(const upconn *u);
 const stp_upstream_cfg *upconn_cfg(const upconn *u);

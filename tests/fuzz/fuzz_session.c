@@ -1010,9 +1010,19 @@ static void f_check_password(void *c, const char *hash, const char *pass) {
   request(RQ_PASS);
 }
 
-static const session_ops OPS = {f_write, f_close,    f_pause,          f_start_tls, f_open,
-                                f_mail,  f_rcpt,     f_data,           f_body,      f_end,
-                                f_rset,  f_up_close, f_check_password, NULL};
+static const session_ops OPS = {.write = f_write,
+                                .close = f_close,
+                                .pause = f_pause,
+                                .start_tls = f_start_tls,
+                                .up_open = f_open,
+                                .up_mail = f_mail,
+                                .up_rcpt = f_rcpt,
+                                .up_data = f_data,
+                                .up_body = f_body,
+                                .up_end = f_end,
+                                .up_rset = f_rset,
+                                .up_close = f_up_close,
+                                .check_password = f_check_password};
 
 /* ---- delivering the fake's answers ------------------------------------- */
 

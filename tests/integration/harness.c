@@ -51,6 +51,18 @@ void h_sleep_ms(int ms) {
   }
 }
 
+int h_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert(fd >= 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof sa;
+  cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+  close(fd);
+  return ntohs(sa.sin_port);
+}
+
 static int remaining(int64_t deadline) {
   int64_t r = deadline - h_now_ms();
   return r < 0 ? 0 : (int)r;
@@ -191,6 +203,9 @@ h_proc *h_spawn(const char *name, char *const argv[], char *const env_add[]) {
   cr_assert_not_null(p);
   snprintf(p->name, sizeof p->name, "%s", name);
   snprintf(p->err_path, sizeof p->err_path, "%s/%s.err", g_dir, name);
+  /* A restarted process must not be judged by its predecessor's output
+   * until the child has truncated the file. */
+  unlink(p->err_path);
   int fds[2];
   cr_assert_eq(pipe2(fds, O_CLOEXEC), 0);
   pid_t pid = fork();
@@ -300,6 +315,19 @@ void h_proc_kill(h_proc *p) {
   } else {
     kill(-p->pid, SIGKILL); /* leftovers in its group, if any */
   }
+}
+
+void h_proc_forget(h_proc *p) {
+  h_proc_kill(p);
+  if (p->out_fd >= 0)
+    close(p->out_fd);
+  for (size_t i = 0; i < g_nprocs; i++)
+    if (g_procs[i] == p) {
+      memmove(&g_procs[i], &g_procs[i + 1], (g_nprocs - i - 1) * sizeof *g_procs);
+      g_nprocs--;
+      break;
+    }
+  free(p);
 }
 
 int h_run(const char *cmd, char *const env_add[], int timeout_ms, char *out, size_t cap) {
@@ -452,12 +480,13 @@ char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap) {
       "%s%s"
       "routes:\n"
       "  - name: default\n"
-      "    upstream: up\n",
+      "    upstream: up\n"
+      "%s",
       o->log_level ? o->log_level : "info", o->shutdown_grace ? o->shutdown_grace : "2s",
       o->top_extra ? o->top_extra : "", o->listener_extra ? o->listener_extra : "", o->up_port,
       o->up_tls ? o->up_tls : "starttls", certs, o->connect_timeout ? o->connect_timeout : "5s",
       o->command_timeout ? o->command_timeout : "10s", o->data_timeout ? o->data_timeout : "20s",
-      auth, o->upstream_extra ? o->upstream_extra : "");
+      auth, o->upstream_extra ? o->upstream_extra : "", o->route_extra ? o->route_extra : "");
   cr_assert(n > 0 && (size_t)n < cap, "yaml buffer too small");
   return yaml;
 }
@@ -479,11 +508,17 @@ static int find_listen_port(const char *log) {
 }
 
 void h_proxy_start_yaml(h_proxy *px, const char *yaml) {
+  h_proxy_start_yaml_env(px, yaml, NULL);
+}
+
+void h_proxy_start_yaml_env(h_proxy *px, const char *yaml, char *const env_add[]) {
   memset(px, 0, sizeof *px);
   h_path(px->config, sizeof px->config, "proxy.yaml");
   h_write_file(px->config, yaml, strlen(yaml));
   char *argv[] = {STP_BINARY, "-c", px->config, NULL};
-  char *env[] = {H_PW_ENV "=" H_PW, NULL};
+  char *env[16] = {H_PW_ENV "=" H_PW};
+  for (size_t i = 0; env_add && env_add[i] && i + 2 < sizeof env / sizeof *env; i++)
+    env[i + 1] = env_add[i];
   px->proc = h_spawn("proxy", argv, env);
   px->proc->checked_exit = true;
   snprintf(px->log, sizeof px->log, "%s", px->proc->err_path);

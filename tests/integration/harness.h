@@ -66,6 +66,9 @@ int h_proc_wait_exit(h_proc *p, int timeout_ms);
 /* SIGKILL the process group and reap. Safe to call twice. */
 void h_proc_kill(h_proc *p);
 bool h_proc_alive(h_proc *p);
+/* SIGKILL, reap and free p, giving its slot back (a test that restarts a
+ * process many times). */
+void h_proc_forget(h_proc *p);
 
 /* Run `sh -c cmd` (own process group, killed at the deadline) with the
  * extra environment, stdout+stderr captured into out (NUL-terminated,
@@ -104,6 +107,7 @@ typedef struct h_proxy_opts {
   const char *top_extra;       /* raw YAML lines at top level */
   const char *listener_extra;  /* raw lines, indented 4 spaces */
   const char *upstream_extra;  /* raw lines, indented 4 spaces */
+  const char *route_extra;     /* raw lines under route "default", indented 4 */
 } h_proxy_opts;
 
 typedef struct h_proxy {
@@ -120,6 +124,8 @@ char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap);
 /* Write yaml to proxy.yaml, start STP_BINARY -c it with STP_TEST_PW set,
  * wait for "listening listener=lan addr=127.0.0.1:<port>". Asserts. */
 void h_proxy_start_yaml(h_proxy *px, const char *yaml);
+/* Same, with more "KEY=VALUE" in the proxy's environment (NULL-ended). */
+void h_proxy_start_yaml_env(h_proxy *px, const char *yaml, char *const env_add[]);
 void h_proxy_start(h_proxy *px, const h_proxy_opts *o);
 /* A proxy in front of a fresh upstream.py: the common case. */
 void h_proxy_with_upstream(h_proxy *px, h_upstream *u, const char *tls);
@@ -208,6 +214,9 @@ bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms,
                       size_t cap);
 
 /* --- misc --------------------------------------------------------------- */
+/* A TCP port on 127.0.0.1 that was free a moment ago (for a peer that is
+ * started later on a port the proxy's configuration already names). */
+int h_free_port(void);
 void h_sleep_ms(int ms);
 int64_t h_now_ms(void);
 void h_base64(const void *in, size_t n, char *out, size_t cap);

@@ -27,7 +27,13 @@ test's control. Run with /usr/bin/python3.
                             a reply, 451 to the final dot, a 0-500 ms delay
                             before the 250, or a plain 250. Message records
                             get "outcome": accepted | vanished | rejected
+         dot-451-then-ok    like ok, but the final dot of the first
+                            --fail-count messages (over all connections)
+                            is answered 451 4.3.0; later ones get 250.
+                            Message records get "outcome": "deferred" |
+                            "accepted"
   --seed N                  chaos: base seed (default 1)
+  --fail-count N            dot-451-then-ok: how many (default 1)
   --tls starttls|implicit   implicit: TLS from the first byte
   --cert/--key              the certificate it presents (tests pass the
                             wrong-name/expired/self-signed ones with mode ok)
@@ -77,9 +83,11 @@ import time
 MODES = ["ok", "no-starttls", "starttls-454", "starttls-extra", "no-greeting",
          "no-reply-after-dot", "reset-after-354", "tarpit", "greeting-421",
          "auth-fail", "tls-garbage-after-354", "tls-alert-after-354",
-         "chaos"]
+         "chaos", "dot-451-then-ok"]
 
 _conn_ids = itertools.count(1)
+_dot_lock = threading.Lock()
+_dots_refused = 0
 _record_lock = threading.Lock()
 _stop = threading.Event()
 
@@ -100,6 +108,7 @@ def parse_args():
     p.add_argument("--lifetime", type=float, default=300.0)
     p.add_argument("--io-timeout", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fail-count", type=int, default=1)
     return p.parse_args()
 
 
@@ -303,6 +312,14 @@ class Session:
             if mode == "chaos":
                 extra["outcome"] = {"vanish": "vanished",
                                     "dot-451": "rejected"}.get(action, "accepted")
+            if mode == "dot-451-then-ok":
+                global _dots_refused
+                with _dot_lock:
+                    refuse = _dots_refused < ARGS.fail_count
+                    _dots_refused += 1 if refuse else 0
+                if refuse:
+                    action = "dot-451"
+                extra["outcome"] = "deferred" if refuse else "accepted"
             record(event="message", conn=self.id, mail_from=self.mail_from,
                    rcpt_tos=self.rcpt_tos, mail_options=self.mail_options,
                    rcpt_options=self.rcpt_options,

@@ -68,6 +68,14 @@ static const char empty_text[] =
     "# TYPE smtp_proxy_sessions_active gauge\n"
     "# HELP smtp_proxy_sessions_total Client sessions started.\n"
     "# TYPE smtp_proxy_sessions_total counter\n"
+    "# HELP smtp_proxy_spool_bytes Bytes of the messages in the local spool.\n"
+    "# TYPE smtp_proxy_spool_bytes gauge\n"
+    "# HELP smtp_proxy_spool_deliveries_total Delivery attempts from the local spool by result (delivered, deferred, failed = 5xx, expired = max_age).\n"
+    "# TYPE smtp_proxy_spool_deliveries_total counter\n"
+    "# HELP smtp_proxy_spool_messages Messages in the local spool.\n"
+    "# TYPE smtp_proxy_spool_messages gauge\n"
+    "# HELP smtp_proxy_spool_oldest_seconds Age of the oldest message in the local spool (0 when empty).\n"
+    "# TYPE smtp_proxy_spool_oldest_seconds gauge\n"
     "# HELP smtp_proxy_upstream_failures_total Upstream failures and provider refusals by reason (dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, or the provider table word).\n"
     "# TYPE smtp_proxy_upstream_failures_total counter\n"
     "# HELP smtp_proxy_upstream_latency_seconds Upstream latency: TCP connect, ready to send mail, reply to the final dot.\n"
@@ -101,6 +109,19 @@ static const char small_text[] =
     "# HELP smtp_proxy_sessions_total Client sessions started.\n"
     "# TYPE smtp_proxy_sessions_total counter\n"
     "smtp_proxy_sessions_total{listener=\"lan\"} 2\n"
+    "# HELP smtp_proxy_spool_bytes Bytes of the messages in the local spool.\n"
+    "# TYPE smtp_proxy_spool_bytes gauge\n"
+    "smtp_proxy_spool_bytes 4096\n"
+    "# HELP smtp_proxy_spool_deliveries_total Delivery attempts from the local spool by result (delivered, deferred, failed = 5xx, expired = max_age).\n"
+    "# TYPE smtp_proxy_spool_deliveries_total counter\n"
+    "smtp_proxy_spool_deliveries_total{result=\"deferred\"} 2\n"
+    "smtp_proxy_spool_deliveries_total{result=\"delivered\"} 1\n"
+    "# HELP smtp_proxy_spool_messages Messages in the local spool.\n"
+    "# TYPE smtp_proxy_spool_messages gauge\n"
+    "smtp_proxy_spool_messages 3\n"
+    "# HELP smtp_proxy_spool_oldest_seconds Age of the oldest message in the local spool (0 when empty).\n"
+    "# TYPE smtp_proxy_spool_oldest_seconds gauge\n"
+    "smtp_proxy_spool_oldest_seconds 120\n"
     "# HELP smtp_proxy_upstream_failures_total Upstream failures and provider refusals by reason (dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, or the provider table word).\n"
     "# TYPE smtp_proxy_upstream_failures_total counter\n"
     "smtp_proxy_upstream_failures_total{upstream=\"gmail\",reason=\"tls\"} 1\n"
@@ -145,6 +166,10 @@ Test(metrics, small_case_byte_exact) {
   metrics_refused_connection("lan", "allow");
   metrics_pool_size("gmail", 3);
   metrics_upstream_latency("gmail", "connect", 0.02);
+  metrics_spool(3, 4096, 120);
+  metrics_spool_delivery("deferred");
+  metrics_spool_delivery("delivered");
+  metrics_spool_delivery("deferred");
   char *s = render_all();
   cr_assert_str_eq(s, small_text);
   free(s);

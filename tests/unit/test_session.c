@@ -90,8 +90,20 @@ static void f_close_up(void *c, bool graceful) {
   call("close %s\n", graceful ? "graceful" : "abort");
 }
 
-static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open,     f_mail, f_rcpt,
-                                f_data,  f_body,  f_end,   f_rset,      f_close_up, NULL,   NULL};
+/* No spool ops: these tests are of routes without a spool
+ * (test_session_spool.c has the others). */
+static const session_ops OPS = {.write = f_write,
+                                .close = f_close,
+                                .pause = f_pause,
+                                .start_tls = f_start_tls,
+                                .up_open = f_open,
+                                .up_mail = f_mail,
+                                .up_rcpt = f_rcpt,
+                                .up_data = f_data,
+                                .up_body = f_body,
+                                .up_end = f_end,
+                                .up_rset = f_rset,
+                                .up_close = f_close_up};
 
 static int log_pipe[2] = {-1, -1};
 

@@ -112,8 +112,18 @@ static void f_up_close(void *c, bool graceful) {
   (void)c, (void)graceful;
 }
 
-static const session_ops OPS = {f_write, f_close, f_pause, f_start_tls, f_open,     f_mail, f_rcpt,
-                                f_data,  f_body,  f_end,   f_rset,      f_up_close, NULL,   NULL};
+static const session_ops OPS = {.write = f_write,
+                                .close = f_close,
+                                .pause = f_pause,
+                                .start_tls = f_start_tls,
+                                .up_open = f_open,
+                                .up_mail = f_mail,
+                                .up_rcpt = f_rcpt,
+                                .up_data = f_data,
+                                .up_body = f_body,
+                                .up_end = f_end,
+                                .up_rset = f_rset,
+                                .up_close = f_up_close};
 
 static int null_fd = -1;
 
