@@ -28,6 +28,7 @@
   X(http_total_timeout)                                                                            \
   X(http_stall_timeout)                                                                            \
   X(http_cancel_calls_nothing)                                                                     \
+  X(http_preconnect_parks_for_the_next_call)                                                       \
   X(pool_give_take_reuses_connection)                                                              \
   X(pool_reset_before_reuse)                                                                       \
   X(pool_bound_and_upstream_close)                                                                 \
