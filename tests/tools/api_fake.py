@@ -52,8 +52,9 @@ no-readwrite (Graph: creating a draft is 403 ErrorAccessDenied); error500
 (sending requests get 503); delay (sending requests are answered after
 --delay seconds).
 
-Prints "READY <port>". Records one JSON line per request to --record
-(never a token or secret) and keeps received messages and attachments as
+Prints "READY <port>". Records one flat JSON line per request to --record
+(never a token or secret; a sent message's attachments follow it, one
+"attachment" line each) and keeps received messages and attachments as
 files under --store. Exits on SIGTERM or after --lifetime seconds.
 """
 
@@ -394,9 +395,11 @@ class Handler(token_server.TokenHandler):
                 if a.get("@odata.type") != "#microsoft.graph.fileAttachment" or data is None:
                     return self.error(400, "ErrorInvalidAttachment", "Invalid attachment.")
                 atts.append(self.keep_attachment(a, data, "inline"))
-            record(event="graph_sendmail", format="json", message=summary(msg),
-                   saveToSentItems=obj.get("saveToSentItems", True), attachments=atts,
-                   request_size=len(body))
+            record(event="graph_sendmail", format="json",
+                   saveToSentItems=obj.get("saveToSentItems", True), attachments=len(atts),
+                   request_size=len(body), **summary(msg))
+            for a in atts:
+                record(event="attachment", **a)
             return self.reply(202)
         return self.error(415, "UnsupportedMediaType",
                           "Content-Type must be text/plain (MIME) or application/json")
@@ -437,7 +440,7 @@ class Handler(token_server.TokenHandler):
         mid = "AAMkAD%s=" % secrets.token_hex(8)
         with LOCK:
             DRAFTS[mid] = {"json": obj, "attachments": []}
-        record(event="graph_draft", id=mid, message=summary(obj))
+        record(event="graph_draft", id=mid, **summary(obj))
         self.reply(201, {"id": mid, "isDraft": True, "subject": obj.get("subject")})
 
     def graph_attach(self, draft, ctype, body):
@@ -543,7 +546,9 @@ class Handler(token_server.TokenHandler):
             return self.sendas_denied()
         with LOCK:
             DRAFTS.pop(mid, None)
-        record(event="graph_send", id=mid, message=summary(draft["json"]), attachments=atts)
+        record(event="graph_send", id=mid, attachments=len(atts), **summary(draft["json"]))
+        for a in atts:
+            record(event="attachment", **a)
         self.reply(202)
 
 
