@@ -127,7 +127,7 @@ bool apimsg_next_range(const char *body, size_t len, uint64_t *start);
 
 /* ---- base64 as a stream --------------------------------------------------------- */
 typedef struct apimsg_b64 {
-  unsigned char rem[2];
+  unsigned char rem[3];
   size_t nrem;
 } apimsg_b64;
 static inline uint64_t apimsg_b64_len(uint64_t n) {

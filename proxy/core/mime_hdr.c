@@ -536,9 +536,10 @@ static void apply_type(mime_part *p, const char *v, size_t n, bool disp_name) {
     snprintf(p->charset, sizeof p->charset, "%s", cs);
   }
   char b[256];
+  size_t bl;
   if (!strncmp(p->type, "multipart/", 10) && mime_param(v, n, "boundary", b, sizeof b) &&
-      strlen(b) <= MIME_BOUNDARY_MAX)
-    snprintf(p->boundary, sizeof p->boundary, "%s", b);
+      (bl = strlen(b)) <= MIME_BOUNDARY_MAX)
+    memcpy(p->boundary, b, bl + 1); /* a longer one is not a boundary: the part is a leaf */
   if (!disp_name)
     mime_param(v, n, "name", p->filename, sizeof p->filename);
 }
