@@ -465,6 +465,9 @@ static void dial_cb(void *arg, stream *st, dial_result why, const char *reason) 
     return;
   }
   call->conn->st = st;
+  /* A request is a head and a body in separate writes, and the answer waits
+   * for both: Nagle would hold the second for the peer's delayed ACK. */
+  uv_tcp_nodelay(stream_tcp(st), 1);
   stream_start(st);
   if (call->url.https)
     stream_start_tls(st, call->tls, call->url.host, false); /* a failure: st_error */

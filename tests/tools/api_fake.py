@@ -141,6 +141,7 @@ def keep(name, data):
 
 class Handler(token_server.TokenHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # a head and a body in two writes: no delayed-ACK stall
 
     # ---- plumbing ----------------------------------------------------------
     def log_message(self, fmt, *a):
