@@ -469,7 +469,10 @@ static void answer(apiconn *a, const http1_response *r) {
     advance(a, r);
     return;
   case APIMAP_DEFER:
-    if (r->status == 429 || r->status >= 500 || o.retry_ms)
+    /* The API is overloaded or rate-limits us (Gmail says so with 403):
+     * new messages go elsewhere, or get 4xx at once, until it may help. */
+    if (r->status == 429 || r->status >= 500 || o.retry_ms || !strcmp(o.reason, "throttled") ||
+        !strcmp(o.reason, "quota"))
       hold_upstream(a, o.retry_ms);
     finish(a, &o);
     return;
