@@ -207,6 +207,9 @@ class Handler(token_server.TokenHandler):
         tok = auth[7:]
         with LOCK:
             at = ISSUED_AT.get(tok)
+            if at is None and tok in token_server.STATE["issued"]:
+                # issued just now: its answer went out before do_POST noted the time
+                at = ISSUED_AT[tok] = time.time()
         if at is None:
             return "unknown"
         if time.time() - at > ARGS.token_ttl:
@@ -259,7 +262,7 @@ class Handler(token_server.TokenHandler):
             token_server.TokenHandler.do_POST(self)
             with LOCK:
                 for t in set(token_server.STATE["issued"]) - before:
-                    ISSUED_AT[t] = time.time()
+                    ISSUED_AT.setdefault(t, time.time())
             return
         self.dispatch("POST")
 
