@@ -1,14 +1,14 @@
-/* apiconn.c - an HTTP mail API upstream: token, reachability, the SMTP
- * transaction and the copy of the message (see apiconn.h); the requests
- * that send it are in apisend.c.
+/* apiconn.c - an HTTP mail API upstream: the calls upconn makes of it,
+ * reaching the API before ready, the SMTP transaction and the copy of the
+ * message (see apiconn.h). The requests that send a message are in
+ * apisend.c, the events, the lifetime guard and the token in apievent.c.
  *
  * Callbacks rule: what a request of the upconn's finds at once (MAIL, RCPT,
- * DATA and RSET answers, a refused passthrough) is posted to ev_item and
- * delivered on the next turn; everything else comes from the loop already
- * (the token cache, the HTTP client, the copy's thread-pool jobs). An
- * event is always the last thing a callback does, and apiconn_close()
- * coming from inside one only marks the object: it is freed when the
- * outermost callback of ours returns (depth), never under our feet.
+ * DATA and RSET answers, a refused passthrough) is posted and delivered on
+ * the next turn; everything else comes from the loop already (the token
+ * cache, the HTTP client, the copy's thread-pool jobs), each callback
+ * wrapped in api_enter/api_leave so that apiconn_close from inside one
+ * never frees the object under our feet.
  */
 #include "apiconn_int.h"
 
@@ -59,44 +59,6 @@ static const char *tmpdir(void) {
   return g_tmpdir;
 }
 
-/* ---- lifetime ----------------------------------------------------------------- */
-
-static void destroy(apiconn *a) {
-  free(a->rcpt);
-  srv_gen_unref(a->gen);
-  free(a);
-}
-
-void api_enter(apiconn *a) {
-  a->depth++;
-}
-
-/* False when the object is gone. */
-bool api_leave(apiconn *a) {
-  if (--a->depth == 0 && a->closed) {
-    destroy(a);
-    return false;
-  }
-  return true;
-}
-
-static void txn_reset(apiconn *a) {
-  for (size_t i = 0; i < a->nrcpt; i++)
-    free(a->rcpt[i]);
-  a->nrcpt = 0;
-  a->from[0] = '\0';
-  a->in_txn = false;
-  a->too_big = false;
-  a->size = 0;
-  if (a->copy)
-    msgcopy_free(a->copy, true); /* no callback follows; the file goes */
-  a->copy = NULL;
-  free(a->mime);
-  a->mime = NULL;
-  apimsg_info_free(&a->info);
-  api_send_reset(a);
-}
-
 void apiconn_close(apiconn *a) {
   if (!a || a->closed)
     return;
@@ -108,116 +70,12 @@ void apiconn_close(apiconn *a) {
   a->call = NULL;
   http_call_cancel(a->cleanup);
   a->cleanup = NULL;
-  txn_reset(a);
+  api_txn_reset(a);
   http_client_free(a->http);
   stp_free_secret(a->token);
   a->token = NULL;
   if (a->depth == 0)
-    destroy(a);
-}
-
-/* ---- events ------------------------------------------------------------------- */
-
-enum { P_NONE, P_READY, P_REPLY, P_FAILED };
-
-static void deliver(apiconn *a) {
-  int what = a->pending;
-  a->pending = P_NONE;
-  if (!a->ev)
-    return;
-  if (what == P_REPLY) {
-    a->busy = false;
-    a->ev->reply(a->up, &a->reply);
-  } else if (what == P_FAILED) {
-    a->state = AC_DEAD;
-    a->ev->failed(a->up, a->why, a->detail);
-  } else if (what == P_READY) {
-    a->ev->ready(a->up);
-  }
-}
-
-static void ev_cb(void *arg) {
-  apiconn *a = arg;
-  api_enter(a);
-  deliver(a);
-  api_leave(a);
-}
-
-static void set_reply(apiconn *a, int code, const char *text) {
-  memset(&a->reply, 0, sizeof a->reply);
-  a->reply.code = code;
-  snprintf(a->reply.text, sizeof a->reply.text, "%s", text);
-  a->reply.text_len = strlen(a->reply.text);
-  a->reply.lines = 1;
-}
-
-/* A request's answer, known at once: from the loop. */
-static void post_reply(apiconn *a, int code, const char *text) {
-  set_reply(a, code, text);
-  a->pending = P_REPLY;
-  a->busy = true;
-  defer_post(a->loop, &a->ev_item, ev_cb, a);
-}
-
-static void set_failure(apiconn *a, upstream_fail why, const char *detail) {
-  a->why = why;
-  snprintf(a->detail, sizeof a->detail, "%s", detail);
-  a->pending = P_FAILED;
-}
-
-void api_fail(apiconn *a, upstream_fail why, const char *detail) {
-  set_failure(a, why, detail);
-  deliver(a); /* from a loop callback: at once */
-}
-
-void api_final_reply(apiconn *a, int code, const char *text) {
-  txn_reset(a);
-  a->state = AC_READY;
-  set_reply(a, code, text);
-  a->pending = P_REPLY;
-  deliver(a);
-}
-
-void api_trace(apiconn *a, bool out, const char *fmt, ...) {
-  if (!a->ev || !a->ev->trace)
-    return;
-  char line[2200];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line - 2, fmt, ap);
-  va_end(ap);
-  if (n < 0)
-    return;
-  size_t len = (size_t)n < sizeof line - 2 ? (size_t)n : sizeof line - 3;
-  memcpy(line + len, "\r\n", 2);
-  a->ev->trace(a->up, out, line, len + 2);
-}
-
-/* ---- the token and the first connection ------------------------------------------ */
-
-static void token_cb(void *arg, const char *token, const char *err) {
-  apiconn *a = arg;
-  api_enter(a);
-  if (!token) {
-    char d[600];
-    snprintf(d, sizeof d, "no OAuth2 access token: %s", err);
-    api_fail(a, UP_FAIL_AUTH, d);
-  } else {
-    stp_free_secret(a->token);
-    a->token = stp_xstrdup(token);
-    a->tok_then(a);
-  }
-  api_leave(a);
-}
-
-void api_need_token(apiconn *a, void (*then)(apiconn *a)) {
-  char *token;
-  a->tok_then = then;
-  if (tok_get(a->loop, a->cfg, &a->tw, token_cb, a, &token) == 1) {
-    stp_free_secret(a->token);
-    a->token = token;
-    then(a); /* cached: we are in a loop callback already */
-  }
+    api_destroy(a);
 }
 
 static void probe_cb(void *arg, const http1_response *r, http_fail why, const char *err) {
@@ -238,7 +96,7 @@ static void probe_cb(void *arg, const http1_response *r, http_fail why, const ch
     stp_kv kv[] = {{"upstream", a->cfg->name}, {"api", a->cfg->api_url}};
     stp_log_kv(STP_LOG_DEBUG, a->sid, "upstream-ready", kv, 2);
     a->pending = P_READY;
-    deliver(a);
+    api_deliver(a);
   }
   api_leave(a);
 }
@@ -301,10 +159,10 @@ int apiconn_mail(apiconn *a, const char *from, const smtp_mail_args *args) {
   a->in_txn = true;
   if (a->cfg->kind == STP_UP_GMAIL && args && args->has_size && args->size > APIMSG_GMAIL_MAX) {
     a->in_txn = false;
-    post_reply(a, 552, "5.3.4 Message too big for the Gmail API (at most 35 MiB)");
+    api_post_reply(a, 552, "5.3.4 Message too big for the Gmail API (at most 35 MiB)");
     return 0;
   }
-  post_reply(a, 250, "2.1.0 Ok");
+  api_post_reply(a, 250, "2.1.0 Ok");
   return 0;
 }
 
@@ -312,11 +170,11 @@ int apiconn_rcpt(apiconn *a, const char *to) {
   if (!can_request(a) || !a->in_txn)
     return STP_ESTATE;
   if (a->nrcpt == SESSION_RCPT_CAP) {
-    post_reply(a, 452, "4.5.3 Too many recipients");
+    api_post_reply(a, 452, "4.5.3 Too many recipients");
     return 0;
   }
   a->rcpt[a->nrcpt++] = stp_xstrdup(to);
-  post_reply(a, 250, "2.1.5 Ok");
+  api_post_reply(a, 250, "2.1.5 Ok");
   return 0;
 }
 
@@ -335,7 +193,7 @@ int apiconn_data(apiconn *a) {
   if (!dir) {
     stp_logf(STP_LOG_ERROR, a->sid, "cannot make a directory for message copies: %s",
              strerror(errno));
-    post_reply(a, 451, "4.3.0 Local error: no room for the message copy, try again later");
+    api_post_reply(a, 451, "4.3.0 Local error: no room for the message copy, try again later");
     return 0;
   }
   snprintf(a->path, sizeof a->path, "%s/api-%ld-%lu.msg", dir, (long)getpid(), ++g_seq);
@@ -345,7 +203,7 @@ int apiconn_data(apiconn *a) {
   a->unstuff = (apimsg_unstuff){0};
   a->size = 0;
   a->state = AC_BODY;
-  post_reply(a, 354, "Go ahead");
+  api_post_reply(a, 354, "Go ahead");
   return 0;
 }
 
@@ -397,8 +255,8 @@ int apiconn_end(apiconn *a) {
 int apiconn_rset(apiconn *a) {
   if (!can_request(a))
     return STP_ESTATE;
-  txn_reset(a);
-  post_reply(a, 250, "2.0.0 Ok");
+  api_txn_reset(a);
+  api_post_reply(a, 250, "2.0.0 Ok");
   return 0;
 }
 

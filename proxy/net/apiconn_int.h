@@ -1,5 +1,7 @@
-/* apiconn_int.h - what apiconn.c (the connection and the transaction) and
- * apisend.c (the requests that send a message) share. Private to them. */
+/* apiconn_int.h - what apiconn.c (the connection and the transaction),
+ * apisend.c (the requests that send a message) and apievent.c (the layer
+ * under both) share. Private to them. Calls go one way: apiconn.c ->
+ * apisend.c -> apievent.c. */
 #ifndef STP_APICONN_INT_H
 #define STP_APICONN_INT_H
 
@@ -17,6 +19,8 @@
 #include "smtp-tls-proxy/mime.h"
 
 typedef enum { AC_TOKEN, AC_PROBE, AC_READY, AC_BODY, AC_SENDING, AC_DEAD } ac_state;
+/* What is owed to the upconn (apiconn.pending). */
+enum { P_NONE, P_READY, P_REPLY, P_FAILED };
 
 /* The requests of one message, in the order they may come. */
 typedef enum {
@@ -89,21 +93,30 @@ struct apiconn {
   bool refuse_creds;
 };
 
-/* apiconn.c: around a callback of ours: the object is freed at the
- * outermost leave after apiconn_close (returns false then). */
+/* ---- apievent.c: the layer both files below build on ---- */
+/* Around a callback of ours: the object is freed at the outermost leave
+ * after apiconn_close (which returns false then). */
 void api_enter(apiconn *a);
 bool api_leave(apiconn *a);
-/* apiconn.c: the answer to the final dot; the transaction ends. */
+void api_destroy(apiconn *a);
+/* The transaction ends: copy, MIME view, recipients and what a send holds
+ * (bodies, streams, the draft id) are dropped. */
+void api_txn_reset(apiconn *a);
+void api_send_reset(apiconn *a);
+/* An answer to a request of the upconn's, known at once: from the loop. */
+void api_post_reply(apiconn *a, int code, const char *text);
+/* Deliver what is pending now (from a loop callback). */
+void api_deliver(apiconn *a);
+/* The answer to the final dot; the transaction ends. */
 void api_final_reply(apiconn *a, int code, const char *text);
-/* apiconn.c: a transport failure while sending: the upstream failed. */
+/* A transport or token failure: the upstream failed (the upconn detaches). */
 void api_fail(apiconn *a, upstream_fail why, const char *detail);
 void api_trace(apiconn *a, bool out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* apiconn.c: a token for the request to come (cached, or fetched). */
+/* A token for the request to come (cached, or fetched), then `then`. */
 void api_need_token(apiconn *a, void (*then)(apiconn *a));
 
-/* apisend.c: the copy is on disk: choose the way and send. */
+/* ---- apisend.c ---- */
+/* The copy is on disk: choose the way and send. */
 void api_send_start(apiconn *a);
-/* apisend.c: drop what a send holds (bodies, streams, the draft id). */
-void api_send_reset(apiconn *a);
 
 #endif

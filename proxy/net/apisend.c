@@ -30,27 +30,6 @@ static const char *json_tail(const apiconn *a) {
 
 static void run_step(apiconn *a);
 
-void api_send_reset(apiconn *a) {
-  api_body_free(a->body);
-  a->body = NULL;
-  api_partstream_free(a->ps);
-  a->ps = NULL;
-  stp_buf_free(&a->bcc);
-  free(a->json);
-  a->json = NULL;
-  if (a->text)
-    stp_cleanse(a->text, a->text_len);
-  free(a->text);
-  a->text = NULL;
-  a->text_len = 0;
-  a->draft_id[0] = a->upload_url[0] = '\0';
-  a->att = 0;
-  a->up_off = 0;
-  a->step = SEND_NONE;
-  a->refreshed = false;
-  a->n_attached = a->n_uploaded = 0;
-}
-
 /* ---- URLs ------------------------------------------------------------------- */
 
 static bool url_for(apiconn *a, char *out, size_t cap, const char *fmt_after_mailbox,
