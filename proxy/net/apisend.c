@@ -20,7 +20,7 @@
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 
-#define BCC_MAX (SMTP_ADDR_MAX + 4) * 1000 /* a Bcc field for every recipient the session takes */
+#define BCC_MAX ((SMTP_ADDR_MAX + 4) * 1000)  /* a Bcc field for every recipient taken */
 #define STREAM_TIMEOUT_MS (24u * 3600 * 1000) /* bodies: bounded by the stall time instead */
 /* sendMail's JSON ends so; Graph's default is to keep a copy. */
 static const char *json_tail(const apiconn *a) {
@@ -29,6 +29,19 @@ static const char *json_tail(const apiconn *a) {
 }
 
 static void run_step(apiconn *a);
+
+/* "Bearer <token>", malloc'd: a token may be up to 8 KiB. Wiped by the
+ * caller (bearer_free). */
+static char *bearer(const apiconn *a) {
+  size_t n = strlen(a->token ? a->token : "") + 8;
+  char *s = stp_xmalloc(n);
+  snprintf(s, n, "Bearer %s", a->token ? a->token : "");
+  return s;
+}
+
+static void bearer_free(char *s) {
+  stp_free_secret(s);
+}
 
 /* ---- URLs ------------------------------------------------------------------- */
 
@@ -83,8 +96,7 @@ static void delete_draft(apiconn *a) {
   char url[2048];
   if (!a->draft_id[0] || !a->token || !url_for(a, url, sizeof url, "/messages/", a->draft_id))
     return;
-  char auth[4200];
-  snprintf(auth, sizeof auth, "Bearer %s", a->token);
+  char *auth = bearer(a);
   http1_header h[] = {{"Authorization", auth}};
   http_req req = {.method = "DELETE",
                   .url = url,
@@ -95,7 +107,7 @@ static void delete_draft(apiconn *a) {
                   .keep_alive = true};
   http_call_cancel(a->cleanup);
   a->cleanup = http_request(a->loop, a->http, &req, delete_done_cb, a);
-  stp_cleanse(auth, sizeof auth);
+  bearer_free(auth);
   a->draft_id[0] = '\0';
 }
 
@@ -161,9 +173,9 @@ static void issue(apiconn *a, const char *method, const char *url, const char *c
                   const char *range, bool streamed) {
   http1_header h[3];
   size_t nh = 0;
-  char auth[4200];
+  char *auth = NULL;
   if (a->step != SEND_UPLOAD) { /* the upload URL carries its own authorisation */
-    snprintf(auth, sizeof auth, "Bearer %s", a->token ? a->token : "");
+    auth = bearer(a);
     h[nh++] = (http1_header){"Authorization", auth};
   }
   if (ctype)
@@ -191,7 +203,7 @@ static void issue(apiconn *a, const char *method, const char *url, const char *c
   a->call = http_request(a->loop, a->http, &req, done_cb, a);
   if (a->body)
     api_body_set_call(a->body, a->call);
-  stp_cleanse(auth, sizeof auth);
+  bearer_free(auth);
 }
 
 static void new_body(apiconn *a) {

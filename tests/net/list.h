@@ -32,4 +32,7 @@
   X(pool_give_take_reuses_connection)                                                              \
   X(pool_reset_before_reuse)                                                                       \
   X(pool_bound_and_upstream_close)                                                                 \
-  X(pool_idle_timeout_and_close)
+  X(pool_idle_timeout_and_close)                                                                   \
+  X(apibody_segments_and_base64_runs)                                                              \
+  X(apibody_upload_chunks_from_one_pass)                                                           \
+  X(apibody_short_file_fails_and_free_is_quiet)
