@@ -693,3 +693,23 @@ Test(integ, api_test_route_graph_and_gmail) {
     h_lines_free(&l);
   }
 }
+
+/* The stand-ins are strict: what a lax client might send is refused as the
+ * providers document it (wrong Content-Type, no or a forged bearer token,
+ * base64 with line breaks, chunks that are not multiples of 320 KiB, a
+ * range that does not continue, an upload past the declared size, an
+ * Authorization header to the upload URL, send before the upload ends). */
+Test(integ, api_stand_ins_refuse_what_the_docs_refuse) {
+  const char *kinds[] = {"graph", "gmail"};
+  for (int k = 0; k < 2; k++) {
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s '%s/api_fake.py' --cert '%s/server.crt' --key '%s/server.key' --record "
+             "'%s/selftest.jsonl' --store '%s/selftest' --kind %s --client-secret cs-test "
+             "--mailbox " MAILBOX " --self-test '%s/ca.crt'",
+             H_PYTHON, STP_TOOLS_DIR, h_certs(), h_certs(), h_dir(), h_dir(), kinds[k], h_certs());
+    int rc = h_run(cmd, NULL, 30000, out, sizeof out);
+    cr_assert_eq(rc, 0, "%s stand-in self-test exit %d:\n%s", kinds[k], rc, out);
+    cr_assert(strstr(out, "SELFTEST OK"), "%s", out);
+  }
+}

@@ -116,6 +116,9 @@ def parse_args():
     p.add_argument("--retry-after", default="2")
     p.add_argument("--delay", type=float, default=2.0)
     p.add_argument("--lifetime", type=float, default=120.0)
+    p.add_argument("--self-test", metavar="CA",
+                   help="send the requests a lax client might send, over TLS checked against CA, "
+                        "check that each is refused as documented, print SELFTEST OK, exit")
     return p.parse_args()
 
 
@@ -532,18 +535,21 @@ class Handler(token_server.TokenHandler):
     def graph_send(self, mid, draft, body):
         if body or self.headers.get("Content-Length") != "0":
             return self.error(400, "BadRequest", "send takes no body (Content-Length: 0)")
+        with LOCK:  # (never answer while holding it: rid() takes it too)
+            unfinished = any("session" in a and not SESSIONS[a["session"]]["done"]
+                             for a in draft["attachments"])
+            parts = list(draft["attachments"])
+        if unfinished:
+            return self.error(400, "ErrorInvalidAttachment", "An upload is unfinished.")
         atts = []
-        with LOCK:
-            for a in draft["attachments"]:
-                if "session" in a:
-                    s = SESSIONS[a["session"]]
-                    if not s["done"]:
-                        return self.error(400, "ErrorInvalidAttachment", "An upload is unfinished.")
-                    atts.append(self.keep_attachment(s["item"], bytes(s["data"]), "session",
-                                                     s["chunks"]))
-                    s["data"] = bytearray()
-                else:
-                    atts.append(a)
+        for a in parts:
+            if "session" in a:
+                s = SESSIONS[a["session"]]
+                atts.append(self.keep_attachment(s["item"], bytes(s["data"]), "session",
+                                                 s["chunks"]))
+                s["data"] = bytearray()
+            else:
+                atts.append(a)
         if self.sending_fault():
             return
         if ARGS.mode == "sendas-denied":
@@ -570,6 +576,95 @@ def summary(msg):
             "bcc": addrs("bccRecipients"), "internetMessageId": msg.get("internetMessageId")}
 
 
+def self_test(port):
+    """The stand-in refuses what the documentation does not allow (run by
+    tests/integration/test_api.c): each case is (what, request, status)."""
+    import http.client
+    ctx = ssl.create_default_context(cafile=ARGS.self_test)
+
+    def req(method, path, body=b"", headers=None):
+        c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    st, data = req("POST", "/token", urllib.parse.urlencode(
+        {"grant_type": "client_credentials", "client_id": ARGS.client_id,
+         "client_secret": ARGS.client_secret, "scope": "x"}).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    tok = json.loads(data)["access_token"]
+    auth = {"Authorization": "Bearer " + tok}
+    mb = "/v1.0/users/" + urllib.parse.quote(ARGS.mailbox)
+    fails = []
+
+    def expect(what, got, want):
+        if got != want:
+            fails.append("%s: %s, expected %s" % (what, got, want))
+
+    if ARGS.kind == "gmail":
+        path = "/upload/gmail/v1/users/me/messages/send?uploadType=media"
+        msg = b"To: a@b.example\r\nSubject: x\r\n\r\nhi\r\n"
+        expect("no bearer token", req("POST", path, msg, {"Content-Type": "message/rfc822"})[0], 401)
+        expect("a token never issued", req("POST", path, msg, {
+            "Authorization": "Bearer at-forged", "Content-Type": "message/rfc822"})[0], 401)
+        expect("wrong Content-Type", req("POST", path, msg, dict(auth, **{
+            "Content-Type": "text/plain"}))[0], 400)
+        expect("no uploadType=media", req("POST", path.split("?")[0], msg, dict(auth, **{
+            "Content-Type": "message/rfc822"}))[0], 400)
+        expect("no recipient", req("POST", path, b"Subject: x\r\n\r\nhi\r\n", dict(auth, **{
+            "Content-Type": "message/rfc822"}))[0], 400)
+        expect("a good one", req("POST", path, msg, dict(auth, **{
+            "Content-Type": "message/rfc822"}))[0], 200)
+    else:
+        raw = base64.b64encode(b"To: a@b.example\r\n\r\nhi\r\n")
+        expect("no bearer token", req("POST", mb + "/sendMail", raw,
+                                      {"Content-Type": "text/plain"})[0], 401)
+        expect("wrong Content-Type", req("POST", mb + "/sendMail", raw, dict(auth, **{
+            "Content-Type": "text/html"}))[0], 415)
+        expect("base64 with line breaks", req("POST", mb + "/sendMail", raw[:8] + b"\r\n" + raw[8:],
+                                              dict(auth, **{"Content-Type": "text/plain"}))[0], 400)
+        expect("another mailbox", req("POST", "/v1.0/users/other@x.example/sendMail", raw, dict(
+            auth, **{"Content-Type": "text/plain"}))[0], 404)
+        js = {"Content-Type": "application/json"}
+        st, data = req("POST", mb + "/messages", json.dumps({
+            "subject": "s", "body": {"contentType": "text", "content": "b"},
+            "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}).encode(),
+            dict(auth, **js))
+        expect("a draft", st, 201)
+        mid = json.loads(data)["id"]
+        st, data = req("POST", mb + "/messages/%s/attachments/createUploadSession" % mid,
+                       json.dumps({"AttachmentItem": {"attachmentType": "file", "name": "a.pdf",
+                                                      "size": 1000000}}).encode(), dict(auth, **js))
+        expect("an upload session", st, 201)
+        up = urllib.parse.urlsplit(json.loads(data)["uploadUrl"])
+        upath = up.path + "?" + up.query
+        unit = GRAPH_CHUNK_UNIT
+
+        def put(a, b, n, extra=None):
+            h = {"Content-Range": "bytes %d-%d/1000000" % (a, b),
+                 "Content-Type": "application/octet-stream"}
+            h.update(extra or {})
+            return req("PUT", upath, b"x" * n, h)[0]
+
+        expect("a chunk not a multiple of 320 KiB", put(0, 99999, 100000), 400)
+        expect("an Authorization header to the upload URL", put(0, unit - 1, unit, auth), 401)
+        expect("Content-Length not the range's", put(0, unit - 1, unit - 1), 400)
+        expect("the first chunk", put(0, unit - 1, unit), 200)
+        expect("a range that does not continue", put(0, unit - 1, unit), 400)
+        expect("past the declared size", put(unit, 4 * unit - 1, 3 * unit), 416)
+        expect("the send before the upload is complete",
+               req("POST", mb + "/messages/%s/send" % mid, b"", auth)[0], 400)
+        expect("the last chunk", put(unit, 999999, 1000000 - unit), 201)
+        expect("send with a body", req("POST", mb + "/messages/%s/send" % mid, b"x", auth)[0], 400)
+        expect("send", req("POST", mb + "/messages/%s/send" % mid, b"", auth)[0], 202)
+    for f in fails:
+        print("SELFTEST FAIL " + f)
+    print("SELFTEST OK" if not fails else "SELFTEST FAILED")
+    return not fails
+
+
 def main():
     global ARGS
     ARGS = parse_args()
@@ -585,6 +680,10 @@ def main():
     httpd.daemon_threads = True
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    if ARGS.self_test:
+        ok = self_test(httpd.server_address[1])
+        httpd.shutdown()
+        sys.exit(0 if ok else 1)
     sys.stdout.write("READY %d\n" % httpd.server_address[1])
     sys.stdout.flush()
     stop = threading.Event()
