@@ -425,10 +425,11 @@ static bool is_boundary(const mime_reader *r, const char *s, size_t n, unsigned 
  * CR last may start the line end: it waits for the next byte. */
 static void line_bytes(mime_reader *r, const char *p, size_t n);
 
-static void line_settle(mime_reader *r) {
+/* `whole`: the line's end was seen already, so a CR last is content. */
+static void line_settle(mime_reader *r, bool whole) {
   size_t n = r->line_len;
   r->line_content = true;
-  if (n && r->line[n - 1] == '\r') {
+  if (!whole && n && r->line[n - 1] == '\r') {
     n--;
     r->line_cr = true;
   }
@@ -492,7 +493,7 @@ static void line_end(mime_reader *r, const char *eol, size_t eol_len, uint64_t n
     boundary(r, j, close, next);
   } else {
     if (!r->line_content)
-      line_settle(r);
+      line_settle(r, true);
     if (r->mode == M_HEADERS && !r->line_any) {
       headers_done(r, next, true);
     } else if (r->mode == M_HEADERS) {
@@ -514,7 +515,7 @@ static void line_start_byte(mime_reader *r, char c) {
   bool maybe = r->depth > 0 && r->line_len < sizeof r->line &&
                (r->line_len > 1 ? r->line[1] == '-' && r->line[0] == '-' : c == '-');
   if (!maybe)
-    line_settle(r);
+    line_settle(r, false);
 }
 
 void mime_feed(mime_reader *r, const char *p, size_t n) {

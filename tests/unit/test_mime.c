@@ -490,6 +490,22 @@ Test(mime, header_bounds_depth_and_defaults) {
   log_free(&l);
 }
 
+/* A line that ends CR CRLF: the first CR is the line's content, not the
+ * start of the next line (found by fuzz_mime: the next header turned into
+ * body). Both in a header block and where a boundary might start. */
+Test(mime, cr_before_crlf_stays_on_its_line) {
+  const char *msg = "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                    "--X-Field: starts like a boundary\r\r\n"
+                    "Content-Type: application/pdf\r\n\r\n"
+                    "--x\r\r\nbody\r\n--b--\r\n";
+  logbuf l;
+  check_splits(msg, strlen(msg), &l);
+  cr_assert_str_eq(l.end[1].type, "application/pdf", "%s", l.s);
+  cr_assert(strstr(l.s, "H1 --X-Field: starts like a boundary\r\n"), "%s", l.s);
+  cr_assert_str_eq(l.data[1], "--x\r\r\nbody");
+  log_free(&l);
+}
+
 Test(mime, decoder_edge_cases) {
   mime_decoder d;
   char out[256];
