@@ -12,6 +12,7 @@
  * run here; the README says what they could not show.
  */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -712,4 +713,61 @@ Test(integ, api_stand_ins_refuse_what_the_docs_refuse) {
     cr_assert_eq(rc, 0, "%s stand-in self-test exit %d:\n%s", kinds[k], rc, out);
     cr_assert(strstr(out, "SELFTEST OK"), "%s", out);
   }
+}
+
+/* Files in the private copy directory under dir (TMPDIR). */
+static int copies_in(const char *dir, char *which, size_t cap) {
+  char cmd[1024], out[4096];
+  snprintf(cmd, sizeof cmd,
+           "ls -A '%s'/smtp-tls-proxy-api.*/ 2>/dev/null | wc -l; ls -d '%s'/smtp-tls-proxy-api.* "
+           "2>/dev/null",
+           dir, dir);
+  h_run(cmd, NULL, 5000, out, sizeof out);
+  if (which)
+    snprintf(which, cap, "%s", out);
+  return atoi(out);
+}
+
+/* The copy of a message lives in a private 0700 directory under TMPDIR
+ * while it is sent, and is gone once the API answered, or the device went
+ * away mid-DATA (then nothing is sent at all); the directory goes at exit. */
+Test(integ, api_copies_are_removed) {
+  fake f;
+  h_proxy px;
+  scan s;
+  fake_start(&f, "gmail", NULL, NULL);
+  setenv("TMPDIR", h_dir(), 1);
+  proxy_for(&px, &f, NULL);
+  unsetenv("TMPDIR");
+  make_scan(&s, 2 * 1024 * 1024, TO, NULL);
+  char text[512], dirs[4096];
+  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+               "%s", text);
+  cr_assert_eq(copies_in(h_dir(), dirs, sizeof dirs), 0, "a copy is left: %s", dirs);
+  cr_assert(strstr(dirs, "smtp-tls-proxy-api."), "no private directory: %s", dirs);
+  char path[512];
+  snprintf(path, sizeof path, "%s", strchr(dirs, '\n') + 1);
+  path[strcspn(path, "\n")] = '\0';
+  struct stat st;
+  cr_assert_eq(stat(path, &st), 0, "%s", path);
+  cr_assert_eq(st.st_mode & 0777, 0700);
+  /* Half a message, then the device hangs up. */
+  h_smtp c;
+  h_smtp_open(&c, px.port, true);
+  cr_assert_eq(h_smtp_cmd(&c, "MAIL FROM:<" MAILBOX ">", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<" TO ">", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&c, "DATA", text, sizeof text), 354);
+  h_smtp_send(&c, s.msg, s.len / 2);
+  h_sleep_ms(300);
+  cr_assert_eq(copies_in(h_dir(), NULL, 0), 1, "the copy while the message comes");
+  h_smtp_close(&c);
+  h_sleep_ms(500);
+  cr_assert_eq(copies_in(h_dir(), dirs, sizeof dirs), 0, "a copy is left: %s", dirs);
+  h_lines l;
+  cr_assert_eq(h_records(f.record, "gmail_send", &l), 1, "nothing sent for the aborted message");
+  h_lines_free(&l);
+  h_proc_signal(px.proc, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(px.proc, 5000), 0);
+  cr_assert_neq(stat(path, &st), 0, "the private directory outlived the proxy");
+  scan_free(&s);
 }
