@@ -197,6 +197,10 @@ test = svc["healthcheck"]["test"]
 m = re.fullmatch(r"bash -c '(.*)'", os.environ["HEALTH_CMD"])
 assert m and test == ["CMD", "bash", "-c", m.group(1)], "compose healthcheck differs from the Dockerfile's"
 assert "25:2525" in svc["ports"], "compose: no 25:2525 mapping"
+# The long env_file form ({path:, required:}) needs Compose >= 2.24.
+assert all(isinstance(e, str) for e in
+           ([svc["env_file"]] if isinstance(svc["env_file"], str) else svc["env_file"])), \
+    "compose: env_file must use the short form (the long one needs Compose 2.24)"
 docs = [d for d in yaml.safe_load_all(open("docker/k8s.yaml")) if d]
 kinds = sorted(d["kind"] for d in docs)
 for k in ("ConfigMap", "Deployment", "Secret", "Service"):
@@ -213,6 +217,26 @@ PY
 else
   echo "python3-yaml not installed: YAML syntax of compose.yaml/k8s.yaml not checked"
 fi
+
+step "secrets stay out of git and out of the image"
+# compose.yaml's header makes docker/proxy.env, docker/proxy.yaml and
+# docker/secrets/ next to it; the build context is the repository root.
+for f in docker/proxy.env docker/proxy.yaml docker/secrets/smarthost_password; do
+  if command -v git >/dev/null && git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    git check-ignore -q --no-index "$f" || die "$f is not git-ignored"
+  fi
+  /usr/bin/python3 - "$f" <<'PY' || die "$f is not docker-ignored"
+import fnmatch, sys
+path = sys.argv[1]
+pats = [l.strip() for l in open(".dockerignore") if l.strip() and not l.startswith("#")]
+# Docker's rule: a pattern matches the path or one of its parent directories.
+parts = path.split("/")
+cands = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+ok = any(fnmatch.fnmatch(c, p.rstrip("/")) for p in pats for c in cands)
+sys.exit(0 if ok else 1)
+PY
+  echo "ignored by git and docker: $f"
+done
 
 step "start the proxy, banner, /healthz, SIGTERM"
 # As in the container, except the LAN port (the kernel's choice, not 2525)

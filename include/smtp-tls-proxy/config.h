@@ -24,7 +24,8 @@ typedef enum {
   STP_LAUTH_USERS,
   STP_LAUTH_PASSTHROUGH
 } stp_lan_auth;
-typedef enum { STP_BARELF_FIX = 0, STP_BARELF_REJECT } stp_bare_lf;
+/* lenient: LF "." LF also ends DATA (trusted LF-only devices; see data.h). */
+typedef enum { STP_BARELF_FIX = 0, STP_BARELF_REJECT, STP_BARELF_LENIENT } stp_bare_lf;
 typedef enum { STP_MECH_AUTO = 0, STP_MECH_PLAIN, STP_MECH_LOGIN, STP_MECH_XOAUTH2 } stp_auth_mech;
 typedef enum { STP_LOG_TEXT = 0, STP_LOG_JSON } stp_log_format;
 

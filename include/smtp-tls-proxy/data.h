@@ -18,6 +18,14 @@
  * bare_lf reject: the first bare LF/CR sets `bare_seen`; the framer keeps
  *   consuming until end of data (the reply 550 5.5.2 is then the caller's),
  *   writing nothing more.
+ * bare_lf lenient (data_framer_allow_lf_end): as fix, and a "." line that
+ *   ends in a bare LF after a line that ended in a bare LF also ends the
+ *   message (LF "." LF), for trusted devices whose every line ends in LF.
+ *   The DATA command's own line end counts as either kind. Mixed forms
+ *   (CRLF "." LF, LF "." CRLF, anything with a bare CR) stay content.
+ *   Safe only because the output is re-framed: the upstream never sees
+ *   the ambiguity. Without it, such an LF "." LF is content and sets
+ *   `lflf_seen`, so the caller can tell the admin why the device hangs.
  * NUL, in every mode: SMTP text has no NUL (we offer no BINARYMIME), and a
  *   next hop that drops NULs turns CRLF NUL "." CRLF into an end of data.
  *   The first NUL sets `nul_seen`; nothing from it on is written (the bytes
@@ -42,13 +50,18 @@ typedef struct data_framer {
   bool bare_seen;    /* a bare LF/CR was seen (set in both modes; only
                         reject stops the output) */
   bool nul_seen;     /* a NUL byte was seen; output stopped before it */
+  bool lflf_seen;    /* LF "." LF was taken as content (not lenient) */
   bool done;         /* end of data found */
+  bool lf_end;       /* bare_lf: lenient (LF "." LF ends the message) */
   /* internal line state, see data.c */
   unsigned char state; /* where in a line the last byte left us */
   bool prev_crlf;      /* the previous line ended in a real CRLF */
+  bool prev_lf;        /* the previous line ended in a bare LF */
 } data_framer;
 
 void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size);
+/* bare_lf: lenient. Call right after data_framer_init (not with reject). */
+void data_framer_allow_lf_end(data_framer *f);
 
 /* Emit callback: bytes for upstream, already CRLF-normalised and
  * dot-stuffed. May be called several times per feed. */

@@ -4,6 +4,9 @@
  * secret is never written (it appears as "<redacted>"); a line is written
  * with one write(2) so concurrent lines never interleave; values are
  * escaped so a hostile client cannot forge a log line (CR/LF/quotes).
+ * JSON: counts and durations (rcpts, size, duration_ms, skip_ms, grace_ms,
+ * expires_in) are numbers when their value is an integer; all else is a
+ * string.
  */
 #ifndef STP_LOG_H
 #define STP_LOG_H

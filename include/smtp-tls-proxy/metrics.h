@@ -47,7 +47,8 @@ void metrics_refused_connection(const char *listener, const char *reason);
 void metrics_message(const char *route, const char *upstream, const char *result, uint64_t bytes);
 
 /* smtp_proxy_upstream_failures_total{upstream,reason}; reason: dns | connect
- * | tls | starttls | greeting | auth | timeout | closed | protocol. */
+ * | tls | starttls | greeting | auth | timeout | closed | protocol, or, for
+ * a refusal the provider table knows, its reason word (provider.h). */
 void metrics_upstream_failure(const char *upstream, const char *reason);
 
 /* smtp_proxy_failovers_total{route,from,to}. */

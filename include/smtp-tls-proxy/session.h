@@ -57,7 +57,8 @@ typedef struct session_ops {
    * session_up_ready() or session_up_failed(). */
   void (*up_open)(void *ctx, size_t route);
   void (*up_mail)(void *ctx, const char *from, const smtp_mail_args *a);
-  void (*up_rcpt)(void *ctx, const char *to);
+  /* dsn: the RCPT's DSN parameters (RFC 3461), never NULL. */
+  void (*up_rcpt)(void *ctx, const char *to, const smtp_rcpt_dsn *dsn);
   void (*up_data)(void *ctx);
   void (*up_body)(void *ctx, const char *p, size_t n);
   void (*up_end)(void *ctx);
@@ -94,9 +95,11 @@ typedef enum {
 typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD } session_outcome_kind;
 typedef struct session_outcome {
   session_outcome_kind kind;
-  upstream_fail why; /* SO_FAILED */
-  bool ok;           /* SO_PASSWORD */
-  bool has_tls;      /* SO_READY */
+  upstream_fail why;         /* SO_FAILED */
+  const provider_rule *rule; /* SO_FAILED: the provider table's row, or NULL */
+  provider_phase phase;      /* SO_FAILED: where it failed (with rule) */
+  bool ok;                   /* SO_PASSWORD */
+  bool has_tls;              /* SO_READY */
   char name[64], tls[16];
   smtp_reply reply; /* SO_REPLY */
 } session_outcome;
@@ -123,7 +126,8 @@ typedef struct session {
   smtp_mail_args mail;
   long route; /* -1: not fixed yet */
   unsigned n_rcpt;
-  smtp_path rcpt; /* the RCPT being processed */
+  smtp_path rcpt;         /* the RCPT being processed */
+  smtp_rcpt_dsn rcpt_dsn; /* and its DSN parameters */
   uint64_t txn_start_ms;
   data_framer framer;
   bool data_lost; /* upstream failed while streaming */
@@ -192,6 +196,9 @@ void session_up_skipped(session *s, const char *skipped);
 void session_up_ready(session *s, const char *upstream_name, const char *tls_version);
 void session_up_reply(session *s, const smtp_reply *r);
 void session_up_failed(session *s, upstream_fail why);
+/* The same with the provider table's verdict on the failure: a matched row
+ * decides the device's reply (v NULL or v->rule NULL: as session_up_failed). */
+void session_up_failed_verdict(session *s, upstream_fail why, const provider_verdict *v);
 /* The answer to ops->check_password. */
 void session_password_checked(session *s, bool ok);
 

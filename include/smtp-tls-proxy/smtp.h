@@ -96,22 +96,49 @@ typedef struct smtp_path {
 
 typedef enum { SMTP_BODY_NONE = 0, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME } smtp_body;
 
+/* DSN (RFC 3461): RET= on MAIL. */
+typedef enum { SMTP_RET_NONE = 0, SMTP_RET_FULL, SMTP_RET_HDRS } smtp_ret;
+#define SMTP_ENVID_MAX 100          /* RFC 3461 4.4, decoded */
+#define SMTP_ORCPT_MAX 500          /* RFC 3461 4.2, decoded */
+#define SMTP_XTEXT_MAX(n) (3 * (n)) /* "+XX" per decoded octet at most */
+
 typedef struct smtp_mail_args {
   smtp_path from;
   bool has_size;
   uint64_t size;
   smtp_body body;
   bool smtputf8;
+  smtp_ret ret;
+  char envid[SMTP_XTEXT_MAX(SMTP_ENVID_MAX) + 1]; /* xtext as sent; "" for none */
 } smtp_mail_args;
+
+/* DSN (RFC 3461) parameters of one RCPT. */
+#define SMTP_NOTIFY_NEVER 0x1u
+#define SMTP_NOTIFY_SUCCESS 0x2u
+#define SMTP_NOTIFY_FAILURE 0x4u
+#define SMTP_NOTIFY_DELAY 0x8u
+typedef struct smtp_rcpt_dsn {
+  unsigned notify; /* SMTP_NOTIFY_* bits; 0 for none */
+  /* "addr-type;xtext" as sent, e.g. "rfc822;a+2Bb@example.com"; "" for none */
+  char orcpt[64 + 1 + SMTP_XTEXT_MAX(SMTP_ORCPT_MAX) + 1];
+} smtp_rcpt_dsn;
 
 /* arg: as given in smtp_cmd.arg for MAIL (after "FROM:").
  * Returns 0, STP_EADDR (bad address -> 553 5.1.7 for MAIL, 553 5.1.3 for RCPT),
  * STP_EPARAM (unknown or malformed parameter -> 555 5.5.4),
  * STP_ESYNTAX (-> 501 5.5.4). */
 int smtp_parse_mail(const char *arg, size_t len, smtp_mail_args *out);
-/* For RCPT: "<>" is not allowed (STP_EADDR); parameters other than none are
- * STP_EPARAM (we advertise no RCPT extensions). utf8 from the MAIL. */
+/* For RCPT: "<>" is not allowed (STP_EADDR); parameters other than DSN's
+ * NOTIFY and ORCPT are STP_EPARAM. utf8 from the MAIL. dsn may be NULL
+ * (the parameters are still checked). */
+int smtp_parse_rcpt_dsn(const char *arg, size_t len, bool utf8, smtp_path *out, smtp_rcpt_dsn *dsn);
 int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out);
+/* RFC 3461 4: xtext, with at most `max` octets once decoded (hexchars "+XX"
+ * in upper case, no '+' or '=' otherwise, printable ASCII only). */
+bool smtp_xtext_valid(const char *s, size_t n, size_t max);
+/* The NOTIFY value for bits ("NEVER" or "SUCCESS,FAILURE,DELAY" in that
+ * order) into buf; returns buf. */
+const char *smtp_notify_text(unsigned notify, char *buf, size_t cap);
 /* Parse just a path (used by both); *end = index after the path. */
 int smtp_parse_path(const char *s, size_t len, bool utf8, smtp_path *out, size_t *end);
 /* The domain of a parsed path ("" for <>): after the last '@' (the parser
@@ -146,7 +173,7 @@ size_t smtp_reply_enhanced(const smtp_reply *r);
 #define SMTP_AUTH_CRAM_MD5 0x8u
 
 typedef struct smtp_caps {
-  bool starttls, pipelining, eightbitmime, smtputf8, enhancedstatuscodes;
+  bool starttls, pipelining, eightbitmime, smtputf8, enhancedstatuscodes, dsn;
   bool has_size;
   uint64_t size; /* 0 = no limit announced */
   unsigned auth; /* SMTP_AUTH_* bits; "AUTH=PLAIN LOGIN" legacy form too */

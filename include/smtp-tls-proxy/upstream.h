@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "smtp-tls-proxy/config.h"
+#include "smtp-tls-proxy/provider.h"
 #include "smtp-tls-proxy/smtp.h"
 
 typedef enum {
@@ -68,7 +69,8 @@ typedef struct upstream_ops {
   /* The reply to a command sent with upstream_mail/rcpt/data/end/rset. */
   void (*reply)(void *ctx, const smtp_reply *r);
   /* The connection is unusable; the transport should be closed. `detail`
-   * is for the log (never contains secrets). */
+   * is for the log (never contains secrets); upstream_verdict() tells what
+   * the provider table makes of it. */
   void (*failed)(void *ctx, upstream_fail why, const char *detail);
   /* A request found its answer at once: call upstream_run_deferred() from
    * the loop, after the requester has returned. */
@@ -104,6 +106,14 @@ typedef struct upstream {
   int deferred_code;
   upstream_fail deferred_fail;
   char deferred_text[256];
+  /* The provider table's reading of the reply (or TLS reason) that made
+   * the connection fail; rule NULL for failures it does not know. */
+  provider_verdict verdict;
+  /* XOAUTH2: the 334 error challenge (base64 JSON) before the final reply. */
+  char xoauth2_challenge[512];
+  char log_id[16];   /* the session id for log lines, "" when none */
+  bool dsn_logged;   /* DSN parameters dropped in this transaction: logged */
+  bool helo_refused; /* the first EHLO got 501: our name was refused */
 } upstream;
 
 void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
@@ -115,6 +125,9 @@ void upstream_set_credentials(upstream *u, const char *user, const char *secret)
 /* Use this bearer token as the configured user's secret (the mechanism
  * stays the configured one). Same lifetime rule as above. */
 void upstream_set_token(upstream *u, const char *token);
+
+/* The session id this connection's own log lines carry. */
+void upstream_set_log_id(upstream *u, const char *sid);
 
 /* Transport events. */
 void upstream_on_connected(upstream *u);
@@ -129,9 +142,12 @@ void upstream_run_deferred(upstream *u);
  * end). Each returns 0 or STP_ESTATE. The reply comes through ops->reply,
  * never before the request has returned (see ops->defer).
  * MAIL carries SIZE, BODY and SMTPUTF8 from `a` only where the upstream
- * announced the extension (a may be NULL). */
+ * announced the extension (a may be NULL). DSN parameters (RET, ENVID on
+ * MAIL; NOTIFY, ORCPT on RCPT, dsn may be NULL) go up when the upstream
+ * offers DSN and are dropped otherwise, as RFC 3461 4 lets a relay do,
+ * with one log line per transaction. */
 int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a);
-int upstream_rcpt(upstream *u, const char *to);
+int upstream_rcpt(upstream *u, const char *to, const smtp_rcpt_dsn *dsn);
 int upstream_data(upstream *u);
 int upstream_body(upstream *u, const char *p, size_t n);
 int upstream_end(upstream *u);
@@ -144,6 +160,9 @@ bool upstream_idle(const upstream *u); /* ready and no command outstanding */
 bool upstream_in_txn(const upstream *u);
 /* It authenticates with a device's own credentials (never to be shared). */
 bool upstream_has_device_credentials(const upstream *u);
+/* What the provider table made of the failure reported last (valid after
+ * ops->failed; rule NULL when no row matched or no reply was involved). */
+const provider_verdict *upstream_verdict(const upstream *u);
 const char *upstream_state_name(upstream_state s);
 const char *upstream_fail_name(upstream_fail f);
 

@@ -95,7 +95,7 @@ static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
 
 void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   static const char *const auth_names[] = {"none", "any", "users", "passthrough", NULL};
-  static const char *const barelf_names[] = {"fix", "reject", NULL};
+  static const char *const barelf_names[] = {"fix", "reject", "lenient", NULL};
   yaml_node_t *k[L_N], *v[L_N];
   int e;
 
@@ -178,7 +178,8 @@ void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_parse_count(c, v[L_MAXPER], "max_connections_per_client", UINT32_MAX, &u);
     l->max_connections_per_client = (uint32_t)u;
   }
-  if (v[L_BARELF] && cfg_parse_enum(c, v[L_BARELF], "bare_lf", barelf_names, "fix or reject", &e))
+  if (v[L_BARELF] &&
+      cfg_parse_enum(c, v[L_BARELF], "bare_lf", barelf_names, "fix, lenient or reject", &e))
     l->bare_lf = (stp_bare_lf)e;
   if (v[L_IDLE])
     cfg_parse_duration(c, v[L_IDLE], "idle_timeout", false, &l->idle_timeout_ms);

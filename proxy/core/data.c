@@ -3,7 +3,8 @@
  *
  * Owns: the one decision that SMTP smuggling attacks target, namely where a
  * message ends. Guarantees: the end is CRLF "." CRLF with both line ends
- * real; no NUL byte and nothing after one goes up; a "." line that is
+ * real (and, only when the listener says bare_lf: lenient, LF "." LF with
+ * both line ends bare LFs); no NUL byte and nothing after one goes up; a "." line that is
  * content never loses or gains a dot; the output is a function of the
  * input bytes alone, never of how they were split into reads; no
  * allocation; constant state.
@@ -41,6 +42,11 @@ void data_framer_init(data_framer *f, bool reject_bare, uint64_t max_size) {
   f->max_size = max_size;
   f->state = DF_BOL;
   f->prev_crlf = true; /* the DATA command's own CRLF */
+}
+
+void data_framer_allow_lf_end(data_framer *f) {
+  f->lf_end = true;
+  f->prev_lf = true; /* an LF-only device ended its DATA command with LF */
 }
 
 typedef struct feed {
@@ -125,11 +131,13 @@ static void nul_at(feed *s, size_t at) {
   (void)grow(s, 1, at);
 }
 
-/* A line end that was not a real CRLF; its input starts at in[at]. */
-static void bare_end(feed *s, size_t at) {
+/* A line end that was not a real CRLF (lf: a bare LF, else a bare CR);
+ * its input starts at in[at]. */
+static void bare_end(feed *s, size_t at, bool lf) {
   flush(s, at);
   s->f->bare_seen = true;
   s->f->prev_crlf = false;
+  s->f->prev_lf = lf;
   if (grow(s, 2, at))
     put(s, "\r\n", 2);
 }
@@ -138,11 +146,12 @@ static void bare_end(feed *s, size_t at) {
  * real CRLF or not; its input starts at in[at]. The content is the text
  * "." (RFC 5321 4.5.2 drops a leading dot only when more follows), so it
  * goes up stuffed: "..". Writing an empty line instead would lose the dot. */
-static void lone_dot(feed *s, size_t at, bool crlf) {
+static void lone_dot(feed *s, size_t at, bool crlf, bool lf) {
   flush(s, at);
   if (!crlf)
     s->f->bare_seen = true;
   s->f->prev_crlf = crlf;
+  s->f->prev_lf = lf;
   if (grow(s, 3, at))
     put(s, "..\r\n", 4);
 }
@@ -173,7 +182,7 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
         carried = false;
         f->state = DF_CR;
       } else if (c == '\n') {
-        bare_end(&s, i);
+        bare_end(&s, i, true);
         s.run = ++i;
       } else {
         f->state = DF_TEXT;
@@ -199,7 +208,7 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
           carried = false;
           f->state = DF_CR;
         } else if (in[i] == '\n') {
-          bare_end(&s, i);
+          bare_end(&s, i, true);
           s.run = ++i;
           f->state = DF_BOL;
         } else {
@@ -216,11 +225,12 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
         if (grow(&s, 2, ps) && carried)
           put(&s, "\r", 1); /* the CR was in the previous buffer */
         f->prev_crlf = true;
+        f->prev_lf = false;
         f->state = DF_BOL;
         i++;
       } else {
         /* Bare CR: it alone ends the line; c starts the next one. */
-        bare_end(&s, ps);
+        bare_end(&s, ps, false);
         s.run = i;
         f->state = DF_BOL;
       }
@@ -231,8 +241,17 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
         f->state = DF_DOT_CR;
         i++;
       } else if (c == '\n') {
-        /* ".\n": a content line ".". */
-        lone_dot(&s, ps, false);
+        if (f->prev_lf && f->lf_end) {
+          /* LF "." LF under bare_lf: lenient: the end of data. */
+          flush(&s, ps);
+          f->done = true;
+          return ++i;
+        }
+        /* ".\n": a content line "."; after a bare LF line it is what an
+         * LF-only device means as the end, which only lenient takes. */
+        if (f->prev_lf)
+          f->lflf_seen = true;
+        lone_dot(&s, ps, false, true);
         s.run = ++i;
         f->state = DF_BOL;
       } else if (c == '.') {
@@ -260,13 +279,13 @@ size_t data_framer_feed(data_framer *f, const char *in, size_t len, data_emit_fn
           return i;
         }
         /* ".\r\n" after a bare line end: content, the line ".". */
-        lone_dot(&s, ps, true);
+        lone_dot(&s, ps, true, false);
         s.run = i;
         f->state = DF_BOL;
       } else {
         /* ".\r" then something else: the "." line ended in a bare CR; c
          * starts the next line. */
-        lone_dot(&s, ps, false);
+        lone_dot(&s, ps, false, false);
         s.run = i;
         f->state = DF_BOL;
       }

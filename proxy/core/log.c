@@ -135,9 +135,33 @@ static void text_pair(lw *w, const char *k, const char *v) {
   }
 }
 
+/* Keys whose values are counts or durations: JSON gets them as numbers,
+ * so that log pipelines can sum and compare them without a cast. */
+static bool numeric_key(const char *k) {
+  static const char *const keys[] = {"rcpts",   "size",     "duration_ms",
+                                     "skip_ms", "grace_ms", "expires_in"};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+    if (!strcmp(k, keys[i]))
+      return true;
+  return false;
+}
+
+/* A JSON integer: -?(0|[1-9][0-9]*), at most 20 digits (never invalid
+ * JSON, whatever a caller passes under a numeric key). */
+static bool json_integer(const char *v) {
+  const char *p = v + (*v == '-');
+  size_t n = strspn(p, "0123456789");
+  return n > 0 && n <= 20 && !p[n] && (p[0] != '0' || n == 1);
+}
+
 static void json_pair(lw *w, const char *k, const char *v) {
   lw_puts(w, ",\"");
   lw_escaped(w, k);
+  if (numeric_key(k) && json_integer(v)) {
+    lw_puts(w, "\":");
+    lw_puts(w, v);
+    return;
+  }
   lw_puts(w, "\":\"");
   lw_escaped(w, v);
   lw_putc(w, '"');

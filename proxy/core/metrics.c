@@ -82,8 +82,9 @@ static const family families[F_COUNT] = {
     [F_SESSIONS_TOTAL] =
         {"smtp_proxy_sessions_total", "Client sessions started.", T_COUNTER, 1, {"listener"}},
     [F_UP_FAILURES] = {"smtp_proxy_upstream_failures_total",
-                       "Upstream connection failures by reason "
-                       "(dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol).",
+                       "Upstream failures and provider refusals by reason "
+                       "(dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, "
+                       "or the provider table word).",
                        T_COUNTER,
                        2,
                        {"upstream", "reason"}},

@@ -267,7 +267,15 @@ void session_up_reply(session *s, const smtp_reply *r) {
 }
 
 void session_up_failed(session *s, upstream_fail why) {
+  session_up_failed_verdict(s, why, NULL);
+}
+
+void session_up_failed_verdict(session *s, upstream_fail why, const provider_verdict *v) {
   session_outcome o = {.kind = SO_FAILED, .why = why};
+  if (v && v->rule) {
+    o.rule = v->rule; /* rows are static: the pointer outlives the queue */
+    o.phase = v->phase;
+  }
   deliver(s, &o);
 }
 

@@ -41,7 +41,10 @@ static void cmd_ehlo(session *s, const smtp_cmd *c, bool esmtp) {
     return;
   }
   char buf[512];
-  int n = snprintf(buf, sizeof buf, "250-%s\r\n250-SIZE %llu\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n",
+  /* DSN (RFC 3461): its parameters go upstream when the upstream offers
+   * DSN, and are dropped (4, as a relay may) when it does not. */
+  int n = snprintf(buf, sizeof buf,
+                   "250-%s\r\n250-SIZE %llu\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-DSN\r\n",
                    s->cfg->hostname, (unsigned long long)s->lcfg->max_message_size);
   if (s->lcfg->auth != STP_LAUTH_NONE)
     n += snprintf(buf + n, sizeof buf - (size_t)n, "250-AUTH PLAIN LOGIN\r\n");
@@ -120,7 +123,7 @@ static void rcpt_advance(session *s) {
     return;
   }
   session_out_wait_for(s, W_RCPT);
-  s->ops->up_rcpt(s->ctx, s->rcpt.addr);
+  s->ops->up_rcpt(s->ctx, s->rcpt.addr, &s->rcpt_dsn);
 }
 
 static void cmd_rcpt(session *s, const smtp_cmd *c) {
@@ -128,13 +131,13 @@ static void cmd_rcpt(session *s, const smtp_cmd *c) {
     session_out_reply(s, "503 5.5.1 Error: need MAIL command\r\n");
     return;
   }
-  int r = smtp_parse_rcpt(c->arg, c->arg_len, s->mail.smtputf8, &s->rcpt);
+  int r = smtp_parse_rcpt_dsn(c->arg, c->arg_len, s->mail.smtputf8, &s->rcpt, &s->rcpt_dsn);
   if (r == STP_EADDR) {
     session_out_reply(s, "553 5.1.3 Bad recipient address syntax\r\n");
     return;
   }
   if (r == STP_EPARAM) {
-    session_out_reply(s, "555 5.5.4 Unsupported RCPT parameter\r\n");
+    session_out_reply(s, "555 5.5.4 Unsupported or malformed RCPT parameter\r\n");
     return;
   }
   if (r < 0) {

@@ -8,6 +8,7 @@
 #include "session_data.h"
 
 #include "session_out.h"
+#include "smtp-tls-proxy/log.h"
 
 static void emit_upstream(void *ctx, const char *p, size_t n) {
   session *s = ctx;
@@ -74,13 +75,33 @@ static void finish_data(session *s) {
 /* Our 354 is out: frame the device's message from here on. */
 void session_data_begin(session *s) {
   data_framer_init(&s->framer, s->lcfg->bare_lf == STP_BARELF_REJECT, s->lcfg->max_message_size);
+  if (s->lcfg->bare_lf == STP_BARELF_LENIENT)
+    data_framer_allow_lf_end(&s->framer);
   session_data_rewrite_start(s);
+}
+
+/* A device whose every line ends in LF ends its message with LF "." LF,
+ * which only bare_lf: lenient takes as the end: it then waits for an
+ * answer that never comes (it works against Postfix 3.7, Exim and
+ * OpenSMTPD, which is what admins compare with). Say so, once a message. */
+static void warn_lf_end(session *s) {
+  stp_kv kv[] = {{"listener", s->lcfg->name},
+                 {"client", s->client_ip},
+                 {"bare_lf", s->lcfg->bare_lf == STP_BARELF_REJECT ? "reject" : "fix"},
+                 {"hint",
+                  "the device ended its message with LF . LF, which is not the end of data here "
+                  "(CRLF . CRLF is): it will wait until idle_timeout. If every line it sends ends "
+                  "in LF and the device is trusted, set bare_lf: lenient on this listener"}};
+  stp_log_kv(STP_LOG_WARN, s->sid, "bare-lf-end-ignored", kv, sizeof kv / sizeof *kv);
 }
 
 /* Message bytes: framed towards the upstream; at the end of data the
  * final answer is decided. Returns the bytes consumed. */
 size_t session_data_feed(session *s, const char *p, size_t n) {
+  bool lflf = s->framer.lflf_seen;
   size_t used = data_framer_feed(&s->framer, p, n, emit_body, s);
+  if (!lflf && s->framer.lflf_seen)
+    warn_lf_end(s);
   if (s->framer.done)
     finish_data(s);
   return used;

@@ -12,6 +12,7 @@
 #include "session_auth.h"
 #include "session_data.h"
 #include "session_out.h"
+#include "session_provider.h"
 
 static void apply_password(session *s, bool ok) {
   if (s->state != SS_WAIT || s->wait != W_HASH)
@@ -55,12 +56,14 @@ static void apply_reply_data(session *s, const smtp_reply *r) {
 void session_up_apply_reply(session *s, const smtp_reply *r) {
   if (s->state != SS_WAIT)
     return;
+  smtp_reply mapped;
+  r = session_provider_reply(s, r, &mapped);
   switch (s->wait) {
   case W_MAIL:
     if (r->code / 100 == 2) {
       s->up_in_txn = true;
       s->wait = W_RCPT;
-      s->ops->up_rcpt(s->ctx, s->rcpt.addr);
+      s->ops->up_rcpt(s->ctx, s->rcpt.addr, &s->rcpt_dsn);
       return;
     }
     /* The upstream refused the sender: that is this RCPT's answer. */
@@ -92,8 +95,7 @@ void session_up_apply_reply(session *s, const smtp_reply *r) {
   session_out_done_waiting(s, SS_CMD);
 }
 
-static void apply_failed_wait(session *s, upstream_fail why, bool had_rcpts) {
-  const char *r = session_fail_reply(why);
+static void apply_failed_wait(session *s, const char *r, bool had_rcpts) {
   switch (s->wait) {
   case W_OPEN:
   case W_MAIL:
@@ -124,7 +126,7 @@ static void apply_failed_wait(session *s, upstream_fail why, bool had_rcpts) {
   session_out_done_waiting(s, SS_CMD);
 }
 
-static void apply_failed(session *s, upstream_fail why) {
+static void apply_failed(session *s, upstream_fail why, const char *reply) {
   bool had_rcpts = s->n_rcpt > 0;
   s->up_connected = false;
   s->up_in_txn = false;
@@ -153,7 +155,7 @@ static void apply_failed(session *s, upstream_fail why) {
     session_auth_upstream_failed(s, why);
     return;
   }
-  apply_failed_wait(s, why, had_rcpts);
+  apply_failed_wait(s, reply ? reply : session_fail_reply(why), had_rcpts);
 }
 
 void session_up_apply(session *s, const session_outcome *o) {
@@ -164,9 +166,13 @@ void session_up_apply(session *s, const session_outcome *o) {
   case SO_REPLY:
     session_up_apply_reply(s, &o->reply);
     return;
-  case SO_FAILED:
-    apply_failed(s, o->why);
+  case SO_FAILED: {
+    /* A row of the provider table words the device's 4xx. */
+    char line[256];
+    apply_failed(s, o->why,
+                 o->rule ? provider_rule_device_reply(o->rule, o->phase, line, sizeof line) : NULL);
     return;
+  }
   case SO_PASSWORD:
     apply_password(s, o->ok);
     return;

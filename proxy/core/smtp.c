@@ -11,6 +11,7 @@
 #include "smtp-tls-proxy/smtp.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -340,7 +341,26 @@ const char *smtp_path_domain(const smtp_path *p) {
 
 /* ---- MAIL / RCPT parameters ------------------------------------------------------ */
 
-enum { P_SIZE = 1u, P_BODY = 2u, P_SMTPUTF8 = 4u, P_AUTH = 8u };
+enum { P_SIZE = 1u, P_BODY = 2u, P_SMTPUTF8 = 4u, P_AUTH = 8u, P_RET = 16u, P_ENVID = 32u };
+
+static bool is_upper_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+bool smtp_xtext_valid(const char *s, size_t n, size_t max) {
+  size_t decoded = 0;
+  for (size_t i = 0; i < n; i++, decoded++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '+') {
+      if (n - i < 3 || !is_upper_hex(s[i + 1]) || !is_upper_hex(s[i + 2]))
+        return false;
+      i += 2;
+    } else if (c < 33 || c > 126 || c == '=') {
+      return false;
+    }
+  }
+  return n > 0 && decoded <= max;
+}
 
 static bool kw_is(const char *kw, size_t n, const char *want) {
   return strlen(want) == n && stp_ascii_ncasecmp(kw, want, n) == 0;
@@ -393,6 +413,20 @@ static int mail_param(const char *p, size_t n, smtp_mail_args *out, unsigned *se
     bit = P_AUTH;
     if (!v || vlen == 0)
       return STP_EPARAM;
+  } else if (kw_is(p, klen, "RET")) {
+    bit = P_RET;
+    if (v && kw_is(v, vlen, "FULL"))
+      out->ret = SMTP_RET_FULL;
+    else if (v && kw_is(v, vlen, "HDRS"))
+      out->ret = SMTP_RET_HDRS;
+    else
+      return STP_EPARAM;
+  } else if (kw_is(p, klen, "ENVID")) {
+    bit = P_ENVID;
+    if (!v || vlen >= sizeof out->envid || !smtp_xtext_valid(v, vlen, SMTP_ENVID_MAX))
+      return STP_EPARAM;
+    memcpy(out->envid, v, vlen);
+    out->envid[vlen] = '\0';
   } else {
     return STP_EPARAM;
   }
@@ -433,7 +467,78 @@ int smtp_parse_mail(const char *arg, size_t len, smtp_mail_args *out) {
   return 0;
 }
 
-int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out) {
+/* NOTIFY=NEVER, or a list of SUCCESS, FAILURE, DELAY, each once. */
+static int notify_value(const char *v, size_t n, unsigned *out) {
+  unsigned bits = 0;
+  size_t i = 0;
+  while (i <= n) {
+    size_t j = i;
+    while (j < n && v[j] != ',')
+      j++;
+    unsigned b = kw_is(v + i, j - i, "NEVER")     ? SMTP_NOTIFY_NEVER
+                 : kw_is(v + i, j - i, "SUCCESS") ? SMTP_NOTIFY_SUCCESS
+                 : kw_is(v + i, j - i, "FAILURE") ? SMTP_NOTIFY_FAILURE
+                 : kw_is(v + i, j - i, "DELAY")   ? SMTP_NOTIFY_DELAY
+                                                  : 0;
+    if (!b || (bits & b))
+      return STP_EPARAM;
+    bits |= b;
+    i = j + 1;
+  }
+  if ((bits & SMTP_NOTIFY_NEVER) && bits != SMTP_NOTIFY_NEVER)
+    return STP_EPARAM; /* RFC 3461 4.1: NEVER stands alone */
+  *out = bits;
+  return 0;
+}
+
+/* ORCPT=addr-type;xtext (RFC 3461 4.2); addr-type is an atom, e.g. rfc822. */
+static int orcpt_value(const char *v, size_t n, smtp_rcpt_dsn *d) {
+  const char *semi = memchr(v, ';', n);
+  size_t tl = semi ? (size_t)(semi - v) : 0;
+  if (!semi || tl == 0 || tl > 64 || n >= sizeof d->orcpt)
+    return STP_EPARAM;
+  for (size_t i = 0; i < tl; i++) {
+    char c = v[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+      return STP_EPARAM;
+  }
+  if (!smtp_xtext_valid(semi + 1, n - tl - 1, SMTP_ORCPT_MAX))
+    return STP_EPARAM;
+  memcpy(d->orcpt, v, n);
+  d->orcpt[n] = '\0';
+  return 0;
+}
+
+static int rcpt_param(const char *p, size_t n, smtp_rcpt_dsn *d, unsigned *seen) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e)
+      return STP_EPARAM;
+  const char *eq = memchr(p, '=', n);
+  if (!eq || eq + 1 == p + n)
+    return STP_EPARAM;
+  size_t klen = (size_t)(eq - p), vlen = n - klen - 1;
+  unsigned bit;
+  int rc;
+  if (kw_is(p, klen, "NOTIFY")) {
+    bit = 1;
+    rc = notify_value(eq + 1, vlen, &d->notify);
+  } else if (kw_is(p, klen, "ORCPT")) {
+    bit = 2;
+    rc = orcpt_value(eq + 1, vlen, d);
+  } else {
+    return STP_EPARAM;
+  }
+  if (rc || (*seen & bit))
+    return STP_EPARAM;
+  *seen |= bit;
+  return 0;
+}
+
+int smtp_parse_rcpt_dsn(const char *arg, size_t len, bool utf8, smtp_path *out,
+                        smtp_rcpt_dsn *dsn) {
+  smtp_rcpt_dsn scratch;
+  smtp_rcpt_dsn *d = dsn ? dsn : &scratch;
+  memset(d, 0, sizeof *d);
   if (memchr(arg, '\0', len))
     return STP_ESYNTAX;
   size_t end;
@@ -444,9 +549,45 @@ int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out) {
     return STP_EADDR;
   if (end < len && arg[end] != ' ')
     return STP_ESYNTAX;
-  if (skip_sp(arg, end, len) < len)
-    return STP_EPARAM;
+  unsigned seen = 0;
+  size_t i = skip_sp(arg, end, len);
+  while (i < len) {
+    size_t j = i;
+    while (j < len && arg[j] != ' ')
+      j++;
+    rc = rcpt_param(arg + i, j - i, d, &seen);
+    if (rc) {
+      memset(d, 0, sizeof *d);
+      return rc;
+    }
+    i = skip_sp(arg, j, len);
+  }
   return 0;
+}
+
+int smtp_parse_rcpt(const char *arg, size_t len, bool utf8, smtp_path *out) {
+  return smtp_parse_rcpt_dsn(arg, len, utf8, out, NULL);
+}
+
+const char *smtp_notify_text(unsigned notify, char *buf, size_t cap) {
+  static const struct {
+    unsigned bit;
+    const char *name;
+  } names[] = {{SMTP_NOTIFY_NEVER, "NEVER"},
+               {SMTP_NOTIFY_SUCCESS, "SUCCESS"},
+               {SMTP_NOTIFY_FAILURE, "FAILURE"},
+               {SMTP_NOTIFY_DELAY, "DELAY"}};
+  size_t o = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+    if (!(notify & names[i].bit))
+      continue;
+    int n = snprintf(buf + o, cap - o, "%s%s", o ? "," : "", names[i].name);
+    if (n < 0 || (size_t)n >= cap - o)
+      break;
+    o += (size_t)n;
+  }
+  return buf;
 }
 
 /* ---- replies ---------------------------------------------------------------------- */
@@ -563,6 +704,8 @@ static void caps_line(const char *s, size_t n, smtp_caps *out) {
     out->smtputf8 = true;
   } else if (kw_is(s, k, "ENHANCEDSTATUSCODES")) {
     out->enhancedstatuscodes = true;
+  } else if (kw_is(s, k, "DSN")) {
+    out->dsn = true;
   } else if (kw_is(s, k, "SIZE")) {
     out->has_size = true;
     uint64_t x = 0;

@@ -48,17 +48,9 @@ static void set_state(upstream *u, upstream_state s) {
   u->state = s;
 }
 
-static void fail(upstream *u, upstream_fail why, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
+static void fail_detail(upstream *u, upstream_fail why, const char *detail) {
   if (u->state == UP_DEAD)
     return;
-  char detail[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(detail, sizeof detail, fmt, ap);
-  va_end(ap);
   set_state(u, UP_DEAD);
   u->ops->set_timer(u->ctx, 0);
   if (u->in_request) { /* the owner is on the stack: report from the loop */
@@ -72,6 +64,22 @@ static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
   u->ops->failed(u->ctx, why, detail);
 }
 
+/* A failure that no provider reply explains (network, timeout, ...). */
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(upstream *u, upstream_fail why, const char *fmt, ...) {
+  if (u->state == UP_DEAD)
+    return;
+  char detail[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  memset(&u->verdict, 0, sizeof u->verdict);
+  fail_detail(u, why, detail);
+}
+
 /* First line of the reply, for log details: "421 4.3.2 busy". */
 static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
   size_t n = strcspn(u->reply.text, "\n");
@@ -81,11 +89,33 @@ static const char *reply_summary(const upstream *u, char *buf, size_t cap) {
   return buf;
 }
 
+/* The reply just received ends the connection: the provider table reads
+ * it (an XOAUTH2 exchange by its 334 challenge) before the failure goes
+ * out, so the owner can give the device the right class and the admin a
+ * hint. detail: "<what>: <first line of the reply>". */
+static void fail_reply(upstream *u, upstream_fail why, provider_phase phase, const char *what) {
+  if (u->state == UP_DEAD)
+    return;
+  if (phase == PROV_AUTH && u->xoauth2_challenge[0])
+    provider_classify_xoauth2(&u->verdict, u->xoauth2_challenge, &u->reply);
+  else
+    provider_classify(&u->verdict, phase, &u->reply);
+  char s[256], detail[512];
+  snprintf(detail, sizeof detail, "%s: %s", what, reply_summary(u, s, sizeof s));
+  fail_detail(u, why, detail);
+}
+
+const provider_verdict *upstream_verdict(const upstream *u) {
+  return &u->verdict;
+}
+
 static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 static void send_cmd(upstream *u, upstream_state next, uint64_t timeout_ms, const char *fmt, ...) {
-  char line[SMTP_CMD_MAX + SMTP_ADDR_MAX];
+  /* A device's command is at most 512 octets; ours may hold a rewritten
+   * sender and parameters the device did not send (SIZE, BODY). */
+  char line[2 * SMTP_CMD_MAX + SMTP_ADDR_MAX];
   va_list ap;
   va_start(ap, fmt);
   int n = vsnprintf(line, sizeof line, fmt, ap);
@@ -110,6 +140,10 @@ void upstream_init(upstream *u, const stp_upstream_cfg *cfg, const char *helo,
   u->state = UP_CONNECTING;
   smtp_lr_init(&u->lr, UP_LINE_CAP);
   u->lr.max = UP_LINE_CAP;
+}
+
+void upstream_set_log_id(upstream *u, const char *sid) {
+  snprintf(u->log_id, sizeof u->log_id, "%s", sid ? sid : "");
 }
 
 void upstream_free(upstream *u) {
@@ -210,7 +244,6 @@ static void after_ehlo(upstream *u) {
 }
 
 static void on_ehlo(upstream *u) {
-  char s[256];
   if (u->reply.code != 250) {
     /* Only a plain, unauthenticated upstream may fall back to HELO: every
      * other configuration needs EHLO's extensions. */
@@ -218,7 +251,11 @@ static void on_ehlo(upstream *u) {
       send_cmd(u, UP_HELO, u->cfg->command_timeout_ms, "HELO %s\r\n", u->helo);
       return;
     }
-    fail(u, UP_FAIL_PROTOCOL, "EHLO refused: %s", reply_summary(u, s, sizeof s));
+    /* 501 is about the argument (Gmail: "501 5.5.4 HELO/EHLO argument ...
+     * invalid, closing connection"): the transport may try once more with
+     * another name. */
+    u->helo_refused = u->state == UP_EHLO && u->reply.code == 501;
+    fail_reply(u, UP_FAIL_PROTOCOL, PROV_EHLO, "EHLO refused");
     return;
   }
   smtp_caps_parse(&u->reply, &u->caps);
@@ -234,7 +271,6 @@ static void on_ehlo(upstream *u) {
 }
 
 static void on_auth(upstream *u) {
-  char s[256];
   if (u->reply.code == 235) {
     become_ready(u);
     return;
@@ -248,14 +284,17 @@ static void on_auth(upstream *u) {
   }
   if (u->reply.code == 334 && u->mech == STP_MECH_XOAUTH2 && u->login_step == 0) {
     /* RFC-less but documented by Google/Microsoft: a 334 carries a JSON
-     * error; answer with an empty line to get the final 5xx. */
+     * error; answer with an empty line to get the final 5xx. The JSON is
+     * kept: its "status" is what tells the causes apart. */
+    snprintf(u->xoauth2_challenge, sizeof u->xoauth2_challenge, "%.*s",
+             (int)strcspn(u->reply.text, "\n"), u->reply.text);
     u->login_step = 1;
     memset(&u->reply, 0, sizeof u->reply);
     u->ops->set_timer(u->ctx, u->cfg->command_timeout_ms);
     u->ops->write(u->ctx, "\r\n", 2);
     return;
   }
-  fail(u, UP_FAIL_AUTH, "AUTH rejected: %s", reply_summary(u, s, sizeof s));
+  fail_reply(u, UP_FAIL_AUTH, PROV_AUTH, "AUTH rejected");
 }
 
 /* A complete reply arrived: advance the dialogue. */
@@ -264,7 +303,7 @@ static void on_reply(upstream *u) {
   switch (u->state) {
   case UP_GREETING:
     if (u->reply.code != 220) {
-      fail(u, UP_FAIL_GREETING, "greeting: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_GREETING, PROV_GREETING, "greeting");
       return;
     }
     send_cmd(u, UP_EHLO, u->cfg->command_timeout_ms, "EHLO %s\r\n", u->helo);
@@ -275,14 +314,14 @@ static void on_reply(upstream *u) {
     return;
   case UP_HELO:
     if (u->reply.code != 250) {
-      fail(u, UP_FAIL_PROTOCOL, "HELO refused: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_PROTOCOL, PROV_EHLO, "HELO refused");
       return;
     }
     become_ready(u);
     return;
   case UP_STARTTLS:
     if (u->reply.code != 220) {
-      fail(u, UP_FAIL_STARTTLS, "STARTTLS refused: %s", reply_summary(u, s, sizeof s));
+      fail_reply(u, UP_FAIL_STARTTLS, PROV_STARTTLS, "STARTTLS refused");
       return;
     }
     /* The caller checks for bytes after this reply before starting TLS. */
@@ -373,6 +412,13 @@ void upstream_on_closed(upstream *u, upstream_fail why, const char *detail) {
     set_state(u, UP_DEAD);
     return;
   }
+  if (why == UP_FAIL_TLS && u->state != UP_DEAD) {
+    char d[512];
+    snprintf(d, sizeof d, "%s (in state %s)", detail, upstream_state_name(u->state));
+    provider_classify_text(&u->verdict, PROV_TLS, detail);
+    fail_detail(u, why, d);
+    return;
+  }
   fail(u, why, "%s (in state %s)", detail, upstream_state_name(u->state));
 }
 
@@ -409,7 +455,36 @@ void upstream_run_deferred(upstream *u) {
   u->ops->reply(u->ctx, &r);
 }
 
+/* An upstream without DSN gets none of its parameters; the admin learns
+ * it once per transaction. */
+static void dsn_dropped(upstream *u, const char *params) {
+  if (u->dsn_logged)
+    return;
+  u->dsn_logged = true;
+  stp_kv kv[] = {{"upstream", u->cfg->name},
+                 {"params", params},
+                 {"reason", "the upstream does not offer DSN (RFC 3461 4 lets a relay drop them)"}};
+  stp_log_kv(STP_LOG_INFO, u->log_id[0] ? u->log_id : NULL, "dsn-dropped", kv, 3);
+}
+
+/* " RET=HDRS ENVID=..." for MAIL, when the message asks for them. */
+static size_t mail_dsn_params(upstream *u, const smtp_mail_args *a, char *p, size_t cap) {
+  if (!a || (a->ret == SMTP_RET_NONE && !a->envid[0]))
+    return 0;
+  if (!u->caps.dsn) {
+    dsn_dropped(u, a->ret && a->envid[0] ? "RET,ENVID" : a->ret ? "RET" : "ENVID");
+    return 0;
+  }
+  int n = snprintf(p, cap, "%s%s%s",
+                   a->ret == SMTP_RET_FULL   ? " RET=FULL"
+                   : a->ret == SMTP_RET_HDRS ? " RET=HDRS"
+                                             : "",
+                   a->envid[0] ? " ENVID=" : "", a->envid);
+  return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 static void mail_request(upstream *u, const char *from, const smtp_mail_args *a) {
+  u->dsn_logged = false; /* a new transaction */
   /* A message that needs an extension the upstream lacks is refused here,
    * before DATA, with the reason, rather than mangled or bounced later. */
   if (a && a->smtputf8 && !u->caps.smtputf8) {
@@ -421,7 +496,7 @@ static void mail_request(upstream *u, const char *from, const smtp_mail_args *a)
                 (unsigned long long)u->caps.size);
     return;
   }
-  char params[96] = "";
+  char params[SMTP_CMD_MAX] = "";
   size_t n = 0;
   if (a && a->has_size && u->caps.has_size)
     n += (size_t)snprintf(params + n, sizeof params - n, " SIZE=%llu", (unsigned long long)a->size);
@@ -431,7 +506,8 @@ static void mail_request(upstream *u, const char *from, const smtp_mail_args *a)
   if (a && a->body != SMTP_BODY_7BIT && u->caps.eightbitmime)
     n += (size_t)snprintf(params + n, sizeof params - n, " BODY=8BITMIME");
   if (a && a->smtputf8 && u->caps.smtputf8)
-    snprintf(params + n, sizeof params - n, " SMTPUTF8");
+    n += (size_t)snprintf(params + n, sizeof params - n, " SMTPUTF8");
+  mail_dsn_params(u, a, params + n, sizeof params - n);
   send_cmd(u, UP_MAIL, u->cfg->command_timeout_ms, "MAIL FROM:<%s>%s\r\n", from, params);
 }
 
@@ -456,10 +532,23 @@ int upstream_mail(upstream *u, const char *from, const smtp_mail_args *a) {
   return request_end(u);
 }
 
-int upstream_rcpt(upstream *u, const char *to) {
+int upstream_rcpt(upstream *u, const char *to, const smtp_rcpt_dsn *dsn) {
   if (request_begin(u, UP_READY) < 0)
     return STP_ESTATE;
-  send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>\r\n", to);
+  char params[sizeof dsn->orcpt + 64] = "";
+  if (dsn && (dsn->notify || dsn->orcpt[0])) {
+    if (u->caps.dsn) {
+      char notify[64];
+      snprintf(params, sizeof params, "%s%s%s%s", dsn->notify ? " NOTIFY=" : "",
+               dsn->notify ? smtp_notify_text(dsn->notify, notify, sizeof notify) : "",
+               dsn->orcpt[0] ? " ORCPT=" : "", dsn->orcpt);
+    } else {
+      dsn_dropped(u, dsn->notify && dsn->orcpt[0] ? "NOTIFY,ORCPT"
+                     : dsn->notify                ? "NOTIFY"
+                                                  : "ORCPT");
+    }
+  }
+  send_cmd(u, UP_RCPT, u->cfg->command_timeout_ms, "RCPT TO:<%s>%s\r\n", to, params);
   return request_end(u);
 }
 

@@ -69,9 +69,10 @@ static void pooled_reply(void *owner, const smtp_reply *r) {
   drop(e, false); /* anything else from an idle connection: not reusable */
 }
 
-static void pooled_failed(void *owner, upstream_fail why, const char *detail) {
+static void pooled_failed(void *owner, upstream_fail why, const char *detail,
+                          const provider_verdict *v) {
   pooled *e = owner;
-  (void)why, (void)detail; /* an idle connection closed by the upstream: routine */
+  (void)why, (void)detail, (void)v; /* an idle connection closed by the upstream: routine */
   unlink_entry(e);
 }
 

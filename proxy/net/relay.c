@@ -263,9 +263,9 @@ static void sess_up_mail(void *ctx, const char *from, const smtp_mail_args *a) {
   sm_call_failed(r, r->up ? upconn_mail(r->up, from, a) : STP_ESTATE);
 }
 
-static void sess_up_rcpt(void *ctx, const char *to) {
+static void sess_up_rcpt(void *ctx, const char *to, const smtp_rcpt_dsn *dsn) {
   relay *r = ctx;
-  sm_call_failed(r, r->up ? upconn_rcpt(r->up, to) : STP_ESTATE);
+  sm_call_failed(r, r->up ? upconn_rcpt(r->up, to, dsn) : STP_ESTATE);
 }
 
 static void sess_up_data(void *ctx) {
@@ -508,7 +508,27 @@ static bool record_failure(relay *r, size_t index, upstream_fail why, bool befor
 
 /* Failures before the connection was ready may fail over to the route's
  * next upstream; later ones belong to the message in flight. */
-static void up_failed(void *owner, upstream_fail why, const char *detail) {
+/* One line per failed connection. A refusal the provider table knows is
+ * logged by its reason word, the provider's own words and the fix; the
+ * metric counts it under that word too. */
+static void log_upstream_failed(relay *r, const stp_upstream_cfg *c, upstream_fail why,
+                                const char *detail, const provider_verdict *v) {
+  const provider_rule *row = v ? v->rule : NULL;
+  stp_kv kv[] = {{"upstream", c->name},
+                 {"host", c->host},
+                 {"reason", row ? row->reason : upstream_fail_name(why)},
+                 {"failure", row ? upstream_fail_name(why) : NULL},
+                 {"phase", row ? provider_phase_name(v->phase) : NULL},
+                 {"provider", row ? row->provider : NULL},
+                 {"provider_reply", row ? v->reply : NULL},
+                 {"hint", row ? row->hint : NULL},
+                 {"detail", row ? NULL : detail}};
+  stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, sizeof kv / sizeof *kv);
+  metrics_upstream_failure(c->name, row ? row->reason : upstream_fail_name(why));
+}
+
+static void up_failed(void *owner, upstream_fail why, const char *detail,
+                      const provider_verdict *v) {
   relay *r = owner;
   const stp_config *cfg = r->gen->cfg;
   size_t index = failover_current(&r->fo);
@@ -528,12 +548,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
     relay_try_upstream(r, false);
     return;
   }
-  stp_kv kv[] = {{"upstream", c->name},
-                 {"host", c->host},
-                 {"reason", upstream_fail_name(why)},
-                 {"detail", detail}};
-  stp_log_kv(STP_LOG_WARN, r->sid, "upstream-failed", kv, 4);
-  metrics_upstream_failure(c->name, upstream_fail_name(why));
+  log_upstream_failed(r, c, why, detail, v);
   end_upstream_backpressure(r);
   if (record_failure(r, index, why, !was_ready)) {
     relay_try_upstream(r, false);
@@ -541,7 +556,7 @@ static void up_failed(void *owner, upstream_fail why, const char *detail) {
   }
   r->replay_mail = false;
   session_up_skipped(&r->sess, r->fo.skipped);
-  session_up_failed(sess_for_delivery(r), why);
+  session_up_failed_verdict(sess_for_delivery(r), why, v);
 }
 
 static void up_drain(void *owner) {

@@ -125,15 +125,29 @@ static void on_ready(void *owner, upconn *u) {
   upconn_mail(t->up, from, NULL);
 }
 
+/* A refusal the provider table knows: what it means and what to change. */
+static void explain_refusal(const testroute *t, const smtp_reply *r) {
+  static const provider_phase phase[] = {
+      [TR_MAIL] = PROV_MAIL, [TR_RCPT] = PROV_RCPT, [TR_DATA] = PROV_DATA, [TR_DOT] = PROV_DOT};
+  if (r->code < 400 ||
+      (t->step != TR_MAIL && t->step != TR_RCPT && t->step != TR_DATA && t->step != TR_DOT))
+    return;
+  provider_verdict v;
+  provider_classify(&v, phase[t->step], r);
+  if (v.rule)
+    printf("== reason %s (%s): %s\n", v.rule->reason, v.rule->provider, v.rule->hint);
+}
+
 static void on_reply(void *owner, const smtp_reply *r) {
   testroute *t = owner;
   bool ok = r->code / 100 == 2;
+  explain_refusal(t, r);
   switch (t->step) {
   case TR_MAIL:
     if (!ok)
       break;
     t->step = TR_RCPT;
-    upconn_rcpt(t->up, t->to);
+    upconn_rcpt(t->up, t->to, NULL);
     return;
   case TR_RCPT:
     if (!ok)
@@ -161,11 +175,14 @@ static void on_reply(void *owner, const smtp_reply *r) {
 /* As the relay does: a failure before the connection was ready starts
  * the upstream's back-off (reported, since a running proxy would now skip
  * it) and moves on along the route. */
-static void on_failed(void *owner, upstream_fail why, const char *detail) {
+static void on_failed(void *owner, upstream_fail why, const char *detail,
+                      const provider_verdict *v) {
   testroute *t = owner;
   const stp_upstream_cfg *c = &t->gen->cfg->upstreams[failover_current(&t->fo)];
   t->up = NULL;
   printf("== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
+  if (v->rule)
+    printf("== reason %s (%s): %s\n", v->rule->reason, v->rule->provider, v->rule->hint);
   uint64_t skip_ms;
   bool more = failover_failed(&t->fo, t->gen->limits.upstream, upstream_fail_name(why),
                               t->step == TR_OPEN, true, stp_now_ms(), &skip_ms);

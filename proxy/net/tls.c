@@ -270,6 +270,48 @@ int tls_conn_feed(tls_conn *t, const char *p, size_t n) {
   return BIO_write(t->in, p, (int)n) == (int)n ? 0 : STP_ENOMEM;
 }
 
+/* An alert's RFC 8446 name from BoringSSL's words ("internal error" ->
+ * "internal_error"), for logs that admins search for. */
+static void alert_name(int alert, char *out, size_t cap) {
+  snprintf(out, cap, "%s", SSL_alert_desc_string_long(alert));
+  for (char *p = out; *p; p++)
+    if (*p == ' ')
+      *p = '_';
+}
+
+/* SSL_ERROR_SSL, said precisely. Only a real verification result may say
+ * "certificate": SSL_get_verify_result() answers "Invalid certificate
+ * verification context" when the peer aborted before any certificate was
+ * checked (a server that answers the ClientHello with an alert, as a
+ * broken OpenSMTPD set-up does), which once sent admins after certificates
+ * that were fine. A received alert is named with the handshake step. */
+static void describe_ssl_error(tls_conn *t, const char *what) {
+  uint32_t e = ERR_peek_error();
+  int reason = ERR_GET_REASON(e);
+  if (ERR_GET_LIB(e) == ERR_LIB_SSL && reason >= SSL_AD_REASON_OFFSET) {
+    char alert[64];
+    alert_name(reason - SSL_AD_REASON_OFFSET, alert, sizeof alert);
+    if (SSL_in_init(t->ssl))
+      snprintf(t->error, sizeof t->error,
+               "%s: peer sent TLS alert %s during the handshake (step: %s)", what, alert,
+               SSL_state_string_long(t->ssl));
+    else
+      snprintf(t->error, sizeof t->error, "%s: peer sent TLS alert %s", what, alert);
+    ERR_clear_error();
+    return;
+  }
+  long vr = SSL_get_verify_result(t->ssl);
+  if (ERR_GET_LIB(e) == ERR_LIB_SSL && reason == SSL_R_CERTIFICATE_VERIFY_FAILED &&
+      vr != X509_V_OK) {
+    t->verify_failed = true;
+    snprintf(t->error, sizeof t->error, "%s: certificate verify failed: %s", what,
+             X509_verify_cert_error_string(vr));
+    ERR_clear_error();
+    return;
+  }
+  take_errors(t->error, sizeof t->error, what);
+}
+
 /* One switch over every SSL_ERROR_*: returns 0 (retry later) or STP_EIO. */
 static int classify(tls_conn *t, int ret, const char *what) {
   int e = SSL_get_error(t->ssl, ret);
@@ -284,18 +326,9 @@ static int classify(tls_conn *t, int ret, const char *what) {
     snprintf(t->error, sizeof t->error, "%s: connection closed during TLS", what);
     ERR_clear_error();
     return STP_EIO;
-  case SSL_ERROR_SSL: {
-    long vr = SSL_get_verify_result(t->ssl);
-    if (vr != X509_V_OK) {
-      t->verify_failed = true;
-      snprintf(t->error, sizeof t->error, "%s: certificate verify failed: %s", what,
-               X509_verify_cert_error_string(vr));
-      ERR_clear_error();
-    } else {
-      take_errors(t->error, sizeof t->error, what);
-    }
+  case SSL_ERROR_SSL:
+    describe_ssl_error(t, what);
     return STP_EIO;
-  }
   default: /* WANT_X509_LOOKUP, WANT_ACCEPT, ... are not used here */
     snprintf(t->error, sizeof t->error, "%s: unexpected SSL error %d", what, e);
     ERR_clear_error();

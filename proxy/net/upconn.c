@@ -42,6 +42,10 @@ struct upconn {
   tok_waiter tw;
   char *token;      /* what this connection authenticates with; cleansed */
   bool tok_retried; /* a refused token was replaced once already */
+  /* An EHLO name the upstream refused (501) is replaced, once, by an
+   * address literal of our end of the connection. */
+  char literal[64]; /* "[192.0.2.1]" / "[IPv6:...]", "" until connected */
+  bool helo_retry;  /* the restart pending or done is that one */
   apiconn *api;     /* kind: graph | gmail: the requests go there */
   bool api_creds;   /* auth: passthrough was asked of an API upstream */
 };
@@ -113,8 +117,9 @@ const stp_upstream_cfg *upconn_cfg(const upconn *u) {
 int upconn_mail(upconn *u, const char *from, const smtp_mail_args *a) {
   return u->api ? apiconn_mail(u->api, from, a) : upstream_mail(&u->sm, from, a);
 }
-int upconn_rcpt(upconn *u, const char *to) {
-  return u->api ? apiconn_rcpt(u->api, to) : upstream_rcpt(&u->sm, to);
+int upconn_rcpt(upconn *u, const char *to, const smtp_rcpt_dsn *dsn) {
+  /* DSN requests have no equivalent in the mail APIs: dropped there. */
+  return u->api ? apiconn_rcpt(u->api, to) : upstream_rcpt(&u->sm, to, dsn);
 }
 int upconn_data(upconn *u) {
   return u->api ? apiconn_data(u->api) : upstream_data(&u->sm);
@@ -183,8 +188,17 @@ static void api_failed(void *up, upstream_fail why, const char *detail) {
     return;
   const upconn_owner_ops *ops = u->ops;
   void *owner = u->owner;
+  /* The provider table (provider.h) is for SMTP replies; an API's answers
+   * have their own (apimap.h), so no row. A failure of the connection (a
+   * token, DNS, TLS, a timeout) is always temporary: 451 says so to what
+   * keys on provider_temporary(). */
+  provider_verdict v;
+  memset(&v, 0, sizeof v);
+  v.phase = why == UP_FAIL_TLS ? PROV_TLS : why == UP_FAIL_AUTH ? PROV_AUTH : PROV_DOT;
+  v.code = 451;
+  snprintf(v.reply, sizeof v.reply, "%s", detail);
   upconn_detach(u, false);
-  ops->failed(owner, why, detail);
+  ops->failed(owner, why, detail, &v);
 }
 
 static void api_drain(void *up) {
@@ -221,9 +235,15 @@ static void sm_start_tls(void *ctx) {
 
 static void token_restart(upconn *u);
 
+static void helo_restart(upconn *u);
+
 static void restart_ev_cb(void *arg) {
   upconn *u = arg;
-  if (u->ops)
+  if (!u->ops)
+    return;
+  if (u->helo_retry && u->sm.helo_refused)
+    helo_restart(u);
+  else
     token_restart(u);
 }
 
@@ -261,9 +281,33 @@ static void sm_reply(void *ctx, const smtp_reply *r) {
     u->ops->reply(u->owner, r);
 }
 
+/* Gmail and others refuse an EHLO name that is not a usable host name (a
+ * gethostname() default like "printserver" or "srv_01") with 501 and hang
+ * up. RFC 5321 4.1.4 lets a client without a proper name use an address
+ * literal: try that once, on a new connection, and tell the admin. */
+static bool retry_helo(upconn *u, const char *detail) {
+  if (!u->sm.helo_refused || u->helo_retry || !u->literal[0] || !strcmp(u->sm.helo, u->literal))
+    return false;
+  u->helo_retry = true;
+  stp_kv kv[] = {{"upstream", upconn_cfg(u)->name},
+                 {"helo", u->sm.helo},
+                 {"detail", detail},
+                 {"retry_with", u->literal},
+                 {"hint", "the upstream refused this EHLO name: set helo: on the upstream (or "
+                          "hostname:) to this host's fully qualified name"}};
+  stp_log_kv(STP_LOG_WARN, u->sid, "helo-refused", kv, 5);
+  if (u->st)
+    stream_close(u->st);
+  u->st = NULL;
+  defer_post(u->loop, &u->early_ev, restart_ev_cb, u);
+  return true;
+}
+
 static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   upconn *u = ctx;
   if (!u->ops)
+    return;
+  if (why == UP_FAIL_PROTOCOL && retry_helo(u, detail))
     return;
   if (why == UP_FAIL_AUTH && u->token && !u->tok_retried && u->sm.reply.code >= 400) {
     /* The upstream refused a fetched token (535, or XOAUTH2's 334 error):
@@ -281,8 +325,9 @@ static void sm_failed(void *ctx, upstream_fail why, const char *detail) {
   }
   const upconn_owner_ops *ops = u->ops;
   void *owner = u->owner;
+  provider_verdict v = *upstream_verdict(&u->sm); /* the machine goes with u */
   upconn_detach(u, false);
-  ops->failed(owner, why, detail);
+  ops->failed(owner, why, detail, &v);
 }
 
 static void sm_ev_cb(void *arg) {
@@ -300,6 +345,20 @@ static const upstream_ops sm_ops = {sm_write, sm_start_tls, sm_set_timer, sm_rea
                                     sm_reply, sm_failed,    sm_defer};
 
 /* ---- the stream's callbacks --------------------------------------------- */
+
+/* Our end of the connection as an RFC 5321 address literal. */
+static void note_local_literal(upconn *u) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  if (uv_tcp_getsockname(stream_tcp(u->st), (struct sockaddr *)&ss, &len) < 0)
+    return;
+  if (ss.ss_family == AF_INET && uv_ip4_name((const struct sockaddr_in *)&ss, ip, sizeof ip) == 0)
+    snprintf(u->literal, sizeof u->literal, "[%s]", ip);
+  else if (ss.ss_family == AF_INET6 &&
+           uv_ip6_name((const struct sockaddr_in6 *)&ss, ip, sizeof ip) == 0)
+    snprintf(u->literal, sizeof u->literal, "[IPv6:%s]", ip);
+}
 
 static void st_connect(void *ctx, const char *error) {
   (void)ctx, (void)error; /* the dialer connected the stream before handing it over */
@@ -359,6 +418,7 @@ static void dial_cb(void *arg, stream *st, dial_result why, const char *reason) 
   u->st = st;
   u->n_streams++;
   uv_tcp_nodelay(stream_tcp(st), 1);
+  note_local_literal(u);
   stream_start(st);
   upstream_on_connected(&u->sm);
 }
@@ -400,11 +460,29 @@ static void begin(upconn *u) {
     use_token(u, token);
 }
 
+/* The EHLO-name retry: a fresh machine named by the address literal, on a
+ * new connection (the upstream hung up), with the same token if any. */
+static void helo_restart(upconn *u) {
+  const stp_upstream_cfg *c = upconn_cfg(u);
+  upstream_free(&u->sm);
+  upstream_init(&u->sm, c, u->literal, &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
+  if (u->token)
+    upstream_set_token(&u->sm, u->token);
+  begin_connect(u);
+}
+
 static void token_restart(upconn *u) {
   const stp_config *cfg = u->gen->cfg;
   const stp_upstream_cfg *c = upconn_cfg(u);
   upstream_free(&u->sm);
-  upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  /* After an EHLO-name retry, the literal stays the name. */
+  upstream_init(&u->sm, c,
+                u->helo_retry ? u->literal
+                : c->helo     ? c->helo
+                              : cfg->hostname,
+                &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
   stp_free_secret(u->token);
   u->token = NULL;
   begin(u);
@@ -422,6 +500,7 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
   const stp_config *cfg = gen->cfg;
   const stp_upstream_cfg *c = &cfg->upstreams[index];
   upstream_init(&u->sm, c, c->helo ? c->helo : cfg->hostname, &sm_ops, u);
+  upstream_set_log_id(&u->sm, u->sid);
   uv_timer_init(loop, &u->timer);
   u->timer.data = u;
   u->timer_open = true;

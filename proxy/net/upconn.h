@@ -25,8 +25,9 @@ typedef struct upconn upconn;
 typedef struct upconn_owner_ops {
   void (*ready)(void *owner, upconn *u);
   void (*reply)(void *owner, const smtp_reply *r);
-  /* The connection is already detached when this is called. */
-  void (*failed)(void *owner, upstream_fail why, const char *detail);
+  /* The connection is already detached when this is called. `v` is the
+   * provider table's verdict on it (v->rule NULL when no row matched). */
+  void (*failed)(void *owner, upstream_fail why, const char *detail, const provider_verdict *v);
   /* The write queue fell below the low-water mark. */
   void (*drain)(void *owner);
   /* Optional transcript hook: bytes sent (out) or received; `redact` is set
@@ -51,7 +52,7 @@ const char *upconn_state_name(const upconn *u);
  * comes through the owner's reply callback, from the loop). The upstream
  * behind may speak SMTP or, for API upstreams, HTTP: callers do not care. */
 int upconn_mail(upconn *u, const char *from, const smtp_mail_args *a);
-int upconn_rcpt(upconn *u, const char *to);
+int upconn_rcpt(upconn *u, const char *to, const smtp_rcpt_dsn *dsn);
 int upconn_data(upconn *u);
 int upconn_body(upconn *u, const char *p, size_t n);
 int upconn_end(upconn *u);

@@ -65,18 +65,31 @@ static uint64_t run(const char *in, size_t len, size_t chunk) {
         check_path(&m.from, m.smtputf8);
         CHECK(m.body <= SMTP_BODY_8BITMIME);
         CHECK(m.has_size || m.size == 0);
+        /* DSN: what is kept is what may go upstream as sent. */
+        CHECK(m.ret <= SMTP_RET_HDRS);
+        CHECK(memchr(m.envid, '\0', sizeof m.envid) != NULL);
+        CHECK(!m.envid[0] || smtp_xtext_valid(m.envid, strlen(m.envid), SMTP_ENVID_MAX));
         utf8 = m.smtputf8;
         fnv(&h, m.from.addr, strlen(m.from.addr));
       }
     } else if (cmd.verb == SMTP_RCPT) {
       smtp_path p;
-      rc = smtp_parse_rcpt(cmd.arg, cmd.arg_len, utf8, &p);
+      smtp_rcpt_dsn d;
+      rc = smtp_parse_rcpt_dsn(cmd.arg, cmd.arg_len, utf8, &p, &d);
       CHECK(rc == 0 || rc == STP_EADDR || rc == STP_EPARAM || rc == STP_ESYNTAX);
       fnv_int(&h, rc);
       if (rc == 0) {
         CHECK(!p.null_path);
         check_path(&p, utf8);
         fnv(&h, p.addr, strlen(p.addr));
+        CHECK(d.notify <= 0xf &&
+              (!(d.notify & SMTP_NOTIFY_NEVER) || d.notify == SMTP_NOTIFY_NEVER));
+        CHECK(memchr(d.orcpt, '\0', sizeof d.orcpt) != NULL);
+        const char *semi = strchr(d.orcpt, ';');
+        CHECK(!d.orcpt[0] ||
+              (semi && smtp_xtext_valid(semi + 1, strlen(semi + 1), SMTP_ORCPT_MAX)));
+      } else {
+        CHECK(d.notify == 0 && !d.orcpt[0]);
       }
     } else if (cmd.verb == SMTP_AUTH) {
       auth_next = true;

@@ -2,7 +2,8 @@
  * bytes.
  *
  * Input: byte 0 = mode (bit 0: bare_lf reject; bit 1: a size limit taken
- * from byte 1), byte 2 = number of split points (0..15), then two bytes per
+ * from byte 1; bit 2: bare_lf lenient, LF "." LF also ends the data),
+ * byte 2 = number of split points (0..15), then two bytes per
  * split point (offsets into the body), then the body.
  * Invariants:
  *  - feeding the body split at those offsets gives exactly the output,
@@ -15,6 +16,8 @@
  *    what a line-by-line reference model of SPEC.md's rules gives. In the
  *    model a "." line that does not end the data is the content "." (goes
  *    up as ".."), and a NUL is content like any byte;
+ *  - lflf_seen exactly when the model met a "." line ended by a bare LF
+ *    right after a line ended by a bare LF, and took it as content;
  *  - NUL: nul_seen exactly when a NUL came before the end marker, and then
  *    the output is the model's output cut right before its first NUL (or,
  *    when the NUL is in an unfinished last line, holds no NUL at all).
@@ -47,9 +50,11 @@ typedef struct result {
 } result;
 
 static void frame(const char *in, size_t len, const size_t *cuts, size_t ncuts, bool reject,
-                  uint64_t max, result *r) {
+                  bool lenient, uint64_t max, result *r) {
   memset(r, 0, sizeof *r);
   data_framer_init(&r->f, reject, max);
+  if (lenient)
+    data_framer_allow_lf_end(&r->f);
   size_t prev = 0;
   for (size_t k = 0; k <= ncuts; k++) {
     size_t at = k < ncuts ? cuts[k] : len;
@@ -69,16 +74,17 @@ static void frame(const char *in, size_t len, const size_t *cuts, size_t ncuts, 
 }
 
 /* Reference: split into lines ended by CRLF, bare LF or bare CR (a CR at
- * the very end is undecided and ends nothing), then apply the end rule,
- * unstuff (a lone "." stays "."), and stuff again. Returns the content
- * size; *bare and *done as the framer's flags, *consumed up to the end
- * marker. */
-static uint64_t reference(const char *in, size_t len, out *o, bool *bare, bool *done,
-                          size_t *consumed) {
+ * the very end is undecided and ends nothing), then apply the end rule
+ * (CRLF "." CRLF; lenient: LF "." LF too, the DATA line counting as
+ * either), unstuff (a lone "." stays "."), and stuff again. Returns the
+ * content size; *bare, *lflf and *done as the framer's flags, *consumed up
+ * to the end marker. */
+static uint64_t reference(const char *in, size_t len, bool lenient, out *o, bool *bare, bool *lflf,
+                          bool *done, size_t *consumed) {
   uint64_t size = 0;
-  bool prev_crlf = true;
+  bool prev_crlf = true, prev_lf = lenient;
   size_t i = 0;
-  *bare = *done = false;
+  *bare = *lflf = *done = false;
   *consumed = len;
   while (i < len) {
     size_t s = i, e;
@@ -100,13 +106,16 @@ static uint64_t reference(const char *in, size_t len, out *o, bool *bare, bool *
       }
       i++;
     }
-    bool crlf = term == 2;
+    bool crlf = term == 2, lf = term == 1 && in[e] == '\n';
     i = e + term;
-    if (e - s == 1 && in[s] == '.' && crlf && prev_crlf) {
+    bool dot_line = e - s == 1 && in[s] == '.';
+    if (dot_line && ((crlf && prev_crlf) || (lenient && lf && prev_lf))) {
       *done = true;
       *consumed = i;
       return size;
     }
+    if (dot_line && lf && prev_lf)
+      *lflf = true;
     if (!crlf)
       *bare = true;
     const char *c = in + s;
@@ -122,6 +131,7 @@ static uint64_t reference(const char *in, size_t len, out *o, bool *bare, bool *
     emit_cb(o, "\r\n", 2);
     size += cl + 2;
     prev_crlf = crlf;
+    prev_lf = lf;
   }
   return size;
 }
@@ -150,7 +160,7 @@ static void check_output(const out *o, const data_framer *f) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 3)
     return 0;
-  bool reject = data[0] & 1;
+  bool reject = data[0] & 1, lenient = data[0] & 4;
   uint64_t max = (data[0] & 2) ? (uint64_t)data[1] + 1 : 0;
   size_t ncuts = data[2] & 15;
   if (size < 3 + 2 * ncuts)
@@ -169,22 +179,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   result whole, split;
-  frame(in, len, NULL, 0, reject, max, &whole);
-  frame(in, len, cuts, ncuts, reject, max, &split);
+  frame(in, len, NULL, 0, reject, lenient, max, &whole);
+  frame(in, len, cuts, ncuts, reject, lenient, max, &split);
   CHECK(whole.o.n == split.o.n && (whole.o.n == 0 || !memcmp(whole.o.p, split.o.p, whole.o.n)));
   CHECK(whole.consumed == split.consumed);
   CHECK(whole.f.done == split.f.done && whole.f.size == split.f.size);
   CHECK(whole.f.too_big == split.f.too_big && whole.f.bare_seen == split.f.bare_seen);
-  CHECK(whole.f.nul_seen == split.f.nul_seen);
+  CHECK(whole.f.nul_seen == split.f.nul_seen && whole.f.lflf_seen == split.f.lflf_seen);
   CHECK(whole.f.done || whole.consumed == len);
   check_output(&whole.o, &whole.f);
 
   /* The reference knows nothing of limits and modes: compare with it. */
   out ref = {0};
-  bool bare, done;
+  bool bare, lflf, done;
   size_t consumed;
-  uint64_t rsize = reference(in, len, &ref, &bare, &done, &consumed);
+  uint64_t rsize = reference(in, len, lenient, &ref, &bare, &lflf, &done, &consumed);
   CHECK(done == whole.f.done);
+  CHECK(lflf == whole.f.lflf_seen);
   if (done)
     CHECK(consumed == whole.consumed && rsize == whole.f.size && bare == whole.f.bare_seen);
   /* NUL: seen exactly when one came before the end; the output stops right

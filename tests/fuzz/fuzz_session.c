@@ -936,7 +936,8 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   request(RQ_MAIL);
 }
 
-static void f_rcpt(void *c, const char *to) {
+static void f_rcpt(void *c, const char *to, const smtp_rcpt_dsn *dsn) {
+  (void)dsn;
   (void)c;
   CHECK(!F.closed && F.conn == CONN_READY && F.in_txn && to && to[0]);
   /* The upstream's transaction is the device's current one. */

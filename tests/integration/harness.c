@@ -409,6 +409,19 @@ void h_fault_start(h_upstream *u, const char *mode, const char *tls, const char 
   start_tool(u, name, argv);
 }
 
+void h_replay_start(h_upstream *u, const char *dialogue) {
+  static unsigned seq;
+  char script[512], name[32];
+  memset(u, 0, sizeof *u);
+  snprintf(name, sizeof name, "replay%u", seq++);
+  snprintf(script, sizeof script, "%s/replay_upstream.py", STP_TOOLS_DIR);
+  snprintf(u->record, sizeof u->record, "%s/%s.jsonl", g_dir, name);
+  char *argv[] = {H_PYTHON,   script,       "--host",         "127.0.0.1", "--port",
+                  "0",        "--dialogue", (char *)dialogue, "--certs",   (char *)h_certs(),
+                  "--record", u->record,    "--lifetime",     "120",       NULL};
+  start_tool(u, name, argv);
+}
+
 /* --- the proxy ----------------------------------------------------------- */
 char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap) {
   const char *certs = h_certs();

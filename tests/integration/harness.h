@@ -87,6 +87,10 @@ void h_upstream_start(h_upstream *u, const char *tls, const char *const extra[])
  * h_certs() (e.g. "server", "wrongname", "expired", "selfsigned"). */
 void h_fault_start(h_upstream *u, const char *mode, const char *tls, const char *cert);
 
+/* replay_upstream.py --dialogue name: a recorded provider dialogue (the
+ * names are the provider table's row ids, see tests/tools/replay_upstream.py). */
+void h_replay_start(h_upstream *u, const char *dialogue);
+
 /* --- the proxy ---------------------------------------------------------- */
 typedef struct h_proxy_opts {
   int up_port;                 /* required */

@@ -125,9 +125,9 @@ static void o_reply(void *o, const smtp_reply *r) {
   ((owner *)o)->replied = true;
   ((owner *)o)->code = r->code;
 }
-static void o_failed(void *o, upstream_fail why, const char *detail) {
+static void o_failed(void *o, upstream_fail why, const char *detail, const provider_verdict *v) {
   NET_CB_ENTER();
-  (void)why, (void)detail;
+  (void)why, (void)detail, (void)v;
   ((owner *)o)->failed = true;
 }
 static const upconn_owner_ops o_ops = {o_ready, o_reply, o_failed, NULL, NULL};

@@ -18,7 +18,11 @@ unless --reply-data forces another one.
 
 --tls starttls: plain listener offering STARTTLS; implicit: TLS from the
 first byte (465 style); none: no TLS. --auth-require makes AUTH mandatory
-before MAIL and, with starttls, only possible after STARTTLS.
+before MAIL and, with starttls, only possible after STARTTLS. --dsn offers
+DSN (RFC 3461), which aiosmtpd does not: RET/ENVID on MAIL and
+NOTIFY/ORCPT on RCPT are taken off before aiosmtpd's own checks and
+recorded in mail_options/rcpt_options exactly as sent. Without --dsn,
+aiosmtpd refuses them (555), as an upstream without DSN may.
 Exits cleanly on SIGTERM/SIGINT, and by itself after --lifetime seconds.
 """
 
@@ -62,6 +66,8 @@ def parse_args():
     p.add_argument("--lifetime", type=float, default=300.0,
                    help="exit after this many seconds whatever happens")
     p.add_argument("--hostname", default="upstream.test")
+    p.add_argument("--dsn", action="store_true",
+                   help="offer DSN and record its MAIL/RCPT parameters")
     p.add_argument("--hang-on-reuse", action="store_true",
                    help="a connection that already carried a message never "
                         "answers again (a pooled connection gone silent)")
@@ -83,11 +89,17 @@ class Handler:
                 return AuthResult(success=True, auth_data=auth_data.login.decode())
         return AuthResult(success=False, handled=False)
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.args.dsn:
+            responses.insert(len(responses) - 1, "250-DSN")
+        return responses
+
     async def handle_MAIL(self, server, session, envelope, address, mail_options):
         if self.args.hang_on_reuse and getattr(session, "stp_messages", 0) > 0:
             await asyncio.sleep(3600)
         envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
+        envelope.mail_options.extend(mail_options + getattr(session, "dsn_mail", []))
         return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -95,7 +107,7 @@ class Handler:
             if fnmatch.fnmatchcase(address, pat):
                 return "550 5.1.1 <%s>: Recipient address rejected: test" % address
         envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(rcpt_options)
+        envelope.rcpt_options.extend(rcpt_options + getattr(session, "dsn_rcpt", []))
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server, session, envelope):
@@ -140,6 +152,25 @@ class Handler:
         return "250 2.0.0 Ok: queued as %s" % qid
 
 
+class DsnSMTP(SMTP):
+    """aiosmtpd offering DSN: the RFC 3461 parameters are taken off MAIL and
+    RCPT (kept as sent, for the record) before aiosmtpd checks the rest."""
+
+    def _take(self, arg, keys, attr):
+        head, sep, rest = arg.partition(">")
+        taken, kept = [], []
+        for tok in rest.split() if sep else []:
+            (taken if tok.split("=", 1)[0].upper() in keys else kept).append(tok)
+        setattr(self.session, attr, taken)
+        return head + sep + "".join(" " + k for k in kept) if sep else arg
+
+    async def smtp_MAIL(self, arg):
+        await super().smtp_MAIL(self._take(arg, ("RET", "ENVID"), "dsn_mail") if arg else arg)
+
+    async def smtp_RCPT(self, arg):
+        await super().smtp_RCPT(self._take(arg, ("NOTIFY", "ORCPT"), "dsn_rcpt") if arg else arg)
+
+
 async def main():
     args = parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
@@ -160,7 +191,7 @@ async def main():
     auth_require_tls = args.tls == "starttls"
 
     def factory():
-        return SMTP(
+        return (DsnSMTP if args.dsn else SMTP)(
             handler,
             hostname=args.hostname,
             data_size_limit=args.size_limit,

@@ -355,8 +355,14 @@ Test(config, enums) {
   }
   fails_with(LST "    tls: tsl\n" UPS RTS,
              "t.yaml:4:10: error: bad tls 'tsl' (expected none, starttls or implicit)");
+  {
+    stp_config *cfg = load(LST "    bare_lf: lenient\n" UPS RTS);
+    cr_assert_not_null(cfg, "%s", diags());
+    cr_assert_eq(cfg->listeners[0].bare_lf, STP_BARELF_LENIENT);
+    done(cfg);
+  }
   fails_with(LST "    bare_lf: keep\n" UPS RTS,
-             "t.yaml:4:14: error: bad bare_lf 'keep' (expected fix or reject)");
+             "t.yaml:4:14: error: bad bare_lf 'keep' (expected fix, lenient or reject)");
   fails_with(LST "    auth: maybe\n" UPS RTS,
              "t.yaml:4:11: error: bad auth 'maybe' (expected none, any, users or passthrough)");
   fails_with("log: { format: xml }\n" MIN,

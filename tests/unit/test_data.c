@@ -40,12 +40,17 @@ typedef struct result {
   data_framer f;
 } result;
 
+/* bare_lf: lenient for the whole test (each test is its own process). */
+static bool lenient_mode;
+
 /* Feed `in` cut at the given offsets (ascending), stopping at end of data
  * as a real caller would. */
 static void run_cuts(const char *in, size_t len, bool reject, uint64_t max, const size_t *cuts,
                      size_t ncuts, result *r) {
   memset(r, 0, sizeof *r);
   data_framer_init(&r->f, reject, max);
+  if (lenient_mode)
+    data_framer_allow_lf_end(&r->f);
   size_t pos = 0;
   for (size_t k = 0; k <= ncuts && !r->f.done; k++) {
     size_t end = k < ncuts ? cuts[k] : len;
@@ -71,6 +76,7 @@ static void assert_same(const result *a, const result *b, const char *what, size
   cr_assert_eq(a->f.too_big, b->f.too_big, "%s %zu: too_big", what, at);
   cr_assert_eq(a->f.bare_seen, b->f.bare_seen, "%s %zu: bare_seen", what, at);
   cr_assert_eq(a->f.nul_seen, b->f.nul_seen, "%s %zu: nul_seen", what, at);
+  cr_assert_eq(a->f.lflf_seen, b->f.lflf_seen, "%s %zu: lflf_seen", what, at);
 }
 
 /* Output must be CRLF-framed with no bare CR/LF, no NUL and no "." line. */
@@ -621,6 +627,67 @@ Test(data, fix_mode_records_bare_seen_but_keeps_output) {
   cr_assert(r.f.bare_seen);
   cr_assert_eq(r.out.len, 6);
   cr_assert_eq(memcmp(r.out.buf, "a\r\nb\r\n", 6), 0);
+  sink_free(&r.out);
+}
+
+/* ---- bare_lf: lenient -------------------------------------------------------- */
+
+/* An LF-only device: every line, the final "." included, ends in LF. */
+Test(data, lenient_lf_dot_lf_ends_and_leaves_next_command) {
+  lenient_mode = true;
+  static const vec v = V("Subject: x\nhello\n.\nQUIT\n", "Subject: x\r\nhello\r\n", 19, true, true);
+  check_vec(&v, false, 0);
+}
+
+Test(data, lenient_empty_message_after_lf_data_command) {
+  lenient_mode = true;
+  static const vec v = V(".\nQUIT\n", "", 2, true, false);
+  check_vec(&v, false, 0);
+}
+
+Test(data, lenient_keeps_crlf_end) {
+  lenient_mode = true;
+  static const vec v = V("a\r\n.\r\nQUIT\r\n", "a\r\n", 6, true, false);
+  check_vec(&v, false, 0);
+}
+
+/* Only LF "." LF is added: the mixed forms and every bare CR stay content. */
+Test(data, lenient_mixed_forms_stay_content) {
+  lenient_mode = true;
+  static const vec v[] = {
+      V("a\r\n.\nb\n.\n", "a\r\n..\r\nb\r\n", 9, true, true),      /* CRLF . LF */
+      V("a\n.\r\nb\r\n.\r\n", "a\r\n..\r\nb\r\n", 11, true, true), /* LF . CRLF */
+      V("a\r.\nb", "a\r\n..\r\nb", 5, false, true),                /* CR . LF */
+      V("a\n.\rb", "a\r\n..\r\nb", 5, false, true),                /* LF . CR */
+      V("a\r.\r\n", "a\r\n..\r\n", 5, false, true),                /* CR . CRLF */
+  };
+  for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+    check_vec(&v[i], false, 0);
+}
+
+Test(data, lenient_flag_never_set_and_fix_flags_lf_dot_lf) {
+  result r;
+  lenient_mode = true;
+  run_whole(L("a\n.\nb\r\n.\r\n"), false, 0, &r);
+  cr_assert(r.f.done);
+  cr_assert_not(r.f.lflf_seen, "lenient takes it as the end, not as content");
+  sink_free(&r.out);
+  lenient_mode = false;
+  /* fix: LF "." LF is content (what the device will wait on), flagged so
+   * the session can warn; the real end still works. */
+  static const vec v = V("a\n.\nb\r\n.\r\n", "a\r\n..\r\nb\r\n", 10, true, true);
+  check_vec(&v, false, 0);
+  run_whole(L("a\n.\nb\r\n.\r\n"), false, 0, &r);
+  cr_assert(r.f.lflf_seen);
+  sink_free(&r.out);
+  /* Not after a CRLF line, not after a bare CR line. */
+  run_whole(L("a\r\n.\nb\r.\n"), false, 0, &r);
+  cr_assert_not(r.f.lflf_seen);
+  sink_free(&r.out);
+  /* reject flags it too (the device hangs there as well). */
+  run_whole(L("a\n.\n"), true, 0, &r);
+  cr_assert(r.f.lflf_seen);
+  cr_assert_not(r.f.done);
   sink_free(&r.out);
 }
 

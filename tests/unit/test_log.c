@@ -33,9 +33,26 @@ Test(log, json_format) {
   stp_kv kv[] = {{"route", "default"}, {"size", "245"}};
   stp_log_format_line(buf, sizeof buf, 1, STP_LOG_WARN, NULL, "message", kv, 2);
   cr_assert_eq(strncmp(buf, "{\"ts\":\"", 7), 0, "%s", buf);
-  cr_assert_str_eq(
-      strip_ts(buf, 1),
-      "\"level\":\"warn\",\"event\":\"message\",\"route\":\"default\",\"size\":\"245\"}");
+  cr_assert_str_eq(strip_ts(buf, 1),
+                   "\"level\":\"warn\",\"event\":\"message\",\"route\":\"default\",\"size\":245}");
+}
+
+/* Counts and durations are JSON numbers; a numeric key with a value that
+ * is not an integer stays a string (the line is always valid JSON), and
+ * other keys stay strings even when their value looks like a number. */
+Test(log, json_numbers_are_numbers) {
+  char buf[512];
+  stp_kv kv[] = {{"rcpts", "3"},       {"size", "0"},     {"duration_ms", "1234"},
+                 {"skip_ms", "30000"}, {"grace_ms", "-"}, {"size", "012"},
+                 {"size", "1e3"},      {"reply", "250"},  {"client", "42"}};
+  stp_log_format_line(buf, sizeof buf, 1, STP_LOG_INFO, "s1", "message", kv, 9);
+  cr_assert_str_eq(strip_ts(buf, 1),
+                   "\"level\":\"info\",\"event\":\"message\",\"sid\":\"s1\",\"rcpts\":3,"
+                   "\"size\":0,\"duration_ms\":1234,\"skip_ms\":30000,\"grace_ms\":\"-\","
+                   "\"size\":\"012\",\"size\":\"1e3\",\"reply\":\"250\",\"client\":\"42\"}");
+  /* Text format unchanged. */
+  stp_log_format_line(buf, sizeof buf, 0, STP_LOG_INFO, "s1", "message", kv, 3);
+  cr_assert_str_eq(strip_ts(buf, 0), "info message sid=s1 rcpts=3 size=0 duration_ms=1234");
 }
 
 Test(log, hostile_values_cannot_break_the_line) {

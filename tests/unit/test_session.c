@@ -61,8 +61,15 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   (void)c, (void)a;
   call("mail <%s>\n", from);
 }
-static void f_rcpt(void *c, const char *to) {
-  (void)c, call("rcpt <%s>\n", to);
+static void f_rcpt(void *c, const char *to, const smtp_rcpt_dsn *dsn) {
+  (void)c;
+  call("rcpt <%s>", to);
+  char n[64];
+  if (dsn->notify)
+    call(" NOTIFY=%s", smtp_notify_text(dsn->notify, n, sizeof n));
+  if (dsn->orcpt[0])
+    call(" ORCPT=%s", dsn->orcpt);
+  call("%s\n", "");
 }
 static void f_data(void *c) {
   (void)c, call("%sdata\n", "");
@@ -184,7 +191,7 @@ Test(session, ehlo_advertises_exactly_the_spec_set) {
   clear_out();
   feed("EHLO printer.lan\r\n");
   cr_assert_str_eq(F.out, "250-relay.test\r\n250-SIZE 1000\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
-                          "250 ENHANCEDSTATUSCODES\r\n");
+                          "250-DSN\r\n250 ENHANCEDSTATUSCODES\r\n");
   cr_assert_null(strstr(F.out, "PIPELINING"));
   cr_assert_null(strstr(F.out, "AUTH"));
 }
@@ -1010,4 +1017,147 @@ Test(session, upstream_drop_during_password_check_keeps_the_wait) {
   session_password_checked(&S, true);
   cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n250 2.0.0 Ok\r\n");
   S.ops = &OPS;
+}
+
+/* ---- provider fidelity ----------------------------------------------------- */
+
+/* A provider's admin-fixable 5xx to the final dot reaches the device as a
+ * 4xx in the table's words, with one log line naming reason, the
+ * provider's words and the hint; the message is logged deferred. */
+Test(session, provider_refusal_at_dot_becomes_4xx_with_hint) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go ahead");
+  feed("Subject: x\r\n\r\nhi\r\n.\r\n");
+  read_log();
+  clear_out();
+  up_reply(554, "5.2.252 SendAsDenied; a@x not allowed to send as b@y; STOREDRV.Submission");
+  cr_assert_str_eq(F.out, "451 4.7.0 Upstream refused the sender (Microsoft 365: not allowed to "
+                          "send as this address), try again later\r\n");
+  const char *log = read_log();
+  cr_assert_not_null(strstr(log, "upstream-refused sid=test upstream=up client=127.0.0.1 "
+                                 "phase=dot reason=send_as_denied provider=\"Microsoft 365\" "
+                                 "provider_reply=\"554 5.2.252 SendAsDenied; a@x not allowed to "
+                                 "send as b@y; STOREDRV.Submission\" hint=\"set the route's "
+                                 "rewrite.mail_from"),
+                     "%s", log);
+  cr_assert_not_null(strstr(log, "result=deferred reply=\"451 4.7.0 Upstream refused"), "%s", log);
+}
+
+Test(session, provider_refusal_at_mail_answers_the_rcpt_with_4xx) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  clear_out();
+  up_reply(530, "5.7.57 Client not authenticated to send mail. [X.OUTLOOK.COM]");
+  cr_assert_str_eq(F.out, "451 4.7.0 Upstream refused the message: the proxy did not sign in to "
+                          "Microsoft 365, try again later\r\n");
+  cr_assert_str_eq(F.calls, "", "no RCPT after the refused MAIL");
+}
+
+Test(session, unknown_upstream_refusal_is_relayed_unchanged) {
+  to_rcpt_accepted();
+  read_log();
+  feed("RCPT TO:<nobody@example.com>\r\n");
+  up_reply(550, "5.1.1 <nobody@example.com>: Recipient address rejected");
+  cr_assert_str_eq(F.out, "550 5.1.1 <nobody@example.com>: Recipient address rejected\r\n");
+  cr_assert_null(strstr(read_log(), "upstream-refused"));
+}
+
+/* A connection that failed before it was ready on a refusal the table
+ * knows: the device's 4xx says which, instead of the generic line. */
+Test(session, failure_verdict_words_the_device_reply) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@dev.lan>\r\nRCPT TO:<a@example.com>\r\n");
+  clear_out();
+  smtp_reply r = mkreply(534, "5.7.9 Application-specific password required. Learn more");
+  provider_verdict v;
+  provider_classify(&v, PROV_AUTH, &r);
+  cr_assert_not_null(v.rule);
+  session_up_failed_verdict(&S, UP_FAIL_AUTH, &v);
+  cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed: Gmail wants an app "
+                          "password, try again later\r\n");
+  clear_out();
+  /* Without a row: today's generic reply. */
+  feed("RCPT TO:<a@example.com>\r\n");
+  provider_verdict none = {0};
+  session_up_failed_verdict(&S, UP_FAIL_AUTH, &none);
+  cr_assert_str_eq(F.out, "454 4.7.0 Upstream authentication failed, try again later\r\n");
+}
+
+/* ---- bare_lf: lenient ---------------------------------------------------------- */
+
+/* A device whose every line ends in LF, DATA and the final "." included. */
+Test(session, bare_lf_lenient_takes_lf_dot_lf_as_the_end) {
+  L.bare_lf = STP_BARELF_LENIENT;
+  feed("EHLO dev\nMAIL FROM:<scan@dev.lan>\nRCPT TO:<a@example.com>\n");
+  session_up_ready(&S, "up", "TLSv1.3");
+  up_reply(250, "2.1.0 ok");
+  up_reply(250, "2.1.5 ok");
+  feed("DATA\n");
+  up_reply(354, "go");
+  clear_out();
+  feed("Subject: lf\n\nline\n.\nQUIT\n");
+  cr_assert_str_eq(F.calls, "end\n", "the final dot went upstream");
+  cr_assert_eq(memcmp(F.body, "Subject: lf\r\n\r\nline\r\n", F.body_len), 0);
+  up_reply(250, "2.0.0 queued");
+  cr_assert_str_eq(F.out, "250 2.0.0 queued\r\n221 2.0.0 Bye\r\n");
+}
+
+/* Under fix the same device waits forever: the log says why, once. */
+Test(session, bare_lf_fix_warns_on_lf_dot_lf_naming_lenient) {
+  to_rcpt_accepted();
+  feed("DATA\r\n");
+  up_reply(354, "go");
+  read_log();
+  clear_out();
+  feed("Subject: lf\n\nline\n.\n");
+  feed("more\n.\n");
+  cr_assert_str_eq(F.calls, "", "no final dot");
+  cr_assert_str_eq(F.out, "", "no answer: the device waits");
+  const char *log = read_log();
+  const char *w = strstr(log, "warn bare-lf-end-ignored sid=test listener=lan client=127.0.0.1 "
+                              "bare_lf=fix hint=");
+  cr_assert_not_null(w, "%s", log);
+  cr_assert_not_null(strstr(w, "set bare_lf: lenient on this listener"), "%s", log);
+  cr_assert_null(strstr(w + 10, "bare-lf-end-ignored"), "one warning per message: %s", log);
+}
+
+/* ---- DSN ------------------------------------------------------------------------ */
+
+Test(session, dsn_parameters_accepted_and_handed_to_the_upstream) {
+  feed("EHLO dev\r\n");
+  cr_assert_not_null(strstr(F.out, "250-DSN\r\n"));
+  clear_out();
+  feed("MAIL FROM:<scan@dev.lan> RET=HDRS ENVID=scan42\r\n");
+  cr_assert_str_eq(F.out, "250 2.1.0 Ok\r\n");
+  cr_assert_eq(S.mail.ret, SMTP_RET_HDRS);
+  cr_assert_str_eq(S.mail.envid, "scan42");
+  feed("RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com\r\n");
+  session_up_ready(&S, "up", NULL);
+  up_reply(250, "2.1.0 ok");
+  cr_assert_str_eq(F.calls,
+                   "open 1\nmail <scan@dev.lan>\n"
+                   "rcpt <a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com\n");
+  up_reply(250, "2.1.5 ok");
+  clear_out();
+  feed("RCPT TO:<b@example.com> NOTIFY=NEVER,DELAY\r\n");
+  cr_assert_str_eq(F.out, "555 5.5.4 Unsupported or malformed RCPT parameter\r\n");
+}
+
+/* HELO has no extension list, so AUTH is offered only to EHLO devices. A
+ * HELO device that sends AUTH anyway is served; one that waits to be
+ * offered AUTH meets 530 at MAIL on a listener that requires it (README:
+ * give such devices a listener without AUTH, kept tight with allow). */
+Test(session, helo_device_is_not_offered_auth_but_may_use_it) {
+  with_users();
+  clear_out();
+  feed("HELO old-printer\r\n");
+  cr_assert_str_eq(F.out, "250 relay.test\r\n");
+  clear_out();
+  feed("MAIL FROM:<a@b.lan>\r\n");
+  cr_assert_str_eq(F.out, "530 5.7.0 Authentication required\r\n");
+  clear_out();
+  feed("AUTH PLAIN " PLAIN_OK "\r\n");
+  cr_assert_str_eq(F.calls, "");
+  /* checked inline (no check_password op): the answer is at once */
+  cr_assert_str_eq(F.out, "235 2.7.0 Authentication successful\r\n");
 }

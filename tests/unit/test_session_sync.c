@@ -86,7 +86,8 @@ static void f_mail(void *c, const char *from, const smtp_mail_args *a) {
   if (ans == ANSWER_552_NOW)
     up_reply(552, "5.3.4 Message too big for upstream");
 }
-static void f_rcpt(void *c, const char *to) {
+static void f_rcpt(void *c, const char *to, const smtp_rcpt_dsn *dsn) {
+  (void)dsn;
   (void)c, (void)to;
 }
 static void f_data(void *c) {

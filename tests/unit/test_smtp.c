@@ -511,7 +511,16 @@ Test(smtp, mail_bad_params) {
       "<a@b> SMTPUTF8=yes",
       "<a@b> AUTH=",
       "<a@b> AUTH",
-      "<a@b> RET=HDRS",
+      "<a@b> RET=",
+      "<a@b> RET=NONE",
+      "<a@b> RET",
+      "<a@b> RET=HDRS RET=FULL",
+      "<a@b> ENVID=",
+      "<a@b> ENVID",
+      "<a@b> ENVID=a+2",  /* hexchar cut short */
+      "<a@b> ENVID=a+2b", /* hexchars are upper case */
+      "<a@b> ENVID=a=b",  /* '=' only as +3D */
+      "<a@b> ENVID=x ENVID=y",
       "<a@b> FOO",
       "<a@b> SIZE=1 SIZE=2",
       "<a@b> BODY=7BIT body=8bitmime",
@@ -525,6 +534,71 @@ Test(smtp, mail_bad_params) {
     smtp_mail_args m;
     cr_assert_eq(smtp_parse_mail(bad[i], strlen(bad[i]), &m), STP_EPARAM, "[%s]", bad[i]);
   }
+}
+
+/* DSN (RFC 3461): RET and ENVID on MAIL, NOTIFY and ORCPT on RCPT, strict. */
+Test(smtp, dsn_mail_params) {
+  smtp_mail_args m;
+  cr_assert_eq(smtp_parse_mail(L("<a@b> RET=hdrs ENVID=Q123+2B45"), &m), 0);
+  cr_assert_eq(m.ret, SMTP_RET_HDRS);
+  cr_assert_str_eq(m.envid, "Q123+2B45");
+  cr_assert_eq(smtp_parse_mail(L("<a@b> RET=FULL"), &m), 0);
+  cr_assert_eq(m.ret, SMTP_RET_FULL);
+  cr_assert_str_eq(m.envid, "");
+  char envid[400];
+  memset(envid, 'x', 100);
+  snprintf(envid + 100, sizeof envid - 100, "%s", "");
+  char line[512];
+  snprintf(line, sizeof line, "<a@b> ENVID=%s", envid);
+  cr_assert_eq(smtp_parse_mail(line, strlen(line), &m), 0, "100 octets is the limit");
+  snprintf(line, sizeof line, "<a@b> ENVID=%sy", envid);
+  cr_assert_eq(smtp_parse_mail(line, strlen(line), &m), STP_EPARAM, "101 octets");
+}
+
+Test(smtp, dsn_rcpt_params) {
+  smtp_path p;
+  smtp_rcpt_dsn d;
+  cr_assert_eq(
+      smtp_parse_rcpt_dsn(L("<a@b> NOTIFY=failure,Success ORCPT=rfc822;a+2Bx@b"), false, &p, &d),
+      0);
+  cr_assert_eq(d.notify, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE);
+  cr_assert_str_eq(d.orcpt, "rfc822;a+2Bx@b");
+  char n[64];
+  cr_assert_str_eq(smtp_notify_text(d.notify, n, sizeof n), "SUCCESS,FAILURE");
+  cr_assert_eq(smtp_parse_rcpt_dsn(L("<a@b> NOTIFY=NEVER"), false, &p, &d), 0);
+  cr_assert_str_eq(smtp_notify_text(d.notify, n, sizeof n), "NEVER");
+  static const char *bad[] = {
+      "<a@b> NOTIFY=",
+      "<a@b> NOTIFY",
+      "<a@b> NOTIFY=NEVER,SUCCESS", /* NEVER stands alone */
+      "<a@b> NOTIFY=SUCCESS,SUCCESS",
+      "<a@b> NOTIFY=SUCCESS,",
+      "<a@b> NOTIFY=SOMETIMES",
+      "<a@b> NOTIFY=DELAY NOTIFY=DELAY",
+      "<a@b> ORCPT=a@b", /* no addr-type */
+      "<a@b> ORCPT=;a@b",
+      "<a@b> ORCPT=rfc 822;a@b",
+      "<a@b> ORCPT=rfc822;",
+      "<a@b> ORCPT=rfc822;a+zz",
+      "<a@b> ORCPT=rfc822;a=b",
+      "<a@b> ORCPT=rfc822;a ORCPT=rfc822;b",
+      "<a@b> XNOTIFY=NEVER",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(smtp_parse_rcpt_dsn(bad[i], strlen(bad[i]), false, &p, &d), STP_EPARAM, "[%s]",
+                 bad[i]);
+    cr_assert_eq(d.notify, 0, "nothing kept from a refused RCPT [%s]", bad[i]);
+    cr_assert_str_eq(d.orcpt, "");
+  }
+}
+
+Test(smtp, dsn_capability) {
+  smtp_reply r = {0};
+  cr_assert_eq(smtp_reply_feed(&r, L("250-mx.test")), 0);
+  cr_assert_eq(smtp_reply_feed(&r, L("250 DSN")), 1);
+  smtp_caps c;
+  smtp_caps_parse(&r, &c);
+  cr_assert(c.dsn);
 }
 
 Test(smtp, mail_errors_by_kind) {
@@ -557,7 +631,8 @@ Test(smtp, rcpt_rules) {
   cr_assert_str_eq(p.addr, "Boss@example.com");
   cr_assert_eq(smtp_parse_rcpt(L("boss@example.com  "), false, &p), 0);
   cr_assert_eq(smtp_parse_rcpt(L("<>"), false, &p), STP_EADDR);
-  cr_assert_eq(smtp_parse_rcpt(L("<a@b> NOTIFY=NEVER"), false, &p), STP_EPARAM);
+  cr_assert_eq(smtp_parse_rcpt(L("<a@b> NOTIFY=NEVER"), false, &p), 0, "DSN is offered");
+  cr_assert_eq(smtp_parse_rcpt(L("<a@b> FOO=BAR"), false, &p), STP_EPARAM);
   cr_assert_eq(smtp_parse_rcpt(L("<a@b>x"), false, &p), STP_ESYNTAX);
   cr_assert_eq(smtp_parse_rcpt(L("<\xc3\xa4@b>"), false, &p), STP_EADDR);
   cr_assert_eq(smtp_parse_rcpt(L("<\xc3\xa4@b>"), true, &p), 0);

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/upstream.h"
@@ -16,12 +17,13 @@ typedef struct fake {
   int tls_started, ready, failed, replies, defers;
   upstream_fail why;
   char detail[512];
+  char reason[64];          /* the provider table's word, "" when none */
+  char provider_reply[512]; /* the verdict's one-line provider words */
   int last_code;
   uint64_t timer;
 } fake;
 
 static fake F;
-static upstream UP;
 static stp_upstream_cfg CFG;
 
 static void f_write(void *c, const char *p, size_t n) {
@@ -44,11 +46,16 @@ static void f_reply(void *c, const smtp_reply *r) {
   F.replies++;
   F.last_code = r->code;
 }
+static upstream UP;
+
 static void f_failed(void *c, upstream_fail why, const char *d) {
   (void)c;
   F.failed++;
   F.why = why;
   snprintf(F.detail, sizeof F.detail, "%s", d);
+  const provider_verdict *v = upstream_verdict(&UP);
+  snprintf(F.reason, sizeof F.reason, "%s", v->rule ? v->rule->reason : "");
+  snprintf(F.provider_reply, sizeof F.provider_reply, "%s", v->reply);
 }
 
 /* The transport's side of ops->defer: counted here, and the test calls
@@ -201,6 +208,53 @@ Test(upstream, auth_xoauth2_with_token) {
   srv("535 5.7.8 bad token\r\n");
   cr_assert_eq(F.failed, 1);
   cr_assert_eq(F.why, UP_FAIL_AUTH);
+  /* {"status":"401"}: the challenge, not the final 535, names the cause. */
+  cr_assert_str_eq(F.reason, "oauth2_token_invalid");
+  cr_assert_str_eq(F.provider_reply, "334 {\"status\":\"401\"}; 535 5.7.8 bad token");
+}
+
+/* Provider fidelity: the reply that ends the connection is read through
+ * the provider table before the failure is reported, with its phase. */
+Test(upstream, auth_refusal_carries_the_provider_verdict) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("535 5.7.139 Authentication unsuccessful, basic authentication is disabled. [X.OUTLOOK]\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_eq(F.why, UP_FAIL_AUTH);
+  cr_assert_str_eq(F.reason, "basic_auth_disabled");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_AUTH);
+  cr_assert_str_eq(F.provider_reply, "535 5.7.139 Authentication unsuccessful, basic "
+                                     "authentication is disabled. [X.OUTLOOK]");
+}
+
+Test(upstream, unknown_refusal_has_no_verdict_row) {
+  to_ehlo2("250-mx.test\r\n250 AUTH PLAIN\r\n");
+  srv("535 5.7.3 Authentication unsuccessful\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_str_eq(F.reason, "");
+}
+
+Test(upstream, greeting_and_ehlo_refusals_are_classified) {
+  upstream_on_connected(&UP);
+  srv("421 4.7.0 Try again later, closing connection. (EHLO) x - gsmtp\r\n");
+  cr_assert_eq(F.why, UP_FAIL_GREETING);
+  cr_assert_str_eq(F.reason, "rate_limited");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_GREETING);
+}
+
+Test(upstream, tls_failure_reason_is_classified) {
+  CFG.tls = STP_TLS_IMPLICIT;
+  upstream_on_connected(&UP);
+  upstream_on_closed(&UP, UP_FAIL_TLS, "TLS handshake: peer sent TLS alert internal_error");
+  cr_assert_eq(F.why, UP_FAIL_TLS);
+  cr_assert_str_eq(F.reason, "tls_peer_alert");
+  cr_assert_eq(upstream_verdict(&UP)->phase, PROV_TLS);
+}
+
+Test(upstream, network_failure_after_a_classified_reply_has_no_stale_verdict) {
+  upstream_on_connected(&UP);
+  upstream_on_closed(&UP, UP_FAIL_CONNECT, "connect: refused");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_str_eq(F.reason, "");
 }
 
 Test(upstream, auth_rejected_is_auth_failure) {
@@ -278,7 +332,7 @@ Test(upstream, transaction_and_data_timeouts) {
   srv("250 ok\r\n");
   cr_assert_eq(F.last_code, 250);
   clear();
-  cr_assert_eq(upstream_rcpt(&UP, "c@d"), 0);
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", NULL), 0);
   cr_assert_str_eq(F.out, "RCPT TO:<c@d>\r\n");
   srv("250 ok\r\n");
   cr_assert_eq(upstream_data(&UP), 0);
@@ -400,7 +454,7 @@ Test(upstream, transaction_state_for_reuse) {
   upstream_mail(&UP, "a@b", NULL);
   srv("250 ok\r\n");
   cr_assert(UP.in_txn, "MAIL accepted: a transaction is open");
-  upstream_rcpt(&UP, "c@d");
+  upstream_rcpt(&UP, "c@d", NULL);
   srv("550 no\r\n");
   cr_assert(UP.in_txn, "a refused RCPT does not end it");
   upstream_rset(&UP);
@@ -424,4 +478,74 @@ Test(upstream, deferred_local_reply_dropped_after_failure) {
   upstream_run_deferred(&UP);
   cr_assert_eq(F.replies, 0);
   cr_assert_eq(F.failed, 1);
+}
+
+/* DSN (RFC 3461): passed on when the upstream offers DSN ... */
+Test(upstream, dsn_parameters_pass_when_offered) {
+  to_ehlo2("250-mx.test\r\n250-DSN\r\n250 AUTH PLAIN\r\n");
+  srv("235 ok\r\n");
+  clear();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.body = SMTP_BODY_7BIT;
+  a.ret = SMTP_RET_HDRS;
+  snprintf(a.envid, sizeof a.envid, "Q+2B1");
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b> RET=HDRS ENVID=Q+2B1\r\n");
+  srv("250 ok\r\n");
+  clear();
+  smtp_rcpt_dsn d = {.notify = SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE};
+  snprintf(d.orcpt, sizeof d.orcpt, "rfc822;c+2Bx@d");
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", &d), 0);
+  cr_assert_str_eq(F.out, "RCPT TO:<c@d> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bx@d\r\n");
+}
+
+/* ... and dropped, with one log line per transaction, when it does not. */
+Test(upstream, dsn_parameters_dropped_and_logged_without_dsn) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  stp_log_setup(STP_LOG_INFO, 0, fds[1]);
+  upstream_set_log_id(&UP, "sid1");
+  to_ready();
+  smtp_mail_args a;
+  memset(&a, 0, sizeof a);
+  a.body = SMTP_BODY_7BIT;
+  a.ret = SMTP_RET_FULL;
+  snprintf(a.envid, sizeof a.envid, "E1");
+  cr_assert_eq(upstream_mail(&UP, "a@b", &a), 0);
+  cr_assert_str_eq(F.out, "MAIL FROM:<a@b>\r\n");
+  srv("250 ok\r\n");
+  clear();
+  smtp_rcpt_dsn d = {.notify = SMTP_NOTIFY_NEVER};
+  cr_assert_eq(upstream_rcpt(&UP, "c@d", &d), 0);
+  cr_assert_str_eq(F.out, "RCPT TO:<c@d>\r\n");
+  stp_log_setup(STP_LOG_ERROR, 0, 2);
+  close(fds[1]);
+  char buf[4096];
+  ssize_t n = read(fds[0], buf, sizeof buf - 1);
+  close(fds[0]);
+  buf[n > 0 ? n : 0] = '\0';
+  cr_assert_not_null(strstr(buf, "info dsn-dropped sid=sid1 upstream=up params=RET,ENVID "), "%s",
+                     buf);
+  cr_assert_null(strstr(strstr(buf, "dsn-dropped") + 5, "dsn-dropped"), "once: %s", buf);
+}
+
+/* 501 to the first EHLO is about our name: flagged for the transport's one
+ * retry with an address literal; other refusals are not. */
+Test(upstream, ehlo_501_flags_the_name_as_refused) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("501-5.5.4 HELO/EHLO argument \"relay.test\" invalid, closing connection.\r\n"
+      "501 5.5.4  https://support.google.com/mail/?p=helo x - gsmtp\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert(UP.helo_refused);
+  cr_assert_str_eq(F.reason, "helo_refused");
+}
+
+Test(upstream, ehlo_other_refusal_is_not_about_the_name) {
+  upstream_on_connected(&UP);
+  srv("220 mx.test ESMTP\r\n");
+  srv("554 5.7.1 go away\r\n");
+  cr_assert_eq(F.failed, 1);
+  cr_assert_not(UP.helo_refused);
 }
