@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,13 +25,13 @@ typedef enum { OP_WRITE, OP_PATCH, OP_FLUSH, OP_CLOSE } op_kind;
 typedef struct op {
   struct op *next;
   op_kind kind;
-  bool hash; /* OP_WRITE: part of the hashed bytes */
   bool sync; /* OP_CLOSE */
   uint64_t off;
   size_t len, cap;
   msgcopy_done_fn done;
   void *arg;
   int err;
+  char *rename_to; /* OP_CLOSE */
   char data[];
 } op;
 
@@ -48,9 +49,12 @@ struct msgcopy {
   /* the loop's */
   op *head, *tail;
   uv_work_t work;
-  bool busy, dead, disposing, unlink, hashing, above;
+  bool busy, dead, disposing, unlink, above;
+  bool urgent;  /* a flush, patch or close is queued: write now */
+  bool started; /* a job ever ran: the file may exist */
   size_t queued;
-  uint64_t size, hashed;
+  uint64_t size, hash_from; /* hash_from: UINT64_MAX while nothing is hashed */
+  uint64_t written;         /* the worker's: bytes appended to the file so far */
 };
 
 static void start_job(msgcopy *c);
@@ -73,18 +77,50 @@ static int write_all(int fd, const char *p, size_t n, uint64_t off, bool at) {
   return 0;
 }
 
+/* The commit point of a file written under a temporary name. */
+static int rename_noreplace(const char *from, const char *to) {
+  if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+    return 0;
+  if (errno != EINVAL && errno != ENOSYS)
+    return -errno;
+  /* A file system without RENAME_NOREPLACE: link refuses an existing name. */
+  if (link(from, to) != 0)
+    return -errno;
+  unlink(from);
+  return 0;
+}
+
+/* The digest, read back from the file at a flush (page cache, in the
+ * thread pool): a copy that is dropped, as most are, is never hashed. */
+static int hash_back(msgcopy *c) {
+  if (c->hash_from == UINT64_MAX)
+    return 0;
+  SHA256_Init(&c->sha);
+  char buf[MSGCOPY_CHUNK];
+  for (uint64_t off = c->hash_from; off < c->written;) {
+    size_t want = c->written - off < sizeof buf ? (size_t)(c->written - off) : sizeof buf;
+    ssize_t got = pread(c->fd, buf, want, (off_t)off);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      return got < 0 ? -errno : -EIO;
+    SHA256_Update(&c->sha, buf, (size_t)got);
+    off += (uint64_t)got;
+  }
+  return 0;
+}
+
 static void run_op(msgcopy *c, op *o) {
   if (!c->err && c->fd < 0 && !c->fd_done) {
-    c->fd = open(c->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    c->fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (c->fd < 0)
       c->err = -errno;
   }
   if (!c->err) {
     switch (o->kind) {
     case OP_WRITE:
-      if (o->hash)
-        SHA256_Update(&c->sha, o->data, o->len);
       c->err = write_all(c->fd, o->data, o->len, 0, false);
+      c->written += o->len;
       break;
     case OP_PATCH:
       c->err = write_all(c->fd, o->data, o->len, o->off, true);
@@ -94,6 +130,7 @@ static void run_op(msgcopy *c, op *o) {
         c->err = -errno;
       break;
     case OP_FLUSH:
+      c->err = hash_back(c);
       break;
     }
   }
@@ -102,6 +139,8 @@ static void run_op(msgcopy *c, op *o) {
       c->err = -errno;
     c->fd = -1;
     c->fd_done = true;
+    if (!c->err && o->rename_to)
+      c->err = rename_noreplace(c->path, o->rename_to);
   }
   o->err = c->err;
 }
@@ -122,10 +161,15 @@ static void work_cb(uv_work_t *w) {
 
 /* ---- the loop --------------------------------------------------------------- */
 
+static void op_free(op *o) {
+  free(o->rename_to);
+  free(o);
+}
+
 static void destroy(msgcopy *c) {
   for (op *o = c->head; o;) {
     op *n = o->next;
-    free(o);
+    op_free(o);
     o = n;
   }
   free(c->path);
@@ -142,7 +186,7 @@ static void after_batch(msgcopy *c, op *b) {
     msgcopy_done_fn done = o->done;
     void *arg = o->arg;
     int err = o->err;
-    free(o);
+    op_free(o);
     if (done && !c->dead)
       done(arg, err);
   }
@@ -173,21 +217,26 @@ static void start_job(msgcopy *c) {
   if (c->dead) {
     c->disposing = true;
   } else {
-    if (!c->head)
+    if (!c->head || (!c->urgent && c->queued < MSGCOPY_BATCH))
       return;
     c->batch = c->head;
     c->head = c->tail = NULL;
+    c->urgent = false;
   }
   c->work.data = c;
   c->busy = true;
+  c->started = true;
   /* uv_queue_work fails only without a work callback. */
   (void)uv_queue_work(c->loop, &c->work, work_cb, after_cb);
 }
 
 static op *push(msgcopy *c, op_kind kind, size_t cap) {
-  op *o = stp_xcalloc(1, sizeof *o + cap);
+  op *o = stp_xmalloc(sizeof *o + cap); /* the data is not cleared: 64 KiB a message */
+  memset(o, 0, sizeof *o);
   o->kind = kind;
   o->cap = cap;
+  if (kind != OP_WRITE)
+    c->urgent = true;
   if (c->tail)
     c->tail->next = o;
   else
@@ -204,6 +253,7 @@ msgcopy *msgcopy_create(uv_loop_t *loop, const char *path, void (*drain)(void *o
   c->drain = drain;
   c->owner = owner;
   c->fd = -1;
+  c->hash_from = UINT64_MAX;
   SHA256_Init(&c->sha);
   return c;
 }
@@ -212,23 +262,19 @@ void msgcopy_append(msgcopy *c, const void *p, size_t n) {
   if (c->dead || n == 0)
     return;
   op *t = c->tail;
-  if (!t || t->kind != OP_WRITE || t->hash != c->hashing || t->cap - t->len < n) {
+  if (!t || t->kind != OP_WRITE || t->cap - t->len < n)
     t = push(c, OP_WRITE, n > MSGCOPY_CHUNK ? n : MSGCOPY_CHUNK);
-    t->hash = c->hashing;
-  }
   memcpy(t->data + t->len, p, n);
   t->len += n;
   c->queued += n;
   c->size += n;
-  if (c->hashing)
-    c->hashed += n;
   if (c->queued > MSGCOPY_HIGH_WATER)
     c->above = true;
   start_job(c);
 }
 
 void msgcopy_hash_start(msgcopy *c) {
-  c->hashing = true;
+  c->hash_from = c->size;
 }
 
 size_t msgcopy_queued(const msgcopy *c) {
@@ -240,7 +286,7 @@ uint64_t msgcopy_size(const msgcopy *c) {
 }
 
 uint64_t msgcopy_hashed_size(const msgcopy *c) {
-  return c->hashed;
+  return c->hash_from == UINT64_MAX ? 0 : c->size - c->hash_from;
 }
 
 const char *msgcopy_path(const msgcopy *c) {
@@ -267,9 +313,10 @@ void msgcopy_patch(msgcopy *c, uint64_t off, const void *p, size_t n) {
   start_job(c);
 }
 
-void msgcopy_close(msgcopy *c, bool sync, msgcopy_done_fn done, void *arg) {
+void msgcopy_close(msgcopy *c, bool sync, const char *rename_to, msgcopy_done_fn done, void *arg) {
   op *o = push(c, OP_CLOSE, 0);
   o->sync = sync;
+  o->rename_to = rename_to ? stp_xstrdup(rename_to) : NULL;
   o->done = done;
   o->arg = arg;
   start_job(c);
@@ -280,6 +327,10 @@ void msgcopy_free(msgcopy *c, bool unlink) {
     return;
   c->dead = true;
   c->unlink = unlink;
+  if (!c->started) { /* never written: no file, nothing to close */
+    destroy(c);
+    return;
+  }
   start_job(c); /* the last job, unless one runs: then after it */
 }
 
