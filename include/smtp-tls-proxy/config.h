@@ -100,6 +100,9 @@ typedef struct stp_oauth2_cfg {
   unsigned long load_seq; /* which load this came from (newer wins in the cache) */
 } stp_oauth2_cfg;
 
+/* What an upstream speaks: SMTP, or an HTTP mail API (apiconn.c). */
+typedef enum { STP_UP_SMTP = 0, STP_UP_GRAPH, STP_UP_GMAIL } stp_up_kind;
+
 typedef struct stp_upstream_cfg {
   char *name;
   char *host;
@@ -125,6 +128,13 @@ typedef struct stp_upstream_cfg {
   uint32_t pool_max_idle;        /* idle connections kept; default 16 */
   uint64_t pool_idle_timeout_ms; /* default 60 s */
   stp_oauth2_cfg *token_src;     /* auth.oauth2 or auth.token_command; NULL otherwise */
+  /* kind: graph | gmail (config_upstream.c). host, port, tls (implicit for
+   * https) and server_name are then derived from api_url, so the TLS
+   * context, logs and --test-route treat both kinds alike. */
+  stp_up_kind kind;        /* default smtp */
+  char *mailbox;           /* graph: the user (UPN or id); gmail: default "me" */
+  char *api_url;           /* default per kind; no trailing '/' */
+  bool save_to_sent_items; /* graph; default true */
 } stp_upstream_cfg;
 
 typedef struct stp_route_cfg {

@@ -483,6 +483,8 @@ void stp_config_free(stp_config *cfg) {
     free(u->ca_file);
     free(u->helo);
     free(u->username);
+    free(u->mailbox);
+    free(u->api_url);
     stp_free_secret(u->secret);
     stp_oauth2_cfg *o = u->token_src;
     if (o) {

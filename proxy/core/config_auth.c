@@ -3,7 +3,8 @@
  * Owns: the schema of an upstream's auth block (mechanism, username, the one
  * secret source: password_env, password_file, password, token_file,
  * token_command or oauth2, and token_ttl), the oauth2 presets (google,
- * microsoft365) with their token URLs and scopes, and the reading of secret
+ * microsoft365 for SMTP; microsoft365-graph and google-gmail-api for the
+ * API kinds) with their token URLs and scopes, and the reading of secret
  * files and environment variables. Guarantees:
  * - exactly one secret source is read; a second one is an error naming both,
  *   and then none is read (no cascade of unrelated errors);
@@ -150,6 +151,37 @@ static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) 
 #define M365_TOKEN_URL "https://login.microsoftonline.com/%s/oauth2/v2.0/token"
 #define M365_SCOPE_APP "https://outlook.office365.com/.default"
 #define M365_SCOPE_USER "https://outlook.office365.com/SMTP.Send offline_access"
+#define GRAPH_SCOPE_APP "https://graph.microsoft.com/.default"
+#define GRAPH_SCOPE_USER "https://graph.microsoft.com/Mail.Send offline_access"
+#define GMAIL_API_SCOPE "https://www.googleapis.com/auth/gmail.send"
+
+/* The presets, in the order of preset_names. */
+enum { P_GOOGLE, P_M365, P_M365_GRAPH, P_GMAIL_API };
+static bool preset_is_m365(int p) {
+  return p == P_M365 || p == P_M365_GRAPH;
+}
+static bool preset_is_google(int p) {
+  return p == P_GOOGLE || p == P_GMAIL_API;
+}
+/* The preset an upstream kind needs (-1: any SMTP one). */
+static int preset_for_kind(stp_up_kind k) {
+  return k == STP_UP_GRAPH ? P_M365_GRAPH : k == STP_UP_GMAIL ? P_GMAIL_API : -1;
+}
+
+/* The preset must fit the upstream's kind: an SMTP scope cannot call the
+ * Graph API, nor an API scope authenticate SMTP. */
+static void check_preset_kind(cfg_ctx *c, const yaml_node_t *vn, int preset,
+                              const stp_upstream_cfg *u) {
+  static const char *const names[] = {"google", "microsoft365", "microsoft365-graph",
+                                      "google-gmail-api"};
+  int want = preset_for_kind(u->kind);
+  if (want >= 0 && preset != want)
+    cfg_err(c, vn, "preset: %s is for SMTP upstreams; kind: %s needs preset: %s", names[preset],
+            u->kind == STP_UP_GRAPH ? "graph" : "gmail", names[want]);
+  else if (want < 0 && (preset == P_M365_GRAPH || preset == P_GMAIL_API))
+    cfg_err(c, vn, "preset: %s is for kind: %s upstreams", names[preset],
+            preset == P_M365_GRAPH ? "graph" : "gmail");
+}
 
 static bool valid_tenant(const char *s) {
   if (!*s || strlen(s) > 128)
@@ -161,7 +193,8 @@ static bool valid_tenant(const char *s) {
 }
 
 static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
-  static const char *const preset_names[] = {"google", "microsoft365", NULL};
+  static const char *const preset_names[] = {"google", "microsoft365", "microsoft365-graph",
+                                             "google-gmail-api", NULL};
   static const char *const grant_names[] = {"refresh_token", "client_credentials", NULL};
   yaml_node_t *k[O_N], *v[O_N];
   int e, preset = -1;
@@ -170,28 +203,39 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   u->token_src = o;
   o->kind = STP_TOKSRC_OAUTH2;
   o->load_seq = c->load_seq;
-  if (v[O_PRESET] &&
-      cfg_parse_enum(c, v[O_PRESET], "preset", preset_names, "google or microsoft365", &e))
+  if (v[O_PRESET] && cfg_parse_enum(c, v[O_PRESET], "preset", preset_names,
+                                    "google, microsoft365, microsoft365-graph or "
+                                    "google-gmail-api",
+                                    &e)) {
     preset = e;
+    check_preset_kind(c, v[O_PRESET], preset, u);
+  }
   if (v[O_GRANT] && cfg_parse_enum(c, v[O_GRANT], "grant", grant_names,
                                    "refresh_token or client_credentials", &e))
     o->grant = (stp_oauth2_grant)e;
+  else if (!v[O_GRANT] && preset == P_M365_GRAPH && !k[O_RTFILE])
+    o->grant = STP_GRANT_CLIENT_CREDENTIALS; /* an app registration, no user */
   else if (!v[O_GRANT] && !k[O_RTFILE])
     cfg_err(c, n,
             "oauth2 needs refresh_token_file (grant: refresh_token) or "
             "grant: client_credentials");
+  if (preset == P_GMAIL_API && o->grant == STP_GRANT_CLIENT_CREDENTIALS)
+    cfg_err(c, v[O_GRANT],
+            "preset: google-gmail-api needs grant: refresh_token (Google has no client "
+            "credentials grant for Gmail)");
 
   /* token_url: written, or from the preset */
-  if (v[O_TENANT] && preset != 1)
-    cfg_err(c, k[O_TENANT], "tenant is only used with preset: microsoft365");
+  if (v[O_TENANT] && !preset_is_m365(preset))
+    cfg_err(c, k[O_TENANT], "tenant is only used with preset: microsoft365 or microsoft365-graph");
   if (v[O_URL]) {
     cfg_set_str(c, v[O_URL], "token_url", &o->token_url);
-  } else if (preset == 0) {
+  } else if (preset_is_google(preset)) {
     o->token_url = stp_xstrdup(GOOGLE_TOKEN_URL);
-  } else if (preset == 1) {
+  } else if (preset_is_m365(preset)) {
     const char *t = v[O_TENANT] ? cfg_str_of(c, v[O_TENANT], "tenant") : NULL;
     if (!v[O_TENANT]) {
-      cfg_err(c, k[O_PRESET], "preset: microsoft365 needs tenant (a tenant id or domain)");
+      cfg_err(c, k[O_PRESET], "preset: %s needs tenant (a tenant id or domain)",
+              preset_names[preset]);
     } else if (t && !valid_tenant(t)) {
       cfg_err(c, v[O_TENANT], "bad tenant '%s' (expected a tenant id or domain)", t);
     } else if (t) {
@@ -253,13 +297,17 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_err(c, k[O_RTFILE], "refresh_token_file is not used with grant: client_credentials");
   }
 
+  bool app = o->grant == STP_GRANT_CLIENT_CREDENTIALS;
   if (v[O_SCOPE])
     cfg_set_str(c, v[O_SCOPE], "scope", &o->scope);
-  else if (preset == 0)
+  else if (preset == P_GOOGLE)
     o->scope = stp_xstrdup(GOOGLE_SCOPE);
-  else if (preset == 1)
-    o->scope =
-        stp_xstrdup(o->grant == STP_GRANT_CLIENT_CREDENTIALS ? M365_SCOPE_APP : M365_SCOPE_USER);
+  else if (preset == P_GMAIL_API)
+    o->scope = stp_xstrdup(GMAIL_API_SCOPE);
+  else if (preset == P_M365)
+    o->scope = stp_xstrdup(app ? M365_SCOPE_APP : M365_SCOPE_USER);
+  else if (preset == P_M365_GRAPH)
+    o->scope = stp_xstrdup(app ? GRAPH_SCOPE_APP : GRAPH_SCOPE_USER);
   if (v[O_CA])
     cfg_parse_file(c, v[O_CA], "ca_file", &o->ca_file);
   if (!o->ca_file)
@@ -292,19 +340,50 @@ static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u)
   }
 }
 
+/* An API upstream authenticates with a bearer token only: from oauth2 or
+ * token_command. The SMTP keys (username, mechanism, passwords) are errors,
+ * each naming the key. Returns false when no token source is usable. */
+static bool api_auth_ok(cfg_ctx *c, yaml_node_t *n, yaml_node_t **k, const stp_upstream_cfg *u) {
+  const char *kind = u->kind == STP_UP_GRAPH ? "graph" : "gmail";
+  bool ok = true;
+  if (k[A_USER])
+    cfg_err(c, k[A_USER], "'username' is not used with kind: %s (the account is mailbox)", kind);
+  if (k[A_MECH])
+    cfg_err(c, k[A_MECH], "'mechanism' is not used with kind: %s (the API takes a bearer token)",
+            kind);
+  for (int i = A_PENV; i < A_SRC_END; i++) {
+    if (k[i] && i != A_TCMD && i != A_OAUTH) {
+      cfg_err(c, k[i], "kind: %s authenticates with oauth2 or token_command, not %s", kind,
+              auth_keys[i]);
+      ok = false;
+    }
+  }
+  if (ok && !k[A_TCMD] && !k[A_OAUTH]) {
+    cfg_err(c, n, "kind: %s needs oauth2 (preset: %s) or token_command", kind,
+            u->kind == STP_UP_GRAPH ? "microsoft365-graph" : "google-gmail-api");
+    ok = false;
+  }
+  return ok;
+}
+
 void cfg_parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   static const char *const mech_names[] = {"auto", "plain", "login", "xoauth2", NULL};
   yaml_node_t *k[A_N], *v[A_N];
   int e;
   u->has_auth = true;
   WALK(c, n, "in upstream auth", auth_keys, k, v);
-  if (v[A_MECH] &&
-      cfg_parse_enum(c, v[A_MECH], "mechanism", mech_names, "auto, plain, login or xoauth2", &e))
-    u->mechanism = (stp_auth_mech)e;
-  if (v[A_USER])
-    cfg_set_str(c, v[A_USER], "username", &u->username);
-  else
-    cfg_err(c, k[A_USER] ? k[A_USER] : n, "auth needs a username");
+  if (u->kind != STP_UP_SMTP) {
+    if (!api_auth_ok(c, n, k, u))
+      return;
+  } else {
+    if (v[A_MECH] &&
+        cfg_parse_enum(c, v[A_MECH], "mechanism", mech_names, "auto, plain, login or xoauth2", &e))
+      u->mechanism = (stp_auth_mech)e;
+    if (v[A_USER])
+      cfg_set_str(c, v[A_USER], "username", &u->username);
+    else
+      cfg_err(c, k[A_USER] ? k[A_USER] : n, "auth needs a username");
+  }
 
   /* Exactly one secret source; any later in the file conflicts with the
    * first, and then none is read (no cascade of unrelated errors). */

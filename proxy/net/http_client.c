@@ -72,6 +72,7 @@ struct http_call {
   http_fail early_why;
   char early[160];
   bool finished;
+  bool connect_only; /* http_preconnect: park the connection, send nothing */
 };
 
 static char g_pump[PUMP_MAX];
@@ -285,6 +286,28 @@ static void call_complete(http_call *call) {
   call_release(call);
 }
 
+/* http_preconnect: the connection is up (TLS verified); it is parked for
+ * the next call to its origin, unless one is parked already. */
+static void call_connected(http_call *call) {
+  call->finished = true;
+  hconn *k = call->conn;
+  call->conn = NULL;
+  http_client *cl = call->cl;
+  bool ok = cl && !cl->closing;
+  for (hconn *o = ok ? cl->idle : NULL; o; o = o->next)
+    if (o->tls == k->tls && !strcmp(o->origin, k->origin))
+      ok = false;
+  if (ok) {
+    call->resp.keep_alive = true; /* nothing was exchanged that could forbid reuse */
+    call->keep_alive = true;
+    park_or_close(call, k);
+  } else {
+    conn_close(k);
+  }
+  call->done(call->arg, NULL, HTTP_OK, NULL);
+  call_release(call);
+}
+
 void http_call_cancel(http_call *call) {
   if (call && !call->finished)
     call_release(call);
@@ -357,10 +380,16 @@ void http_call_resume(http_call *call) {
   defer_post(call->loop, &call->pump_ev, pump_ev_cb, call);
 }
 
+static void call_connected(http_call *call);
+
 /* The connection is ready (connected, TLS done, or parked and taken). */
 static void call_send(http_call *call) {
   if (call->finished || !call->conn)
     return;
+  if (call->connect_only) {
+    call_connected(call);
+    return;
+  }
   progress(call);
   stream_write(call->conn->st, call->out.data, call->out.len);
   if (call->body_fn)
@@ -436,6 +465,9 @@ static void dial_cb(void *arg, stream *st, dial_result why, const char *reason) 
     return;
   }
   call->conn->st = st;
+  /* A request is a head and a body in separate writes, and the answer waits
+   * for both: Nagle would hold the second for the peer's delayed ACK. */
+  uv_tcp_nodelay(stream_tcp(st), 1);
   stream_start(st);
   if (call->url.https)
     stream_start_tls(st, call->tls, call->url.host, false); /* a failure: st_error */
@@ -465,6 +497,9 @@ static void ev_cb(void *arg) {
 }
 
 /* ---- starting ---------------------------------------------------------- */
+
+static http_call *http_request_prepared(uv_loop_t *loop, http_client *cl, const http_req *req,
+                                        http_done_fn done, void *arg, bool connect_only);
 
 static bool is_idempotent(const char *m) {
   static const char *const ok[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS"};
@@ -523,11 +558,25 @@ static http_call *call_new(uv_loop_t *loop, http_client *cl, const http_req *req
   return call;
 }
 
+http_call *http_preconnect(uv_loop_t *loop, http_client *cl, const char *url, tls_ctx *tls,
+                           uint64_t timeout_ms, http_done_fn done, void *arg) {
+  http_req req = {
+      .method = "GET", .url = url, .tls = tls, .timeout_ms = timeout_ms, .keep_alive = true};
+  http_call *call = http_request_prepared(loop, cl, &req, done, arg, true);
+  return call;
+}
+
 http_call *http_request(uv_loop_t *loop, http_client *cl, const http_req *req, http_done_fn done,
                         void *arg) {
+  return http_request_prepared(loop, cl, req, done, arg, false);
+}
+
+static http_call *http_request_prepared(uv_loop_t *loop, http_client *cl, const http_req *req,
+                                        http_done_fn done, void *arg, bool connect_only) {
   if (cl && cl->closing)
     cl = NULL;
   http_call *call = call_new(loop, cl, req, done, arg);
+  call->connect_only = connect_only;
   const char *bad = prepare(call, req);
   if (bad[0]) {
     call->early_why = HTTP_FAIL_REQUEST;

@@ -77,7 +77,8 @@ typedef enum {
 
 /* r: the complete response (status, headers, decoded body), valid during
  * the call only; or NULL with why and a one-line reason naming the host
- * (never a header value or a body byte). */
+ * (never a header value or a body byte); NULL with HTTP_OK for
+ * http_preconnect. */
 typedef void (*http_done_fn)(void *arg, const http1_response *r, http_fail why, const char *err);
 
 /* A client keeps idle connections for reuse; calls may also be made
@@ -92,6 +93,14 @@ size_t http_client_idle_count(const http_client *c);
 
 http_call *http_request(uv_loop_t *loop, http_client *c, const http_req *req, http_done_fn done,
                         void *arg);
+/* Connect to url's origin ahead of the calls that will use it (an API
+ * upstream proves it can reach its API before it says it is ready): dial,
+ * TLS verified as for a request, nothing sent; the connection is parked in
+ * the client (needs a client) for the next call to that origin. `done`
+ * gets r == NULL with HTTP_OK when it is up (also when one was parked
+ * already), or a failure as a request would. */
+http_call *http_preconnect(uv_loop_t *loop, http_client *c, const char *url, tls_ctx *tls,
+                           uint64_t timeout_ms, http_done_fn done, void *arg);
 /* body_fn returned 0 and has bytes now. */
 void http_call_resume(http_call *call);
 /* No callback follows; the connection is closed. Not after `done`. */

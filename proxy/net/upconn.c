@@ -1,5 +1,6 @@
 /* upconn.c - one upstream connection: the dial (dialer.h), TLS, the state
- * machine (see upconn.h). The upstream machine's failures arrive here first; the
+ * machine (see upconn.h); for `kind: graph | gmail` an HTTP API connection
+ * (apiconn.h) behind the same calls. The upstream machine's failures arrive here first; the
  * connection detaches itself before it tells the owner, so the owner may
  * open the next upstream (failover) from inside the callback.
  *
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apiconn.h"
 #include "defer.h"
 #include "dialer.h"
 #include "oauth2_net.h"
@@ -45,6 +47,8 @@ struct upconn {
    * address literal of our end of the connection. */
   char literal[64]; /* "[192.0.2.1]" / "[IPv6:...]", "" until connected */
   bool helo_retry;  /* the restart pending or done is that one */
+  apiconn *api;     /* kind: graph | gmail: the requests go there */
+  bool api_creds;   /* auth: passthrough was asked of an API upstream */
 };
 
 static void maybe_free(upconn *u) {
@@ -69,6 +73,8 @@ void upconn_detach(upconn *u, bool graceful) {
   defer_cancel(&u->early_ev);
   defer_cancel(&u->sm_ev);
   tok_cancel(&u->tw);
+  apiconn_close(u->api); /* no event follows */
+  u->api = NULL;
   uv_close((uv_handle_t *)&u->timer, timer_closed_cb);
   dialer_cancel(u->dial); /* it frees itself */
   u->dial = NULL;
@@ -93,6 +99,8 @@ void upconn_set_owner(upconn *u, const upconn_owner_ops *ops, void *owner) {
 const char *upconn_state_name(const upconn *u) {
   if (!u->ops)
     return "detached";
+  if (u->api)
+    return apiconn_state_name(u->api);
   if (!u->st && u->tw.queued)
     return "token";
   if (u->dial)
@@ -108,47 +116,105 @@ const stp_upstream_cfg *upconn_cfg(const upconn *u) {
   return &u->gen->cfg->upstreams[u->index];
 }
 int upconn_mail(upconn *u, const char *from, const smtp_mail_args *a) {
-  return upstream_mail(&u->sm, from, a);
+  return u->api ? apiconn_mail(u->api, from, a) : upstream_mail(&u->sm, from, a);
 }
 int upconn_rcpt(upconn *u, const char *to, const smtp_rcpt_dsn *dsn) {
-  return upstream_rcpt(&u->sm, to, dsn);
+  /* DSN requests have no equivalent in the mail APIs: dropped there. */
+  return u->api ? apiconn_rcpt(u->api, to) : upstream_rcpt(&u->sm, to, dsn);
 }
 int upconn_data(upconn *u) {
-  return upstream_data(&u->sm);
+  return u->api ? apiconn_data(u->api) : upstream_data(&u->sm);
 }
 int upconn_body(upconn *u, const char *p, size_t n) {
-  return upstream_body(&u->sm, p, n);
+  return u->api ? apiconn_body(u->api, p, n) : upstream_body(&u->sm, p, n);
 }
 int upconn_end(upconn *u) {
-  return upstream_end(&u->sm);
+  return u->api ? apiconn_end(u->api) : upstream_end(&u->sm);
 }
 int upconn_rset(upconn *u) {
-  return upstream_rset(&u->sm);
+  return u->api ? apiconn_rset(u->api) : upstream_rset(&u->sm);
 }
 bool upconn_idle(const upconn *u) {
-  return upstream_idle(&u->sm);
+  return u->api ? apiconn_idle(u->api) : upstream_idle(&u->sm);
 }
 bool upconn_in_txn(const upconn *u) {
-  return upstream_in_txn(&u->sm);
+  return u->api ? apiconn_in_txn(u->api) : upstream_in_txn(&u->sm);
 }
 void upconn_set_credentials(upconn *u, const char *user, const char *secret) {
+  if (u->api) {
+    u->api_creds = true; /* never pooled; it fails from the loop */
+    apiconn_refuse_credentials(u->api);
+    return;
+  }
   upstream_set_credentials(&u->sm, user, secret);
 }
 bool upconn_has_device_credentials(const upconn *u) {
-  return upstream_has_device_credentials(&u->sm);
+  return u->api ? u->api_creds : upstream_has_device_credentials(&u->sm);
 }
 const char *upconn_proto_state(const upconn *u) {
-  return upstream_state_name(u->sm.state);
+  return u->api ? apiconn_state_name(u->api) : upstream_state_name(u->sm.state);
 }
 size_t upconn_queued(const upconn *u) {
+  if (u->api)
+    return apiconn_queued(u->api);
   return u->st ? stream_queued(u->st) : 0;
 }
 const char *upconn_tls_version(const upconn *u) {
+  if (u->api) /* HTTPS with TLS 1.2+ verified; the version is the HTTP client's */
+    return upconn_cfg(u)->tls == STP_TLS_NONE ? NULL : "https";
   return u->st ? stream_tls_version(u->st) : NULL;
 }
 const char *upconn_tls_cipher(const upconn *u) {
   return u->st ? stream_tls_cipher(u->st) : NULL;
 }
+
+/* ---- an API upstream's events (apiconn.h) -------------------------------- */
+
+static void api_ready(void *up) {
+  upconn *u = up;
+  if (u->ops)
+    u->ops->ready(u->owner, u);
+}
+
+static void api_reply(void *up, const smtp_reply *r) {
+  upconn *u = up;
+  if (u->ops)
+    u->ops->reply(u->owner, r);
+}
+
+/* As for SMTP: detached first, so the owner may fail over from inside. */
+static void api_failed(void *up, upstream_fail why, const char *detail) {
+  upconn *u = up;
+  if (!u->ops)
+    return;
+  const upconn_owner_ops *ops = u->ops;
+  void *owner = u->owner;
+  /* The provider table (provider.h) is for SMTP replies; an API's answers
+   * have their own (apimap.h), so no row. A failure of the connection (a
+   * token, DNS, TLS, a timeout) is always temporary: 451 says so to what
+   * keys on provider_temporary(). */
+  provider_verdict v;
+  memset(&v, 0, sizeof v);
+  v.phase = why == UP_FAIL_TLS ? PROV_TLS : why == UP_FAIL_AUTH ? PROV_AUTH : PROV_DOT;
+  v.code = 451;
+  snprintf(v.reply, sizeof v.reply, "%s", detail);
+  upconn_detach(u, false);
+  ops->failed(owner, why, detail, &v);
+}
+
+static void api_drain(void *up) {
+  upconn *u = up;
+  if (u->ops && u->ops->drain)
+    u->ops->drain(u->owner);
+}
+
+static void api_trace(void *up, bool out, const char *p, size_t n) {
+  upconn *u = up;
+  if (u->ops && u->ops->trace)
+    u->ops->trace(u->owner, out, false, p, n);
+}
+
+static const apiconn_events api_events = {api_ready, api_reply, api_failed, api_drain, api_trace};
 
 /* ---- the state machine's ops ------------------------------------------- */
 
@@ -439,6 +505,10 @@ upconn *upconn_open(uv_loop_t *loop, srv_gen *gen, size_t index, const upconn_ow
   uv_timer_init(loop, &u->timer);
   u->timer.data = u;
   u->timer_open = true;
+  if (c->kind != STP_UP_SMTP) {
+    u->api = apiconn_open(loop, gen, index, &api_events, u, u->sid);
+    return u;
+  }
   begin(u);
   return u;
 }

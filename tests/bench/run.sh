@@ -370,6 +370,10 @@ ERR_100M=$(sed -n 's/.* errors=\([^ ]*\).*/\1/p' <<<"$out")
 SECS_100M=$(sed -n 's/.* seconds=\([^ ]*\).*/\1/p' <<<"$out")
 [ -n "$out" ] || ERR_100M=fail
 stop_proxy
+
+# --- the API upstreams (issue 14): tests/bench/api.sh ------------------------------------------
+API_ROWS=$(PROXY=$PROXY LOADGEN=$LOADGEN W=$W BENCH_SECONDS=$SECS BENCH_QUICK=$QUICK \
+  bash tests/bench/api.sh) || API_ROWS="API upstreams: tests/bench/api.sh failed (see above)"
 ELAPSED=$(($(date +%s) - T_START))
 
 # --- the table ---------------------------------------------------------------------------------
@@ -439,6 +443,8 @@ RES=$ROOT/tests/bench/last-result.md
   echo "- ≤ 32 KiB per idle session: $IDLE_PROXY KiB — $(verdict "\"$IDLE_PROXY\" ~ /^[0-9.]+$/ && $IDLE_PROXY <= 32")"
   echo "- 100 MiB message in < 32 MiB RSS: $HWM_100M KiB (${SECS_100M:-?} s, errors ${ERR_100M:-?}) — $(verdict "\"$HWM_100M\" ~ /^[0-9]+$/ && $HWM_100M < 32768 && \"${ERR_100M:-x}\" == \"0\"")"
   echo "- whole run: ${ELAPSED} s (target < 600 s) — $(verdict "$ELAPSED < 600")"
+  echo
+  echo "$API_ROWS"
   echo
   echo "Notes: *plain direct* is the load generator straight into the sink without TLS (the"
   echo "limit); *TLS direct* adds STARTTLS and AUTH, the work of the proxy's upstream leg."

@@ -28,7 +28,11 @@
   X(http_total_timeout)                                                                            \
   X(http_stall_timeout)                                                                            \
   X(http_cancel_calls_nothing)                                                                     \
+  X(http_preconnect_parks_for_the_next_call)                                                       \
   X(pool_give_take_reuses_connection)                                                              \
   X(pool_reset_before_reuse)                                                                       \
   X(pool_bound_and_upstream_close)                                                                 \
-  X(pool_idle_timeout_and_close)
+  X(pool_idle_timeout_and_close)                                                                   \
+  X(apibody_segments_and_base64_runs)                                                              \
+  X(apibody_upload_chunks_from_one_pass)                                                           \
+  X(apibody_short_file_fails_and_free_is_quiet)

@@ -546,3 +546,57 @@ void test_http_cancel_calls_nothing(void) {
   ASSERT_EQ(h.n_closed, 1);
   httpd_stop(&h);
 }
+
+/* ---- preconnect (API upstreams prove their API is reachable first) ---- */
+
+static void pre_cb(void *arg, const http1_response *r, http_fail why, const char *err) {
+  NET_CB_ENTER();
+  res *x = arg;
+  x->calls++;
+  x->done = true;
+  x->why = why;
+  x->status = r ? r->status : -1;
+  snprintf(x->err, sizeof x->err, "%s", err ? err : "");
+}
+
+void test_http_preconnect_parks_for_the_next_call(void) {
+  httpd h;
+  res p, x;
+  tls_ctx *t = client_tls();
+  httpd_start(&h, "server", h_json);
+  http_client *cl = http_client_new(net_loop());
+  memset(&p, 0, sizeof p);
+  CALL(http_preconnect(net_loop(), cl, url(&h, "https", "localhost", "/"), t, 5000, pre_cb, &p));
+  ASSERT(!p.done);
+  finish(&h, &p);
+  ASSERT_EQ(p.why, HTTP_OK);
+  ASSERT_EQ(p.status, -1); /* no response: nothing was sent */
+  ASSERT_EQ(h.n_conns, 1);
+  ASSERT_EQ(h.n_requests, 0);
+  ASSERT_EQ(http_client_idle_count(cl), 1);
+  /* Again: the parked connection counts, no second one is made. */
+  memset(&p, 0, sizeof p);
+  CALL(http_preconnect(net_loop(), cl, url(&h, "https", "localhost", "/"), t, 5000, pre_cb, &p));
+  finish(&h, &p);
+  ASSERT_EQ(p.why, HTTP_OK);
+  ASSERT_EQ(h.n_conns, 1);
+  /* A POST then goes over it. */
+  http_req post = {.method = "POST", .tls = t, .body = "x", .body_len = 1, .keep_alive = true};
+  get(&x, cl, url(&h, "https", "localhost", "/send"), &post);
+  finish(&h, &x);
+  ASSERT_EQ(x.why, HTTP_OK);
+  ASSERT_EQ(h.n_conns, 1);
+  ASSERT_EQ(h.n_requests, 1);
+  /* A certificate for another name fails the preconnect itself. */
+  httpd w;
+  httpd_start(&w, "wrongname", h_json);
+  memset(&p, 0, sizeof p);
+  CALL(http_preconnect(net_loop(), cl, url(&w, "https", "localhost", "/"), t, 5000, pre_cb, &p));
+  finish(&w, &p);
+  ASSERT_EQ(p.why, HTTP_FAIL_TLS);
+  ASSERT_CONTAINS(p.err, "certificate not trusted or wrong name");
+  close_client(cl);
+  httpd_stop(&w);
+  httpd_stop(&h);
+  tls_ctx_free(t);
+}

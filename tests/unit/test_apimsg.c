@@ -1,0 +1,294 @@
+/* test_apimsg.c - the pure half of the API upstreams: unstuffing, the
+ * headers and parts gathered while a message streams, the recipients rule
+ * (Bcc for envelope recipients not in To/Cc), Graph's body and attachment
+ * choice and its JSON (parsed back with jansson), base64 as a stream, and
+ * path escaping. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "smtp-tls-proxy/apimsg.h"
+
+static mime_reader R;
+
+static void gather(const char *msg, apimsg_info *m) {
+  apimsg_info_init(m);
+  mime_reader_init(&R, apimsg_on_mime, m);
+  mime_feed(&R, msg, strlen(msg));
+  mime_finish(&R);
+}
+
+static json_t *parse(const char *s) {
+  json_error_t e;
+  json_t *v = json_loads(s, 0, &e);
+  cr_assert_not_null(v, "not JSON (%s): %s", e.text, s);
+  return v;
+}
+
+static const char *jget(json_t *o, const char *path) {
+  /* "a.b.c" through objects; "[i]" not needed here */
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s", path);
+  json_t *v = o;
+  for (char *tok = strtok(buf, "."); tok && v; tok = strtok(NULL, "."))
+    v = json_object_get(v, tok);
+  return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+Test(apimsg, unstuff_split_anywhere) {
+  const char *in = "..dot\r\nx.y\r\n...\r\n.\r\nend\r\n";
+  const char *want = ".dot\r\nx.y\r\n..\r\n\r\nend\r\n";
+  for (size_t cut = 0; cut <= strlen(in); cut++) {
+    apimsg_unstuff u = {0};
+    char out[64];
+    size_t o = apimsg_unstuff_feed(&u, in, cut, out);
+    o += apimsg_unstuff_feed(&u, in + cut, strlen(in) - cut, out + o);
+    out[o] = '\0';
+    cr_assert_str_eq(out, want, "cut %zu", cut);
+  }
+}
+
+static const char *MSG = "From: \"Office Scanner\" <scanner@contoso.example>\r\n"
+                         "To: Anna <anna@contoso.example>, bob@contoso.example\r\n"
+                         "Cc: =?utf-8?Q?J=C3=B6rg?= <joerg@contoso.example>\r\n"
+                         "Reply-To: desk@contoso.example\r\n"
+                         "Subject: =?iso-8859-1?Q?Scan_f=FCr_Anna?=\r\n"
+                         "Message-ID: <scan.42@printer.contoso.example>\r\n"
+                         "MIME-Version: 1.0\r\n"
+                         "Content-Type: multipart/mixed; boundary=m\r\n"
+                         "\r\n"
+                         "--m\r\n"
+                         "Content-Type: multipart/alternative; boundary=a\r\n"
+                         "\r\n"
+                         "--a\r\n"
+                         "Content-Type: text/plain; charset=utf-8\r\n"
+                         "\r\n"
+                         "plain body\r\n"
+                         "--a\r\n"
+                         "Content-Type: text/html; charset=utf-8\r\n"
+                         "\r\n"
+                         "<p>html body <img src=\"cid:logo@x\"></p>\r\n"
+                         "--a--\r\n"
+                         "--m\r\n"
+                         "Content-Type: image/png\r\n"
+                         "Content-ID: <logo@x>\r\n"
+                         "Content-Transfer-Encoding: base64\r\n"
+                         "\r\n"
+                         "iVBORw0KGgo=\r\n"
+                         "--m\r\n"
+                         "Content-Type: application/pdf\r\n"
+                         "Content-Disposition: attachment; filename=\"scan.pdf\"\r\n"
+                         "Content-Transfer-Encoding: base64\r\n"
+                         "\r\n"
+                         "JVBERi0xLjQK\r\n"
+                         "--m\r\n"
+                         "Content-Type: application/octet-stream\r\n"
+                         "Content-Transfer-Encoding: base64\r\n"
+                         "\r\n"
+                         "AAEC\r\n"
+                         "--m--\r\n";
+
+Test(apimsg, gathers_headers_and_parts) {
+  apimsg_info m;
+  gather(MSG, &m);
+  size_t pos = 0;
+  const char *name;
+  cr_assert_str_eq(apimsg_addrs_next(&m.from, &pos, &name), "scanner@contoso.example");
+  cr_assert_str_eq(name, "Office Scanner");
+  cr_assert_eq(m.to.n, 2);
+  cr_assert(apimsg_addrs_has(&m.to, "BOB@contoso.example"), "any case");
+  pos = 0;
+  cr_assert_str_eq(apimsg_addrs_next(&m.cc, &pos, &name), "joerg@contoso.example");
+  cr_assert_str_eq(name, "Jörg");
+  cr_assert_str_eq(m.subject, "Scan für Anna");
+  cr_assert_str_eq(m.message_id, "<scan.42@printer.contoso.example>");
+  cr_assert_eq(m.nparts, 5);
+  cr_assert_str_eq(m.parts[3].type, "application/pdf");
+  cr_assert_eq(m.parts[3].size, 9);
+  cr_assert(!strncmp(MSG + m.parts[3].start, "JVBERi0xLjQK", 12), "byte range");
+  bool html;
+  long body = apimsg_body_part(&m, &html);
+  cr_assert_eq(body, 1);
+  cr_assert(html);
+  cr_assert(!apimsg_is_attachment(&m, 0, body), "the plain alternative is not attached");
+  cr_assert(!apimsg_is_attachment(&m, 1, body));
+  cr_assert(apimsg_is_attachment(&m, 2, body));
+  cr_assert(apimsg_is_attachment(&m, 3, body));
+  cr_assert(apimsg_is_attachment(&m, 4, body));
+  char nm[64];
+  apimsg_part_name(&m, 2, nm, sizeof nm);
+  cr_assert_str_eq(nm, "attachment-3.png");
+  apimsg_part_name(&m, 3, nm, sizeof nm);
+  cr_assert_str_eq(nm, "scan.pdf");
+  apimsg_part_name(&m, 4, nm, sizeof nm);
+  cr_assert_str_eq(nm, "attachment-5.bin");
+  apimsg_info_free(&m);
+}
+
+Test(apimsg, bcc_for_envelope_recipients_not_in_headers) {
+  apimsg_info m;
+  gather(MSG, &m);
+  const char *env[] = {"anna@contoso.example", "JOERG@contoso.example", "hidden@contoso.example",
+                       "hidden@contoso.example", "audit@archive.example"};
+  stp_buf b;
+  stp_buf_init(&b, 4096);
+  cr_assert_eq(apimsg_bcc_field(&m, env, 5, &b), 0);
+  cr_assert_eq(b.len, strlen("Bcc: hidden@contoso.example, audit@archive.example\r\n"));
+  cr_assert(!memcmp(b.data, "Bcc: hidden@contoso.example, audit@archive.example\r\n", b.len));
+  cr_assert_eq(apimsg_header_only(&m, env, 5), 1, "bob is in To but not in the envelope");
+  b.len = 0;
+  cr_assert_eq(apimsg_bcc_field(&m, env, 2, &b), 0);
+  cr_assert_eq(b.len, 0, "all in To/Cc: no Bcc field");
+  /* Folding: lines stay under 78 columns. */
+  char addrs[10][40];
+  const char *many[10];
+  for (int i = 0; i < 10; i++) {
+    snprintf(addrs[i], sizeof addrs[i], "recipient-number-%02d@example.org", i);
+    many[i] = addrs[i];
+  }
+  b.len = 0;
+  cr_assert_eq(apimsg_bcc_field(&m, many, 10, &b), 0);
+  size_t col = 0;
+  for (size_t i = 0; i < b.len; i++) {
+    col = b.data[i] == '\n' ? 0 : col + 1;
+    cr_assert_lt(col, 78);
+  }
+  cr_assert(!memcmp(b.data + b.len - 2, "\r\n", 2));
+  stp_buf_free(&b);
+  apimsg_info_free(&m);
+}
+
+Test(apimsg, graph_message_json) {
+  apimsg_info m;
+  gather(MSG, &m);
+  const char *env[] = {"anna@contoso.example", "joerg@contoso.example", "hidden@contoso.example"};
+  char *s = apimsg_graph_message(&m, env, 3, "<p>hi</p>", 9, true, false, 1 << 20);
+  json_t *v = parse(s);
+  cr_assert_str_eq(jget(v, "subject"), "Scan für Anna");
+  cr_assert_str_eq(jget(v, "body.contentType"), "html");
+  cr_assert_str_eq(jget(v, "body.content"), "<p>hi</p>");
+  cr_assert_str_eq(jget(v, "from.emailAddress.address"), "scanner@contoso.example");
+  cr_assert_str_eq(jget(v, "from.emailAddress.name"), "Office Scanner");
+  cr_assert_str_eq(jget(v, "internetMessageId"), "<scan.42@printer.contoso.example>");
+  json_t *to = json_object_get(v, "toRecipients");
+  cr_assert_eq(json_array_size(to), 1, "bob is not an envelope recipient");
+  cr_assert_str_eq(jget(json_array_get(to, 0), "emailAddress.address"), "anna@contoso.example");
+  cr_assert_str_eq(jget(json_array_get(to, 0), "emailAddress.name"), "Anna");
+  cr_assert_eq(json_array_size(json_object_get(v, "ccRecipients")), 1);
+  json_t *bcc = json_object_get(v, "bccRecipients");
+  cr_assert_eq(json_array_size(bcc), 1);
+  cr_assert_str_eq(jget(json_array_get(bcc, 0), "emailAddress.address"), "hidden@contoso.example");
+  cr_assert_eq(json_array_size(json_object_get(v, "replyTo")), 1);
+  json_decref(v);
+  free(s);
+  cr_assert_null(apimsg_graph_message(&m, env, 3, "x", 1, false, false, 100), "over max");
+
+  /* sendMail with the attachments streamed after the head. */
+  s = apimsg_graph_message(&m, env, 3, "b", 1, false, true, 1 << 20);
+  char *att = apimsg_graph_attachment_head(&m, 3);
+  char full[8192];
+  snprintf(full, sizeof full, "%s%sJVBERi0xLjQK%s]},\"saveToSentItems\":false}", s, att,
+           APIMSG_ATTACH_TAIL);
+  v = parse(full);
+  cr_assert(json_is_false(json_object_get(v, "saveToSentItems")));
+  json_t *a0 = json_array_get(json_object_get(json_object_get(v, "message"), "attachments"), 0);
+  cr_assert_str_eq(json_string_value(json_object_get(a0, "@odata.type")),
+                   "#microsoft.graph.fileAttachment");
+  cr_assert_str_eq(jget(a0, "name"), "scan.pdf");
+  cr_assert_str_eq(jget(a0, "contentType"), "application/pdf");
+  cr_assert_str_eq(jget(a0, "contentBytes"), "JVBERi0xLjQK");
+  cr_assert(json_is_false(json_object_get(a0, "isInline")));
+  json_decref(v);
+  free(att);
+  free(s);
+  /* The inline image: isInline and contentId, for the HTML's cid: link. */
+  att = apimsg_graph_attachment_head(&m, 2);
+  snprintf(full, sizeof full, "%siVBORw0KGgo=%s", att, APIMSG_ATTACH_TAIL);
+  v = parse(full);
+  cr_assert(json_is_true(json_object_get(v, "isInline")));
+  cr_assert_str_eq(jget(v, "contentId"), "logo@x");
+  json_decref(v);
+  free(att);
+  s = apimsg_graph_upload_session(&m, 3);
+  v = parse(s);
+  json_t *item = json_object_get(v, "AttachmentItem");
+  cr_assert_str_eq(jget(item, "attachmentType"), "file");
+  cr_assert_str_eq(jget(item, "name"), "scan.pdf");
+  cr_assert_eq(json_integer_value(json_object_get(item, "size")), 9);
+  json_decref(v);
+  free(s);
+  apimsg_info_free(&m);
+}
+
+Test(apimsg, eight_bit_headers_become_valid_utf8_json) {
+  apimsg_info m;
+  gather("From: M\xfcller <m@x.example>\r\nSubject: Gr\xfc\xdf"
+         "e\r\nTo: a@x.example\r\n\r\nb\r\n",
+         &m);
+  const char *env[] = {"a@x.example"};
+  char *s = apimsg_graph_message(&m, env, 1, "b", 1, false, false, 4096);
+  json_t *v = parse(s);
+  cr_assert_str_eq(jget(v, "subject"), "Grüße");
+  cr_assert_str_eq(jget(v, "from.emailAddress.name"), "Müller");
+  json_decref(v);
+  free(s);
+  bool html;
+  cr_assert_eq(apimsg_body_part(&m, &html), 0, "a single text part is the body");
+  apimsg_info_free(&m);
+}
+
+Test(apimsg, responses) {
+  char out[64];
+  uint64_t at;
+  cr_assert(apimsg_json_str("{\"id\":\"AAMk=\",\"x\":1}", 20, "id", out, sizeof out));
+  cr_assert_str_eq(out, "AAMk=");
+  cr_assert(!apimsg_json_str("{\"id\":7}", 8, "id", out, sizeof out));
+  cr_assert(!apimsg_json_str("[]", 2, "id", out, sizeof out));
+  const char *r = "{\"expirationDateTime\":\"x\",\"nextExpectedRanges\":[\"3932160\"]}";
+  cr_assert(apimsg_next_range(r, strlen(r), &at));
+  cr_assert_eq(at, 3932160);
+  r = "{\"nextExpectedRanges\":[\"0-\"]}";
+  cr_assert(apimsg_next_range(r, strlen(r), &at));
+  cr_assert_eq(at, 0);
+  r = "{\"nextExpectedRanges\":[\"x\"]}";
+  cr_assert(!apimsg_next_range(r, strlen(r), &at));
+}
+
+Test(apimsg, base64_stream_any_split) {
+  unsigned char in[100];
+  for (int i = 0; i < 100; i++)
+    in[i] = (unsigned char)(i * 37 + 11);
+  char whole[200];
+  apimsg_b64 b = {{0}, 0};
+  size_t n = apimsg_b64_update(&b, in, 100, whole);
+  n += apimsg_b64_final(&b, whole + n);
+  cr_assert_eq(n, apimsg_b64_len(100));
+  for (size_t c1 = 0; c1 <= 100; c1 += 7)
+    for (size_t c2 = c1; c2 <= 100; c2 += 5) {
+      char out[200];
+      apimsg_b64 s = {{0}, 0};
+      size_t o = apimsg_b64_update(&s, in, c1, out);
+      o += apimsg_b64_update(&s, in + c1, c2 - c1, out + o);
+      o += apimsg_b64_update(&s, in + c2, 100 - c2, out + o);
+      o += apimsg_b64_final(&s, out + o);
+      cr_assert_eq(o, n);
+      cr_assert(!memcmp(out, whole, n));
+    }
+  char out[8];
+  b = (apimsg_b64){{0}, 0};
+  n = apimsg_b64_update(&b, "ab", 2, out);
+  n += apimsg_b64_final(&b, out + n);
+  cr_assert_eq(n, 4);
+  cr_assert(!memcmp(out, "YWI=", 4));
+}
+
+Test(apimsg, path_escape) {
+  char out[64];
+  cr_assert(apimsg_path_escape("scan@contoso.example", out, sizeof out));
+  cr_assert_str_eq(out, "scan@contoso.example");
+  cr_assert(apimsg_path_escape("AAMk/x+y=?#% ", out, sizeof out));
+  cr_assert_str_eq(out, "AAMk%2Fx+y=%3F%23%25%20");
+  cr_assert(!apimsg_path_escape("abcdef", out, 4));
+}
