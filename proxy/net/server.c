@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apiconn.h"
 #include "gen.h"
 #include "listener.h"
 #include "metrics_http.h"
@@ -194,6 +195,9 @@ static int start_spool(server *srv, const stp_config *cfg) {
     return 0;
   int rc = spool_open(srv->loop, cfg->spool, &srv->spool, err, sizeof err);
   if (rc == 0) {
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s/tmp", cfg->spool->dir);
+    apiconn_set_tmpdir(tmp); /* API upstreams' copies: the spool's disk, private */
     srv->gen->spool = srv->spool;
     srv->spool_run = spool_run_new(srv->loop, srv->spool, srv->gen);
     rc = spool_ctl_start(srv->loop, srv->spool, srv->spool_run, &srv->spool_ctl, err, sizeof err);

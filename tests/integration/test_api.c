@@ -771,3 +771,55 @@ Test(integ, api_copies_are_removed) {
   cr_assert_neq(stat(path, &st), 0, "the private directory outlived the proxy");
   scan_free(&s);
 }
+
+/* With a spool configured, the copies live in the spool's own tmp/ (the
+ * disk the admin sized for mail, 0700), not in TMPDIR; a spool route with
+ * an API upstream keeps pass-through first. */
+Test(integ, api_copies_use_the_spool_directory) {
+  fake f;
+  h_proxy px;
+  scan s;
+  fake_start(&f, "gmail", NULL, NULL);
+  char up[4096], yaml[16384], spool[512];
+  h_path(spool, sizeof spool, "spool");
+  snprintf(yaml, sizeof yaml,
+           "hostname: proxy.test\n"
+           "log: { level: info, format: text }\n"
+           "shutdown_grace: 2s\n"
+           "spool: { dir: %s }\n"
+           "listeners:\n"
+           "  - name: lan\n"
+           "    listen: \"127.0.0.1:0\"\n"
+           "    max_message_size: 60MiB\n"
+           "upstreams:\n%s"
+           "routes:\n"
+           "  - name: default\n"
+           "    upstream: [api]\n"
+           "    on_upstream_failure: spool\n",
+           spool, api_upstream(&f, "api", NULL, up, sizeof up));
+  setenv("TMPDIR", h_dir(), 1);
+  h_proxy_start_yaml(&px, yaml);
+  unsetenv("TMPDIR");
+  make_scan(&s, 1024 * 1024, TO, NULL);
+  h_smtp c;
+  char text[512], cmd[1024], out[2048];
+  h_smtp_open(&c, px.port, true);
+  cr_assert_eq(h_smtp_cmd(&c, "MAIL FROM:<" MAILBOX ">", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<" TO ">", text, sizeof text), 250);
+  cr_assert_eq(h_smtp_cmd(&c, "DATA", text, sizeof text), 354);
+  h_smtp_send(&c, s.msg, s.len / 2);
+  h_sleep_ms(300);
+  snprintf(cmd, sizeof cmd, "ls -A '%s/tmp' | wc -l; ls -d '%s'/smtp-tls-proxy-api.* 2>&1", spool,
+           h_dir());
+  h_run(cmd, NULL, 5000, out, sizeof out);
+  cr_assert_geq(atoi(out), 1, "no copy in the spool's tmp/: %s", out);
+  cr_assert(strstr(out, "No such file"), "a private directory under TMPDIR: %s", out);
+  h_smtp_send(&c, s.msg + s.len / 2, s.len - s.len / 2);
+  h_smtp_sendstr(&c, ".\r\n");
+  cr_assert_eq(h_smtp_reply(&c, 30000, text, sizeof text), 250, "%s", text);
+  h_smtp_close(&c);
+  h_lines l;
+  cr_assert_eq(h_records(f.record, "gmail_send", &l), 1);
+  h_lines_free(&l);
+  scan_free(&s);
+}
