@@ -30,7 +30,11 @@
 #
 # Environment: BENCH_SECONDS (default 8), BENCH_QUICK=1 (a smoke run: 1 s
 # per case, small counts), BENCH_KEEP=1 (keep the work directory),
-# BENCH_SKIP_INSTALL=1.
+# BENCH_SKIP_INSTALL=1, BENCH_BASELINE=REV (also build the proxy of git
+# revision REV and measure it in the same run, right before or after this
+# tree's proxy in every case, the order alternating; the table gets a
+# baseline section: is a change within noise of an older build?),
+# BENCH_CASES="NAME ..." (only these rows of the matrix, e.g. "10KiB×200").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -70,6 +74,18 @@ cmake --build "$BUILD" -j"$(nproc)" --target smtp-tls-proxy bench_tools >/dev/nu
 PROXY=$BUILD/smtp-tls-proxy
 LOADGEN=$BUILD/tests/bench/loadgen
 SINK=$BUILD/tests/bench/sink
+BASE_REV=${BENCH_BASELINE:-}
+if [ -n "$BASE_REV" ]; then
+  say "building the baseline $BASE_REV (Release) in build-bench-base/"
+  BASE_SRC=$ROOT/build-bench-base/src
+  rm -rf "$BASE_SRC" && mkdir -p "$BASE_SRC"
+  git -C "$ROOT" archive "$BASE_REV" | tar -x -C "$BASE_SRC"
+  cmake -S "$BASE_SRC" -B "$ROOT/build-bench-base/build" -DCMAKE_BUILD_TYPE=Release \
+    -DSTP_TESTS=OFF >/dev/null
+  cmake --build "$ROOT/build-bench-base/build" -j"$(nproc)" --target smtp-tls-proxy >/dev/null
+  BASE_PROXY=$ROOT/build-bench-base/build/smtp-tls-proxy
+  BASE_REV=$(git -C "$ROOT" rev-parse --short "$BASE_REV")
+fi
 
 # --- private work area and clean-up -------------------------------------------
 W=$(mktemp -d /tmp/stp-bench.XXXXXX)
@@ -150,8 +166,8 @@ EOF
 }
 PROXY_PID=
 PROXY_PORT=
-start_proxy() { # LOGNAME
-  "$PROXY" -c "$W/proxy.yaml" 2>"$W/$1" &
+start_proxy() { # LOGNAME [BINARY]
+  "${2:-$PROXY}" -c "$W/proxy.yaml" 2>"$W/$1" &
   PROXY_PID=$!
   PIDS+=("$PROXY_PID")
   wait_for "$W/$1" "listening listener=" || die "proxy did not start: $(cat "$W/$1")"
@@ -162,6 +178,10 @@ stop_proxy() {
   wait "$PROXY_PID" 2>/dev/null || true
 }
 write_proxy_cfg
+if [ -n "$BASE_REV" ]; then
+  start_proxy proxy-base.log "$BASE_PROXY"
+  BASE_PID=$PROXY_PID BASE_PORT=$PROXY_PORT
+fi
 start_proxy proxy.log
 PROXY_MAIN_PID=$PROXY_PID
 
@@ -273,6 +293,7 @@ run() {
   plain) port=$SINK_PORT ;;
   tls) port=$SINK_PORT args=(--mode starttls --auth "bench@example.com:$PASS") ;;
   proxy) port=$PROXY_PORT ;;
+  base) port=$BASE_PORT ;;
   stunnel) port=$STUNNEL_PORT args=(--auth "bench@example.com:$PASS") ;;
   postfix)
     port=$PF_PORT
@@ -315,11 +336,25 @@ else
          10KiB×20:10k:20:2000 10KiB×200:10k:200:200 10MiB×1:10m:1:20 10MiB×20:10m:20:2
          10MiB×200:10m:200:1 50MiB×1:50m:1:5"
 fi
+if [ -n "${BENCH_CASES:-}" ]; then
+  keep=
+  for c in $CASES; do
+    for want in $BENCH_CASES; do [ "${c%%:*}" = "$want" ] && keep+=" $c"; done
+  done
+  [ -n "$keep" ] || die "BENCH_CASES matches no case (the names are those of the table)"
+  CASES=$keep
+fi
 TARGETS="plain tls proxy postfix stunnel"
+i=0
 for c in $CASES; do
   IFS=: read -r name size n m conns <<<"$c"
   say "case $name"
-  for t in $TARGETS; do CONNS=${conns%c} run "$t" "$name" "$size" "$n" "$m"; done
+  order=$TARGETS
+  if [ -n "$BASE_REV" ]; then # the baseline next to the proxy, first every other case
+    if [ $((i % 2)) = 0 ]; then order=${TARGETS/proxy/proxy base}; else order=${TARGETS/proxy/base proxy}; fi
+  fi
+  i=$((i + 1))
+  for t in $order; do CONNS=${conns%c} run "$t" "$name" "$size" "$n" "$m"; done
 done
 PROXY_MATRIX_HWM=$(rss_kib "$PROXY_MAIN_PID" VmHWM)
 
@@ -357,6 +392,13 @@ stop_proxy
 start_proxy proxy-idle.log
 IDLE_PROXY=$(idle_kib "$PROXY_PID" "$PROXY_PORT")
 IDLE_STUNNEL=$(idle_kib "$STUNNEL_PID" "$STUNNEL_PORT")
+if [ -n "$BASE_REV" ]; then
+  kill "$BASE_PID" 2>/dev/null; wait "$BASE_PID" 2>/dev/null || true
+  start_proxy proxy-base-idle.log "$BASE_PROXY"
+  IDLE_BASE=$(idle_kib "$PROXY_PID" "$PROXY_PORT")
+  stop_proxy
+  start_proxy proxy-idle2.log # stop_proxy below stops this one
+fi
 say "   proxy ${IDLE_PROXY} KiB/session, stunnel ${IDLE_STUNNEL} KiB/session"
 
 # --- one 100 MiB message through a fresh proxy: peak RSS --------------------------------------
@@ -446,6 +488,22 @@ RES=$ROOT/tests/bench/last-result.md
   echo
   echo "$API_ROWS"
   echo
+  if [ -n "$BASE_REV" ]; then
+    echo "Against the baseline $BASE_REV, measured in this run next to this tree's proxy"
+    echo "(the order alternating case by case), messages per second:"
+    echo
+    echo "| case | proxy | baseline $BASE_REV | proxy/baseline | p50 ms proxy / baseline |"
+    echo "|---|---:|---:|---:|---:|"
+    for c in $CASES; do
+      IFS=: read -r name _ <<<"$c"
+      printf '| %s | %s | %s | %s | %s / %s |\n' "$name" "$(cell "proxy|$name")" \
+        "$(cell "base|$name")" "$(ratio "${RATE[proxy|$name]:-}" "${RATE[base|$name]:-}")" \
+        "${P50[proxy|$name]:--}" "${P50[base|$name]:--}"
+    done
+    echo
+    echo "RSS per idle session: proxy $IDLE_PROXY KiB, baseline $IDLE_BASE KiB."
+    echo
+  fi
   echo "Notes: *plain direct* is the load generator straight into the sink without TLS (the"
   echo "limit); *TLS direct* adds STARTTLS and AUTH, the work of the proxy's upstream leg."
   echo "*postfix (e2e)* is Postfix $(postconf -d -h mail_version 2>/dev/null) as a relay with"
