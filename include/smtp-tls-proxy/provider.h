@@ -114,8 +114,8 @@ provider_phase provider_rule_typical_phase(const provider_rule *r);
  * "upstream-refused" with reason=, the provider's words and hint= (and the
  * metric): for a device's message (client set) and for a spooled one (id
  * set) alike. v->rule must be set. */
-void provider_log_refusal(const char *sid, const char *upstream, const char *client,
-                          const char *id, const provider_verdict *v);
+void provider_log_refusal(const char *sid, const char *upstream, const char *client, const char *id,
+                          const provider_verdict *v);
 
 /* The README's "When a provider says no" row for r (no newline). */
 const char *provider_readme_row(const provider_rule *r, char *buf, size_t cap);

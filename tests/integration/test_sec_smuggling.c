@@ -31,7 +31,6 @@
 #include "harness.h"
 #include "lookalikes.h"
 
-
 static const char smuggled[] = "MAIL FROM:<evil@x>\r\n"
                                "RCPT TO:<b@example.com>\r\n"
                                "DATA\r\n"

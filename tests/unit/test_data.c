@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp-tls-proxy/data.h"
 #include "lookalikes.h"
+#include "smtp-tls-proxy/data.h"
 
 #define L(s) s, sizeof(s) - 1
 
