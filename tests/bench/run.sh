@@ -394,10 +394,9 @@ IDLE_PROXY=$(idle_kib "$PROXY_PID" "$PROXY_PORT")
 IDLE_STUNNEL=$(idle_kib "$STUNNEL_PID" "$STUNNEL_PORT")
 if [ -n "$BASE_REV" ]; then
   kill "$BASE_PID" 2>/dev/null; wait "$BASE_PID" 2>/dev/null || true
+  stop_proxy # one idle proxy at a time; the 100 MiB step stops the baseline's
   start_proxy proxy-base-idle.log "$BASE_PROXY"
   IDLE_BASE=$(idle_kib "$PROXY_PID" "$PROXY_PORT")
-  stop_proxy
-  start_proxy proxy-idle2.log # stop_proxy below stops this one
 fi
 say "   proxy ${IDLE_PROXY} KiB/session, stunnel ${IDLE_STUNNEL} KiB/session"
 
