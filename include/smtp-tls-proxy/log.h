@@ -32,6 +32,21 @@ void stp_log_kv(int level, const char *sid, const char *event, const stp_kv *kv,
 void stp_logf(int level, const char *sid, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Observers: the alerts and the delivery history are fed by the same events
+ * that write the log lines, not by calls of their own in the relay. Every
+ * stp_log_kv call reaches every observer, whatever the log level, on the
+ * thread that logged (only the loop thread logs events observers act on).
+ * Keys that start with '_' are for observers only: the line never shows
+ * them (structured detail such as the recipient list or the listener).
+ * At most STP_LOG_OBSERVERS at once; returns 0, or -1 when full. */
+#define STP_LOG_OBSERVERS 4
+typedef void (*stp_log_observer_fn)(void *ctx, int level, const char *sid, const char *event,
+                                    const stp_kv *kv, size_t n);
+int stp_log_observe(stp_log_observer_fn fn, void *ctx);
+void stp_log_unobserve(stp_log_observer_fn fn, void *ctx);
+/* The value of key in kv, or NULL. */
+const char *stp_kv_get(const stp_kv *kv, size_t n, const char *key);
+
 /* Format one line into buf (used by stp_log_kv; exposed for tests).
  * Returns the length written (always NUL-terminated, truncated to cap-1). */
 size_t stp_log_format_line(char *buf, size_t cap, int json, int level, const char *sid,

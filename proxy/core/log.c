@@ -181,7 +181,7 @@ size_t stp_log_format_line(char *buf, size_t cap, int json, int level, const cha
     if (sid)
       json_pair(&w, "sid", sid);
     for (size_t i = 0; i < n; i++)
-      if (kv[i].val)
+      if (kv[i].val && kv[i].key[0] != '_')
         json_pair(&w, kv[i].key, kv[i].val);
     /* Keep room for the closing brace even when truncated. */
     if (w.len + 3 > cap)
@@ -196,14 +196,45 @@ size_t stp_log_format_line(char *buf, size_t cap, int json, int level, const cha
     if (sid)
       text_pair(&w, "sid", sid);
     for (size_t i = 0; i < n; i++)
-      if (kv[i].val)
+      if (kv[i].val && kv[i].key[0] != '_')
         text_pair(&w, kv[i].key, kv[i].val);
   }
   w.p[w.len] = '\0';
   return w.len;
 }
 
+static struct {
+  stp_log_observer_fn fn;
+  void *ctx;
+} g_obs[STP_LOG_OBSERVERS];
+
+int stp_log_observe(stp_log_observer_fn fn, void *ctx) {
+  for (size_t i = 0; i < STP_LOG_OBSERVERS; i++)
+    if (!g_obs[i].fn) {
+      g_obs[i].fn = fn;
+      g_obs[i].ctx = ctx;
+      return 0;
+    }
+  return -1;
+}
+
+void stp_log_unobserve(stp_log_observer_fn fn, void *ctx) {
+  for (size_t i = 0; i < STP_LOG_OBSERVERS; i++)
+    if (g_obs[i].fn == fn && g_obs[i].ctx == ctx)
+      g_obs[i].fn = NULL;
+}
+
+const char *stp_kv_get(const stp_kv *kv, size_t n, const char *key) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(kv[i].key, key))
+      return kv[i].val;
+  return NULL;
+}
+
 void stp_log_kv(int level, const char *sid, const char *event, const stp_kv *kv, size_t n) {
+  for (size_t i = 0; i < STP_LOG_OBSERVERS; i++)
+    if (g_obs[i].fn)
+      g_obs[i].fn(g_obs[i].ctx, level, sid, event, kv, n);
   if (level > g_level)
     return;
   char line[STP_LOG_LINE_MAX];

@@ -3,6 +3,7 @@
  * truncation, and level filtering. Timestamps are cut off before comparing. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -100,4 +101,48 @@ Test(log, levels_filter_and_parse) {
   cr_assert_eq(stp_log_parse_level("WARNING"), STP_LOG_WARN);
   cr_assert_eq(stp_log_parse_level("debug"), STP_LOG_DEBUG);
   cr_assert_eq(stp_log_parse_level("loud"), -1);
+}
+
+struct obs_seen {
+  int calls;
+  char event[32];
+  char rcpt[64];
+  int level;
+};
+
+static void obs_cb(void *ctx, int level, const char *sid, const char *event, const stp_kv *kv,
+                   size_t n) {
+  (void)sid;
+  struct obs_seen *o = ctx;
+  o->calls++;
+  o->level = level;
+  snprintf(o->event, sizeof o->event, "%s", event);
+  const char *r = stp_kv_get(kv, n, "_rcpt");
+  snprintf(o->rcpt, sizeof o->rcpt, "%s", r ? r : "");
+}
+
+Test(log, observers_see_every_event_and_hidden_keys_whatever_the_level) {
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  stp_log_setup(STP_LOG_ERROR, 0, fds[1]);
+  struct obs_seen o = {0};
+  cr_assert_eq(stp_log_observe(obs_cb, &o), 0);
+  stp_kv kv[] = {{"client", "10.1.1.1"}, {"_rcpt", "a@b.c"}};
+  stp_log_kv(STP_LOG_INFO, "S1", "message", kv, 2);
+  cr_expect_eq(o.calls, 1, "an INFO event reaches an observer under level error");
+  cr_expect_str_eq(o.event, "message");
+  cr_expect_str_eq(o.rcpt, "a@b.c");
+  stp_log_kv(STP_LOG_ERROR, "S1", "message", kv, 2);
+  char line[512] = {0};
+  ssize_t got = read(fds[0], line, sizeof line - 1);
+  cr_assert_gt(got, 0);
+  cr_expect_not_null(strstr(line, "client=10.1.1.1"));
+  cr_expect_null(strstr(line, "_rcpt"), "observer-only keys never reach the line: %s", line);
+  cr_expect_null(strstr(line, "a@b.c"));
+  stp_log_unobserve(obs_cb, &o);
+  stp_log_kv(STP_LOG_ERROR, "S1", "message", kv, 2);
+  cr_expect_eq(o.calls, 2, "no calls after unobserve");
+  stp_log_setup(STP_LOG_INFO, 0, 2);
+  close(fds[0]);
+  close(fds[1]);
 }
