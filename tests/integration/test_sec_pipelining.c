@@ -114,16 +114,26 @@ static void start_two_routes(h_proxy *px, h_upstream *good, const char *default_
 }
 
 /* The issue's first case: the first RCPT's connect fails later, the second
- * RCPT finds the upstream backing off and is answered at once. */
+ * RCPT finds the upstream backing off and is answered at once. The dead
+ * upstream is a fault upstream that says 421 at the greeting and counts
+ * connections: exactly one connection, and the back-off logged, show that
+ * the second answer came from the back-off path and not from a second
+ * failed attempt. */
 ITest(integ, burst_dead_route_backoff) {
   h_proxy px;
-  h_upstream good;
-  start_two_routes(&px, &good, "dead", NULL, DEAD_PORT, NULL);
+  h_upstream good, dead;
+  h_fault_start(&dead, "greeting-421", "starttls", "server");
+  start_two_routes(&px, &good, "dead", NULL, dead.port, NULL);
   const char *cmds[] = {"EHLO x", "MAIL FROM:<a@b.test>", "RCPT TO:<x@example.com>",
                         "RCPT TO:<x@example.com>", "QUIT"};
   int codes[5], want[] = {250, 250, 451, 451, 221};
   burst(px.port, cmds, 5, codes);
   expect(codes, want, 5);
+  cr_assert_eq(h_wait_records(dead.record, "connect", 2, 500), 1,
+               "the second RCPT connected again instead of finding the back-off");
+  const char *need[] = {" upstream-backoff ", "upstream=dead", NULL};
+  char line[1024];
+  cr_assert(h_file_wait_line(px.log, need, 2000, line, sizeof line), "no back-off logged");
   still_delivers(&px, &good, "y@good.test");
 }
 
