@@ -252,7 +252,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
       o->token_url = stp_xmalloc(need);
       snprintf(o->token_url, need, M365_TOKEN_URL, t);
     }
-  } else if (!k[O_PRESET]) {
+  } else if (!k[O_PRESET] && o->grant != STP_GRANT_SERVICE_ACCOUNT) { /* the key's token_uri */
     cfg_err(c, n, "oauth2 needs token_url or preset");
   }
   if (o->token_url) {
@@ -277,8 +277,8 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     o->client_secret = read_secret_file(c, v[O_SFILE], "client_secret_file");
   if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && !k[O_SENV] && !k[O_SFILE] && !k[O_CERT])
     cfg_err(c, n,
-            "grant: client_credentials needs client_secret_env, client_secret_file or "
-            "client_certificate_file with client_key_file");
+            "grant: client_credentials needs client_secret_env or client_secret_file (or "
+            "client_certificate_file with client_key_file)");
 
   if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
     o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
@@ -323,10 +323,18 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_parse_file(c, v[O_CA], "ca_file", &o->ca_file);
   if (!o->ca_file)
     o->ca_file = stp_xstrdup(CFG_DEFAULT_CA_FILE);
-  cfg_jwt_nodes j = {.k_sa = k[O_SAFILE], .v_sa = v[O_SAFILE], .k_sub = k[O_SUBJECT],
-                     .v_sub = v[O_SUBJECT], .k_cert = k[O_CERT], .v_cert = v[O_CERT],
-                     .k_key = k[O_KEY], .v_key = v[O_KEY], .k_url = k[O_URL], .k_rt = k[O_RTFILE],
-                     .k_secret = k[O_SENV] ? k[O_SENV] : k[O_SFILE], .v_grant = v[O_GRANT],
+  cfg_jwt_nodes j = {.k_sa = k[O_SAFILE],
+                     .v_sa = v[O_SAFILE],
+                     .k_sub = k[O_SUBJECT],
+                     .v_sub = v[O_SUBJECT],
+                     .k_cert = k[O_CERT],
+                     .v_cert = v[O_CERT],
+                     .k_key = k[O_KEY],
+                     .v_key = v[O_KEY],
+                     .k_url = k[O_URL],
+                     .k_rt = k[O_RTFILE],
+                     .k_secret = k[O_SENV] ? k[O_SENV] : k[O_SFILE],
+                     .v_grant = v[O_GRANT],
                      .m365 = preset_is_m365(preset)};
   cfg_parse_oauth2_jwt(c, n, &j, u, o);
 }

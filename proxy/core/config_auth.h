@@ -28,7 +28,7 @@ typedef struct cfg_jwt_nodes {
 
 /* After the rest of oauth2: grant: service_account (key file, subject,
  * token_uri, scope) and certificate credentials, with their conflicts. */
-void cfg_parse_oauth2_jwt(cfg_ctx *c, yaml_node_t *n, const cfg_jwt_nodes *j,
-                          stp_upstream_cfg *u, stp_oauth2_cfg *o);
+void cfg_parse_oauth2_jwt(cfg_ctx *c, yaml_node_t *n, const cfg_jwt_nodes *j, stp_upstream_cfg *u,
+                          stp_oauth2_cfg *o);
 
 #endif

@@ -229,8 +229,8 @@ int oauth2_token_from_output(const char *p, size_t n, char **out) {
 const char *oauth2_error_reason(const char *error) {
   /* RFC 6749 5.2 and 4.1.2.1, RFC 8628 3.5: a bounded set of label values */
   static const char *const known[] = {
-      "invalid_request", "invalid_client",         "invalid_grant",   "unauthorized_client",
-      "invalid_scope",   "unsupported_grant_type", "access_denied",   "server_error",
+      "invalid_request", "invalid_client",          "invalid_grant",         "unauthorized_client",
+      "invalid_scope",   "unsupported_grant_type",  "access_denied",         "server_error",
       "expired_token",   "temporarily_unavailable", "authorization_pending", "slow_down"};
   for (size_t i = 0; error && i < sizeof known / sizeof *known; i++)
     if (!strcmp(error, known[i]))

@@ -112,9 +112,9 @@ static tok_src *src_for(const stp_upstream_cfg *c) {
     if (o->load_seq > s->seq) { /* a newer configuration: take its secrets */
       s->seq = o->load_seq;
       set_secret(&s->client_secret, o->client_secret);
-      if (o->private_key && (!s->private_key || strcmp(s->private_key, o->private_key) ||
-                             strcmp(s->certificate ? s->certificate : "",
-                                    o->certificate ? o->certificate : ""))) {
+      if (o->private_key &&
+          (!s->private_key || strcmp(s->private_key, o->private_key) ||
+           strcmp(s->certificate ? s->certificate : "", o->certificate ? o->certificate : ""))) {
         set_secret(&s->private_key, o->private_key); /* a renewed key or certificate */
         set_secret(&s->certificate, o->certificate);
         jwt_key_free(s->jkey);
@@ -165,7 +165,7 @@ static void log_failure(tok_src *s, const char *err) {
                  {"reason", err},
                  {"error", !cmd && s->error[0] ? s->error : NULL}};
   stp_log_kv(STP_LOG_ERROR, NULL, "oauth2-failed", kv, 5);
-  metrics_oauth2_refresh_failure(s->name, cmd                ? "command"
+  metrics_oauth2_refresh_failure(s->name, cmd              ? "command"
                                           : s->fail_reason ? s->fail_reason
                                                            : "other");
 }
@@ -260,7 +260,7 @@ int tok_prepare(const stp_config *cfg, char *err, size_t errlen) {
     if (tok_jwt_check(u->token_src, why, sizeof why) < 0) {
       snprintf(err, errlen, "upstream %s: %s: %s", u->name,
                u->token_src->grant == STP_GRANT_SERVICE_ACCOUNT ? "service_account_file"
-                                                                 : "client_key_file",
+                                                                : "client_key_file",
                why);
       return STP_EINVAL;
     }

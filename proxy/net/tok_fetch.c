@@ -27,8 +27,9 @@ static void note_error(tok_src *s, const http1_response *r) {
         s->error[n++] = *p;
   }
   s->error[n] = '\0';
-  s->fail_reason = n ? oauth2_error_reason(s->error)
-                     : r->status != 200 ? "http_status" : "bad_response";
+  s->fail_reason = n                  ? oauth2_error_reason(s->error)
+                   : r->status != 200 ? "http_status"
+                                      : "bad_response";
   oauth2_token_resp_free(&e);
 }
 
