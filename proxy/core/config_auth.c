@@ -34,8 +34,6 @@
 #include "smtp-tls-proxy/url.h"
 #include "smtp-tls-proxy/util.h"
 
-#define SECRET_MAX_BYTES (64u * 1024) /* a password or an OAuth token */
-
 /* clang-format off */
 enum { A_MECH, A_USER, A_PENV, A_PFILE, A_PASS, A_TFILE, A_TCMD, A_OAUTH, A_TTL, A_N };
 /* A_PENV..A_OAUTH are the secret sources, exactly one of which is given. */
@@ -59,64 +57,6 @@ static const char *const oauth2_keys[O_N] = {
 
 /* ------------------------------------------------------------------------ */
 /* Secrets                                                                   */
-
-/* Reads a secret file; trailing CR/LF stripped. The buffer is cleansed on
- * every path that does not hand it over. */
-char *cfg_read_file_value(cfg_ctx *c, const yaml_node_t *n, const char *key, bool owner_only) {
-  const char *s = cfg_nonempty(c, n, key);
-  struct stat st;
-  if (!s)
-    return NULL;
-  if (c->no_secrets)
-    return stp_xstrdup(CFG_SECRET_NOT_READ);
-  char *path = cfg_resolve_path(c, s);
-  int fd = cfg_open_regular(c, n, key, path, &st);
-  if (fd < 0) {
-    free(path);
-    return NULL;
-  }
-  char *buf = stp_xmalloc(SECRET_MAX_BYTES + 1);
-  size_t len = 0;
-  const char *problem = NULL;
-  for (;;) {
-    ssize_t r = read(fd, buf + len, SECRET_MAX_BYTES + 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      problem = strerror(errno);
-      break;
-    }
-    if (r == 0)
-      break;
-    len += (size_t)r;
-    if (len > SECRET_MAX_BYTES) {
-      problem = "larger than 64 KiB";
-      break;
-    }
-  }
-  close(fd);
-  while (!problem && len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-    len--;
-  if (!problem && len == 0)
-    problem = "it is empty";
-  if (!problem && memchr(buf, '\0', len))
-    problem = "it contains a NUL byte";
-  if (problem) {
-    cfg_err(c, n, "cannot use %s '%s': %s", key, path, problem);
-    stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-    free(buf);
-    free(path);
-    return NULL;
-  }
-  if (owner_only && (st.st_mode & 077))
-    cfg_warn(c, n, "%s '%s' is readable by group or others (chmod 600 it)", key, path);
-  buf[len] = '\0';
-  char *secret = stp_xstrndup(buf, len);
-  stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-  free(buf);
-  free(path);
-  return secret;
-}
 
 static char *read_secret_file(cfg_ctx *c, const yaml_node_t *n, const char *key) {
   return cfg_read_file_value(c, n, key, true);

@@ -10,11 +10,6 @@
  * mapping n (already checked to be a mapping); sets u->has_auth. */
 void cfg_parse_upstream_auth(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u);
 
-/* A file named by key, bounded (64 KiB), trailing CR/LF stripped, NUL-free;
- * NULL with an error. owner_only: warn when group or others may read it. The
- * read buffer is cleansed. (config_auth.c) */
-char *cfg_read_file_value(cfg_ctx *c, const yaml_node_t *n, const char *key, bool owner_only);
-
 /* The oauth2 keys of the signed-JWT credentials (config_jwt.c): each key
  * node (k_) and value node (v_, NULL for a null value) as walked. */
 typedef struct cfg_jwt_nodes {

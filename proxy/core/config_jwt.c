@@ -6,7 +6,7 @@
  * scope) and Microsoft certificate credentials (client_certificate_file +
  * client_key_file, for client_credentials and refresh_token), with their
  * conflicts. Guarantees: each file is read once, bounded, through
- * cfg_read_file_value (a key file readable by group or others is warned
+ * cfg_read_file_value (config_file.c: a key file readable by group or others is warned
  * about, the read buffer is cleansed); the private key is kept only in
  * stp_oauth2_cfg.private_key, cleansed when the configuration is freed;
  * a diagnostic names the file and the problem, never key material. The
