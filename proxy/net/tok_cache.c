@@ -99,14 +99,20 @@ static void set_secret(char **dst, const char *val) {
   *dst = dup_or_null(val);
 }
 
+/* The source c names, if one exists already; k is its key (free it). */
+static tok_src *src_find(const stp_upstream_cfg *c, stp_buf *k) {
+  make_key(k, c);
+  tok_src *s = g_srcs;
+  for (; s; s = s->next)
+    if (s->key.len == k->len && !memcmp(s->key.data, k->data, k->len))
+      break;
+  return s;
+}
+
 static tok_src *src_for(const stp_upstream_cfg *c) {
   const stp_oauth2_cfg *o = c->token_src;
   stp_buf k;
-  make_key(&k, c);
-  tok_src *s = g_srcs;
-  for (; s; s = s->next)
-    if (s->key.len == k.len && !memcmp(s->key.data, k.data, k.len))
-      break;
+  tok_src *s = src_find(c, &k);
   if (s) {
     stp_buf_free(&k);
     if (o->load_seq > s->seq) { /* a newer configuration: take its secrets */
@@ -117,6 +123,10 @@ static tok_src *src_for(const stp_upstream_cfg *c) {
            strcmp(s->certificate ? s->certificate : "", o->certificate ? o->certificate : ""))) {
         set_secret(&s->private_key, o->private_key); /* a renewed key or certificate */
         set_secret(&s->certificate, o->certificate);
+        free(s->sa_key_id); /* a new JSON key names its own key id */
+        s->sa_key_id = dup_or_null(o->sa_key_id);
+        free(s->sa_email);
+        s->sa_email = dup_or_null(o->sa_email);
         jwt_key_free(s->jkey);
         s->jkey = NULL;
       }
@@ -265,9 +275,14 @@ int tok_prepare(const stp_config *cfg, char *err, size_t errlen) {
       return STP_EINVAL;
     }
   }
-  for (size_t i = 0; i < cfg->n_upstreams; i++)
-    if (cfg->upstreams[i].token_src)
-      metrics_oauth2_expiry(cfg->upstreams[i].name, src_for(&cfg->upstreams[i])->expires_unix);
+  for (size_t i = 0; i < cfg->n_upstreams; i++) {
+    if (!cfg->upstreams[i].token_src)
+      continue;
+    stp_buf k; /* looked up only: the configuration may not go live */
+    const tok_src *s = src_find(&cfg->upstreams[i], &k);
+    stp_buf_free(&k);
+    metrics_oauth2_expiry(cfg->upstreams[i].name, s ? s->expires_unix : 0);
+  }
   return STP_OK;
 }
 

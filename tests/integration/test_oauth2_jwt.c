@@ -303,3 +303,40 @@ Test(integ, oauth2_certificate_not_matching_key_refused_at_start) {
             "%s", out);
   cr_assert(!strstr(out, "MII"), "key material in the output:\n%s", out);
 }
+
+/* Certificate credential with the refresh_token grant (a delegated app):
+ * the refresh token and the client assertion go together. */
+Test(integ, oauth2_certificate_credential_with_refresh_token) {
+  jsrv t;
+  h_proxy px;
+  make_keys();
+  jsrv_start(&t, NULL);
+  char rt[512], auth[1400];
+  h_path(rt, sizeof rt, "rt");
+  h_write_file(rt, "rt-initial\n", 11);
+  chmod(rt, 0600);
+  snprintf(auth, sizeof auth,
+           "    auth:\n"
+           "      username: scanner@example.com\n"
+           "      oauth2:\n"
+           "        token_url: https://127.0.0.1:%d/token\n"
+           "        client_id: app-1\n"
+           "        refresh_token_file: %s\n"
+           "        client_certificate_file: %s/app.crt\n"
+           "        client_key_file: %s/app.key\n"
+           "        ca_file: %s/ca.crt\n",
+           t.http_port, rt, h_dir(), h_dir(), h_certs());
+  proxy_start(&px, &t, auth);
+  char text[512];
+  cr_assert_eq(send_one(&px, text, sizeof text), 250, "%s", text);
+  h_lines l;
+  cr_assert_eq(h_records(t.record, "token_request", &l), 1);
+  char s[256];
+  cr_assert_eq(h_json_str(l.v[0], "error", s, sizeof s), -1, "refused: %s", l.v[0]);
+  cr_assert_eq(h_json_str(l.v[0], "grant_type", s, sizeof s), 1);
+  cr_assert_str_eq(s, "refresh_token");
+  cr_assert_eq(h_json_bool(l.v[0], "x5t_s256_ok"), 1);
+  h_lines_free(&l);
+  assert_log_clean(&px);
+  cr_assert(!h_file_contains(px.log, "rt-initial", 10), "the refresh token in the log");
+}

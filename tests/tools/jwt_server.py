@@ -21,7 +21,8 @@ Prints "READY <https_port> <smtp_port>". POST /token (HTTPS, 127.0.0.1):
 * Microsoft certificate credential (RFC 7523 2.2, Entra "certificate
   credentials"): grant_type=client_credentials, client_id = --client-id,
   client_assertion_type=urn:ietf:params:oauth:client-assertion-type:
-  jwt-bearer, client_assertion=JWT. Header PS256 with x5t#S256, or RS256
+  jwt-bearer, client_assertion=JWT (also with grant_type=refresh_token and
+  refresh_token = --refresh-token: a delegated app). Header PS256 with x5t#S256, or RS256
   with x5t, naming --app-cert; signature checked with its key (PSS, salt =
   digest length, for PS256); iss = sub = client id, aud = this URL, a jti
   never seen before, nbf <= now < exp, exp - nbf <= 10 minutes. Answers as
@@ -264,6 +265,13 @@ class TokenHandler(BaseHTTPRequestHandler):
                 check_assertion(form, note)
                 resp = {"token_type": "Bearer", "expires_in": ARGS.expires_in,
                         "ext_expires_in": ARGS.expires_in, "access_token": issue(note)}
+            elif form.get("grant_type") == "refresh_token" and KEYS.get("app"):
+                check_assertion(form, note)  # the client first, then its grant
+                if form.get("refresh_token") != ARGS.refresh_token:
+                    raise entra_error(400, "invalid_grant", 9002313,
+                                      "Invalid request. Request is malformed or invalid.")
+                resp = {"token_type": "Bearer", "expires_in": ARGS.expires_in,
+                        "ext_expires_in": ARGS.expires_in, "access_token": issue(note)}
             else:
                 raise google_error(400, "unsupported_grant_type",
                                    "Invalid grant_type: %s" % form.get("grant_type"))
@@ -300,6 +308,7 @@ def parse_args():
     p.add_argument("--deny-subject", action="store_true")
     p.add_argument("--app-cert")
     p.add_argument("--client-id", default="app-1")
+    p.add_argument("--refresh-token", default="rt-initial")
     p.add_argument("--expires-in", type=int, default=3599)
     p.add_argument("--lifetime", type=float, default=120.0)
     a = p.parse_args()
