@@ -302,6 +302,12 @@ Test(integ, oauth2_certificate_not_matching_key_refused_at_start) {
                         "private key"),
             "%s", out);
   cr_assert(!strstr(out, "MII"), "key material in the output:\n%s", out);
+  /* --check says the same */
+  snprintf(cmd, sizeof cmd, "'%s' -c '%s' --check", STP_BINARY, path);
+  rc = h_run(cmd, NULL, 20000, out, sizeof out);
+  cr_assert_eq(rc, 1, "--check exit %d:\n%s", rc, out);
+  cr_assert(strstr(out, "upstream up: client_key_file: the certificate does not belong"), "%s",
+            out);
 }
 
 /* Certificate credential with the refresh_token grant (a delegated app):
