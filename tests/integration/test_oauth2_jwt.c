@@ -316,7 +316,7 @@ Test(integ, oauth2_certificate_credential_with_refresh_token) {
   jsrv t;
   h_proxy px;
   make_keys();
-  jsrv_start(&t, NULL);
+  jsrv_start(&t, (const char *const[]){"--rt-expires-in", "604799", NULL});
   char rt[512], auth[1400];
   h_path(rt, sizeof rt, "rt");
   h_write_file(rt, "rt-initial\n", 11);
@@ -343,6 +343,15 @@ Test(integ, oauth2_certificate_credential_with_refresh_token) {
   cr_assert_str_eq(s, "refresh_token");
   cr_assert_eq(h_json_bool(l.v[0], "x5t_s256_ok"), 1);
   h_lines_free(&l);
+  /* refresh_token_expires_in reaches the log as a time, for the alerts */
+  const char *const want[] = {"oauth2-token", "upstream=up",
+                              "expires_at=", "refresh_token_expires_at=", NULL};
+  char line[1024];
+  cr_assert(h_file_wait_line(px.log, want, 2000, line, sizeof line));
+  const char *at = strstr(line, "refresh_token_expires_at=");
+  long long when = atoll(at + strlen("refresh_token_expires_at="));
+  long long now = (long long)time(NULL);
+  cr_assert(when > now + 604700 && when <= now + 604799, "%s", line);
   assert_log_clean(&px);
   cr_assert(!h_file_contains(px.log, "rt-initial", 10), "the refresh token in the log");
 }

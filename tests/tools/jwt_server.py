@@ -272,6 +272,8 @@ class TokenHandler(BaseHTTPRequestHandler):
                                       "Invalid request. Request is malformed or invalid.")
                 resp = {"token_type": "Bearer", "expires_in": ARGS.expires_in,
                         "ext_expires_in": ARGS.expires_in, "access_token": issue(note)}
+                if ARGS.rt_expires_in:  # as Google answers apps in "Testing"
+                    resp["refresh_token_expires_in"] = ARGS.rt_expires_in
             else:
                 raise google_error(400, "unsupported_grant_type",
                                    "Invalid grant_type: %s" % form.get("grant_type"))
@@ -309,6 +311,7 @@ def parse_args():
     p.add_argument("--app-cert")
     p.add_argument("--client-id", default="app-1")
     p.add_argument("--refresh-token", default="rt-initial")
+    p.add_argument("--rt-expires-in", type=int, default=0)
     p.add_argument("--expires-in", type=int, default=3599)
     p.add_argument("--lifetime", type=float, default=120.0)
     a = p.parse_args()
