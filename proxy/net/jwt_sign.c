@@ -31,10 +31,19 @@ static void b64url_into(char *dst, size_t cap, const unsigned char *p, size_t n)
   dst[b.len] = '\0';
 }
 
+/* An encrypted key is refused, never a prompt on a terminal. */
+static int no_password(char *buf, int size, int rwflag, void *u) {
+  (void)buf;
+  (void)size;
+  (void)rwflag;
+  (void)u;
+  return 0;
+}
+
 static EVP_PKEY *read_key(const char *pem, char *err, size_t errlen) {
   ERR_clear_error();
   BIO *bio = BIO_new_mem_buf(pem, (int)strlen(pem));
-  EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
   BIO_free(bio);
   ERR_clear_error();
   if (!k)
@@ -54,7 +63,7 @@ static EVP_PKEY *read_key(const char *pem, char *err, size_t errlen) {
 static int read_cert(jwt_key *j, const char *pem, char *err, size_t errlen) {
   ERR_clear_error();
   BIO *bio = BIO_new_mem_buf(pem, (int)strlen(pem));
-  X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+  X509 *x = bio ? PEM_read_bio_X509(bio, NULL, no_password, NULL) : NULL;
   BIO_free(bio);
   uint8_t *der = NULL;
   int n = x ? i2d_X509(x, &der) : -1;

@@ -170,6 +170,15 @@ void test_jwt_key_refusals(void) {
   make_rsa("app", 2048);
   make_rsa("short", 1024);
   refused("no pem here", NULL, "not a PEM private key");
+  /* an encrypted PKCS#1 key: refused at once, no password prompt */
+  char cmd[512];
+  snprintf(cmd, sizeof cmd,
+           "cd '%s' && [ -s enc.key ] || openssl genrsa -aes128 -passout pass:x -traditional "
+           "-out enc.key 2048 2>/dev/null",
+           net_certs());
+  sh(cmd);
+  ASSERT(strstr(slurp(net_cert_path("enc.key")), "ENCRYPTED"));
+  refused(slurp(net_cert_path("enc.key")), NULL, "not a PEM private key");
   refused(slurp(net_cert_path("server.key")), NULL, "not an RSA key"); /* EC P-256 */
   refused(slurp(net_cert_path("short.key")), NULL, "has 1024 bits; at least 2048");
   refused(a2_pem, slurp(net_cert_path("app.crt")), "does not belong to the private key");
