@@ -182,7 +182,7 @@ static void assert_log_clean(const h_proxy *px) {
 /* grant: service_account: an RS256 JWT with kid, iss, sub, aud, scope and a
  * one-hour lifetime buys the token; the mail goes out as the subject; the
  * token is cached; the expiry shows in /metrics and the log. */
-Test(integ, oauth2_service_account_delivers) {
+ITest(integ, oauth2_service_account_delivers) {
   jsrv t;
   h_proxy px;
   make_keys();
@@ -223,7 +223,7 @@ Test(integ, oauth2_service_account_delivers) {
 /* The subject is not delegated: Google's 401 unauthorized_client is a 4xx
  * for the device, an oauth2-failed line with error=unauthorized_client,
  * and a count in smtp_proxy_oauth2_refresh_failures_total. */
-Test(integ, oauth2_service_account_refused_counts) {
+ITest(integ, oauth2_service_account_refused_counts) {
   jsrv t;
   h_proxy px;
   make_keys();
@@ -252,7 +252,7 @@ Test(integ, oauth2_service_account_refused_counts) {
  * jti each time (the stand-in refuses a reused one), a 10-minute lifetime;
  * the token expires in 2 s, so the second message needs a second
  * assertion. */
-Test(integ, oauth2_certificate_credential_delivers) {
+ITest(integ, oauth2_certificate_credential_delivers) {
   jsrv t;
   h_proxy px;
   make_keys();
@@ -284,7 +284,7 @@ Test(integ, oauth2_certificate_credential_delivers) {
 
 /* A key that does not belong to its certificate: the proxy does not start,
  * and says which upstream and file. */
-Test(integ, oauth2_certificate_not_matching_key_refused_at_start) {
+ITest(integ, oauth2_certificate_not_matching_key_refused_at_start) {
   jsrv t;
   make_keys();
   jsrv_start(&t, NULL);
@@ -312,7 +312,7 @@ Test(integ, oauth2_certificate_not_matching_key_refused_at_start) {
 
 /* Certificate credential with the refresh_token grant (a delegated app):
  * the refresh token and the client assertion go together. */
-Test(integ, oauth2_certificate_credential_with_refresh_token) {
+ITest(integ, oauth2_certificate_credential_with_refresh_token) {
   jsrv t;
   h_proxy px;
   make_keys();
