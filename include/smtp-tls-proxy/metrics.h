@@ -67,6 +67,11 @@ void metrics_upstream_latency(const char *upstream, const char *phase, double se
 /* smtp_proxy_upstream_pool_connections{upstream} (gauge, set). */
 void metrics_pool_size(const char *upstream, long n);
 
+/* smtp_proxy_upstream_up{upstream} (1/0, the last probe or delivery
+ * attempt) and smtp_proxy_upstream_last_success_timestamp_seconds{upstream}
+ * (unix seconds; not set while 0 = never); fed by uphealth.c. */
+void metrics_upstream_health(const char *upstream, bool up, int64_t last_success);
+
 /* smtp_proxy_spool_messages, smtp_proxy_spool_bytes and
  * smtp_proxy_spool_oldest_seconds (gauges, set together). */
 void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/util.h"
 
 typedef struct uph_rec {
@@ -93,6 +94,7 @@ static void success(uph_rec *r) {
   r->st.down_since = 0;
   r->st.failures = 0;
   r->st.credentials_refused = 0;
+  metrics_upstream_health(r->name, true, r->st.last_success);
 }
 
 static void mark_down(uph_rec *r) {
@@ -102,6 +104,7 @@ static void mark_down(uph_rec *r) {
   r->st.state = UPH_DOWN;
   r->st.last_failure = now;
   r->st.failures++;
+  metrics_upstream_health(r->name, false, r->st.last_success);
 }
 
 /* The reason word, then the provider's own words when there are some. */

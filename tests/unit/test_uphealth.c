@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/uphealth.h"
 
 static int64_t fake_now;
@@ -201,4 +202,25 @@ Test(uphealth, reload_keeps_records_by_name_and_bounds_strings) {
   uph_status x;
   cr_assert_eq(uphealth_get("graph", &x), -1, "dropped");
   cr_assert_str_eq(uph_state_name(UPH_DOWN), "down");
+}
+
+static bool rendered(const char *line) {
+  static char buf[1 << 16];
+  size_t n = metrics_render(buf, sizeof buf - 1);
+  buf[n] = '\0';
+  return strstr(buf, line) != NULL;
+}
+
+Test(uphealth, metrics_follow_the_state) {
+  metrics_reset();
+  fake_now = 1700000000;
+  LOG("message", {"upstream", "m365"}, {"result", "delivered"});
+  cr_assert(rendered("smtp_proxy_upstream_up{upstream=\"m365\"} 1\n"));
+  cr_assert(rendered(
+      "smtp_proxy_upstream_last_success_timestamp_seconds{upstream=\"m365\"} 1700000000\n"));
+  LOG("probe", {"upstream", "m365"}, {"result", "failed"}, {"reason", "auth"});
+  cr_assert(rendered("smtp_proxy_upstream_up{upstream=\"m365\"} 0\n"));
+  cr_assert(rendered(
+      "smtp_proxy_upstream_last_success_timestamp_seconds{upstream=\"m365\"} 1700000000\n"));
+  cr_assert_not(rendered("upstream=\"graph\""), "unknown: no series yet");
 }
