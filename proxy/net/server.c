@@ -20,6 +20,7 @@
 #include "listener.h"
 #include "metrics_http.h"
 #include "pool.h"
+#include "probe.h"
 #include "server.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/uphealth.h"
@@ -78,6 +79,8 @@ void server_stop(server *srv) {
   stp_kv kv[] = {{"grace_ms", grace}};
   stp_log_kv(STP_LOG_INFO, NULL, "stopping", kv, 1);
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
+  probes_stop(srv->probes);
+  srv->probes = NULL;
   pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
   srv->gen->pool = NULL;
   metrics_http_stop(srv->metrics); /* /healthz fails from now on */
@@ -171,6 +174,8 @@ int server_reload(server *srv) {
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
   uphealth_reset(g->cfg); /* names kept across the reload keep their health */
+  if (srv->probes)
+    probes_set_gen(srv->probes, g);
   reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
@@ -275,6 +280,7 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     }
     metrics_http_set_degraded(srv->metrics, server_degraded);
   }
+  srv->probes = probes_start(loop, srv->gen);
   stp_log_kv(STP_LOG_INFO, NULL, "started", NULL, 0);
   return 0;
 }
