@@ -31,6 +31,7 @@ typedef struct {
   char last_reason[64];         /* the reason word alone (last_error starts with it) */
   unsigned failures;            /* failures in the current run, 0 when up/unknown */
   int credentials_refused;      /* the last failure was a refusal of our credentials */
+  uint64_t failure_serial;      /* counts every failure seen (alerts tell new from old) */
 } uph_status;
 
 /* 0, or -1 for an unknown name (out untouched). */

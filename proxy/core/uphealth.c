@@ -104,6 +104,7 @@ static void mark_down(uph_rec *r) {
   r->st.state = UPH_DOWN;
   r->st.last_failure = now;
   r->st.failures++;
+  r->st.failure_serial++;
   metrics_upstream_health(r->name, false, r->st.last_success);
 }
 
