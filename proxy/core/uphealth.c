@@ -146,8 +146,12 @@ static void failure(uph_rec *r, const stp_kv *kv, size_t n, const char *words) {
   bool creds = credentials_fault(kv, n);
   if (creds && !r->own_credentials)
     return; /* a device's own password: nothing wrong with the upstream */
+  const char *hint = stp_kv_get(kv, n, "hint");
+  if (creds && !(hint && hint[0]))
+    hint = "the upstream refused the configured credentials: check the username and the "
+           "password (or token) in the upstream's auth:";
   mark_down(r);
-  set_error(r, stp_kv_get(kv, n, "reason"), words, stp_kv_get(kv, n, "hint"));
+  set_error(r, stp_kv_get(kv, n, "reason"), words, hint);
   r->st.credentials_refused = creds;
 }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "apiconn.h"
 #include "gen.h"
 #include "listener.h"
@@ -81,6 +82,8 @@ void server_stop(server *srv) {
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
   probes_stop(srv->probes);
   srv->probes = NULL;
+  alerts_stop(srv->alerts);
+  srv->alerts = NULL;
   pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
   srv->gen->pool = NULL;
   metrics_http_stop(srv->metrics); /* /healthz fails from now on */
@@ -176,6 +179,11 @@ int server_reload(server *srv) {
   uphealth_reset(g->cfg); /* names kept across the reload keep their health */
   if (srv->probes)
     probes_set_gen(srv->probes, g);
+  char aerr[256];
+  if (srv->alerts && alerts_set_gen(srv->alerts, g, aerr, sizeof aerr) < 0) {
+    stp_kv kv[] = {{"reason", aerr}, {"effect", "the old alert settings stay"}};
+    stp_log_kv(STP_LOG_ERROR, NULL, "reload-alerts", kv, 2);
+  }
   reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
@@ -279,6 +287,12 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
       return rc;
     }
     metrics_http_set_degraded(srv->metrics, server_degraded);
+  }
+  srv->alerts = alerts_start(loop, srv->gen, err, sizeof err);
+  if (!srv->alerts) {
+    fprintf(stderr, "smtp-tls-proxy: alerts: %s\n", err);
+    server_stop(srv);
+    return STP_EINVAL;
   }
   srv->probes = probes_start(loop, srv->gen);
   stp_log_kv(STP_LOG_INFO, NULL, "started", NULL, 0);

@@ -28,6 +28,7 @@ typedef struct server {
   struct spool_run *spool_run;
   struct spool_ctl *spool_ctl;
   struct probes *probes; /* upstream probes (probe.h) */
+  struct alerts *alerts; /* alerts: webhook and email (alerts.h) */
   const char *config_path;
 } server;
 
