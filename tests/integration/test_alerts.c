@@ -6,11 +6,13 @@
  * the configured CA does not sign gets nothing, and the log says so; a
  * receiver answering 503 first gets the alert on a retry. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
+#include "spool_common.h"
 
 typedef struct receiver {
   h_proc *proc;
@@ -161,4 +163,74 @@ Test(integ, alerts_webhook_retried_after_a_503) {
   const char *fail[] = {"alert-webhook-failed", "detail=\"HTTP 503\"", "retry_in=5s", NULL};
   cr_assert(h_file_wait_line(px.log, fail, 3000, line, sizeof line), "no retry line");
   cr_assert_eq(h_wait_records(r.record, "credentials_refused", 1, 10000), 1, "delivered on retry");
+}
+
+/* A reload that fixes the password: the next probe works and the down
+ * alert is followed by upstream_recovered (the health and the dedupe state
+ * outlive the reload). */
+Test(integ, alerts_upstream_recovered_after_a_reload_fixes_the_password) {
+  h_upstream u;
+  h_proxy px;
+  receiver r;
+  h_upstream_start(&u, "starttls", NULL);
+  receiver_start(&r, "0");
+  char alerts[1024];
+  snprintf(alerts, sizeof alerts,
+           "alerts:\n  webhook: https://localhost:%d/x\n  ca_file: %s/ca.crt\n  alert_after: 1s\n",
+           r.port, h_certs());
+  proxy_start(&px, &u, alerts);
+  cr_assert_eq(h_wait_records(r.record, "upstream_down", 1, 8000), 1);
+  cr_assert_eq(count_event(r.record, "upstream_recovered"), 0);
+  size_t len;
+  char *yaml = h_read_file(px.config, &len);
+  char fixed[8192];
+  sp_replace(yaml, "password_env: STP_WRONG_PW", "password_env: STP_TEST_PW", fixed, sizeof fixed);
+  free(yaml);
+  h_write_file(px.config, fixed, strlen(fixed));
+  h_proc_signal(px.proc, SIGHUP);
+  cr_assert_eq(h_wait_records(r.record, "upstream_recovered", 1, 8000), 1);
+  h_lines l;
+  h_records(r.record, "upstream_recovered", &l);
+  char s[512];
+  cr_assert_eq(h_json_str(l.v[0], "text", s, sizeof s), 1);
+  cr_assert(strstr(s, "upstream bad works again"), "%s", s);
+  h_lines_free(&l);
+}
+
+/* spool_filling at 80% of max_messages, and message_failed when spooled
+ * messages expire (one alert: the rest are the same event, suppressed). */
+Test(integ, alerts_spool_filling_and_message_failed) {
+  receiver r;
+  receiver_start(&r, "0");
+  char alerts[1024], yaml[8192];
+  snprintf(alerts, sizeof alerts,
+           "alerts:\n  webhook: https://localhost:%d/x\n  ca_file: %s/ca.crt\n  alert_after: 1h\n",
+           r.port, h_certs());
+  sp_yaml_top(h_free_port(), "starttls", "  max_messages: 5\n  retry: [1s]\n  max_age: 2s\n",
+              alerts, yaml, sizeof yaml);
+  h_proxy px;
+  h_proxy_start_yaml(&px, yaml);
+  for (int i = 0; i < 4; i++) {
+    char text[512];
+    cr_assert_eq(sp_send(px.port, (const char *const[]){"a@example.com", NULL},
+                         "Subject: s\r\n\r\nx\r\n", text, sizeof text),
+                 250, "%s", text);
+  }
+  cr_assert_eq(h_wait_records(r.record, "spool_filling", 1, 8000), 1);
+  h_lines l;
+  h_records(r.record, "spool_filling", &l);
+  char s[512];
+  cr_assert_eq(h_json_str(l.v[0], "text", s, sizeof s), 1);
+  cr_assert(strstr(s, "the spool is 80% full (4 of 5 messages"), "%s", s);
+  cr_assert_eq(h_json_str(l.v[0], "upstream", s, sizeof s), 0, "null: %s", l.v[0]);
+  h_lines_free(&l);
+  cr_assert_eq(h_wait_records(r.record, "message_failed", 1, 15000), 1);
+  h_records(r.record, "message_failed", &l);
+  cr_assert_eq(h_json_str(l.v[0], "text", s, sizeof s), 1);
+  cr_assert(strstr(s, "expired undelivered"), "%s", s);
+  h_lines_free(&l);
+  char line[1024];
+  const char *sup[] = {"alert-suppressed", "alert=message_failed", NULL};
+  cr_assert(h_file_wait_line(px.log, sup, 8000, line, sizeof line));
+  cr_assert_eq(count_event(r.record, "message_failed"), 1);
 }
