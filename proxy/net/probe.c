@@ -239,14 +239,18 @@ static void cancel_all(probes *p) {
   }
 }
 
-/* A random first delay in [0, min(interval, a minute)). */
+/* The first probe: at a random moment between one and two times the
+ * shorter of the interval and a minute. Not at once: a restart must not
+ * log in to every provider in the same second, and the first minute
+ * belongs to the devices (a proxy that just started has traffic to judge
+ * its upstreams by). */
 static uint64_t first_delay(uint64_t interval, size_t index) {
   uint64_t span = interval < PROBE_FIRST_MAX_MS ? interval : PROBE_FIRST_MAX_MS;
   uint64_t x = uv_hrtime() ^ ((uint64_t)index * UINT64_C(0x9E3779B97F4A7C15));
   x ^= x >> 33;
   x *= UINT64_C(0xff51afd7ed558ccd);
   x ^= x >> 33;
-  return span ? x % span : 0;
+  return span + (span ? x % span : 0);
 }
 
 void probes_set_gen(probes *p, srv_gen *gen) {

@@ -11,8 +11,9 @@
  * is what uphealth.c, the metrics and the alerts read; probes share the
  * generation's back-off with live traffic (a failure starts or extends it,
  * a success ends it); the first probe of each upstream comes after a random
- * delay (at most a minute, or the interval when shorter), so a restart does
- * not hit every provider at once; stopping cancels every probe in flight.
+ * delay between one and two minutes (one and two intervals when the
+ * interval is shorter), so a restart does not hit every provider at once;
+ * stopping cancels every probe in flight.
  */
 #ifndef STP_PROBE_H
 #define STP_PROBE_H
