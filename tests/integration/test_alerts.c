@@ -37,7 +37,8 @@ static void receiver_start(receiver *r, const char *fail_first) {
 
 /* Upstream "up" (good, carries the route and the alert mail) and "bad"
  * (same server, a password it refuses), probed every second. */
-static void proxy_start(h_proxy *px, const h_upstream *u, const char *alerts) {
+static void proxy_start_route(h_proxy *px, const h_upstream *u, const char *alerts,
+                              const char *route_upstream) {
   char yaml[8192], extra[1024];
   snprintf(extra, sizeof extra,
            "    probe_interval: 0s\n"
@@ -51,7 +52,13 @@ static void proxy_start(h_proxy *px, const h_upstream *u, const char *alerts) {
            u->port, h_certs());
   h_proxy_yaml(&(h_proxy_opts){.up_port = u->port, .top_extra = alerts, .upstream_extra = extra},
                yaml, sizeof yaml);
-  h_proxy_start_yaml_env(px, yaml, (char *const[]){"STP_WRONG_PW=not-the-password", NULL});
+  char routed[8192];
+  sp_replace(yaml, "    upstream: up\n", route_upstream, routed, sizeof routed);
+  h_proxy_start_yaml_env(px, routed, (char *const[]){"STP_WRONG_PW=not-the-password", NULL});
+}
+
+static void proxy_start(h_proxy *px, const h_upstream *u, const char *alerts) {
+  proxy_start_route(px, u, alerts, "    upstream: up\n");
 }
 
 static size_t count_event(const char *record, const char *event) {
@@ -233,4 +240,34 @@ Test(integ, alerts_spool_filling_and_message_failed) {
   const char *sup[] = {"alert-suppressed", "alert=message_failed", NULL};
   cr_assert(h_file_wait_line(px.log, sup, 8000, line, sizeof line));
   cr_assert_eq(count_event(r.record, "message_failed"), 1);
+}
+
+/* The route that carries alert mail goes through the failing upstream:
+ * the mail fails (logged), and the next failures of the same upstream are
+ * suppressed instead of mailing again: no loop; the webhook still goes. */
+Test(integ, alerts_about_the_alert_route_do_not_loop) {
+  h_upstream u;
+  h_proxy px;
+  receiver r;
+  h_upstream_start(&u, "starttls", NULL);
+  receiver_start(&r, "0");
+  char alerts[1024];
+  snprintf(alerts, sizeof alerts,
+           "alerts:\n  webhook: https://localhost:%d/x\n  ca_file: %s/ca.crt\n"
+           "  email: admin@example.com\n  alert_after: 1h\n",
+           r.port, h_certs());
+  proxy_start_route(&px, &u, alerts, "    upstream: bad\n");
+  cr_assert_eq(h_wait_records(r.record, "credentials_refused", 1, 8000), 1);
+  char line[2048];
+  const char *mail[] = {"alert-email-failed", "alert=credentials_refused", NULL};
+  cr_assert(h_file_wait_line(px.log, mail, 8000, line, sizeof line), "no mail failure line");
+  h_sleep_ms(3500); /* three more failed probes */
+  char *log = h_read_file(px.log, NULL);
+  cr_assert_eq(sp_count_lines(log, "alert-email-failed"), 1, "%s", log);
+  cr_assert_geq(sp_count_lines(log, "alert-suppressed"), 2, "%s", log);
+  free(log);
+  cr_assert_eq(count_event(r.record, "credentials_refused"), 1);
+  h_lines l;
+  cr_assert_eq(h_records(u.record, "message", &l), 0, "nothing was mailed");
+  h_lines_free(&l);
 }
