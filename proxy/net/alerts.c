@@ -39,7 +39,8 @@ struct alerts {
   http_call *call; /* the POST of q[head] in flight */
   bool waiting;    /* q[head] waits for the retry timer */
   alert_mail *mail;
-  unsigned closing;
+  bool stopping;
+  unsigned handles_open; /* timers still to close before the free */
 };
 
 static const stp_alerts_cfg *acfg(const alerts *a) {
@@ -106,7 +107,7 @@ static void hook_done_cb(void *arg, const http1_response *r, http_fail why, cons
 }
 
 static void hook_kick(alerts *a) {
-  if (a->call || a->waiting || !a->len || a->closing)
+  if (a->call || a->waiting || !a->len || a->stopping)
     return;
   const stp_alerts_cfg *c = acfg(a);
   hook_item *it = &a->q[a->head];
@@ -185,7 +186,7 @@ static void observe(void *ctx, int level, const char *sid, const char *event, co
   alerts *a = ctx;
   (void)level;
   (void)sid;
-  if (!event || own_event(event) || !acfg(a) || a->closing)
+  if (!event || own_event(event) || !acfg(a) || a->stopping)
     return;
   alerter_observe(a->al, (int64_t)time(NULL), event, kv, n);
   defer_post(a->loop, &a->drain_ev, drain, a);
@@ -251,7 +252,7 @@ alerts *alerts_start(uv_loop_t *loop, srv_gen *gen, char *err, size_t errlen) {
 
 static void closed_cb(uv_handle_t *h) {
   alerts *a = h->data;
-  if (--a->closing > 1)
+  if (--a->handles_open > 0)
     return;
   while (a->len)
     hook_pop(a);
@@ -266,7 +267,8 @@ void alerts_stop(alerts *a) {
     return;
   stp_log_unobserve(observe, a);
   defer_cancel(&a->drain_ev);
-  a->closing = 3;
+  a->stopping = true;
+  a->handles_open = 2;
   if (a->call)
     http_call_cancel(a->call);
   a->call = NULL;
