@@ -39,7 +39,7 @@ typedef enum {
   ALERT_NEVENTS
 } alert_event;
 
-#define ALERT_QUEUE 64
+#define ALERT_QUEUE 16
 #define ALERT_KEYS 256
 #define ALERT_FILL_PCT 80
 #define ALERT_FILL_REARM_PCT 70
