@@ -147,6 +147,7 @@ typedef struct stp_upstream_cfg {
   char *mailbox;           /* graph: the user (UPN or id); gmail: default "me" */
   char *api_url;           /* default per kind; no trailing '/' */
   bool save_to_sent_items; /* graph; default true */
+  uint64_t probe_interval_ms; /* probes (probe.c); default 15 min; 0 = off */
 } stp_upstream_cfg;
 
 typedef struct stp_route_cfg {
@@ -183,6 +184,16 @@ typedef struct stp_spool_cfg {
   stp_pos pos;
 } stp_spool_cfg;
 
+/* The optional `alerts:` section (config_alerts.c). */
+typedef struct stp_alerts_cfg {
+  char *webhook;            /* https:// URL; NULL: none */
+  char *ca_file;            /* trust anchors for the webhook; default system bundle */
+  char *email;              /* user@domain, sent through the routes; NULL: none */
+  uint64_t min_interval_ms; /* same event, same upstream at most this often; default 1 h */
+  uint64_t alert_after_ms;  /* upstream_down after failing this long; default 5 min */
+  stp_pos pos;
+} stp_alerts_cfg;
+
 typedef struct stp_config {
   char *path;
   char *hostname;             /* default gethostname() */
@@ -197,6 +208,7 @@ typedef struct stp_config {
   stp_route_cfg *routes;
   size_t n_routes;
   stp_spool_cfg *spool; /* NULL: no spool, every route is pass-through */
+  stp_alerts_cfg *alerts; /* NULL: no alerts */
 } stp_config;
 
 /* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"

@@ -74,6 +74,10 @@ void metrics_pool_size(const char *upstream, long n);
  * else network | http_status | bad_response | signing | command | other. */
 void metrics_oauth2_expiry(const char *upstream, int64_t unix_seconds);
 void metrics_oauth2_refresh_failure(const char *upstream, const char *reason);
+/* smtp_proxy_upstream_up{upstream} (1/0, the last probe or delivery
+ * attempt) and smtp_proxy_upstream_last_success_timestamp_seconds{upstream}
+ * (unix seconds; not set while 0 = never); fed by uphealth.c. */
+void metrics_upstream_health(const char *upstream, bool up, int64_t last_success);
 
 /* smtp_proxy_spool_messages, smtp_proxy_spool_bytes and
  * smtp_proxy_spool_oldest_seconds (gauges, set together). */

@@ -39,6 +39,7 @@
 
 #include "config_file.h"
 #include "config_listener.h"
+#include "config_alerts.h"
 #include "config_spool.h"
 #include "config_upstream.h"
 #include "config_values.h"
@@ -197,11 +198,11 @@ static bool route_matches_all(const stp_route_cfg *r) {
 /* Top level                                                                 */
 
 /* clang-format off */
-enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_SPOOL, T_N };
+enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_SPOOL, T_ALERTS, T_N };
 static const char *const top_keys[T_N] = {
   [T_HOSTNAME] = "hostname", [T_LOG] = "log", [T_METRICS] = "metrics",
   [T_GRACE] = "shutdown_grace", [T_LISTENERS] = "listeners", [T_UPSTREAMS] = "upstreams",
-  [T_ROUTES] = "routes", [T_SPOOL] = "spool"};
+  [T_ROUTES] = "routes", [T_SPOOL] = "spool", [T_ALERTS] = "alerts"};
 /* clang-format on */
 
 static int log_level_of(const char *s) {
@@ -389,6 +390,8 @@ static void parse_root(cfg_ctx *c, yaml_node_t *root) {
     cfg_parse_spool(c, v[T_SPOOL]);
   parse_sections(c, root, k, v);
   cfg_check_spool_routes(c);
+  if (v[T_ALERTS])
+    cfg_parse_alerts(c, v[T_ALERTS]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -521,6 +524,7 @@ void stp_config_free(stp_config *cfg) {
   }
   free(cfg->routes);
   cfg_free_spool(cfg->spool);
+  cfg_free_alerts(cfg->alerts);
   free(cfg->path);
   free(cfg->hostname);
   free(cfg->metrics_listen);

@@ -31,7 +31,7 @@ static const char *const spool_keys[S_N] = {
 
 static const uint64_t default_retry[] = {60000, 300000, 900000, 3600000};
 
-static bool plain_address(const char *s) {
+bool cfg_plain_address(const char *s) {
   const char *at = strrchr(s, '@');
   if (!at || at == s || !at[1] || strlen(s) > 320)
     return false;
@@ -117,7 +117,7 @@ void cfg_parse_spool(cfg_ctx *c, yaml_node_t *n) {
     cfg_parse_duration(c, v[S_MAXAGE], "max_age", false, &sp->max_age_ms);
   const char *s;
   if (v[S_NOTIFY] && (s = cfg_nonempty(c, v[S_NOTIFY], "notify")) != NULL) {
-    if (!plain_address(s))
+    if (!cfg_plain_address(s))
       cfg_err(c, v[S_NOTIFY], "bad address '%s' for notify (expected user@domain)", s);
     else
       sp->notify = stp_xstrdup(s);

@@ -11,5 +11,7 @@ void cfg_parse_spool(cfg_ctx *c, yaml_node_t *n);
  * not be reachable from an auth: passthrough listener. */
 void cfg_check_spool_routes(cfg_ctx *c);
 void cfg_free_spool(stp_spool_cfg *sp);
+/* user@domain, no spaces, brackets or quotes (notify:, alerts.email). */
+bool cfg_plain_address(const char *s);
 
 #endif

@@ -22,7 +22,7 @@
 enum {
   U_NAME, U_HOST, U_PORT, U_TLS, U_SNI, U_CA, U_TLSMIN, U_VERIFY, U_INSECURE, U_HELO, U_AUTH,
   U_CTO, U_CMDTO, U_DATATO, U_POOL, U_POOLMAX, U_POOLIDLE, U_KIND, U_MAILBOX, U_APIURL,
-  U_SAVESENT, U_N
+  U_SAVESENT, U_PROBE, U_N
 };
 static const char *const upstream_keys[U_N] = {
   [U_NAME] = "name", [U_HOST] = "host", [U_PORT] = "port", [U_TLS] = "tls",
@@ -31,7 +31,7 @@ static const char *const upstream_keys[U_N] = {
   [U_CTO] = "connect_timeout", [U_CMDTO] = "command_timeout", [U_DATATO] = "data_timeout",
   [U_POOL] = "pool", [U_POOLMAX] = "pool_max_idle", [U_POOLIDLE] = "pool_idle_timeout",
   [U_KIND] = "kind", [U_MAILBOX] = "mailbox", [U_APIURL] = "api_url",
-  [U_SAVESENT] = "save_to_sent_items"};
+  [U_SAVESENT] = "save_to_sent_items", [U_PROBE] = "probe_interval"};
 /* Keys that only an SMTP upstream has, and only an API upstream has. */
 static const int smtp_only[] = {U_HOST, U_PORT, U_TLS, U_SNI, U_HELO};
 static const int api_only[] = {U_MAILBOX, U_APIURL, U_SAVESENT};
@@ -162,6 +162,7 @@ void cfg_parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   u->pool_max_idle = 16;
   u->pool_idle_timeout_ms = 60 * 1000;
   u->save_to_sent_items = true;
+  u->probe_interval_ms = 15 * 60 * 1000;
   u->pos = (stp_pos){cfg_nline(n), cfg_ncol(n)};
   WALK(c, n, "in upstream", upstream_keys, k, v);
 
@@ -242,6 +243,8 @@ void cfg_parse_upstream(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   }
   if (v[U_POOLIDLE])
     cfg_parse_duration(c, v[U_POOLIDLE], "pool_idle_timeout", false, &u->pool_idle_timeout_ms);
+  if (v[U_PROBE])
+    cfg_parse_duration(c, v[U_PROBE], "probe_interval", true, &u->probe_interval_ms);
   if (u->token_src) /* a token fetch is bounded like the connection it precedes */
     u->token_src->timeout_ms = u->connect_timeout_ms;
 }

@@ -46,8 +46,10 @@ enum {
   F_SPOOL_MESSAGES,
   F_SPOOL_OLDEST,
   F_UP_FAILURES,
+  F_UP_LAST_SUCCESS,
   F_UP_LATENCY,
   F_POOL,
+  F_UP_UP,
   F_COUNT
 };
 
@@ -120,6 +122,11 @@ static const family families[F_COUNT] = {
                        T_COUNTER,
                        2,
                        {"upstream", "reason"}},
+    [F_UP_LAST_SUCCESS] = {"smtp_proxy_upstream_last_success_timestamp_seconds",
+                           "Unix time of the upstream's last delivery or successful probe.",
+                           T_GAUGE,
+                           1,
+                           {"upstream"}},
     [F_UP_LATENCY] = {"smtp_proxy_upstream_latency_seconds",
                       "Upstream latency: TCP connect, ready to send mail, reply to the final dot.",
                       T_HISTOGRAM,
@@ -130,6 +137,11 @@ static const family families[F_COUNT] = {
                 T_GAUGE,
                 1,
                 {"upstream"}},
+    [F_UP_UP] = {"smtp_proxy_upstream_up",
+                 "1 when the upstream's last probe or delivery attempt worked, else 0.",
+                 T_GAUGE,
+                 1,
+                 {"upstream"}},
 };
 
 static const double bucket_le[] = METRICS_LATENCY_BUCKETS;
@@ -315,6 +327,14 @@ void metrics_oauth2_expiry(const char *upstream, int64_t unix_seconds) {
 
 void metrics_oauth2_refresh_failure(const char *upstream, const char *reason) {
   counter_add(F_OAUTH2_FAILURES, upstream, reason, NULL, 1);
+}
+
+void metrics_upstream_health(const char *upstream, bool up, int64_t last_success) {
+  series *s = lookup(F_UP_UP, upstream, NULL, NULL);
+  if (s)
+    s->gauge = up;
+  if (last_success && (s = lookup(F_UP_LAST_SUCCESS, upstream, NULL, NULL)) != NULL)
+    s->gauge = last_success;
 }
 
 void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds) {

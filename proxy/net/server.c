@@ -15,13 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alerts.h"
 #include "apiconn.h"
 #include "gen.h"
 #include "listener.h"
 #include "metrics_http.h"
 #include "pool.h"
+#include "probe.h"
 #include "server.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/uphealth.h"
 #include "smtp-tls-proxy/util.h"
 #include "spool.h"
 #include "spool_ctl.h"
@@ -77,6 +80,10 @@ void server_stop(server *srv) {
   stp_kv kv[] = {{"grace_ms", grace}};
   stp_log_kv(STP_LOG_INFO, NULL, "stopping", kv, 1);
   uv_timer_start(&srv->grace, grace_cb, srv->gen->cfg->shutdown_grace_ms, 0);
+  probes_stop(srv->probes);
+  srv->probes = NULL;
+  alerts_stop(srv->alerts);
+  srv->alerts = NULL;
   pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
   srv->gen->pool = NULL;
   metrics_http_stop(srv->metrics); /* /healthz fails from now on */
@@ -169,6 +176,14 @@ int server_reload(server *srv) {
   old->pool = NULL;
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
+  uphealth_reset(g->cfg); /* names kept across the reload keep their health */
+  if (srv->probes)
+    probes_set_gen(srv->probes, g);
+  char aerr[256];
+  if (srv->alerts && alerts_set_gen(srv->alerts, g, aerr, sizeof aerr) < 0) {
+    stp_kv kv[] = {{"reason", aerr}, {"effect", "the old alert settings stay"}};
+    stp_log_kv(STP_LOG_ERROR, NULL, "reload-alerts", kv, 2);
+  }
   reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
@@ -234,6 +249,11 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     return STP_EINVAL;
   }
   srv->gen->pool = pool_new(loop, cfg);
+  uphealth_reset(cfg);
+  if (uphealth_install() < 0) {
+    fprintf(stderr, "smtp-tls-proxy: too many log observers\n");
+    return STP_EINVAL;
+  }
   uv_timer_init(loop, &srv->grace);
   srv->grace.data = srv;
   uv_signal_init(loop, &srv->sig_term);
@@ -268,6 +288,13 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     }
     metrics_http_set_degraded(srv->metrics, server_degraded);
   }
+  srv->alerts = alerts_start(loop, srv->gen, err, sizeof err);
+  if (!srv->alerts) {
+    fprintf(stderr, "smtp-tls-proxy: alerts: %s\n", err);
+    server_stop(srv);
+    return STP_EINVAL;
+  }
+  srv->probes = probes_start(loop, srv->gen);
   stp_log_kv(STP_LOG_INFO, NULL, "started", NULL, 0);
   return 0;
 }

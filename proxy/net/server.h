@@ -27,6 +27,8 @@ typedef struct server {
   struct spool *spool;          /* spool: section at start; NULL when none */
   struct spool_run *spool_run;
   struct spool_ctl *spool_ctl;
+  struct probes *probes; /* upstream probes (probe.h) */
+  struct alerts *alerts; /* alerts: webhook and email (alerts.h) */
   const char *config_path;
 } server;
 

@@ -823,3 +823,35 @@ ITest(integ, api_copies_use_the_spool_directory) {
   h_lines_free(&l);
   scan_free(&s);
 }
+
+/* Probes of API upstreams: the token, then one authenticated GET; a
+ * mailbox the API does not know is a failed probe with the table's hint. */
+ITest(integ, api_probe_graph_and_gmail_get_and_a_wrong_mailbox) {
+  fake g, m, wrong;
+  fake_start(&g, "graph", NULL, NULL);
+  fake_start(&m, "gmail", NULL, NULL);
+  fake_start(&wrong, "graph", NULL,
+             (const char *const[]){"--mailbox", "other@contoso.example", NULL});
+  char a[4096], b[4096], c[4096], all[12288];
+  api_upstream(&g, "graph", "    probe_interval: 1s\n", a, sizeof a);
+  api_upstream(&m, "gmail", "    probe_interval: 1s\n", b, sizeof b);
+  api_upstream(&wrong, "wrong", "    probe_interval: 1s\n", c, sizeof c);
+  snprintf(all, sizeof all, "%s%s%s", a, b, c);
+  h_proxy px;
+  proxy_start(&px, all, "graph");
+  char line[2048];
+  const char *ok1[] = {" probe ", "upstream=graph ", "result=ok", NULL};
+  const char *ok2[] = {" probe ", "upstream=gmail ", "result=ok", NULL};
+  const char *bad[] = {" probe ", "upstream=wrong ", "result=failed", "reason=mailbox-not-found",
+                       NULL};
+  cr_assert(h_file_wait_line(px.log, ok1, 8000, line, sizeof line), "graph probe");
+  cr_assert(h_file_wait_line(px.log, ok2, 8000, line, sizeof line), "gmail probe");
+  cr_assert(h_file_wait_line(px.log, bad, 8000, line, sizeof line), "wrong mailbox probe");
+  cr_assert_not_null(strstr(line, "reply=\"404 Request_ResourceNotFound\""), "%s", line);
+  cr_assert_not_null(strstr(line, "hint="), "%s", line);
+  cr_assert_geq(h_wait_records(g.record, "probe_get", 1, 5000), 1);
+  cr_assert_geq(h_wait_records(m.record, "probe_get", 1, 5000), 1);
+  h_lines sent;
+  cr_assert_eq(h_records(g.record, "graph_sendmail", &sent), 0, "a probe sends no mail");
+  h_lines_free(&sent);
+}

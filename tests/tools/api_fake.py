@@ -43,6 +43,8 @@ Gmail API (developers.google.com/gmail/api: users.messages.send, uploads):
       required") -> 200 {"id", "threadId", "labelIds": ["SENT"]}. Errors are
       {"error": {"code", "message", "errors": [{"message", "domain",
       "reason"}], "status"}}.
+  GET /gmail/v1/users/{me|mailbox}/profile -> 200 {"emailAddress",
+      "messagesTotal", "threadsTotal", "historyId"} (users.getProfile: the probe).
 Token endpoint: POST /token, tests/tools/token_server.py's handler (the same
 grants, secrets and records).
 
@@ -280,7 +282,38 @@ class Handler(token_server.TokenHandler):
     def do_GET(self):
         self.path_only = urllib.parse.urlsplit(self.path).path
         self.read_body()
-        self.error(405, "invalidRequest", "GET is not used by the proxy")
+        why = self.bearer_ok()
+        if why:
+            return self.unauthorized(why)
+        self.probe_get()
+
+    def probe_get(self):
+        """The probes' cheap authenticated reads: Graph GET /users/{id}
+        ($select=id: {"id"} only), Gmail users.getProfile."""
+        q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        if ARGS.kind == "gmail":
+            m = re.fullmatch(r"/gmail/v1/users/([^/]+)/profile", self.path_only)
+            if not m:
+                return self.error(404, "notFound", "Not Found")
+            user = urllib.parse.unquote(m.group(1))
+            if user != "me" and user.lower() != ARGS.mailbox.lower():
+                return self.error(403, "forbidden", "Delegation denied for " + user)
+            record(event="probe_get", user=user)
+            return self.reply(200, {"emailAddress": ARGS.mailbox, "messagesTotal": 0,
+                                    "threadsTotal": 0, "historyId": "1"})
+        m = re.fullmatch(r"/v1\.0/users/([^/]+)", self.path_only)
+        if not m:
+            return self.error(404, "ResourceNotFound", "Resource not found for the segment.")
+        user = urllib.parse.unquote(m.group(1))
+        if user.lower() != ARGS.mailbox.lower():
+            return self.error(404, "Request_ResourceNotFound",
+                              "Resource '%s' does not exist or one of its queried reference-"
+                              "property objects are not present." % user)
+        if q.get("$select") != ["id"]:
+            return self.error(400, "BadRequest", "the probe asks for $select=id")
+        record(event="probe_get", user=user)
+        self.reply(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users"
+                         "(id)/$entity", "id": "0f8fad5b-d9cb-469f-a165-70867728950e"})
 
     def dispatch(self, method):
         body = self.read_body()

@@ -82,10 +82,14 @@ static const char empty_text[] =
     "# TYPE smtp_proxy_spool_oldest_seconds gauge\n"
     "# HELP smtp_proxy_upstream_failures_total Upstream failures and provider refusals by reason (dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, or the provider table word).\n"
     "# TYPE smtp_proxy_upstream_failures_total counter\n"
+    "# HELP smtp_proxy_upstream_last_success_timestamp_seconds Unix time of the upstream's last delivery or successful probe.\n"
+    "# TYPE smtp_proxy_upstream_last_success_timestamp_seconds gauge\n"
     "# HELP smtp_proxy_upstream_latency_seconds Upstream latency: TCP connect, ready to send mail, reply to the final dot.\n"
     "# TYPE smtp_proxy_upstream_latency_seconds histogram\n"
     "# HELP smtp_proxy_upstream_pool_connections Idle upstream connections kept for reuse.\n"
-    "# TYPE smtp_proxy_upstream_pool_connections gauge\n";
+    "# TYPE smtp_proxy_upstream_pool_connections gauge\n"
+    "# HELP smtp_proxy_upstream_up 1 when the upstream's last probe or delivery attempt worked, else 0.\n"
+    "# TYPE smtp_proxy_upstream_up gauge\n";
 
 static const char small_text[] =
     "# HELP smtp_proxy_failovers_total Times a route moved on from a failed upstream to the next one.\n"
@@ -133,6 +137,8 @@ static const char small_text[] =
     "# HELP smtp_proxy_upstream_failures_total Upstream failures and provider refusals by reason (dns, connect, tls, starttls, greeting, auth, timeout, closed, protocol, or the provider table word).\n"
     "# TYPE smtp_proxy_upstream_failures_total counter\n"
     "smtp_proxy_upstream_failures_total{upstream=\"gmail\",reason=\"tls\"} 1\n"
+    "# HELP smtp_proxy_upstream_last_success_timestamp_seconds Unix time of the upstream's last delivery or successful probe.\n"
+    "# TYPE smtp_proxy_upstream_last_success_timestamp_seconds gauge\n"
     "# HELP smtp_proxy_upstream_latency_seconds Upstream latency: TCP connect, ready to send mail, reply to the final dot.\n"
     "# TYPE smtp_proxy_upstream_latency_seconds histogram\n"
     "smtp_proxy_upstream_latency_seconds_bucket{upstream=\"gmail\",phase=\"connect\",le=\"0.005\"} 0\n"
@@ -153,7 +159,9 @@ static const char small_text[] =
     "smtp_proxy_upstream_latency_seconds_count{upstream=\"gmail\",phase=\"connect\"} 1\n"
     "# HELP smtp_proxy_upstream_pool_connections Idle upstream connections kept for reuse.\n"
     "# TYPE smtp_proxy_upstream_pool_connections gauge\n"
-    "smtp_proxy_upstream_pool_connections{upstream=\"gmail\"} 3\n";
+    "smtp_proxy_upstream_pool_connections{upstream=\"gmail\"} 3\n"
+    "# HELP smtp_proxy_upstream_up 1 when the upstream's last probe or delivery attempt worked, else 0.\n"
+    "# TYPE smtp_proxy_upstream_up gauge\n";
 /* clang-format on */
 
 Test(metrics, empty_registry_is_all_headers) {
