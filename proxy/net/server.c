@@ -22,6 +22,7 @@
 #include "pool.h"
 #include "server.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/uphealth.h"
 #include "smtp-tls-proxy/util.h"
 #include "spool.h"
 #include "spool_ctl.h"
@@ -169,6 +170,7 @@ int server_reload(server *srv) {
   old->pool = NULL;
   g->pool = pool_new(srv->loop, g->cfg);
   srv->gen = g;
+  uphealth_reset(g->cfg); /* names kept across the reload keep their health */
   reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
@@ -234,6 +236,11 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     return STP_EINVAL;
   }
   srv->gen->pool = pool_new(loop, cfg);
+  uphealth_reset(cfg);
+  if (uphealth_install() < 0) {
+    fprintf(stderr, "smtp-tls-proxy: too many log observers\n");
+    return STP_EINVAL;
+  }
   uv_timer_init(loop, &srv->grace);
   srv->grace.data = srv;
   uv_signal_init(loop, &srv->sig_term);
