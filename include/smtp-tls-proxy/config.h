@@ -171,6 +171,18 @@ typedef struct stp_spool_cfg {
   stp_pos pos;
 } stp_spool_cfg;
 
+/* The optional `admin:` section (config_admin.c): the admin page and API. */
+typedef struct stp_admin_cfg {
+  char *listen;    /* "host:port"; outside loopback only with TLS */
+  stp_user *users; /* HTTP Basic; at least one */
+  size_t n_users;
+  const char *unknown_user_hash; /* points into users (see the listener's) */
+  uint32_t history;              /* messages kept; default 1000 */
+  char *certificate;             /* both or neither; TLS 1.2+ when given */
+  char *private_key;
+  stp_pos pos;
+} stp_admin_cfg;
+
 typedef struct stp_config {
   char *path;
   char *hostname;             /* default gethostname() */
@@ -185,6 +197,7 @@ typedef struct stp_config {
   stp_route_cfg *routes;
   size_t n_routes;
   stp_spool_cfg *spool; /* NULL: no spool, every route is pass-through */
+  stp_admin_cfg *admin; /* NULL: no admin page */
 } stp_config;
 
 /* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"

@@ -27,6 +27,7 @@ typedef struct server {
   struct spool *spool;          /* spool: section at start; NULL when none */
   struct spool_run *spool_run;
   struct spool_ctl *spool_ctl;
+  struct admin_http *admin; /* admin: section at start; NULL when none */
   const char *config_path;
 } server;
 
