@@ -257,7 +257,11 @@ static void on_error(void *ctx, const char *reason, bool tls_failure, bool tls_v
   conn_close(c);
 }
 
-static const stream_cbs conn_cbs = {NULL, on_read, on_error, NULL, NULL, stream_closed};
+static void on_quiet(void *ctx) {
+  (void)ctx; /* TLS ready, write queue drained: nothing to do */
+}
+
+static const stream_cbs conn_cbs = {NULL, on_read, on_error, on_quiet, on_quiet, stream_closed};
 
 static void on_connection(uv_stream_t *srv, int status) {
   admin_http *h = srv->data;
