@@ -91,8 +91,9 @@ void history_time_text(int64_t ms, char out[32]);
 int history_result_parse(const char *s, size_t len);
 
 /* The newest `limit` entries (0: all) whose result is `result` (-1: any),
- * as the JSON list SPEC.md gives for GET /api/deliveries. STP_EFULL past
- * the buffer's bound. */
+ * as the JSON list SPEC.md gives for GET /api/deliveries. Past the buffer's
+ * bound the list ends with the newest entries that fit (always a valid
+ * list); STP_EFULL only when not even "[]" fits. */
 int history_json(const history *h, size_t limit, int result, stp_buf *out);
 
 #endif

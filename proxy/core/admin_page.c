@@ -208,7 +208,15 @@ static void sec_deliveries(page *p) {
     cell(p, history_field(e, HF_UPSTREAM));
     cell(p, history_field(e, HF_FROM));
     cell(p, history_field(e, HF_FROM_REWRITTEN));
-    cell(p, history_field(e, HF_RCPTS));
+    char rcpts[2 * HISTORY_RCPTS_MAX + 1];
+    size_t o = 0;
+    for (const char *c = history_field(e, HF_RCPTS); *c; c++) {
+      rcpts[o++] = *c;
+      if (*c == ',')
+        rcpts[o++] = ' '; /* the session joins them with a bare comma */
+    }
+    rcpts[o] = '\0';
+    cell(p, rcpts);
     size_text(e->size, sz);
     cell(p, sz);
     snprintf(dur, sizeof dur, "%" PRIu64 " ms", e->duration_ms);

@@ -183,18 +183,21 @@ static int entry_json(const history_entry *e, stp_buf *b) {
 }
 
 int history_json(const history *h, size_t limit, int result, stp_buf *out) {
-  int rc = stp_buf_append(out, "[", 1);
+  if (stp_buf_append(out, "[", 1) < 0 || out->cap - out->len < 1)
+    return STP_EFULL;
+  out->cap--; /* room for the closing bracket, whatever happens */
   size_t shown = 0;
-  for (size_t i = 0; rc == 0 && i < h->n && (!limit || shown < limit); i++) {
+  for (size_t i = 0; i < h->n && (!limit || shown < limit); i++) {
     const history_entry *e = history_get(h, i);
     if (result >= 0 && e->result != result)
       continue;
-    if (shown++)
-      rc = stp_buf_append(out, ",", 1);
-    if (rc == 0)
-      rc = entry_json(e, out);
+    size_t mark = out->len;
+    if ((shown && stp_buf_append(out, ",", 1) < 0) || entry_json(e, out) < 0) {
+      out->len = mark; /* past the bound: the newest ones that fit, still a list */
+      break;
+    }
+    shown++;
   }
-  if (rc == 0)
-    rc = stp_buf_append(out, "]", 1);
-  return rc;
+  out->cap++;
+  return stp_buf_append(out, "]", 1);
 }

@@ -124,6 +124,19 @@ Test(integ, admin_history_queue_retry_and_status) {
   cr_assert(sp_wait_empty(&px, 10000));
   cr_assert_eq(curl("-u admin:" ADM_PW, ap, "/api/queue", out, sizeof out), 0);
   cr_assert_not_null(strstr(out, "{\"total\":0,\"messages\":[]}"), "%s", out);
+  /* the test-message form of route "default", as an API client posts it */
+  snprintf(
+      args, sizeof args,
+      "-b jar -u admin:" ADM_PW " -X POST -H 'Origin: http://127.0.0.1:%d' "
+      "-H 'X-CSRF-Token: %s' --data 'route=default&from=t%%40printer.test&to=x%%40example.com'",
+      ap, token);
+  cr_assert_eq(curl(args, ap, "/api/test-route", out, sizeof out), 0);
+  cr_assert_not_null(strstr(out, "{\"ok\":true,\"message\":\"Test message through route default: "
+                                 "the upstream accepted it\""),
+                     "%s", out);
+  cr_assert_not_null(strstr(out, "C: AUTH PLAIN \\u003credacted\\u003e"), "%s", out);
+  cr_assert_null(strstr(out, H_PW), "no upstream password in the transcript");
+  cr_assert_eq(h_wait_records(u2.record, "message", 2, 10000), 2, "the test message arrived");
   char *log = h_read_file(px.log, NULL);
   snprintf(want, sizeof want, "spool-retry id=%s by=admin:admin", id);
   cr_assert_not_null(strstr(log, want), "the queue command's own log line");

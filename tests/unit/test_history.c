@@ -151,3 +151,16 @@ Test(esc, html_and_json_cannot_be_broken_out_of) {
   cr_assert_str_eq(b.data, "a\\\"\\\\\\u000a\\u003c/script\\u003e\xC3\xA9\xEF\xBF\xBD");
   stp_buf_free(&b);
 }
+
+Test(history, json_past_the_bound_is_still_a_list_of_the_newest) {
+  message("a", "delivered", "x@y", NULL);
+  message("b", "delivered", "x@y", NULL);
+  stp_buf b;
+  stp_buf_init(&b, 500); /* room for one entry, not two */
+  cr_assert_eq(history_json(&H, 0, -1, &b), 0);
+  stp_buf_append(&b, "", 1);
+  cr_assert_not_null(strstr(b.data, "\"sid\":\"b\""), "%s", b.data);
+  cr_assert_null(strstr(b.data, "\"sid\":\"a\""), "%s", b.data);
+  cr_assert_eq(b.data[strlen(b.data) - 1], ']');
+  stp_buf_free(&b);
+}
