@@ -144,9 +144,13 @@ static int one_header(admin_req *r, heads *s, const char *name, size_t nlen, con
 /* Every header line of the head (the codec checked it has no control
  * bytes). */
 static int headers(admin_req *r, const char *buf, heads *s) {
-  const char *p = memchr(buf, '\n', r->h.head_len), *end = buf + r->h.head_len;
+  const char *end = buf + r->h.head_len; /* from the request line on (the
+                                          * codec skips empty lines before it) */
+  const char *p = memchr(r->h.method, '\n', (size_t)(end - r->h.method));
   while (p && ++p < end) {
     const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol)
+      break;
     size_t len = (size_t)(eol - p);
     if (len && p[len - 1] == '\r')
       len--;

@@ -163,6 +163,10 @@ Test(admin, routes) {
                      "Content-Length: 0\r\n\r\n";
   cr_assert_eq(admin_parse(dots, strlen(dots), false, &r), 0);
   cr_assert_eq(r.not_found, 404);
+  const char *lead = "\r\nGET /api/queue HTTP/1.1\r\nHost: h:1\r\n\r\n";
+  cr_assert_eq(admin_parse(lead, strlen(lead), false, &r), 0, "empty lines before it");
+  cr_assert_eq(r.act, ADM_QUEUE);
+  cr_assert_str_eq(r.host, "h:1");
   const char *put = "PUT / HTTP/1.1\r\nHost: x\r\n\r\n";
   cr_assert_eq(admin_parse(put, strlen(put), false, &r), 0);
   cr_assert_eq(r.not_found, 405);
