@@ -72,7 +72,8 @@ admin:
   users: { admin: "$hash" }
 YAML
 "$bin" -c "$work/proxy.yaml" 2>"$work/proxy.log" &
-pids+=($!)
+proxy_pid=$!
+pids+=($proxy_pid)
 lan=$(wait_for "$work/proxy.log" 'listener=lan addr=127.0.0.1:[0-9]+' | sed 's/.*://')
 adm=$(wait_for "$work/proxy.log" 'admin-listening addr=127.0.0.1:[0-9]+' | sed 's/.*://')
 
@@ -102,4 +103,11 @@ upstream "$up_port" >/dev/null
 
 ADMIN_URL="http://127.0.0.1:$adm/" ADMIN_USER=admin ADMIN_PASS="$pass" SPOOL_ID="$id" \
   RECORD="$work/record.jsonl" SHOT_DIR="$out" node "$here/admin_page.mjs"
+# The proxy must stop cleanly (under ASan: without a leak or error report).
+kill -TERM "$proxy_pid"
+rc=0; wait "$proxy_pid" || rc=$?
+cp "$work/proxy.log" "$out/proxy.log"
+if [ "$rc" -ne 0 ] || grep -q 'Sanitizer' "$work/proxy.log"; then
+  echo "run.sh: the proxy stopped uncleanly (exit $rc), see $out/proxy.log" >&2; exit 1
+fi
 echo "browser test passed; screenshots in $out"
