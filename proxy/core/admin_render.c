@@ -51,15 +51,22 @@ static const char *reason(int status) {
   }
 }
 
-static void body_init(admin_resp *resp, int status, const char *ctype) {
+/* cap: the bound of this kind of answer (the page and the history can be
+ * large; an error or the status cannot). */
+static void body_init(admin_resp *resp, int status, const char *ctype, size_t cap) {
   resp->status = status;
   resp->ctype = ctype;
   if (!resp->body.cap)
-    stp_buf_init(&resp->body, ADMIN_MAX_RESPONSE);
+    stp_buf_init(&resp->body, cap);
 }
 
+#define SMALL 4096
+#define JSON_STATUS (64 * 1024)
+#define LARGE ADMIN_MAX_RESPONSE
+#define TESTROUTE_JSON_MAX (128 * 1024) /* a 16 KiB dialogue, escaped */
+
 void admin_error(admin_resp *resp, int status, uint64_t retry_s) {
-  body_init(resp, status, "text/plain; charset=utf-8");
+  body_init(resp, status, "text/plain; charset=utf-8", SMALL);
   resp->body.len = 0;
   resp->extra[0] = '\0';
   if (status == 401)
@@ -77,7 +84,7 @@ int admin_resp_head(const admin_resp *resp, bool tls, stp_buf *out) {
                          "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                          "Content-Security-Policy: " CSP "\r\n"
                          "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n"
-                         "Referrer-Policy: no-referrer\r\nCache-Control: no-store\r\n"
+                         "Referrer-Policy: same-origin\r\nCache-Control: no-store\r\n"
                          "Cross-Origin-Resource-Policy: same-origin\r\n%s%s"
                          "Connection: close\r\n\r\n",
                          resp->status, reason(resp->status), resp->ctype, resp->body.len,
@@ -194,39 +201,39 @@ static void queue_action(admin *a, const admin_req *r, int64_t wall_ms, admin_re
   if (!msg[0])
     snprintf(msg, sizeof msg, "%s", rc == 0 ? "done" : "no spool");
   if (r->wants_json) {
-    body_init(resp, rc == 0 ? 200 : 409, "application/json");
+    body_init(resp, rc == 0 ? 200 : 409, "application/json", SMALL);
     stp_buf_appendf(&resp->body, "{\"ok\":%s", rc == 0 ? "true" : "false");
     esc_json_kv(&resp->body, "message", msg, 0);
     stp_buf_append(&resp->body, "}", 1);
     return;
   }
-  body_init(resp, rc == 0 ? 200 : 409, "text/html; charset=utf-8");
+  body_init(resp, rc == 0 ? 200 : 409, "text/html; charset=utf-8", LARGE);
   admin_page(a, r, wall_ms, msg, rc == 0, NULL, &resp->body);
 }
 
 void admin_render(admin *a, const admin_req *r, int64_t wall_ms, admin_resp *resp) {
   switch (r->act) {
   case ADM_PAGE:
-    body_init(resp, 200, "text/html; charset=utf-8");
+    body_init(resp, 200, "text/html; charset=utf-8", LARGE);
     admin_page(a, r, wall_ms, NULL, true, NULL, &resp->body);
     break;
   case ADM_ASSET:
-    body_init(resp, 200, r->asset->ctype);
+    body_init(resp, 200, r->asset->ctype, r->asset->len);
     stp_buf_append(&resp->body, r->asset->data, r->asset->len);
     break;
   case ADM_STATUS:
-    body_init(resp, 200, "application/json");
+    body_init(resp, 200, "application/json", JSON_STATUS);
     status_json(a, wall_ms, &resp->body);
     break;
   case ADM_DELIVERIES:
-    body_init(resp, 200, "application/json");
+    body_init(resp, 200, "application/json", LARGE);
     if (a->hist)
       history_json(a->hist, r->limit, r->result, &resp->body);
     else
       stp_buf_append(&resp->body, "[]", 2);
     break;
   case ADM_QUEUE:
-    body_init(resp, 200, "application/json");
+    body_init(resp, 200, "application/json", LARGE);
     queue_json(a, &resp->body);
     break;
   case ADM_QUEUE_ACTION:
@@ -244,13 +251,13 @@ void admin_test_done(admin *a, const admin_req *r, bool ok, const char *transcri
   snprintf(msg, sizeof msg, "Test message through route %s: %s", r->route,
            ok ? "the upstream accepted it" : "it failed (see the dialogue)");
   if (r->wants_json) {
-    body_init(resp, ok ? 200 : 502, "application/json");
+    body_init(resp, ok ? 200 : 502, "application/json", TESTROUTE_JSON_MAX);
     stp_buf_appendf(&resp->body, "{\"ok\":%s", ok ? "true" : "false");
     esc_json_kv(&resp->body, "message", msg, 0);
     esc_json_kv(&resp->body, "transcript", transcript, 0);
     stp_buf_append(&resp->body, "}", 1);
     return;
   }
-  body_init(resp, 200, "text/html; charset=utf-8");
+  body_init(resp, 200, "text/html; charset=utf-8", LARGE);
   admin_page(a, r, wall_ms, msg, ok, transcript, &resp->body);
 }

@@ -5,9 +5,11 @@
 //   ADMIN_URL, ADMIN_USER, ADMIN_PASS, SPOOL_ID, RECORD (the upstream's
 //   JSON lines), SHOT_DIR (screenshots), CHROMIUM (default /usr/bin/chromium)
 // It logs in (HTTP Basic), reads the upstream table, checks the page's
-// headers and that no inline script ran, clicks "Retry" on the spooled
-// message, and waits until the queue row is gone, the upstream got the
-// message and the delivery table still reads. Exit 0 only if all held.
+// headers and that no inline script exists, clicks "Retry" on the spooled
+// message and waits until the queue row is gone, the upstream got the
+// message and the table reads the upstream up, sends a test message with
+// the route's form, and reads the page again without JavaScript. Exit 0
+// only if all held.
 import { readFileSync, existsSync } from 'node:fs';
 import puppeteer from 'puppeteer-core';
 
@@ -83,6 +85,16 @@ try {
   ok(true, 'the upstream table reads up after the delivery');
   await page.screenshot({ path: `${shots}/admin-page-after-retry.png`, fullPage: true });
   console.log(`screenshot: ${shots}/admin-page-after-retry.png`);
+
+  // the "send a test message" form: a plain form POST, answered with the
+  // page, the outcome and the dialogue (AUTH would be redacted)
+  await page.type('form.test input[name="from"]', 'admin-test@printers.lan');
+  await page.type('form.test input[name="to"]', 'office@example.com');
+  await Promise.all([page.waitForNavigation({ timeout: 60000 }),
+                     page.click('form.test button[type="submit"]')]);
+  const said = await page.evaluate(() => document.body.innerText);
+  ok(/route default: the upstream accepted it/.test(said), 'the test form reports the upstream accepted it');
+  ok(/== OK: the upstream accepted the message/.test(said), 'and shows the dialogue');
 
   // without JavaScript: the server-rendered page still has the tables and forms
   const nojs = await browser.newPage();

@@ -2,6 +2,7 @@
  * module's observer hook by "message" events only, bounded fields and ring,
  * JSON as SPEC.md lists it; and the escaping it relies on. */
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,13 +128,17 @@ Test(history, json_filters_by_result_and_limit) {
 
 Test(history, memory_per_1000_typical_messages_is_bounded) {
   history big;
+  size_t heap0 = mallinfo2().uordblks;
   history_init(&big, 1000, clock_fn);
   cr_assert_eq(stp_log_observe(history_observe, &big), 0);
   for (int i = 0; i < 1000; i++)
     message("000b31640001", "delivered", "scanner-3rd-floor@printers.example.com", NULL);
   stp_log_unobserve(history_observe, &big);
+  size_t heap = mallinfo2().uordblks - heap0; /* what malloc really handed out */
   size_t total = big.bytes + big.cap * sizeof(history_entry *);
-  cr_log_info("history: %zu bytes for 1000 typical messages (%zu per entry)", total, total / 1000);
+  cr_log_info("history: %zu bytes for 1000 typical messages (%zu per entry); heap %zu bytes", total,
+              total / 1000, heap);
+  cr_assert_lt(heap, 1000 * 400, "with the allocator's overhead too");
   cr_assert_lt(total, 1000 * 400, "a typical entry stays under 400 bytes");
   cr_assert_leq(big.bytes, 1000 * HISTORY_ENTRY_MAX);
   history_free(&big);
