@@ -83,6 +83,8 @@ try {
     return c && c.textContent === 'up';
   }, { timeout: 15000, polling: 500 }).catch(() => fail('the upstream did not turn up on the page'));
   ok(true, 'the upstream table reads up after the delivery');
+  const figs = await page.$eval('#spool-bytes', (d) => d.textContent);
+  ok(figs === '0 B of 2048 MiB', `the refreshed spool figures read as the server's: "${figs}"`);
   await page.screenshot({ path: `${shots}/admin-page-after-retry.png`, fullPage: true });
   console.log(`screenshot: ${shots}/admin-page-after-retry.png`);
 

@@ -14,9 +14,10 @@
     return c;
   }
 
+  // as the server renders it (no bit shifts: they wrap at 2 GiB in JS)
   function size(n) {
-    if (n >= 10 << 20) return (n >> 20) + ' MiB';
-    if (n >= 10 << 10) return (n >> 10) + ' KiB';
+    if (n >= 10 * 1048576) return Math.floor(n / 1048576) + ' MiB';
+    if (n >= 10 * 1024) return Math.floor(n / 1024) + ' KiB';
     return n + ' B';
   }
 
