@@ -38,7 +38,7 @@ static int admin_port(const h_proxy *px) {
 
 /* curl ARGS URL: body, then "\nHTTP <code>" (and the head with -i in args). */
 static int curl(const char *args, int port, const char *path, char *out, size_t cap) {
-  char cmd[2048];
+  char cmd[12288];
   snprintf(cmd, sizeof cmd,
            "cd '%s' && curl -s -o - -w '\\nHTTP %%{http_code}\\n' %s http://127.0.0.1:%d%s",
            h_dir(), args, port, path);
@@ -183,6 +183,30 @@ Test(integ, admin_refusals_from_outside) {
            ap, token);
   cr_assert_eq(curl(args, ap, fake, out, sizeof out), 0);
   cr_assert_not_null(strstr(out, "HTTP 409"), "with both, it reaches the queue: %s", out);
+
+  /* bounded requests: a head over 8 KiB, a body over 4 KiB, chunked */
+  char big[9100], cmd[9600];
+  memset(big, 'a', 9000);
+  big[9000] = '\0';
+  snprintf(cmd, sizeof cmd, "-H 'X-Big: %s'", big);
+  cr_assert_eq(curl(cmd, ap, "/", out, sizeof out), 0);
+  cr_assert_not_null(strstr(out, "HTTP 431"), "%s", out);
+  snprintf(cmd, sizeof cmd, "-u admin:" ADM_PW " -X POST --data '%.4100s'", big);
+  cr_assert_eq(curl(cmd, ap, fake, out, sizeof out), 0);
+  cr_assert_not_null(strstr(out, "HTTP 413"), "%s", out);
+  cr_assert_eq(curl("-u admin:" ADM_PW " -X POST -H 'Transfer-Encoding: chunked' --data x", ap,
+                    fake, out, sizeof out),
+               0);
+  cr_assert_not_null(strstr(out, "HTTP 501"), "%s", out);
+
+  /* at most 16 connections: a 17th is closed at once, the others stay */
+  h_smtp conns[17];
+  for (int i = 0; i < 17; i++)
+    cr_assert_eq(h_smtp_connect(&conns[i], ap), 0);
+  cr_assert(h_smtp_wait_eof(&conns[16], 3000), "the 17th connection is closed");
+  cr_assert(h_smtp_quiet(&conns[0], 300), "the first one is still open");
+  for (int i = 0; i < 17; i++)
+    h_smtp_close(&conns[i]);
 
   for (int i = 0; i < 5; i++) {
     cr_assert_eq(curl("-u admin:wrong-password", ap, "/api/status", out, sizeof out), 0);
