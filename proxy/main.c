@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "net/defer.h"
+#include "net/oauth2_net.h"
 #include "net/server.h"
 #include "net/spool_ctl.h"
 #include "net/testroute.h"
@@ -120,6 +121,12 @@ int main(int argc, char **argv) {
   if (a.queue_argv)
     return queue_command(&a, cfg);
   if (a.check) {
+    char why[512];
+    if (tok_prepare(cfg, why, sizeof why) < 0) { /* a signing key BoringSSL cannot use */
+      fprintf(stderr, "%s: %s\n", a.config, why);
+      stp_config_free(cfg);
+      return 1;
+    }
     printf("%s: configuration OK (%zu listeners, %zu upstreams, %zu routes)\n", a.config,
            cfg->n_listeners, cfg->n_upstreams, cfg->n_routes);
     stp_config_free(cfg);

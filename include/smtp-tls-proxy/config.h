@@ -80,7 +80,11 @@ typedef struct stp_listener_cfg {
  * static token_file: an OAuth2 token endpoint (auth.oauth2) or a helper
  * program (auth.token_command). Fetched and cached by oauth2_net.c. */
 typedef enum { STP_TOKSRC_OAUTH2 = 0, STP_TOKSRC_COMMAND } stp_toksrc_kind;
-typedef enum { STP_GRANT_REFRESH_TOKEN = 0, STP_GRANT_CLIENT_CREDENTIALS } stp_oauth2_grant;
+typedef enum {
+  STP_GRANT_REFRESH_TOKEN = 0,
+  STP_GRANT_CLIENT_CREDENTIALS,
+  STP_GRANT_SERVICE_ACCOUNT /* Google, RFC 7523 2.1 (config_jwt.c) */
+} stp_oauth2_grant;
 
 typedef struct stp_oauth2_cfg {
   stp_toksrc_kind kind;
@@ -98,6 +102,14 @@ typedef struct stp_oauth2_cfg {
   uint64_t token_ttl_ms;  /* token_command: default 5 min */
   uint64_t timeout_ms;    /* one fetch or command run: the upstream's connect_timeout */
   unsigned long load_seq; /* which load this came from (newer wins in the cache) */
+  /* Signed JWTs instead of a client secret or refresh token (config_jwt.c):
+   * grant: service_account, or client_certificate_file + client_key_file. */
+  char *subject;     /* service_account: the mailbox to act as (sub) */
+  char *sa_email;    /* service_account: the key's client_email (iss) */
+  char *sa_key_id;   /* service_account: the key's private_key_id (kid) */
+  char *key_file;    /* service_account_file or client_key_file, resolved */
+  char *private_key; /* PEM; cleansed on free */
+  char *certificate; /* PEM of client_certificate_file; NULL otherwise */
 } stp_oauth2_cfg;
 
 /* What an upstream speaks: SMTP, or an HTTP mail API (apiconn.c). */

@@ -67,6 +67,14 @@ void metrics_upstream_latency(const char *upstream, const char *phase, double se
 /* smtp_proxy_upstream_pool_connections{upstream} (gauge, set). */
 void metrics_pool_size(const char *upstream, long n);
 
+/* smtp_proxy_oauth2_token_expiry_timestamp_seconds{upstream} (gauge, set:
+ * unix seconds, 0 while the upstream has no token) and
+ * smtp_proxy_oauth2_refresh_failures_total{upstream,reason}; reason: the
+ * token endpoint's OAuth error code when it is one RFC 6749/8628 defines,
+ * else network | http_status | bad_response | signing | command | other. */
+void metrics_oauth2_expiry(const char *upstream, int64_t unix_seconds);
+void metrics_oauth2_refresh_failure(const char *upstream, const char *reason);
+
 /* smtp_proxy_spool_messages, smtp_proxy_spool_bytes and
  * smtp_proxy_spool_oldest_seconds (gauges, set together). */
 void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds);

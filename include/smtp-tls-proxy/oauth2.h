@@ -44,6 +44,8 @@ typedef struct oauth2_token_resp {
   char *error_description;
   bool has_expires_in;
   int64_t expires_in; /* seconds; a JSON integer or a string of digits */
+  bool has_refresh_token_expires_in;
+  int64_t refresh_token_expires_in; /* Google, apps in "Testing": 7 days */
 } oauth2_token_resp;
 
 /* Strict: one JSON object (whitespace around it allowed). STP_ESYNTAX for
@@ -61,6 +63,10 @@ void oauth2_token_resp_free(oauth2_token_resp *t); /* cleanses the tokens */
  * endpoint's own error and error_description; never a token). */
 int oauth2_evaluate(int status, const char *body, size_t len, oauth2_token_resp *t, char *err,
                     size_t errlen);
+
+/* The OAuth error code as a metrics label: itself when RFC 6749 or RFC 8628
+ * defines it, else "other" (an endpoint cannot grow the label set). */
+const char *oauth2_error_reason(const char *error);
 
 /* When to fetch a new token, for one fetched at now_ms: OAUTH2_REFRESH_MARGIN_S
  * before expiry, or halfway for short-lived tokens (expires_in <= 2 margins),

@@ -500,6 +500,12 @@ void stp_config_free(stp_config *cfg) {
       free(o->scope);
       free(o->ca_file);
       free_strlist(&o->command);
+      free(o->subject);
+      free(o->sa_email);
+      free(o->sa_key_id);
+      free(o->key_file);
+      stp_free_secret(o->private_key);
+      free(o->certificate);
       free(o);
     }
   }

@@ -34,8 +34,6 @@
 #include "smtp-tls-proxy/url.h"
 #include "smtp-tls-proxy/util.h"
 
-#define SECRET_MAX_BYTES (64u * 1024) /* a password or an OAuth token */
-
 /* clang-format off */
 enum { A_MECH, A_USER, A_PENV, A_PFILE, A_PASS, A_TFILE, A_TCMD, A_OAUTH, A_TTL, A_N };
 /* A_PENV..A_OAUTH are the secret sources, exactly one of which is given. */
@@ -45,73 +43,23 @@ static const char *const auth_keys[A_N] = {
   [A_PFILE] = "password_file", [A_PASS] = "password", [A_TFILE] = "token_file",
   [A_TCMD] = "token_command", [A_OAUTH] = "oauth2", [A_TTL] = "token_ttl"};
 enum {
-  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET, O_N
+  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET,
+  O_SAFILE, O_SUBJECT, O_CERT, O_KEY, /* signed JWTs: config_jwt.c */
+  O_N
 };
 static const char *const oauth2_keys[O_N] = {
   [O_URL] = "token_url", [O_ID] = "client_id", [O_SENV] = "client_secret_env",
   [O_SFILE] = "client_secret_file", [O_RTFILE] = "refresh_token_file", [O_GRANT] = "grant",
-  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset"};
+  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset",
+  [O_SAFILE] = "service_account_file", [O_SUBJECT] = "subject",
+  [O_CERT] = "client_certificate_file", [O_KEY] = "client_key_file"};
 /* clang-format on */
 
 /* ------------------------------------------------------------------------ */
 /* Secrets                                                                   */
 
-/* Reads a secret file; trailing CR/LF stripped. The buffer is cleansed on
- * every path that does not hand it over. */
 static char *read_secret_file(cfg_ctx *c, const yaml_node_t *n, const char *key) {
-  const char *s = cfg_nonempty(c, n, key);
-  struct stat st;
-  if (!s)
-    return NULL;
-  if (c->no_secrets)
-    return stp_xstrdup(CFG_SECRET_NOT_READ);
-  char *path = cfg_resolve_path(c, s);
-  int fd = cfg_open_regular(c, n, key, path, &st);
-  if (fd < 0) {
-    free(path);
-    return NULL;
-  }
-  char *buf = stp_xmalloc(SECRET_MAX_BYTES + 1);
-  size_t len = 0;
-  const char *problem = NULL;
-  for (;;) {
-    ssize_t r = read(fd, buf + len, SECRET_MAX_BYTES + 1 - len);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0) {
-      problem = strerror(errno);
-      break;
-    }
-    if (r == 0)
-      break;
-    len += (size_t)r;
-    if (len > SECRET_MAX_BYTES) {
-      problem = "larger than 64 KiB";
-      break;
-    }
-  }
-  close(fd);
-  while (!problem && len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-    len--;
-  if (!problem && len == 0)
-    problem = "it is empty";
-  if (!problem && memchr(buf, '\0', len))
-    problem = "it contains a NUL byte";
-  if (problem) {
-    cfg_err(c, n, "cannot use %s '%s': %s", key, path, problem);
-    stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-    free(buf);
-    free(path);
-    return NULL;
-  }
-  if (st.st_mode & 077)
-    cfg_warn(c, n, "%s '%s' is readable by group or others (chmod 600 it)", key, path);
-  buf[len] = '\0';
-  char *secret = stp_xstrndup(buf, len);
-  stp_cleanse(buf, SECRET_MAX_BYTES + 1);
-  free(buf);
-  free(path);
-  return secret;
+  return cfg_read_file_value(c, n, key, true);
 }
 
 static bool valid_env_name(const char *s) {
@@ -195,7 +143,8 @@ static bool valid_tenant(const char *s) {
 static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
   static const char *const preset_names[] = {"google", "microsoft365", "microsoft365-graph",
                                              "google-gmail-api", NULL};
-  static const char *const grant_names[] = {"refresh_token", "client_credentials", NULL};
+  static const char *const grant_names[] = {"refresh_token", "client_credentials",
+                                            "service_account", NULL};
   yaml_node_t *k[O_N], *v[O_N];
   int e, preset = -1;
   WALK(c, n, "in oauth2", oauth2_keys, k, v);
@@ -211,7 +160,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     check_preset_kind(c, v[O_PRESET], preset, u);
   }
   if (v[O_GRANT] && cfg_parse_enum(c, v[O_GRANT], "grant", grant_names,
-                                   "refresh_token or client_credentials", &e))
+                                   "refresh_token, client_credentials or service_account", &e))
     o->grant = (stp_oauth2_grant)e;
   else if (!v[O_GRANT] && preset == P_M365_GRAPH && !k[O_RTFILE])
     o->grant = STP_GRANT_CLIENT_CREDENTIALS; /* an app registration, no user */
@@ -243,7 +192,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
       o->token_url = stp_xmalloc(need);
       snprintf(o->token_url, need, M365_TOKEN_URL, t);
     }
-  } else if (!k[O_PRESET]) {
+  } else if (!k[O_PRESET] && o->grant != STP_GRANT_SERVICE_ACCOUNT) { /* the key's token_uri */
     cfg_err(c, n, "oauth2 needs token_url or preset");
   }
   if (o->token_url) {
@@ -258,7 +207,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
 
   if (v[O_ID])
     cfg_set_str(c, v[O_ID], "client_id", &o->client_id);
-  else
+  else if (o->grant != STP_GRANT_SERVICE_ACCOUNT) /* the key file names the client */
     cfg_err(c, k[O_ID] ? k[O_ID] : n, "oauth2 needs client_id");
   if (v[O_SENV] && v[O_SFILE])
     cfg_err(c, k[O_SFILE], "'client_secret_file' conflicts with 'client_secret_env'");
@@ -266,8 +215,10 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     o->client_secret = read_secret_env(c, v[O_SENV], "client_secret_env");
   else if (v[O_SFILE])
     o->client_secret = read_secret_file(c, v[O_SFILE], "client_secret_file");
-  if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && !k[O_SENV] && !k[O_SFILE])
-    cfg_err(c, n, "grant: client_credentials needs client_secret_env or client_secret_file");
+  if (o->grant == STP_GRANT_CLIENT_CREDENTIALS && !k[O_SENV] && !k[O_SFILE] && !k[O_CERT])
+    cfg_err(c, n,
+            "grant: client_credentials needs client_secret_env or client_secret_file (or "
+            "client_certificate_file with client_key_file)");
 
   if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
     o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
@@ -312,6 +263,20 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_parse_file(c, v[O_CA], "ca_file", &o->ca_file);
   if (!o->ca_file)
     o->ca_file = stp_xstrdup(CFG_DEFAULT_CA_FILE);
+  cfg_jwt_nodes j = {.k_sa = k[O_SAFILE],
+                     .v_sa = v[O_SAFILE],
+                     .k_sub = k[O_SUBJECT],
+                     .v_sub = v[O_SUBJECT],
+                     .k_cert = k[O_CERT],
+                     .v_cert = v[O_CERT],
+                     .k_key = k[O_KEY],
+                     .v_key = v[O_KEY],
+                     .k_url = k[O_URL],
+                     .k_rt = k[O_RTFILE],
+                     .k_secret = k[O_SENV] ? k[O_SENV] : k[O_SFILE],
+                     .v_grant = v[O_GRANT],
+                     .m365 = preset_is_m365(preset)};
+  cfg_parse_oauth2_jwt(c, n, &j, u, o);
 }
 
 static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {

@@ -13,5 +13,10 @@ int cfg_open_regular(cfg_ctx *c, const yaml_node_t *n, const char *key, const ch
                      struct stat *st);
 /* A path value: resolved, and checked to be a readable file. */
 void cfg_parse_file(cfg_ctx *c, const yaml_node_t *n, const char *key, char **dst);
+/* The file named by key, bounded (64 KiB), trailing CR/LF stripped,
+ * NUL-free, non-empty; NULL with an error. owner_only: warn when group or
+ * others may read it. The read buffer is cleansed. With c->no_secrets the
+ * file is not read: CFG_SECRET_NOT_READ instead. */
+char *cfg_read_file_value(cfg_ctx *c, const yaml_node_t *n, const char *key, bool owner_only);
 
 #endif

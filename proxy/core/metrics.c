@@ -35,6 +35,8 @@ enum {
   F_MESSAGE_BYTES,
   F_MESSAGES,
   F_DROPPED,
+  F_OAUTH2_FAILURES,
+  F_OAUTH2_EXPIRY,
   F_RATE_LIMITED,
   F_REFUSED,
   F_SESSIONS_ACTIVE,
@@ -71,6 +73,17 @@ static const family families[F_COUNT] = {
                    T_COUNTER,
                    0,
                    {NULL}},
+    [F_OAUTH2_FAILURES] = {"smtp_proxy_oauth2_refresh_failures_total",
+                           "Failed OAuth2 token fetches by reason (the endpoint's OAuth error "
+                           "code, or network, http_status, bad_response, signing, command).",
+                           T_COUNTER,
+                           2,
+                           {"upstream", "reason"}},
+    [F_OAUTH2_EXPIRY] = {"smtp_proxy_oauth2_token_expiry_timestamp_seconds",
+                         "When the cached OAuth2 access token expires (unix time; 0: none yet).",
+                         T_GAUGE,
+                         1,
+                         {"upstream"}},
     [F_RATE_LIMITED] = {"smtp_proxy_rate_limited_total",
                         "Commands or connections refused by a rate limit.",
                         T_COUNTER,
@@ -292,6 +305,16 @@ void metrics_pool_size(const char *upstream, long n) {
   series *s = lookup(F_POOL, upstream, NULL, NULL);
   if (s)
     s->gauge = n;
+}
+
+void metrics_oauth2_expiry(const char *upstream, int64_t unix_seconds) {
+  series *s = lookup(F_OAUTH2_EXPIRY, upstream, NULL, NULL);
+  if (s)
+    s->gauge = unix_seconds;
+}
+
+void metrics_oauth2_refresh_failure(const char *upstream, const char *reason) {
+  counter_add(F_OAUTH2_FAILURES, upstream, reason, NULL, 1);
 }
 
 void metrics_spool(uint64_t messages, uint64_t bytes, uint64_t oldest_seconds) {

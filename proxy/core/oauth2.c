@@ -83,7 +83,7 @@ static char **field_of(oauth2_token_resp *t, size_t k) {
 
 /* expires_in: a non-negative integer, or a string of digits as some
  * endpoints send ("3599"). */
-static int take_expires(const json_t *v, oauth2_token_resp *t) {
+static int take_seconds(const json_t *v, bool *has, int64_t *out) {
   int64_t e = 0;
   if (json_is_integer(v)) {
     e = json_integer_value(v);
@@ -102,8 +102,8 @@ static int take_expires(const json_t *v, oauth2_token_resp *t) {
   }
   if (e < 0)
     return STP_ESYNTAX;
-  t->has_expires_in = true;
-  t->expires_in = e;
+  *has = true;
+  *out = e;
   return STP_OK;
 }
 
@@ -120,7 +120,12 @@ static int take_members(const json_t *doc, oauth2_token_resp *t) {
     *field_of(t, k) = stp_xstrndup(json_string_value(v), n);
   }
   const json_t *e = json_object_get(doc, "expires_in");
-  return e && !json_is_null(e) ? take_expires(e, t) : STP_OK;
+  int rc = e && !json_is_null(e) ? take_seconds(e, &t->has_expires_in, &t->expires_in) : STP_OK;
+  /* Google, for apps in "Testing": the refresh token dies after 7 days. */
+  e = json_object_get(doc, "refresh_token_expires_in");
+  if (rc == 0 && e && !json_is_null(e))
+    rc = take_seconds(e, &t->has_refresh_token_expires_in, &t->refresh_token_expires_in);
+  return rc;
 }
 
 int oauth2_json_parse(const char *p, size_t n, oauth2_token_resp *out) {
@@ -219,4 +224,16 @@ int oauth2_token_from_output(const char *p, size_t n, char **out) {
     return STP_ESYNTAX;
   *out = stp_xstrndup(p, n);
   return STP_OK;
+}
+
+const char *oauth2_error_reason(const char *error) {
+  /* RFC 6749 5.2 and 4.1.2.1, RFC 8628 3.5: a bounded set of label values */
+  static const char *const known[] = {
+      "invalid_request", "invalid_client",          "invalid_grant",         "unauthorized_client",
+      "invalid_scope",   "unsupported_grant_type",  "access_denied",         "server_error",
+      "expired_token",   "temporarily_unavailable", "authorization_pending", "slow_down"};
+  for (size_t i = 0; error && i < sizeof known / sizeof *known; i++)
+    if (!strcmp(error, known[i]))
+      return known[i];
+  return "other";
 }

@@ -1,5 +1,6 @@
 /* gen.c - configuration generations (see gen.h). */
 #include "gen.h"
+#include "oauth2_net.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,10 @@ srv_gen *srv_gen_new(stp_config *cfg, char *err, size_t errlen) {
   g->lan_tls = stp_xcalloc(cfg->n_listeners, sizeof *g->lan_tls);
   limits_init(&g->limits, cfg, stp_now_ms());
   char why[256];
+  if (tok_prepare(cfg, err, errlen) < 0) { /* a signing key that does not load */
+    srv_gen_unref(g);
+    return NULL;
+  }
   for (size_t i = 0; i < cfg->n_upstreams; i++) {
     const stp_upstream_cfg *u = &cfg->upstreams[i];
     if (u->tls == STP_TLS_NONE)

@@ -39,6 +39,10 @@ int tok_get(uv_loop_t *loop, const stp_upstream_cfg *c, tok_waiter *w, tok_cb cb
             char **token);
 /* Withdraw a queued waiter; harmless when it is not queued. */
 void tok_cancel(tok_waiter *w);
+/* For a configuration about to go live (start, reload): each token
+ * source's signing key loads (else an error naming the upstream, in err),
+ * and each token upstream's expiry gauge shows (0 until its first token). */
+int tok_prepare(const stp_config *cfg, char *err, size_t errlen);
 /* The upstream refused `token` (535, or a 334 error for XOAUTH2): forget it
  * unless the cache already holds a newer one, so the next tok_get fetches. */
 void tok_invalidate(const stp_upstream_cfg *c, const char *token);

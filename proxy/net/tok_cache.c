@@ -10,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "jwt_sign.h"
 #include "smtp-tls-proxy/log.h"
+#include "smtp-tls-proxy/metrics.h"
 #include "smtp-tls-proxy/secret_file.h"
 #include "tok_internal.h"
 
@@ -81,6 +84,8 @@ static void make_key(stp_buf *k, const stp_upstream_cfg *c) {
   key_add(k, o->scope);
   key_add(k, o->ca_file);
   key_add(k, o->refresh_token_file);
+  key_add(k, o->subject);
+  key_add(k, o->key_file);
   for (size_t i = 0; i < o->command.n; i++)
     key_add(k, o->command.v[i]);
 }
@@ -94,19 +99,37 @@ static void set_secret(char **dst, const char *val) {
   *dst = dup_or_null(val);
 }
 
+/* The source c names, if one exists already; k is its key (free it). */
+static tok_src *src_find(const stp_upstream_cfg *c, stp_buf *k) {
+  make_key(k, c);
+  tok_src *s = g_srcs;
+  for (; s; s = s->next)
+    if (s->key.len == k->len && !memcmp(s->key.data, k->data, k->len))
+      break;
+  return s;
+}
+
 static tok_src *src_for(const stp_upstream_cfg *c) {
   const stp_oauth2_cfg *o = c->token_src;
   stp_buf k;
-  make_key(&k, c);
-  tok_src *s = g_srcs;
-  for (; s; s = s->next)
-    if (s->key.len == k.len && !memcmp(s->key.data, k.data, k.len))
-      break;
+  tok_src *s = src_find(c, &k);
   if (s) {
     stp_buf_free(&k);
     if (o->load_seq > s->seq) { /* a newer configuration: take its secrets */
       s->seq = o->load_seq;
       set_secret(&s->client_secret, o->client_secret);
+      if (o->private_key &&
+          (!s->private_key || strcmp(s->private_key, o->private_key) ||
+           strcmp(s->certificate ? s->certificate : "", o->certificate ? o->certificate : ""))) {
+        set_secret(&s->private_key, o->private_key); /* a renewed key or certificate */
+        set_secret(&s->certificate, o->certificate);
+        free(s->sa_key_id); /* a new JSON key names its own key id */
+        s->sa_key_id = dup_or_null(o->sa_key_id);
+        free(s->sa_email);
+        s->sa_email = dup_or_null(o->sa_email);
+        jwt_key_free(s->jkey);
+        s->jkey = NULL;
+      }
       if (o->refresh_token && (!s->rt || strcmp(s->rt, o->refresh_token)))
         set_secret(&s->rt, o->refresh_token);
     }
@@ -125,6 +148,11 @@ static tok_src *src_for(const stp_upstream_cfg *c) {
   s->ca_file = dup_or_null(o->ca_file);
   s->rt_file = dup_or_null(o->refresh_token_file);
   s->rt = dup_or_null(o->refresh_token);
+  s->subject = dup_or_null(o->subject);
+  s->sa_email = dup_or_null(o->sa_email);
+  s->sa_key_id = dup_or_null(o->sa_key_id);
+  s->private_key = dup_or_null(o->private_key);
+  s->certificate = dup_or_null(o->certificate);
   s->argv = stp_xcalloc(o->command.n + 1, sizeof *s->argv);
   for (size_t i = 0; i < o->command.n; i++)
     s->argv[i] = stp_xstrdup(o->command.v[i]);
@@ -137,12 +165,28 @@ static tok_src *src_for(const stp_upstream_cfg *c) {
   return s;
 }
 
+/* The failure's log line (with the endpoint's OAuth error code apart, for
+ * alerts) and its count. */
 static void log_failure(tok_src *s, const char *err) {
+  bool cmd = s->kind == STP_TOKSRC_COMMAND;
   stp_kv kv[] = {{"upstream", s->name},
-                 {"source", s->kind == STP_TOKSRC_COMMAND ? "token_command" : "oauth2"},
-                 {"endpoint", s->kind == STP_TOKSRC_COMMAND ? s->argv[0] : s->token_url},
-                 {"reason", err}};
-  stp_log_kv(STP_LOG_ERROR, NULL, "oauth2-failed", kv, 4);
+                 {"source", cmd ? "token_command" : "oauth2"},
+                 {"endpoint", cmd ? s->argv[0] : s->token_url},
+                 {"reason", err},
+                 {"error", !cmd && s->error[0] ? s->error : NULL}};
+  stp_log_kv(STP_LOG_ERROR, NULL, "oauth2-failed", kv, 5);
+  metrics_oauth2_refresh_failure(s->name, cmd              ? "command"
+                                          : s->fail_reason ? s->fail_reason
+                                                           : "other");
+}
+
+/* Wall-clock expiry of the access token got now: for the metric and for
+ * readers of the oauth2-token event (alerts, the admin status). */
+static int64_t expiry_unix(const tok_src *s, const oauth2_token_resp *t) {
+  int64_t now = (int64_t)time(NULL);
+  if (!t)
+    return now + (int64_t)(s->ttl_ms / 1000);
+  return now + (t->has_expires_in ? t->expires_in : OAUTH2_DEFAULT_EXPIRES_S);
 }
 
 /* A fetch ended: keep the token, save a rotated refresh token, wake. */
@@ -154,7 +198,13 @@ static void src_done(tok_src *s, oauth2_token_resp *t, char *token, const char *
     return;
   }
   uint64_t now = stp_now_ms();
-  char exp[24] = "";
+  char exp[24] = "", exp_at[24], rt_exp_at[24] = "";
+  s->expires_unix = expiry_unix(s, t);
+  snprintf(exp_at, sizeof exp_at, "%lld", (long long)s->expires_unix);
+  metrics_oauth2_expiry(s->name, s->expires_unix);
+  if (t && t->has_refresh_token_expires_in)
+    snprintf(rt_exp_at, sizeof rt_exp_at, "%lld",
+             (long long)time(NULL) + (long long)t->refresh_token_expires_in);
   const char *rotated = "no";
   stp_free_secret(s->token);
   s->token = token;
@@ -178,8 +228,10 @@ static void src_done(tok_src *s, oauth2_token_resp *t, char *token, const char *
   stp_kv kv[] = {{"upstream", s->name},
                  {"source", s->kind == STP_TOKSRC_COMMAND ? "token_command" : "oauth2"},
                  {"expires_in", exp[0] ? exp : NULL},
-                 {"refresh_token_rotated", s->kind == STP_TOKSRC_OAUTH2 ? rotated : NULL}};
-  stp_log_kv(STP_LOG_INFO, NULL, "oauth2-token", kv, 4);
+                 {"refresh_token_rotated", s->kind == STP_TOKSRC_OAUTH2 ? rotated : NULL},
+                 {"expires_at", exp_at},
+                 {"refresh_token_expires_at", rt_exp_at[0] ? rt_exp_at : NULL}};
+  stp_log_kv(STP_LOG_INFO, NULL, "oauth2-token", kv, 6);
   wake_all(s, s->token, NULL);
 }
 
@@ -207,6 +259,31 @@ int tok_get(uv_loop_t *loop, const stp_upstream_cfg *c, tok_waiter *w, tok_cb cb
       tok_fetch_start(loop, s);
   }
   return 0;
+}
+
+int tok_prepare(const stp_config *cfg, char *err, size_t errlen) {
+  for (size_t i = 0; i < cfg->n_upstreams; i++) {
+    const stp_upstream_cfg *u = &cfg->upstreams[i];
+    char why[256];
+    if (!u->token_src)
+      continue;
+    if (tok_jwt_check(u->token_src, why, sizeof why) < 0) {
+      snprintf(err, errlen, "upstream %s: %s: %s", u->name,
+               u->token_src->grant == STP_GRANT_SERVICE_ACCOUNT ? "service_account_file"
+                                                                : "client_key_file",
+               why);
+      return STP_EINVAL;
+    }
+  }
+  for (size_t i = 0; i < cfg->n_upstreams; i++) {
+    if (!cfg->upstreams[i].token_src)
+      continue;
+    stp_buf k; /* looked up only: the configuration may not go live */
+    const tok_src *s = src_find(&cfg->upstreams[i], &k);
+    stp_buf_free(&k);
+    metrics_oauth2_expiry(cfg->upstreams[i].name, s ? s->expires_unix : 0);
+  }
+  return STP_OK;
 }
 
 void tok_invalidate(const stp_upstream_cfg *c, const char *token) {

@@ -16,16 +16,35 @@
 
 #define FORM_MAX (3 * OAUTH2_TOKEN_MAX + 4096)
 
+/* The endpoint's OAuth error code, kept apart for metrics and the log:
+ * printable characters of an error code only (RFC 6749 5.2), bounded. */
+static void note_error(tok_src *s, const http1_response *r) {
+  oauth2_token_resp e;
+  size_t n = 0;
+  if (oauth2_json_parse(r->body, r->body_len, &e) == 0 && e.error) {
+    for (const char *p = e.error; *p && n + 1 < sizeof s->error; p++)
+      if (*p >= 0x20 && *p <= 0x7e && *p != '"' && *p != '\\')
+        s->error[n++] = *p;
+  }
+  s->error[n] = '\0';
+  s->fail_reason = n                  ? oauth2_error_reason(s->error)
+                   : r->status != 200 ? "http_status"
+                                      : "bad_response";
+  oauth2_token_resp_free(&e);
+}
+
 static void fetch_done(void *arg, const http1_response *r, http_fail why, const char *err) {
   tok_src *s = arg;
   (void)why;
   if (!r) {
+    s->fail_reason = "network";
     s->done(s, NULL, NULL, err);
     return;
   }
   char reason[512];
   oauth2_token_resp t;
   if (oauth2_evaluate(r->status, r->body, r->body_len, &t, reason, sizeof reason) < 0) {
+    note_error(s, r);
     s->done(s, NULL, NULL, reason);
     return;
   }
@@ -35,9 +54,12 @@ static void fetch_done(void *arg, const http1_response *r, http_fail why, const 
   oauth2_token_resp_free(&t);
 }
 
-/* The form for the source's grant; secrets inside, cleansed by the caller. */
-static int build_form(tok_src *s, stp_buf *form) {
+/* The form for the source's grant; secrets inside, cleansed by the caller.
+ * A signing failure leaves its reason in why. */
+static int build_form(tok_src *s, stp_buf *form, char *why, size_t cap) {
   int rc = 0;
+  if (s->grant == STP_GRANT_SERVICE_ACCOUNT) /* the JWT is the whole request */
+    return tok_jwt_form(s, form, why, cap);
   if (s->grant == STP_GRANT_CLIENT_CREDENTIALS) {
     rc |= oauth2_form_add(form, "grant_type", "client_credentials");
   } else {
@@ -49,7 +71,9 @@ static int build_form(tok_src *s, stp_buf *form) {
     rc |= oauth2_form_add(form, "client_secret", s->client_secret);
   if (s->scope)
     rc |= oauth2_form_add(form, "scope", s->scope);
-  return rc ? STP_EFULL : STP_OK;
+  if (rc)
+    return STP_EFULL;
+  return tok_jwt_form(s, form, why, cap); /* a certificate instead of a secret */
 }
 
 static void early_cb(void *arg) {
@@ -62,8 +86,11 @@ static const char *prepare(tok_src *s, stp_buf *form, char *why, size_t cap) {
   stp_url u;
   if (stp_url_parse(s->token_url, &u) < 0)
     return "bad token_url";
-  if (build_form(s, form) < 0)
-    return "token request too large";
+  why[0] = '\0';
+  if (build_form(s, form, why, cap) < 0) {
+    s->fail_reason = "signing";
+    return why[0] ? why : "token request too large";
+  }
   if (u.https && !s->tls) {
     s->tls = tls_ctx_client(s->ca_file, STP_TLS1_2, true, why, cap);
     if (!s->tls)
@@ -74,6 +101,8 @@ static const char *prepare(tok_src *s, stp_buf *form, char *why, size_t cap) {
 
 void tok_fetch_start(uv_loop_t *loop, tok_src *s) {
   s->fetching = true;
+  s->error[0] = '\0';
+  s->fail_reason = NULL;
   char why[400];
   stp_buf form;
   stp_buf_init(&form, FORM_MAX);

@@ -39,7 +39,24 @@ struct tok_src {
   tok_waiter head;     /* sentinel of the waiters' ring */
   defer_item early_ev; /* a fetch that failed before it started */
   char early[400];
+  /* Signed JWTs (tok_jwt.c): grant service_account or a certificate. */
+  char *subject, *sa_email, *sa_key_id, *private_key, *certificate;
+  struct jwt_key *jkey; /* parsed at first use; dropped when the key is replaced */
+  int64_t expires_unix; /* wall-clock expiry of token; 0: none yet */
+  /* Why the last fetch failed, for metrics and the log: the endpoint's OAuth
+   * error code ("" when it sent none) and a reason word (oauth2.h). */
+  char error[64];
+  const char *fail_reason;
 };
+
+/* Adds the JWT part of the token request to form: grant_type and assertion
+ * for service_account, client_assertion_type and client_assertion for a
+ * certificate; nothing for other sources. 0, or a negative code with the
+ * reason in why (never key material). The JWT is wiped with the form. */
+int tok_jwt_form(tok_src *s, stp_buf *form, char *why, size_t cap);
+/* Loads o's key (and certificate) as a fetch would: for starting or
+ * reloading a configuration with a clear error. 0 when o has no key. */
+int tok_jwt_check(const stp_oauth2_cfg *o, char *why, size_t cap);
 
 /* Start getting a token for s (s->fetching is set); the outcome reaches
  * s->done from the loop, never from inside these calls. */

@@ -37,6 +37,8 @@ static size_t g_nprocs;
  * functions that have returned by the time .fini runs. */
 static int g_conns[MAX_CONNS];
 static size_t g_nconns;
+/* A proxy stopped uncleanly: keep the directory with its stderr. */
+static bool g_keep_dir;
 
 /* ------------------------------------------------------------------------ */
 int64_t h_now_ms(void) {
@@ -74,6 +76,7 @@ void h_setup(void) {
   g_nprocs = 0;
   g_nconns = 0;
   g_certs_made = false;
+  g_keep_dir = false;
   snprintf(g_dir, sizeof g_dir, "/tmp/stp-integ-XXXXXX");
   cr_assert_not_null(mkdtemp(g_dir), "mkdtemp: %s", strerror(errno));
 }
@@ -92,6 +95,27 @@ static int64_t teardown_now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Where a sanitizer's report starts in a child's stderr, or NULL. The log
+ * comes first and a report last, so the whole file is searched. */
+static const char *sanitizer_report(const char *err, const char **what) {
+  static const struct {
+    const char *mark, *what;
+  } marks[] = {{"ERROR: AddressSanitizer", "AddressSanitizer"},
+               {"ERROR: LeakSanitizer", "LeakSanitizer"},
+               {"runtime error:", "UBSan runtime error"}};
+  for (size_t i = 0; i < sizeof marks / sizeof *marks; i++) {
+    const char *at = strstr(err, marks[i].mark);
+    if (at) {
+      *what = marks[i].what;
+      /* Back to the start of the report's line ("==PID==ERROR: ..."). */
+      while (at > err && at[-1] != '\n')
+        at--;
+      return at;
+    }
+  }
+  return NULL;
+}
+
 static void check_clean_exit(h_proc *p, char *failure, size_t cap) {
   kill(p->pid, SIGTERM);
   int64_t deadline = teardown_now_ms() + 15000;
@@ -107,44 +131,59 @@ static void check_clean_exit(h_proc *p, char *failure, size_t cap) {
   }
   p->reaped = true;
   p->status = st;
-  char *err = h_read_file(p->err_path, NULL);
-  const char *bad = NULL;
-  if (err)
-    bad = strstr(err, "ERROR: AddressSanitizer") ? "AddressSanitizer"
-          : strstr(err, "ERROR: LeakSanitizer")  ? "LeakSanitizer"
-          : strstr(err, "runtime error:")        ? "UBSan runtime error"
-                                                 : NULL;
-  if (bad || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    snprintf(failure, cap, "%s stopped uncleanly (%s, status %d); its stderr:\n%.3000s", p->name,
-             bad ? bad : "bad exit", WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st),
-             err ? err : "");
+  size_t len = 0;
+  char *err = h_read_file(p->err_path, &len);
+  const char *what = "bad exit";
+  const char *report = err ? sanitizer_report(err, &what) : NULL;
+  if (report || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    /* The report itself (it comes last), else the end of the log, where
+     * the reason for a bad exit is. */
+    const char *show = report ? report : err ? err + (len > 3000 ? len - 3000 : 0) : "";
+    snprintf(failure, cap, "%s stopped uncleanly (%s, status %d); its stderr%s:\n%s", p->name, what,
+             WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st),
+             report ? " from the report on" : " (end)", show);
+  }
   free(err);
 }
 
+bool h_procs_unclean(char *failure, size_t cap) {
+  failure[0] = '\0';
+  /* The proxy first (it may hold connections to the upstreams). */
+  for (size_t i = g_nprocs; i > 0 && !failure[0]; i--) {
+    h_proc *p = g_procs[i - 1];
+    if (p->checked_exit && !p->reaped)
+      check_clean_exit(p, failure, cap);
+  }
+  return failure[0] != '\0';
+}
+
+void h_check_procs(void) {
+  static char failure[16384];
+  if (h_procs_unclean(failure, sizeof failure)) {
+    g_keep_dir = true;
+    cr_assert_fail("%s", failure);
+  }
+}
+
+/* Cleanup only: Criterion ignores assertions here, so the clean-exit check
+ * runs inside every test body instead (ITest, h_check_procs). What is left
+ * is from a test that already failed: kill it. */
 void h_teardown(void) {
   for (size_t i = 0; i < g_nconns; i++)
     if (g_conns[i] >= 0)
       close(g_conns[i]);
   g_nconns = 0;
-  /* The proxy first (it may hold connections to the upstreams). A proxy
-   * must stop cleanly on SIGTERM: exit 0 and, under ASan/LSan, no report;
-   * that is how a leak or a sanitizer finding fails the test. */
-  char failure[4096] = "";
   for (size_t i = g_nprocs; i > 0; i--) {
     h_proc *p = g_procs[i - 1];
-    if (p->checked_exit && !p->reaped)
-      check_clean_exit(p, failure, sizeof failure);
     h_proc_kill(p);
     if (p->out_fd >= 0)
       close(p->out_fd);
     free(p);
   }
   g_nprocs = 0;
-  if (g_dir[0] && !getenv("STP_INTEG_KEEP") && !failure[0])
+  if (g_dir[0] && !getenv("STP_INTEG_KEEP") && !g_keep_dir)
     nftw(g_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
   g_dir[0] = '\0';
-  if (failure[0])
-    cr_assert_fail("%s", failure);
 }
 
 const char *h_dir(void) {

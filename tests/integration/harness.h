@@ -4,9 +4,11 @@
  * (the proxy binary, tests/tools/upstream.py, tests/tools/fault_upstream.py,
  * swaks/curl/python clients), every socket the tiny SMTP client opens.
  * Guarantees: all of it is released in the suite's .fini, also when an
- * assertion failed; each child runs in its own process group, dies with the
- * test process (PR_SET_PDEATHSIG) and the tools exit by themselves after a
- * lifetime; every wait is bounded. Tests use 127.0.0.1 and port 0 only.
+ * assertion failed; every proxy a passing test started has stopped on
+ * SIGTERM with exit 0 and no sanitizer report, checked inside the test
+ * (ITest), because Criterion ignores a failed assertion in .fini; each child runs in its own
+ * process group, dies with the test process (PR_SET_PDEATHSIG) and the tools exit by themselves
+ * after a lifetime; every wait is bounded. Tests use 127.0.0.1 and port 0 only.
  *
  * The suite-wide fixture is declared once in harness.c:
  *   TestSuite(integ, .init = h_setup, .fini = h_teardown, .timeout = 60);
@@ -28,6 +30,25 @@
 
 void h_setup(void);
 void h_teardown(void);
+
+/* Every integration test is an ITest: its body runs, then, still inside
+ * the test where an assertion counts, every proxy it started and did not
+ * reap itself gets SIGTERM and must exit 0 within 15 s with no sanitizer
+ * report anywhere in its stderr. A plain Test in tests/integration is
+ * refused by tests/tools/check_layout.py. */
+#define ITest(suite, name, ...)                                                                    \
+  static void name##_body(void);                                                                   \
+  Test(suite, name, ##__VA_ARGS__) {                                                               \
+    name##_body();                                                                                 \
+    h_check_procs();                                                                               \
+  }                                                                                                \
+  static void name##_body(void)
+/* Stop the checked processes (SIGTERM, bounded wait) and say why one
+ * stopped uncleanly: false, or true with the reason and the sanitizer
+ * report (or the end of its stderr) in failure. */
+bool h_procs_unclean(char *failure, size_t cap);
+/* h_procs_unclean, failing the test with its reason. */
+void h_check_procs(void);
 
 /* --- paths -------------------------------------------------------------- */
 const char *h_dir(void); /* this test's temporary directory */

@@ -259,7 +259,7 @@ static long vm_hwm_kib(const h_proxy *px) {
 
 /* ---- Graph --------------------------------------------------------------------- */
 
-Test(integ, api_graph_1k_sendmail_raw_mime_exact) {
+ITest(integ, api_graph_1k_sendmail_raw_mime_exact) {
   fake f;
   h_proxy px;
   scan s;
@@ -291,7 +291,7 @@ Test(integ, api_graph_1k_sendmail_raw_mime_exact) {
   scan_free(&s);
 }
 
-Test(integ, api_graph_3_5mib_draft_attachment_posted_whole) {
+ITest(integ, api_graph_3_5mib_draft_attachment_posted_whole) {
   fake f;
   h_proxy px;
   scan s;
@@ -330,7 +330,7 @@ Test(integ, api_graph_3_5mib_draft_attachment_posted_whole) {
   scan_free(&s);
 }
 
-Test(integ, api_graph_30mib_upload_session_chunks_and_memory, .timeout = 120) {
+ITest(integ, api_graph_30mib_upload_session_chunks_and_memory, .timeout = 120) {
   fake f;
   h_proxy px;
   scan s;
@@ -384,7 +384,7 @@ Test(integ, api_graph_30mib_upload_session_chunks_and_memory, .timeout = 120) {
 
 /* save_to_sent_items: false: sendMail with JSON (the only request where
  * Graph honours it), the attachment's bytes intact. */
-Test(integ, api_graph_save_to_sent_items_false_goes_as_json) {
+ITest(integ, api_graph_save_to_sent_items_false_goes_as_json) {
   fake f;
   h_proxy px;
   scan s;
@@ -440,21 +440,21 @@ static void gmail_exact(size_t size, bool small) {
   scan_free(&s);
 }
 
-Test(integ, api_gmail_1k_exact) {
+ITest(integ, api_gmail_1k_exact) {
   gmail_exact(1024, true);
 }
 
-Test(integ, api_gmail_3_5mib_exact) {
+ITest(integ, api_gmail_3_5mib_exact) {
   gmail_exact(3584 * 1024, false);
 }
 
-Test(integ, api_gmail_30mib_exact, .timeout = 120) {
+ITest(integ, api_gmail_30mib_exact, .timeout = 120) {
   gmail_exact(30 * 1024 * 1024, false);
 }
 
 /* Over Gmail's 35 MiB: 552 before anything is sent, at MAIL when the
  * device announces the size. */
-Test(integ, api_gmail_over_35mib_refused_before_sending) {
+ITest(integ, api_gmail_over_35mib_refused_before_sending) {
   fake f;
   h_proxy px;
   fake_start(&f, "gmail", NULL, NULL);
@@ -477,7 +477,7 @@ Test(integ, api_gmail_over_35mib_refused_before_sending) {
 
 /* 429 with Retry-After: the device gets 451, the upstream is skipped for
  * that long (a message meanwhile is 4xx without a request), then used. */
-Test(integ, api_429_retry_after_defers_and_backs_off) {
+ITest(integ, api_429_retry_after_defers_and_backs_off) {
   fake f;
   h_proxy px;
   scan s;
@@ -510,7 +510,7 @@ Test(integ, api_429_retry_after_defers_and_backs_off) {
 
 /* The API refuses a token the proxy still holds (it expired early): one
  * refresh, the same request again, 250. */
-Test(integ, api_token_expiry_mid_run_refreshes_once) {
+ITest(integ, api_token_expiry_mid_run_refreshes_once) {
   fake f;
   h_proxy px;
   scan s;
@@ -540,7 +540,7 @@ Test(integ, api_token_expiry_mid_run_refreshes_once) {
 }
 
 /* A route's SMTP upstream is down: the message goes by Graph. */
-Test(integ, api_failover_smtp_to_graph) {
+ITest(integ, api_failover_smtp_to_graph) {
   fake f;
   h_proxy px;
   scan s;
@@ -571,7 +571,7 @@ Test(integ, api_failover_smtp_to_graph) {
 }
 
 /* The device's 250 comes after the API's 202, not before. */
-Test(integ, api_250_only_after_the_api_accepted) {
+ITest(integ, api_250_only_after_the_api_accepted) {
   fake f;
   h_proxy px;
   scan s;
@@ -587,7 +587,7 @@ Test(integ, api_250_only_after_the_api_accepted) {
 }
 
 /* An API that cannot take it now: 4xx, never 250. */
-Test(integ, api_503_is_4xx_never_250) {
+ITest(integ, api_503_is_4xx_never_250) {
   fake f;
   h_proxy px;
   scan s;
@@ -601,7 +601,7 @@ Test(integ, api_503_is_4xx_never_250) {
   scan_free(&s);
 }
 
-Test(integ, api_graph_send_as_denied_is_5xx_with_a_hint) {
+ITest(integ, api_graph_send_as_denied_is_5xx_with_a_hint) {
   fake f;
   h_proxy px;
   scan s;
@@ -620,7 +620,7 @@ Test(integ, api_graph_send_as_denied_is_5xx_with_a_hint) {
 
 /* Without Mail.ReadWrite a large message cannot become a draft: 5xx naming
  * the permission, and no draft left behind. */
-Test(integ, api_graph_large_without_mail_readwrite) {
+ITest(integ, api_graph_large_without_mail_readwrite) {
   fake f;
   h_proxy px;
   scan s;
@@ -636,7 +636,7 @@ Test(integ, api_graph_large_without_mail_readwrite) {
 
 /* An API presenting a certificate for another name: the upstream fails
  * before ready (tls), the device gets 4xx at once. */
-Test(integ, api_tls_failure_before_ready) {
+ITest(integ, api_tls_failure_before_ready) {
   fake f, tokens;
   h_proxy px;
   scan s;
@@ -663,7 +663,7 @@ Test(integ, api_tls_failure_before_ready) {
 
 /* --test-route through an API upstream: the requests and answers, the
  * token redacted, exit 0. */
-Test(integ, api_test_route_graph_and_gmail) {
+ITest(integ, api_test_route_graph_and_gmail) {
   const char *kinds[] = {"graph", "gmail"};
   for (int k = 0; k < 2; k++) {
     fake f;
@@ -700,7 +700,7 @@ Test(integ, api_test_route_graph_and_gmail) {
  * base64 with line breaks, chunks that are not multiples of 320 KiB, a
  * range that does not continue, an upload past the declared size, an
  * Authorization header to the upload URL, send before the upload ends). */
-Test(integ, api_stand_ins_refuse_what_the_docs_refuse) {
+ITest(integ, api_stand_ins_refuse_what_the_docs_refuse) {
   const char *kinds[] = {"graph", "gmail"};
   for (int k = 0; k < 2; k++) {
     char cmd[2048], out[4096];
@@ -731,7 +731,7 @@ static int copies_in(const char *dir, char *which, size_t cap) {
 /* The copy of a message lives in a private 0700 directory under TMPDIR
  * while it is sent, and is gone once the API answered, or the device went
  * away mid-DATA (then nothing is sent at all); the directory goes at exit. */
-Test(integ, api_copies_are_removed) {
+ITest(integ, api_copies_are_removed) {
   fake f;
   h_proxy px;
   scan s;
@@ -775,7 +775,7 @@ Test(integ, api_copies_are_removed) {
 /* With a spool configured, the copies live in the spool's own tmp/ (the
  * disk the admin sized for mail, 0700), not in TMPDIR; a spool route with
  * an API upstream keeps pass-through first. */
-Test(integ, api_copies_use_the_spool_directory) {
+ITest(integ, api_copies_use_the_spool_directory) {
   fake f;
   h_proxy px;
   scan s;

@@ -30,7 +30,7 @@ static void lf_device_to_data(h_smtp *c, int port) {
 static const char lf_body[] = "Subject: lf only\n\nline one\n..dotted\nline two\n.\n";
 static const char lf_body_crlf[] = "Subject: lf only\r\n\r\nline one\r\n.dotted\r\nline two\r\n";
 
-Test(integ, lf_only_device_delivered_under_lenient) {
+ITest(integ, lf_only_device_delivered_under_lenient) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   h_proxy px;
@@ -58,7 +58,7 @@ Test(integ, lf_only_device_delivered_under_lenient) {
 /* Under fix the same device gets no answer to its LF "." LF (it is content
  * there): it waits until idle_timeout and gets 421 4.4.2, nothing is
  * delivered, and the log names bare_lf: lenient. */
-Test(integ, lf_only_device_under_fix_warned_and_nothing_delivered) {
+ITest(integ, lf_only_device_under_fix_warned_and_nothing_delivered) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   h_proxy px;
@@ -99,7 +99,7 @@ static void one_message_record(const h_upstream *u, char *line, size_t cap) {
   h_lines_free(&l);
 }
 
-Test(integ, dsn_device_parameters_pass_to_a_dsn_upstream) {
+ITest(integ, dsn_device_parameters_pass_to_a_dsn_upstream) {
   h_upstream u;
   h_upstream_start(&u, "starttls", (const char *const[]){"--dsn", NULL});
   h_proxy px;
@@ -123,7 +123,7 @@ Test(integ, dsn_device_parameters_pass_to_a_dsn_upstream) {
 
 /* aiosmtpd without DSN refuses those parameters (555): the proxy drops
  * them (RFC 3461 4) and says so, and the message goes through. */
-Test(integ, dsn_device_parameters_dropped_for_an_upstream_without_dsn) {
+ITest(integ, dsn_device_parameters_dropped_for_an_upstream_without_dsn) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   h_proxy px;
@@ -147,7 +147,7 @@ Test(integ, dsn_device_parameters_dropped_for_an_upstream_without_dsn) {
 /* Gmail answers 501 5.5.4 to an EHLO name it dislikes and hangs up (a
  * stand-in replays its words): the proxy tries once more, on a new
  * connection, with an address literal of its own end, and says so. */
-Test(integ, helo_refused_retried_with_address_literal) {
+ITest(integ, helo_refused_retried_with_address_literal) {
   h_upstream u;
   h_replay_start(&u, "gmail-helo-literal-ok");
   h_proxy px;

@@ -65,67 +65,67 @@ static void run_fault(const fault_case *fc) {
   free(rec);
 }
 
-Test(integ, fault_no_starttls) {
+ITest(integ, fault_no_starttls) {
   run_fault(&(fault_case){"no-starttls", "starttls", "server", true, true});
 }
 
-Test(integ, fault_starttls_454) {
+ITest(integ, fault_starttls_454) {
   run_fault(&(fault_case){"starttls-454", "starttls", "server", true, true});
 }
 
-Test(integ, fault_starttls_extra_bytes) {
+ITest(integ, fault_starttls_extra_bytes) {
   run_fault(&(fault_case){"starttls-extra", "starttls", "server", true, true});
 }
 
-Test(integ, fault_cert_wrong_name) {
+ITest(integ, fault_cert_wrong_name) {
   run_fault(&(fault_case){"ok", "starttls", "wrongname", true, true});
 }
 
-Test(integ, fault_cert_expired) {
+ITest(integ, fault_cert_expired) {
   run_fault(&(fault_case){"ok", "starttls", "expired", true, true});
 }
 
-Test(integ, fault_cert_self_signed) {
+ITest(integ, fault_cert_self_signed) {
   run_fault(&(fault_case){"ok", "starttls", "selfsigned", true, true});
 }
 
-Test(integ, fault_cert_wrong_name_implicit) {
+ITest(integ, fault_cert_wrong_name_implicit) {
   run_fault(&(fault_case){"ok", "implicit", "wrongname", true, true});
 }
 
-Test(integ, fault_cert_expired_implicit) {
+ITest(integ, fault_cert_expired_implicit) {
   run_fault(&(fault_case){"ok", "implicit", "expired", true, true});
 }
 
-Test(integ, fault_no_greeting) {
+ITest(integ, fault_no_greeting) {
   run_fault(&(fault_case){"no-greeting", "starttls", "server", true, true});
 }
 
-Test(integ, fault_greeting_421) {
+ITest(integ, fault_greeting_421) {
   run_fault(&(fault_case){"greeting-421", "starttls", "server", true, true});
 }
 
 /* A greeting trickling at 1 byte/s must hit the command timeout (2 s), not
  * hold the device for the 36 s it would take. */
-Test(integ, fault_tarpit_greeting) {
+ITest(integ, fault_tarpit_greeting) {
   run_fault(&(fault_case){"tarpit", "starttls", "server", true, true});
 }
 
-Test(integ, fault_auth_fail) {
+ITest(integ, fault_auth_fail) {
   run_fault(&(fault_case){"auth-fail", "starttls", "server", false, true});
 }
 
-Test(integ, fault_no_reply_after_dot) {
+ITest(integ, fault_no_reply_after_dot) {
   run_fault(&(fault_case){"no-reply-after-dot", "starttls", "server", false, false});
 }
 
-Test(integ, fault_reset_after_354) {
+ITest(integ, fault_reset_after_354) {
   run_fault(&(fault_case){"reset-after-354", "starttls", "server", false, false});
 }
 
 /* Sanity: the same harness path with a well-behaved fault upstream
  * delivers, over TLS, with AUTH inside TLS only. */
-Test(integ, fault_upstream_ok_delivers) {
+ITest(integ, fault_upstream_ok_delivers) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "ok", "starttls", "server");
@@ -178,21 +178,21 @@ static void disconnect_mid_data(const char *tail) {
   free(rec);
 }
 
-Test(integ, no_loss_disconnect_mid_data) {
+ITest(integ, no_loss_disconnect_mid_data) {
   disconnect_mid_data("line 3 is not fini");
 }
 
 /* The client leaves right after "\r\n." - half of a terminator. */
-Test(integ, no_loss_disconnect_after_partial_dot) {
+ITest(integ, no_loss_disconnect_after_partial_dot) {
   disconnect_mid_data("last\r\n.");
 }
 
-Test(integ, no_loss_disconnect_after_dot_cr) {
+ITest(integ, no_loss_disconnect_after_dot_cr) {
   disconnect_mid_data("last\r\n.\r");
 }
 
 /* The same against the real server, which records only complete messages. */
-Test(integ, no_loss_disconnect_mid_data_aiosmtpd) {
+ITest(integ, no_loss_disconnect_mid_data_aiosmtpd) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -214,7 +214,7 @@ Test(integ, no_loss_disconnect_mid_data_aiosmtpd) {
  * `insecure: true`) the wrong-name certificate is accepted, so AUTH and
  * MAIL do reach the fault upstream inside TLS - proving that the record
  * checks above would catch a proxy that skipped verification. */
-Test(integ, fault_harness_control_insecure_accepts_bad_cert) {
+ITest(integ, fault_harness_control_insecure_accepts_bad_cert) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "ok", "starttls", "wrongname");

@@ -57,7 +57,7 @@ static void expect_delivered_as(const char *listener_extra, const char *body, si
 }
 
 /* 9a: bare LF and bare CR are rewritten to CRLF (bare_lf: fix, default). */
-Test(integ, bare_lf_fixed_to_crlf) {
+ITest(integ, bare_lf_fixed_to_crlf) {
   static const char body[] = "Subject: bare\nX-Test: 1\n\nhello\nworld\r\n"
                              "cr\rhere\r\nend\r\n";
   static const char want[] = "Subject: bare\r\nX-Test: 1\r\n\r\nhello\r\nworld\r\n"
@@ -67,7 +67,7 @@ Test(integ, bare_lf_fixed_to_crlf) {
 
 /* 9b: bare_lf: reject answers 550 5.5.2 and delivers nothing - also for a
  * smuggling payload; the smuggled commands are never executed. */
-Test(integ, bare_lf_reject) {
+ITest(integ, bare_lf_reject) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, "    bare_lf: reject\n");
@@ -91,7 +91,7 @@ Test(integ, bare_lf_reject) {
 
 /* 9c: "\r\n.\n" and "\n.\r\n" look-alikes do not end the message: exactly
  * one message upstream, holding them as content. */
-Test(integ, smuggling_lookalikes_are_content) {
+ITest(integ, smuggling_lookalikes_are_content) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, NULL);
@@ -143,7 +143,7 @@ Test(integ, smuggling_lookalikes_are_content) {
 
 /* Dot-stuffing both ways: a stuffed line arrives unstuffed at the upstream
  * (the proxy re-stuffs what it sends). */
-Test(integ, dot_lines_survive) {
+ITest(integ, dot_lines_survive) {
   static const char body[] = "Subject: dots\r\n\r\n..\r\n...x\r\n. \r\n";
   /* RFC 5321 4.5.2: the first of a line's leading dots is removed. */
   static const char want[] = "Subject: dots\r\n\r\n.\r\n..x\r\n \r\n";
@@ -151,7 +151,7 @@ Test(integ, dot_lines_survive) {
 }
 
 /* 10: max_message_size is advertised and enforced while streaming. */
-Test(integ, max_message_size_enforced) {
+ITest(integ, max_message_size_enforced) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, "    max_message_size: 1024\n");
@@ -172,7 +172,7 @@ Test(integ, max_message_size_enforced) {
   assert_nothing_delivered(&u);
 }
 
-Test(integ, max_message_size_size_param) {
+ITest(integ, max_message_size_size_param) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, "    max_message_size: 1024\n");
@@ -191,7 +191,7 @@ Test(integ, max_message_size_size_param) {
 }
 
 /* 12: command lines are limited to 512 octets including CRLF. */
-Test(integ, command_line_length_limit) {
+ITest(integ, command_line_length_limit) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, NULL);
@@ -218,7 +218,7 @@ Test(integ, command_line_length_limit) {
 }
 
 /* 13: bytes sent after DATA before our 354 are a synchronisation error. */
-Test(integ, data_pipelined_before_354) {
+ITest(integ, data_pipelined_before_354) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, NULL);
@@ -237,7 +237,7 @@ Test(integ, data_pipelined_before_354) {
 
 /* Commands a device pipelines anyway (without PIPELINING) are answered in
  * order. */
-Test(integ, early_commands_answered_in_order) {
+ITest(integ, early_commands_answered_in_order) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, NULL);

@@ -18,7 +18,7 @@ static void start(h_proxy *px, h_upstream *u, const h_proxy_opts *extra) {
 }
 
 /* 11: a client outside `allow` gets 554 5.7.1 and the connection closes. */
-Test(integ, allow_list_rejects_client) {
+ITest(integ, allow_list_rejects_client) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, &(h_proxy_opts){.listener_extra = "    allow: [\"10.0.0.0/8\"]\n"});
@@ -32,7 +32,7 @@ Test(integ, allow_list_rejects_client) {
 }
 
 /* The default allow list is loopback only, and loopback is allowed. */
-Test(integ, allow_default_loopback) {
+ITest(integ, allow_default_loopback) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, NULL);
@@ -65,7 +65,7 @@ static bool has_keyword(const char *text, const char *kw, char *arg, size_t cap)
 
 /* 14: EHLO advertises SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES; not
  * PIPELINING; no AUTH with auth: none; no STARTTLS with tls: none. */
-Test(integ, ehlo_capabilities) {
+ITest(integ, ehlo_capabilities) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, &(h_proxy_opts){.listener_extra = "    max_message_size: 10MiB\n"});
@@ -89,7 +89,7 @@ Test(integ, ehlo_capabilities) {
 
 /* 17: max_connections_per_client: 1 - a second concurrent connection gets
  * 421; the first is unaffected; after it leaves, a new one is welcome. */
-Test(integ, max_connections_per_client) {
+ITest(integ, max_connections_per_client) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, &(h_proxy_opts){.listener_extra = "    max_connections_per_client: 1\n"});
@@ -121,7 +121,7 @@ Test(integ, max_connections_per_client) {
 
 /* 18: SIGTERM with an idle connected client: the client gets 421 and the
  * proxy exits 0 within shutdown_grace. */
-Test(integ, sigterm_idle_client_gets_421) {
+ITest(integ, sigterm_idle_client_gets_421) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, &(h_proxy_opts){.shutdown_grace = "1s"});
@@ -140,7 +140,7 @@ Test(integ, sigterm_idle_client_gets_421) {
 }
 
 /* SIGTERM stops accepting but lets a transaction in progress finish. */
-Test(integ, sigterm_lets_transaction_finish) {
+ITest(integ, sigterm_lets_transaction_finish) {
   h_upstream u;
   h_proxy px;
   start(&px, &u, &(h_proxy_opts){.shutdown_grace = "5s"});

@@ -29,7 +29,7 @@ static void users_proxy(h_proxy *px, h_upstream *u) {
   h_proxy_start(px, &(h_proxy_opts){.up_port = u->port, .listener_extra = extra});
 }
 
-Test(integ, lan_auth_users_right_password_delivers) {
+ITest(integ, lan_auth_users_right_password_delivers) {
   h_upstream u;
   h_proxy px;
   users_proxy(&px, &u);
@@ -41,7 +41,7 @@ Test(integ, lan_auth_users_right_password_delivers) {
   cr_assert_not(h_file_contains(px.log, "scan-Pw-1", 9), "password in the log");
 }
 
-Test(integ, lan_auth_users_wrong_password_is_535) {
+ITest(integ, lan_auth_users_wrong_password_is_535) {
   h_upstream u;
   h_proxy px;
   users_proxy(&px, &u);
@@ -52,7 +52,7 @@ Test(integ, lan_auth_users_wrong_password_is_535) {
   cr_assert_eq(h_wait_records(u.record, "message", 1, 500), 0);
 }
 
-Test(integ, lan_auth_users_mail_without_auth_is_530) {
+ITest(integ, lan_auth_users_mail_without_auth_is_530) {
   h_upstream u;
   h_proxy px;
   users_proxy(&px, &u);
@@ -68,7 +68,7 @@ static void passthrough_proxy(h_proxy *px, h_upstream *u) {
                                     .listener_extra = "    auth: passthrough\n"});
 }
 
-Test(integ, lan_auth_passthrough_uses_the_device_credentials) {
+ITest(integ, lan_auth_passthrough_uses_the_device_credentials) {
   h_upstream u;
   h_proxy px;
   passthrough_proxy(&px, &u);
@@ -84,7 +84,7 @@ Test(integ, lan_auth_passthrough_uses_the_device_credentials) {
   h_lines_free(&l);
 }
 
-Test(integ, lan_auth_passthrough_wrong_password_gets_the_upstreams_535) {
+ITest(integ, lan_auth_passthrough_wrong_password_gets_the_upstreams_535) {
   h_upstream u;
   h_proxy px;
   passthrough_proxy(&px, &u);

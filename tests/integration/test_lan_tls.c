@@ -39,20 +39,20 @@ static void starttls_version(const char *version, const char *proto) {
   cr_assert_null(strstr(out, "250-STARTTLS"), "STARTTLS offered again inside TLS:\n%s", out);
 }
 
-Test(integ, lan_starttls_tls10) {
+ITest(integ, lan_starttls_tls10) {
   starttls_version("tls1", "TLSv1");
 }
-Test(integ, lan_starttls_tls11) {
+ITest(integ, lan_starttls_tls11) {
   starttls_version("tls1_1", "TLSv1.1");
 }
-Test(integ, lan_starttls_tls12) {
+ITest(integ, lan_starttls_tls12) {
   starttls_version("tls1_2", "TLSv1.2");
 }
-Test(integ, lan_starttls_tls13) {
+ITest(integ, lan_starttls_tls13) {
   starttls_version("tls1_3", "TLSv1.3");
 }
 
-Test(integ, lan_default_listener_refuses_tls10) {
+ITest(integ, lan_default_listener_refuses_tls10) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, "    tls: starttls\n");
@@ -76,11 +76,11 @@ static void swaks_tls(const char *mode, const char *listener_extra) {
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
 }
 
-Test(integ, lan_swaks_starttls) {
+ITest(integ, lan_swaks_starttls) {
   swaks_tls("--tls", "    tls: starttls\n");
 }
 
-Test(integ, lan_swaks_implicit_with_configured_certificate) {
+ITest(integ, lan_swaks_implicit_with_configured_certificate) {
   char extra[2048];
   snprintf(extra, sizeof extra,
            "    tls: implicit\n    certificate: %s/server.crt\n    private_key: %s/server.key\n",
@@ -88,7 +88,7 @@ Test(integ, lan_swaks_implicit_with_configured_certificate) {
   swaks_tls("--tlsc", extra);
 }
 
-Test(integ, lan_implicit_certificate_verifies_with_the_ca) {
+ITest(integ, lan_implicit_certificate_verifies_with_the_ca) {
   h_upstream u;
   h_proxy px;
   char extra[2048], caopt[1024], out[16384];
@@ -103,7 +103,7 @@ Test(integ, lan_implicit_certificate_verifies_with_the_ca) {
   cr_assert_not_null(strstr(out, "220 "), "no greeting inside TLS:\n%s", out);
 }
 
-Test(integ, lan_python_ssl_starttls) {
+ITest(integ, lan_python_ssl_starttls) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, "    tls: starttls\n");
@@ -128,7 +128,7 @@ Test(integ, lan_python_ssl_starttls) {
 
 /* The classic injection (CVE-2011-0411 class): "STARTTLS\r\nRSET\r\n" in one
  * write. The RSET arrived in plaintext and must never be answered. */
-Test(integ, lan_starttls_plaintext_injection_is_not_executed) {
+ITest(integ, lan_starttls_plaintext_injection_is_not_executed) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, "    tls: starttls\n");
@@ -169,7 +169,7 @@ Test(integ, lan_starttls_plaintext_injection_is_not_executed) {
   cr_assert_not_null(strstr(out, "OK"), "%s", out);
 }
 
-Test(integ, lan_self_signed_certificate_is_logged_with_fingerprint) {
+ITest(integ, lan_self_signed_certificate_is_logged_with_fingerprint) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, "    tls: starttls\n    tls_min_version: \"1.0\"\n");
@@ -287,7 +287,7 @@ static void check_weak_raw(int port, const char *version, const char *control,
   cr_expect_str_eq(ans, control_answer, "TLS %s with 3DES offered first: %s", version, ans);
 }
 
-Test(integ, lan_legacy_listener_ciphers) {
+ITest(integ, lan_legacy_listener_ciphers) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, LEGACY_LISTENER);
@@ -306,7 +306,7 @@ Test(integ, lan_legacy_listener_ciphers) {
   check_cipher_table(px.port, t, sizeof t / sizeof *t);
 }
 
-Test(integ, lan_legacy_listener_refuses_3des_rc4_export_raw) {
+ITest(integ, lan_legacy_listener_refuses_3des_rc4_export_raw) {
   h_upstream u;
   h_proxy px;
   start_tls_proxy(&px, &u, LEGACY_LISTENER);
@@ -314,7 +314,7 @@ Test(integ, lan_legacy_listener_refuses_3des_rc4_export_raw) {
   check_weak_raw(px.port, "1.2", "0x002f", "CHOSEN 0x002f");
 }
 
-Test(integ, lan_tls12_listener_ciphers) {
+ITest(integ, lan_tls12_listener_ciphers) {
   h_upstream u;
   h_proxy px;
   start_rsa_tls12_proxy(&px, &u);
@@ -332,7 +332,7 @@ Test(integ, lan_tls12_listener_ciphers) {
   check_cipher_table(px.port, t, sizeof t / sizeof *t);
 }
 
-Test(integ, lan_tls12_listener_refuses_3des_rc4_export_raw) {
+ITest(integ, lan_tls12_listener_refuses_3des_rc4_export_raw) {
   h_upstream u;
   h_proxy px;
   start_rsa_tls12_proxy(&px, &u);
@@ -340,7 +340,7 @@ Test(integ, lan_tls12_listener_refuses_3des_rc4_export_raw) {
 }
 
 /* The client lists a weaker suite first; the server's order wins. */
-Test(integ, lan_listeners_prefer_the_servers_cipher_order) {
+ITest(integ, lan_listeners_prefer_the_servers_cipher_order) {
   h_upstream u, u2;
   h_proxy px, px2;
   char got[128];

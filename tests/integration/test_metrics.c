@@ -40,7 +40,7 @@ static void message(int port, const char *rcpt) {
   h_smtp_close(&c);
 }
 
-Test(integ, metrics_after_known_traffic) {
+ITest(integ, metrics_after_known_traffic) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", (const char *const[]){"--reject-rcpt", "*@nowhere.test", NULL});
@@ -69,7 +69,7 @@ Test(integ, metrics_after_known_traffic) {
                      "one pooled connection: %s", out);
 }
 
-Test(integ, metrics_counts_failures_and_refusals) {
+ITest(integ, metrics_counts_failures_and_refusals) {
   h_upstream bad;
   h_proxy px;
   h_fault_start(&bad, "greeting-421", "starttls", "server");
@@ -94,7 +94,7 @@ Test(integ, metrics_counts_failures_and_refusals) {
   cr_assert_not_null(strstr(out, "smtp_proxy_sessions_active{listener=\"lan\"} 1\n"), "%s", out);
 }
 
-Test(integ, metrics_healthz_and_http_edges) {
+ITest(integ, metrics_healthz_and_http_edges) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

@@ -108,7 +108,7 @@ static void assert_log_clean(const h_proxy *px) {
 
 /* refresh_token grant: a message goes through with a fetched token, the
  * token is cached for the next session, nothing secret is logged. */
-Test(integ, oauth2_refresh_token_delivers_and_caches) {
+ITest(integ, oauth2_refresh_token_delivers_and_caches) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--expires-in", "3600", NULL});
@@ -139,7 +139,7 @@ Test(integ, oauth2_refresh_token_delivers_and_caches) {
 
 /* A short-lived token is fetched again once it is due (halfway through a
  * 2 s lifetime), and the endpoint's chunked answers are understood. */
-Test(integ, oauth2_expiry_fetches_again_chunked) {
+ITest(integ, oauth2_expiry_fetches_again_chunked) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--expires-in", "2", "--chunked", NULL});
@@ -157,7 +157,7 @@ Test(integ, oauth2_expiry_fetches_again_chunked) {
 
 /* A rotated refresh token replaces the file atomically, mode 0600, and is
  * the one used for the next refresh. */
-Test(integ, oauth2_rotated_refresh_token_saved) {
+ITest(integ, oauth2_rotated_refresh_token_saved) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--expires-in", "2", "--rotate", NULL});
@@ -191,7 +191,7 @@ Test(integ, oauth2_rotated_refresh_token_saved) {
 
 /* invalid_grant: the device gets 454 4.7.0 (it will retry), the log says
  * what the endpoint said, and no message reaches the upstream. */
-Test(integ, oauth2_invalid_grant_is_4xx_with_log) {
+ITest(integ, oauth2_invalid_grant_is_4xx_with_log) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--mode", "invalid_grant", NULL});
@@ -215,7 +215,7 @@ Test(integ, oauth2_invalid_grant_is_4xx_with_log) {
 
 /* The upstream refuses the first token (334 + 535, as for a revoked one):
  * the proxy fetches a new token and retries once; the device sees 250. */
-Test(integ, oauth2_refused_token_refreshed_and_retried) {
+ITest(integ, oauth2_refused_token_refreshed_and_retried) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--revoke-first", NULL});
@@ -239,7 +239,7 @@ Test(integ, oauth2_refused_token_refreshed_and_retried) {
 
 /* client_credentials: the client secret from a file and the scope go in
  * the form; no refresh token is involved. */
-Test(integ, oauth2_client_credentials) {
+ITest(integ, oauth2_client_credentials) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--client-secret", "cc-s3cret", NULL});
@@ -268,7 +268,7 @@ Test(integ, oauth2_client_credentials) {
 }
 
 /* token_command: argv without a shell; its stdout (trimmed) is the token. */
-Test(integ, oauth2_token_command) {
+ITest(integ, oauth2_token_command) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, (const char *const[]){"--static-token", "static-tok-42", NULL});
@@ -288,7 +288,7 @@ Test(integ, oauth2_token_command) {
 }
 
 /* A failing token_command is a 4xx for the device and a log line. */
-Test(integ, oauth2_token_command_failure) {
+ITest(integ, oauth2_token_command_failure) {
   tsrv t;
   h_proxy px;
   tsrv_start(&t, NULL);

@@ -70,15 +70,15 @@ static void log_case(const char *upstream_auth) {
 }
 
 /* 15 */
-Test(integ, log_message_line_and_no_secrets_auto) {
+ITest(integ, log_message_line_and_no_secrets_auto) {
   log_case(NULL);
 }
 
-Test(integ, log_no_secrets_login_mechanism) {
+ITest(integ, log_no_secrets_login_mechanism) {
   log_case("    auth: { mechanism: login, username: " H_USER ", password_env: " H_PW_ENV " }\n");
 }
 
-Test(integ, log_no_secrets_plain_mechanism) {
+ITest(integ, log_no_secrets_plain_mechanism) {
   log_case("    auth: { mechanism: plain, username: " H_USER ", password_env: " H_PW_ENV " }\n");
 }
 
@@ -91,14 +91,14 @@ static int check(const char *yaml, char *out, size_t cap, char *path, size_t pca
   return h_run(cmd, (char *const[]){H_PW_ENV "=" H_PW, NULL}, 10000, out, cap);
 }
 
-Test(integ, check_good_config) {
+ITest(integ, check_good_config) {
   char yaml[8192], out[8192], path[512];
   h_proxy_yaml(&(h_proxy_opts){.up_port = 2525}, yaml, sizeof yaml);
   int rc = check(yaml, out, sizeof out, path, sizeof path);
   cr_assert_eq(rc, 0, "--check of a good config: exit %d\n%s\n%s", rc, out, yaml);
 }
 
-Test(integ, check_unknown_top_level_key) {
+ITest(integ, check_unknown_top_level_key) {
   char yaml[8192], out[8192], path[512], want[600];
   /* top_extra starts at line 4 */
   h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .top_extra = "bogus_key: 1\n"}, yaml, sizeof yaml);
@@ -109,7 +109,7 @@ Test(integ, check_unknown_top_level_key) {
   cr_assert(strstr(out, "bogus_key") != NULL, "key not named:\n%s", out);
 }
 
-Test(integ, check_unknown_listener_key) {
+ITest(integ, check_unknown_listener_key) {
   char yaml[8192], out[8192], path[512], want[600];
   /* listener_extra starts at line 7, indented 4 */
   h_proxy_yaml(&(h_proxy_opts){.up_port = 2525, .listener_extra = "    colour: blue\n"}, yaml,
@@ -120,7 +120,7 @@ Test(integ, check_unknown_listener_key) {
   cr_assert(strstr(out, want) != NULL, "want %s in:\n%s\n%s", want, out, yaml);
 }
 
-Test(integ, check_unset_password_env) {
+ITest(integ, check_unset_password_env) {
   char yaml[8192], out[8192], path[512], cmd[1024];
   h_proxy_yaml(&(h_proxy_opts){.up_port = 2525}, yaml, sizeof yaml);
   h_path(path, sizeof path, "check.yaml");
@@ -132,7 +132,7 @@ Test(integ, check_unset_password_env) {
 }
 
 /* --test-route sends one message and prints the transcript, redacted. */
-Test(integ, test_route_sends_and_redacts) {
+ITest(integ, test_route_sends_and_redacts) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   char yaml[8192], path[512], outpath[512], cmd[2048];
@@ -162,7 +162,7 @@ Test(integ, test_route_sends_and_redacts) {
   h_lines_free(&l);
 }
 
-Test(integ, version_flag) {
+ITest(integ, version_flag) {
   char cmd[1024], out[1024];
   snprintf(cmd, sizeof cmd, "'%s' --version", STP_BINARY);
   int rc = h_run(cmd, NULL, 5000, out, sizeof out);
@@ -171,7 +171,7 @@ Test(integ, version_flag) {
 }
 
 /* --test-route applies the route's rewrites as a device's message gets them. */
-Test(integ, test_route_applies_the_route_rewrites) {
+ITest(integ, test_route_applies_the_route_rewrites) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   char yaml[8192], path[512], cmd[2048], out[16384];
@@ -204,7 +204,7 @@ Test(integ, test_route_applies_the_route_rewrites) {
 /* --test-route walks the route as the relay does: a refused first upstream
  * is reported with the back-off a running proxy would give it, and the
  * next upstream carries the message. */
-Test(integ, test_route_fails_over_and_reports_backoff) {
+ITest(integ, test_route_fails_over_and_reports_backoff) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   char yaml[8192], path[512], outpath[512], cmd[2048];

@@ -34,7 +34,7 @@ static void peers(const h_upstream *u, size_t n, char out[][64]) {
   h_lines_free(&l);
 }
 
-Test(integ, pool_second_session_reuses_the_connection) {
+ITest(integ, pool_second_session_reuses_the_connection) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -47,7 +47,7 @@ Test(integ, pool_second_session_reuses_the_connection) {
   cr_assert_str_eq(p[1], p[2]);
 }
 
-Test(integ, pool_off_means_a_connection_per_session) {
+ITest(integ, pool_off_means_a_connection_per_session) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -59,7 +59,7 @@ Test(integ, pool_off_means_a_connection_per_session) {
   cr_assert_str_neq(p[0], p[1]);
 }
 
-Test(integ, pool_dead_connection_is_replaced_transparently) {
+ITest(integ, pool_dead_connection_is_replaced_transparently) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", (const char *const[]){"--hang-on-reuse", NULL});
@@ -72,7 +72,7 @@ Test(integ, pool_dead_connection_is_replaced_transparently) {
   cr_assert(h_file_contains(px.log, "pooled-connection-dead", 22));
 }
 
-Test(integ, pool_never_shares_passthrough_credentials) {
+ITest(integ, pool_never_shares_passthrough_credentials) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

@@ -96,16 +96,16 @@ static void swaks_case(const char *up_tls) {
   free(rec);
 }
 
-Test(integ, swaks_starttls_auth) {
+ITest(integ, swaks_starttls_auth) {
   swaks_case("starttls");
 }
 
-Test(integ, swaks_implicit_tls_auth) {
+ITest(integ, swaks_implicit_tls_auth) {
   swaks_case("implicit");
 }
 
 /* 3: curl as the device, two recipients. */
-Test(integ, curl_device) {
+ITest(integ, curl_device) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -134,7 +134,7 @@ Test(integ, curl_device) {
 }
 
 /* 4: Python smtplib, HELO only (no ESMTP at all). */
-Test(integ, python_smtplib_helo_only) {
+ITest(integ, python_smtplib_helo_only) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -161,7 +161,7 @@ Test(integ, python_smtplib_helo_only) {
 }
 
 /* 5: the upstream's real DATA reply is relayed, code and text. */
-Test(integ, upstream_data_reply_relayed) {
+ITest(integ, upstream_data_reply_relayed) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls",
@@ -180,7 +180,7 @@ Test(integ, upstream_data_reply_relayed) {
 
 /* 6: the upstream's RCPT rejection reaches the device; the other recipient
  * still gets its message. */
-Test(integ, upstream_rcpt_reject_relayed) {
+ITest(integ, upstream_rcpt_reject_relayed) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", (const char *const[]){"--reject-rcpt", "*@blocked.test", NULL});
@@ -208,7 +208,7 @@ Test(integ, upstream_rcpt_reject_relayed) {
 
 /* 19: two messages in one session, both delivered, each with its own
  * envelope and body. */
-Test(integ, two_messages_one_session) {
+ITest(integ, two_messages_one_session) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -266,7 +266,7 @@ static size_t big_line(unsigned long i, char *line, char *wire, size_t *wire_len
   return n;
 }
 
-Test(integ, big_message_streams_byte_exact, .timeout = 180) {
+ITest(integ, big_message_streams_byte_exact, .timeout = 180) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");

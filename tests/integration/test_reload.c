@@ -42,7 +42,7 @@ static bool log_has(const char *log_path, const char *needle, int timeout_ms) {
   return false;
 }
 
-Test(integ, reload_good_file_changes_routing_for_new_sessions) {
+ITest(integ, reload_good_file_changes_routing_for_new_sessions) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -84,7 +84,7 @@ Test(integ, reload_good_file_changes_routing_for_new_sessions) {
   cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<x@example.com>", NULL, 0), 250);
 }
 
-Test(integ, reload_bad_file_is_refused_and_old_config_serves) {
+ITest(integ, reload_bad_file_is_refused_and_old_config_serves) {
   h_upstream u;
   h_proxy px;
   h_proxy_with_upstream(&px, &u, "starttls");
@@ -105,7 +105,7 @@ Test(integ, reload_bad_file_is_refused_and_old_config_serves) {
 }
 
 /* A listener whose address changed is bound anew; the old socket closes. */
-Test(integ, reload_changed_listen_address_rebinds) {
+ITest(integ, reload_changed_listen_address_rebinds) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

@@ -47,7 +47,7 @@ static size_t messages(const h_upstream *u) {
 }
 
 /* No matching route: 550 5.7.1. */
-Test(integ, route_no_match_550) {
+ITest(integ, route_no_match_550) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -70,7 +70,7 @@ Test(integ, route_no_match_550) {
 
 /* The first accepted RCPT fixes the route; a RCPT for another route gets
  * 452 4.5.3 and the message goes to the first route's upstream only. */
-Test(integ, route_fixed_by_first_rcpt) {
+ITest(integ, route_fixed_by_first_rcpt) {
   h_upstream a, b;
   h_proxy px;
   h_upstream_start(&a, "starttls", NULL);
@@ -123,7 +123,7 @@ Test(integ, route_fixed_by_first_rcpt) {
 
 /* Failover: the first upstream refuses at the greeting (421), the second
  * gets the message. */
-Test(integ, route_failover_to_second_upstream) {
+ITest(integ, route_failover_to_second_upstream) {
   h_upstream bad, good;
   h_proxy px;
   h_fault_start(&bad, "greeting-421", "starttls", "server");
@@ -147,7 +147,7 @@ Test(integ, route_failover_to_second_upstream) {
 
 /* rewrite.mail_from replaces the envelope sender; header_from replaces
  * From: and keeps the original address in Reply-To. */
-Test(integ, route_rewrite_sender_and_from_header) {
+ITest(integ, route_rewrite_sender_and_from_header) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -198,7 +198,7 @@ Test(integ, route_rewrite_sender_and_from_header) {
 
 /* auth: any - a device that insists on AUTH is accepted with any
  * credentials; the upstream still sees the stored ones. */
-Test(integ, lan_auth_any) {
+ITest(integ, lan_auth_any) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -242,7 +242,7 @@ static size_t events(const h_upstream *u, const char *ev) {
   return n;
 }
 
-Test(integ, route_backoff_skips_a_failed_upstream_without_connecting) {
+ITest(integ, route_backoff_skips_a_failed_upstream_without_connecting) {
   h_upstream bad, good;
   h_proxy px;
   h_fault_start(&bad, "greeting-421", "starttls", "server");
@@ -260,7 +260,7 @@ Test(integ, route_backoff_skips_a_failed_upstream_without_connecting) {
   cr_assert(h_file_contains(px.log, "skipped=first:backoff", 21), "the message line names it");
 }
 
-Test(integ, route_failover_past_dead_port_bad_certificate_and_refused_credentials) {
+ITest(integ, route_failover_past_dead_port_bad_certificate_and_refused_credentials) {
   h_upstream wrongcert, badauth, good;
   h_proxy px;
   h_fault_start(&wrongcert, "ok", "starttls", "wrongname");
@@ -281,7 +281,7 @@ Test(integ, route_failover_past_dead_port_bad_certificate_and_refused_credential
             "the message line lists what was skipped and why");
 }
 
-Test(integ, route_all_upstreams_down_is_4xx) {
+ITest(integ, route_all_upstreams_down_is_4xx) {
   char ups[2048], text[1024];
   h_proxy px;
   int n = upstream_yaml(ups, sizeof ups, "dead1", 1);
@@ -302,7 +302,7 @@ static void two_upstreams(h_upstream *a, h_upstream *b, char *ups, size_t cap) {
                 b->port, h_certs(), H_USER, H_PW_ENV);
 }
 
-Test(integ, route_by_sender_and_recipient) {
+ITest(integ, route_by_sender_and_recipient) {
   h_upstream a, b;
   h_proxy px;
   char ups[4096], text[1024];
@@ -319,7 +319,7 @@ Test(integ, route_by_sender_and_recipient) {
   cr_assert_eq(h_wait_records(b.record, "message", 1, 5000), 1, "recipient route to b");
 }
 
-Test(integ, route_by_client_address) {
+ITest(integ, route_by_client_address) {
   h_upstream a, b;
   h_proxy px;
   char ups[4096], cmd[1024], out[16384];
@@ -342,7 +342,7 @@ Test(integ, route_by_client_address) {
                "127.0.0.1 matches no route");
 }
 
-Test(integ, route_by_auth_user) {
+ITest(integ, route_by_auth_user) {
   h_upstream a, b;
   h_proxy px;
   char ups[4096], cmd[1024], out[16384];
@@ -367,7 +367,7 @@ Test(integ, route_by_auth_user) {
   cr_assert_eq(h_wait_records(a.record, "message", 1, 5000), 1, "lobby -> a");
 }
 
-Test(integ, listener_rate_limit_4xx_then_recovery) {
+ITest(integ, listener_rate_limit_4xx_then_recovery) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

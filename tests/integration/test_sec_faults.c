@@ -33,7 +33,7 @@ static void assert_proxy_serves(h_proxy *px) {
 /* STARTTLS answered with "220 go ahead\r\n250 injected\r\n" in one write:
  * the injected line must not be taken as a reply, and the fault record
  * shows no AUTH and no MAIL (nor RCPT) at all - in plaintext or in TLS. */
-Test(integ, sec_starttls_injection_sends_nothing) {
+ITest(integ, sec_starttls_injection_sends_nothing) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "starttls-extra", "starttls", "server");
@@ -77,7 +77,7 @@ Test(integ, sec_starttls_injection_sends_nothing) {
  * message goes through promptly; the first gets a 4xx within
  * connect_timeout + command_timeout (+ slack), not the 37 s the greeting
  * would take. */
-Test(integ, sec_tarpit_upstream_isolated) {
+ITest(integ, sec_tarpit_upstream_isolated) {
   h_upstream slow, good;
   h_fault_start(&slow, "tarpit", "starttls", "server");
   h_upstream_start(&good, "starttls", NULL);
@@ -173,7 +173,7 @@ Test(integ, sec_tarpit_upstream_isolated) {
 /* The upstream takes the message and never answers the final dot: with
  * data_timeout 2s the device gets 451 4.4.2 about 2 s after its dot, and
  * never a 250 (not even late). At most the one copy the upstream holds. */
-Test(integ, sec_no_reply_after_dot_is_451) {
+ITest(integ, sec_no_reply_after_dot_is_451) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "no-reply-after-dot", "starttls", "server");
@@ -207,7 +207,7 @@ Test(integ, sec_no_reply_after_dot_is_451) {
 
 /* The upstream resets the connection right after its 354: a 4xx (4.4.2),
  * nothing recorded, and the proxy keeps serving. */
-Test(integ, sec_reset_after_354_is_4xx) {
+ITest(integ, sec_reset_after_354_is_4xx) {
   h_upstream u;
   h_proxy px;
   h_fault_start(&u, "reset-after-354", "starttls", "server");
@@ -270,10 +270,10 @@ static void broken_tls(const char *mode) {
   assert_proxy_serves(&px);
 }
 
-Test(integ, sec_tls_garbage_after_354) {
+ITest(integ, sec_tls_garbage_after_354) {
   broken_tls("tls-garbage-after-354");
 }
 
-Test(integ, sec_tls_alert_after_354) {
+ITest(integ, sec_tls_alert_after_354) {
   broken_tls("tls-alert-after-354");
 }

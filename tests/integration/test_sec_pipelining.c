@@ -114,21 +114,31 @@ static void start_two_routes(h_proxy *px, h_upstream *good, const char *default_
 }
 
 /* The issue's first case: the first RCPT's connect fails later, the second
- * RCPT finds the upstream backing off and is answered at once. */
-Test(integ, burst_dead_route_backoff) {
+ * RCPT finds the upstream backing off and is answered at once. The dead
+ * upstream is a fault upstream that says 421 at the greeting and counts
+ * connections: exactly one connection, and the back-off logged, show that
+ * the second answer came from the back-off path and not from a second
+ * failed attempt. */
+ITest(integ, burst_dead_route_backoff) {
   h_proxy px;
-  h_upstream good;
-  start_two_routes(&px, &good, "dead", NULL, DEAD_PORT, NULL);
+  h_upstream good, dead;
+  h_fault_start(&dead, "greeting-421", "starttls", "server");
+  start_two_routes(&px, &good, "dead", NULL, dead.port, NULL);
   const char *cmds[] = {"EHLO x", "MAIL FROM:<a@b.test>", "RCPT TO:<x@example.com>",
                         "RCPT TO:<x@example.com>", "QUIT"};
   int codes[5], want[] = {250, 250, 451, 451, 221};
   burst(px.port, cmds, 5, codes);
   expect(codes, want, 5);
+  cr_assert_eq(h_wait_records(dead.record, "connect", 2, 500), 1,
+               "the second RCPT connected again instead of finding the back-off");
+  const char *need[] = {" upstream-backoff ", "upstream=dead", NULL};
+  char line[1024];
+  cr_assert(h_file_wait_line(px.log, need, 2000, line, sizeof line), "no back-off logged");
   still_delivers(&px, &good, "y@good.test");
 }
 
 /* 300 RCPTs to a dead route in one write: 300 answers, no recursion. */
-Test(integ, burst_300_rcpts_dead_route) {
+ITest(integ, burst_300_rcpts_dead_route) {
   h_proxy px;
   h_upstream good;
   start_two_routes(&px, &good, "dead", NULL, DEAD_PORT, NULL);
@@ -149,7 +159,7 @@ Test(integ, burst_300_rcpts_dead_route) {
 
 /* The issue's second case: MAIL's SIZE is above the upstream's advertised
  * SIZE, so upstream.c refuses it locally, at once, for each RCPT. */
-Test(integ, burst_size_refused_locally) {
+ITest(integ, burst_size_refused_locally) {
   h_upstream u;
   h_proxy px;
   const char *extra[] = {"--size-limit", "1000", NULL};
@@ -165,7 +175,7 @@ Test(integ, burst_size_refused_locally) {
 
 /* A RCPT for another route is refused at once (452 4.5.3); RSET then goes
  * upstream. */
-Test(integ, burst_route_mismatch) {
+ITest(integ, burst_route_mismatch) {
   h_proxy px;
   h_upstream good;
   start_two_routes(&px, &good, "dead", NULL, DEAD_PORT, NULL);
@@ -184,7 +194,7 @@ Test(integ, burst_route_mismatch) {
 }
 
 /* A listener's rate limit answers MAIL at once. */
-Test(integ, burst_rate_limited_listener) {
+ITest(integ, burst_rate_limited_listener) {
   h_proxy px;
   h_upstream good;
   start_two_routes(&px, &good, "good", "    rate_limit: \"2/1h\"\n", DEAD_PORT, NULL);
@@ -204,7 +214,7 @@ Test(integ, burst_rate_limited_listener) {
 
 /* The upstream refuses our credentials (454 for the device); the next
  * RCPT finds it backing off and is answered at once. */
-Test(integ, burst_refused_upstream_auth) {
+ITest(integ, burst_refused_upstream_auth) {
   h_proxy px;
   h_upstream good, bad;
   h_upstream_start(&bad, "starttls", NULL);
@@ -226,7 +236,7 @@ Test(integ, burst_refused_upstream_auth) {
 }
 
 /* A pooled connection is ready at once for the second device session. */
-Test(integ, burst_pooled_connection) {
+ITest(integ, burst_pooled_connection) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -253,7 +263,7 @@ Test(integ, burst_pooled_connection) {
 /* DATA's 354 comes from the upstream, later; a body pipelined behind DATA
  * is the synchronisation error (554 5.5.0) and nothing reaches the
  * upstream; the commands before it get their replies first. */
-Test(integ, burst_body_before_354_is_sync_error) {
+ITest(integ, burst_body_before_354_is_sync_error) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

@@ -66,7 +66,7 @@ static int64_t bystander(int port, const char *rcpt) {
  * other devices get their messages through promptly. The idle timer counts
  * from the last complete command, not the last byte, so idle_timeout (2s)
  * closes the dripping device with 421 4.4.2 while it still drips. */
-Test(integ, sec_slowloris_idle_timeout, .timeout = 40) {
+ITest(integ, sec_slowloris_idle_timeout, .timeout = 40) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -128,7 +128,7 @@ Test(integ, sec_slowloris_idle_timeout, .timeout = 40) {
 /* (2) A 4 MiB command line with no CRLF: the proxy discards it as it
  * reads (its memory does not grow with the line), serves another device
  * meanwhile, and answers 500 5.5.2 once the line ends; the session goes on. */
-Test(integ, sec_long_line_bounded_memory, .timeout = 40) {
+ITest(integ, sec_long_line_bounded_memory, .timeout = 40) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -191,7 +191,7 @@ Test(integ, sec_long_line_bounded_memory, .timeout = 40) {
 /* (2b) The same 4 MiB without CRLF inside a message body: it streams
  * through (or is refused) without the proxy buffering the line. When it is
  * accepted, the upstream got exactly the bytes sent. */
-Test(integ, sec_long_body_line_bounded_memory, .timeout = 40) {
+ITest(integ, sec_long_body_line_bounded_memory, .timeout = 40) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -256,7 +256,7 @@ Test(integ, sec_long_body_line_bounded_memory, .timeout = 40) {
  * device still gets its message through, and each idle connection costs
  * the proxy under 32 KiB of VmRSS. */
 #define N_IDLE 1000
-Test(integ, sec_1000_idle_connections, .timeout = 60) {
+ITest(integ, sec_1000_idle_connections, .timeout = 60) {
   struct rlimit rl;
   cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
   if (rl.rlim_cur < N_IDLE + 200) {
@@ -400,7 +400,7 @@ static size_t flood_unread(h_smtp *c, const char *unit, size_t max, int stall_ms
  * queue replies without bound. EHLO is the most amplifying command (a
  * ~16-byte line, a ~200-byte reply). Afterwards every reply is there, in
  * order, and the session is still usable. */
-Test(integ, sec_unread_replies_bounded_memory, .timeout = 60) {
+ITest(integ, sec_unread_replies_bounded_memory, .timeout = 60) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -494,7 +494,7 @@ static int connect_from(const char *src, int port) {
 
 /* One client address hoarding connections hits max_connections_per_client
  * (421 4.7.0) and cannot starve another client address. */
-Test(integ, sec_per_client_limit_isolates_hoarder) {
+ITest(integ, sec_per_client_limit_isolates_hoarder) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);
@@ -523,7 +523,7 @@ Test(integ, sec_per_client_limit_isolates_hoarder) {
 /* A device that drips its message inside DATA makes progress with every
  * byte, so idle_timeout never fires; data_deadline cuts it with 421 4.4.2,
  * the upstream gets no final dot and nothing is delivered. */
-Test(integ, sec_data_drip_cut_at_data_deadline, .timeout = 40) {
+ITest(integ, sec_data_drip_cut_at_data_deadline, .timeout = 40) {
   h_upstream u;
   h_proxy px;
   h_upstream_start(&u, "starttls", NULL);

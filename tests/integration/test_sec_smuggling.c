@@ -309,54 +309,54 @@ static void run_lookalikes(const run_opts *ro) {
 
 /* ---- inbound: a device sends the look-alikes (aiosmtpd upstream) ---------- */
 
-Test(integ, sec_smuggling_lookalikes_bare_lf_fix) {
+ITest(integ, sec_smuggling_lookalikes_bare_lf_fix) {
   run_lookalikes(&(run_opts){.ctx = CTX_TEXT});
 }
 
-Test(integ, sec_smuggling_lookalikes_between_lines) {
+ITest(integ, sec_smuggling_lookalikes_between_lines) {
   run_lookalikes(&(run_opts){.ctx = CTX_LINES});
 }
 
 /* The same, with each byte of the look-alike, the smuggled commands and
  * the real terminator in a segment of its own. */
-Test(integ, sec_smuggling_lookalikes_split_segments) {
+ITest(integ, sec_smuggling_lookalikes_split_segments) {
   run_lookalikes(&(run_opts){.ctx = CTX_TEXT, .mode = SEND_SPLIT});
 }
 
 /* smtpsmug's check: after the look-alike the proxy stays silent. */
-Test(integ, sec_smuggling_lookalikes_pause_after) {
+ITest(integ, sec_smuggling_lookalikes_pause_after) {
   run_lookalikes(&(run_opts){.ctx = CTX_LINES, .mode = SEND_PAUSE});
 }
 
-Test(integ, sec_smuggling_lookalikes_bare_lf_reject) {
+ITest(integ, sec_smuggling_lookalikes_bare_lf_reject) {
   run_lookalikes(&(run_opts){.reject = true, .ctx = CTX_TEXT});
 }
 
-Test(integ, sec_smuggling_lookalikes_bare_lf_reject_between_lines) {
+ITest(integ, sec_smuggling_lookalikes_bare_lf_reject_between_lines) {
   run_lookalikes(&(run_opts){.reject = true, .ctx = CTX_LINES});
 }
 
 /* ---- outbound: what goes upstream, seen by a lenient receiver ------------- */
 
-Test(integ, sec_smuggling_outbound_lenient_upstream) {
+ITest(integ, sec_smuggling_outbound_lenient_upstream) {
   run_lookalikes(&(run_opts){.lenient = true, .ctx = CTX_TEXT});
 }
 
-Test(integ, sec_smuggling_outbound_lenient_upstream_between_lines) {
+ITest(integ, sec_smuggling_outbound_lenient_upstream_between_lines) {
   run_lookalikes(&(run_opts){.lenient = true, .ctx = CTX_LINES});
 }
 
-Test(integ, sec_smuggling_outbound_lenient_upstream_split) {
+ITest(integ, sec_smuggling_outbound_lenient_upstream_split) {
   run_lookalikes(&(run_opts){.lenient = true, .ctx = CTX_LINES, .mode = SEND_SPLIT});
 }
 
-Test(integ, sec_smuggling_outbound_lenient_upstream_reject) {
+ITest(integ, sec_smuggling_outbound_lenient_upstream_reject) {
   run_lookalikes(&(run_opts){.reject = true, .lenient = true, .ctx = CTX_LINES});
 }
 
 /* A lone "." content line (ended by a bare LF or CR) reaches a lenient
  * receiver as ".." CRLF: the dot is kept, and nothing ends DATA early. */
-Test(integ, sec_smuggling_lone_dot_line_kept_as_content) {
+ITest(integ, sec_smuggling_lone_dot_line_kept_as_content) {
   h_upstream u;
   h_proxy px;
   start_lenient_proxy(&px, &u, NULL, NULL);
@@ -389,7 +389,7 @@ static const char *const quoted_routing[] = {
 
 /* A route that takes only *@example.com, in front of the lenient upstream
  * (it records every command verbatim and refuses nothing itself). */
-Test(integ, sec_relay_quoted_local_part_routing_chars_refused) {
+ITest(integ, sec_relay_quoted_local_part_routing_chars_refused) {
   h_upstream u;
   h_proxy px;
   start_lenient_proxy(&px, &u, NULL, "    match: { rcpt_to: [\"*@example.com\"] }\n");

@@ -297,7 +297,7 @@ static size_t count_chaos(const h_lines *chaos, const char *action) {
   return n;
 }
 
-Test(integ, sec_soak_no_loss_no_lies, .timeout = 100) {
+ITest(integ, sec_soak_no_loss_no_lies, .timeout = 100) {
   h_upstream u;
   h_proxy px;
   start_chaos(&u);

@@ -13,7 +13,7 @@
 #include "harness.h"
 #include "spool_common.h"
 
-Test(integ, spool_upstream_down_then_up_delivers_exactly_once) {
+ITest(integ, spool_upstream_down_then_up_delivers_exactly_once) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  retry: [1s]\n");
@@ -65,7 +65,7 @@ Test(integ, spool_upstream_down_then_up_delivers_exactly_once) {
   cr_assert(sp_queue_dir_empty(&px), "files left in the spool");
 }
 
-Test(integ, spool_dot_4xx_then_success) {
+ITest(integ, spool_dot_4xx_then_success) {
   h_upstream u;
   h_fault_start(&u, "dot-451-then-ok", "starttls", "server");
   h_proxy px;
@@ -108,7 +108,7 @@ Test(integ, spool_dot_4xx_then_success) {
             "%s", out);
 }
 
-Test(integ, spool_5xx_is_never_spooled) {
+ITest(integ, spool_5xx_is_never_spooled) {
   h_upstream u;
   const char *extra[] = {"--reply-data", "554 5.7.1 no thanks (test)", NULL};
   h_upstream_start(&u, "starttls", extra);
@@ -125,7 +125,7 @@ Test(integ, spool_5xx_is_never_spooled) {
   cr_assert(sp_queue_dir_empty(&px));
 }
 
-Test(integ, spool_full) {
+ITest(integ, spool_full) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  max_size: 3000\n  max_messages: 2\n");
@@ -157,7 +157,7 @@ Test(integ, spool_full) {
   cr_assert(sp_wait_tmp_empty(&px, 2000), "a refused message left its file");
 }
 
-Test(integ, spool_failure_notice_is_rfc3464) {
+ITest(integ, spool_failure_notice_is_rfc3464) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  retry: [1s]\n  notify_sender: true\n");
@@ -219,7 +219,7 @@ Test(integ, spool_failure_notice_is_rfc3464) {
                              sizeof line));
 }
 
-Test(integ, spool_max_age_expires_into_a_notice) {
+ITest(integ, spool_max_age_expires_into_a_notice) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  retry: [300ms]\n  max_age: 1s\n");
@@ -244,7 +244,7 @@ Test(integ, spool_max_age_expires_into_a_notice) {
   cr_assert_null(strstr(out, gone), "the expired message is gone: %s", out);
 }
 
-Test(integ, spool_queue_commands) {
+ITest(integ, spool_queue_commands) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  retry: [1h]\n");
@@ -323,7 +323,7 @@ Test(integ, spool_queue_commands) {
   cr_assert(strstr(out, "cannot reach the running proxy"), "%s", out);
 }
 
-Test(integ, spool_reload_keeps_the_queue_and_holds_a_vanished_route) {
+ITest(integ, spool_reload_keeps_the_queue_and_holds_a_vanished_route) {
   int port = h_free_port();
   h_proxy px;
   char yaml[8192];
@@ -364,7 +364,7 @@ Test(integ, spool_reload_keeps_the_queue_and_holds_a_vanished_route) {
   cr_assert(sp_wait_empty(&px, 10000));
 }
 
-Test(integ, spool_restart_recovers_and_refuses_what_was_not_committed) {
+ITest(integ, spool_restart_recovers_and_refuses_what_was_not_committed) {
   int port = h_free_port();
   h_proxy px;
   char yaml[8192];
@@ -411,7 +411,7 @@ Test(integ, spool_restart_recovers_and_refuses_what_was_not_committed) {
   h_lines_free(&l);
 }
 
-Test(integ, spool_healthz_degraded_and_metrics) {
+ITest(integ, spool_healthz_degraded_and_metrics) {
   int port = h_free_port(), mport = h_free_port();
   h_proxy px;
   char top[256];
@@ -460,7 +460,7 @@ Test(integ, spool_healthz_degraded_and_metrics) {
 
 /* A spooled body that changed on disk (bit rot, a hand edit) is streamed
  * but never gets the final dot: the hash is checked first. */
-Test(integ, spool_corrupt_body_never_gets_the_final_dot) {
+ITest(integ, spool_corrupt_body_never_gets_the_final_dot) {
   int port = h_free_port();
   h_proxy px;
   sp_start(&px, port, "starttls", "  retry: [1h]\n");
@@ -544,7 +544,7 @@ static int big_message(h_proxy *px, int mib, long *grew, char *sha_hex, char *te
 
 /* 32 MiB into the spool and out again, in bounded memory, while a device
  * still gets its message through promptly. */
-Test(integ, spool_large_message_bounded_memory_and_devices_first, .timeout = 120) {
+ITest(integ, spool_large_message_bounded_memory_and_devices_first, .timeout = 120) {
   int port = h_free_port();
   h_proxy px;
   no_quarantine();
@@ -587,7 +587,7 @@ Test(integ, spool_large_message_bounded_memory_and_devices_first, .timeout = 120
 
 /* With the upstream up the copy streams to tmp/ beside the upstream, in
  * bounded memory, and is dropped after the upstream's 250. */
-Test(integ, spool_copy_of_a_large_message_is_bounded_and_dropped, .timeout = 120) {
+ITest(integ, spool_copy_of_a_large_message_is_bounded_and_dropped, .timeout = 120) {
   h_upstream u;
   h_upstream_start(&u, "starttls", NULL);
   h_proxy px;

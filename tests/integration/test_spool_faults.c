@@ -16,7 +16,7 @@ static void set_fault(const char *path, const char *word) {
   h_write_file(path, word, strlen(word));
 }
 
-Test(integ, spool_fsync_and_rename_failures_are_452_and_lose_nothing) {
+ITest(integ, spool_fsync_and_rename_failures_are_452_and_lose_nothing) {
   int port = h_free_port();
   char yaml[8192], ctl[512], count[600], preload[600], fault_env[600], asan[1024];
   sp_yaml(port, "starttls", "  retry: [1h]\n", yaml, sizeof yaml);

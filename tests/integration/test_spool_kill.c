@@ -137,7 +137,7 @@ static unsigned count_arrivals(const h_upstream *u, unsigned *arrived) {
   return vanished;
 }
 
-Test(integ, spool_sigkill_at_random_points, .timeout = 180) {
+ITest(integ, spool_sigkill_at_random_points, .timeout = 180) {
   kill_run k = {.seed = 20261201};
   h_upstream u;
   h_fault_start(&u, "chaos", "starttls", "server");

@@ -35,4 +35,8 @@
   X(pool_idle_timeout_and_close)                                                                   \
   X(apibody_segments_and_base64_runs)                                                              \
   X(apibody_upload_chunks_from_one_pass)                                                           \
-  X(apibody_short_file_fails_and_free_is_quiet)
+  X(apibody_short_file_fails_and_free_is_quiet)                                                    \
+  X(jwt_rfc7515_a2_rs256_vector)                                                                   \
+  X(jwt_ps256_rs256_and_thumbprints_checked_by_openssl)                                            \
+  X(jwt_key_refusals)                                                                              \
+  X(jwt_random_ids)

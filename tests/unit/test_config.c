@@ -979,7 +979,7 @@ Test(config, token_command_and_oauth2_shapes) {
              "t.yaml:9:15: error: oauth2 needs token_url or preset\n"
              "t.yaml:9:15: error: oauth2 needs client_id\n"
              "t.yaml:9:15: error: grant: client_credentials needs client_secret_env or "
-             "client_secret_file\n"
+             "client_secret_file (or client_certificate_file with client_key_file)\n"
              "t.yaml:9:17: error: unknown key 'secret' in oauth2");
   fails_with(AUTH_UP("      token_command: /usr/bin/get-token\n"),
              "t.yaml:9:22: error: expected a list for 'token_command', not a single value");

@@ -60,6 +60,10 @@ static const char empty_text[] =
     "# HELP smtp_proxy_metrics_dropped_series_total Metric updates lost because the series table was full.\n"
     "# TYPE smtp_proxy_metrics_dropped_series_total counter\n"
     "smtp_proxy_metrics_dropped_series_total 0\n"
+    "# HELP smtp_proxy_oauth2_refresh_failures_total Failed OAuth2 token fetches by reason (the endpoint's OAuth error code, or network, http_status, bad_response, signing, command).\n"
+    "# TYPE smtp_proxy_oauth2_refresh_failures_total counter\n"
+    "# HELP smtp_proxy_oauth2_token_expiry_timestamp_seconds When the cached OAuth2 access token expires (unix time; 0: none yet).\n"
+    "# TYPE smtp_proxy_oauth2_token_expiry_timestamp_seconds gauge\n"
     "# HELP smtp_proxy_rate_limited_total Commands or connections refused by a rate limit.\n"
     "# TYPE smtp_proxy_rate_limited_total counter\n"
     "# HELP smtp_proxy_refused_connections_total Client connections refused before SMTP (allow list, connection limits).\n"
@@ -97,6 +101,10 @@ static const char small_text[] =
     "# HELP smtp_proxy_metrics_dropped_series_total Metric updates lost because the series table was full.\n"
     "# TYPE smtp_proxy_metrics_dropped_series_total counter\n"
     "smtp_proxy_metrics_dropped_series_total 0\n"
+    "# HELP smtp_proxy_oauth2_refresh_failures_total Failed OAuth2 token fetches by reason (the endpoint's OAuth error code, or network, http_status, bad_response, signing, command).\n"
+    "# TYPE smtp_proxy_oauth2_refresh_failures_total counter\n"
+    "# HELP smtp_proxy_oauth2_token_expiry_timestamp_seconds When the cached OAuth2 access token expires (unix time; 0: none yet).\n"
+    "# TYPE smtp_proxy_oauth2_token_expiry_timestamp_seconds gauge\n"
     "# HELP smtp_proxy_rate_limited_total Commands or connections refused by a rate limit.\n"
     "# TYPE smtp_proxy_rate_limited_total counter\n"
     "smtp_proxy_rate_limited_total{scope=\"listener\",name=\"lan\"} 1\n"
@@ -488,4 +496,24 @@ Test(metrics_http, head_over_the_bound_is_too_long) {
   memcpy(buf + 60, "\r\n\r\n", 4);
   cr_assert_eq(http1_parse_request(buf, 64, max, &r), STP_OK);
   cr_assert_eq(r.head_len, 64);
+}
+
+Test(metrics, oauth2_expiry_gauge_and_refresh_failures) {
+  metrics_oauth2_expiry("workspace", 0);
+  metrics_oauth2_expiry("workspace", 1800000000);
+  metrics_oauth2_refresh_failure("m365-app", "invalid_client");
+  metrics_oauth2_refresh_failure("m365-app", "invalid_client");
+  metrics_oauth2_refresh_failure("m365-app", "network");
+  char *s = render_all();
+  char *g = lines_of(s, "smtp_proxy_oauth2_token_expiry_timestamp_seconds{");
+  cr_assert_str_eq(g, "smtp_proxy_oauth2_token_expiry_timestamp_seconds{upstream=\"workspace\"} "
+                      "1800000000\n");
+  char *f = lines_of(s, "smtp_proxy_oauth2_refresh_failures_total{");
+  cr_assert_str_eq(f, "smtp_proxy_oauth2_refresh_failures_total{upstream=\"m365-app\",reason=\""
+                      "invalid_client\"} 2\n"
+                      "smtp_proxy_oauth2_refresh_failures_total{upstream=\"m365-app\",reason=\""
+                      "network\"} 1\n");
+  free(g);
+  free(f);
+  free(s);
 }

@@ -474,3 +474,20 @@ Test(oauth2_config, errors_with_positions) {
     stp_diag_free(&d);
   }
 }
+
+/* Google answers apps in "Testing" with a refresh token that dies in 7 days. */
+Test(oauth2, refresh_token_expires_in_and_error_reasons) {
+  oauth2_token_resp t;
+  const char *s = "{\"access_token\":\"a\",\"expires_in\":3599,\"refresh_token\":\"r\","
+                  "\"refresh_token_expires_in\":604799}";
+  cr_assert_eq(oauth2_json_parse(s, strlen(s), &t), 0);
+  cr_assert(t.has_refresh_token_expires_in);
+  cr_assert_eq(t.refresh_token_expires_in, 604799);
+  oauth2_token_resp_free(&t);
+  s = "{\"access_token\":\"a\",\"refresh_token_expires_in\":\"x\"}";
+  cr_assert_eq(oauth2_json_parse(s, strlen(s), &t), STP_ESYNTAX);
+  cr_assert_str_eq(oauth2_error_reason("invalid_grant"), "invalid_grant");
+  cr_assert_str_eq(oauth2_error_reason("invalid_client"), "invalid_client");
+  cr_assert_str_eq(oauth2_error_reason("AADSTS700027"), "other", "the label set stays bounded");
+  cr_assert_str_eq(oauth2_error_reason(NULL), "other");
+}

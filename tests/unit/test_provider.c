@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "provider_expect.h"
 #include "smtp-tls-proxy/provider.h"
 #include "smtp-tls-proxy/smtp.h"
 #include "smtp-tls-proxy/util.h"
@@ -90,7 +91,11 @@ Test(provider, device_reply_class_and_syntax) {
       cr_assert_lt(len, 512, "a reply line fits SMTP's limit");
       smtp_reply rep = {0};
       cr_assert_eq(smtp_reply_feed(&rep, line, len - 2), 1, "%s", line);
-      cr_assert_eq(rep.code / 100, rules[i].temporary ? 4 : 5, "%s", line);
+      const provider_expect *e = provider_expect_find(rules[i].id);
+      cr_assert_not_null(e, "%s has no documented expectation", rules[i].id);
+      cr_assert_eq(rep.code / 100, e->cls, "%s: %s (documented: %s)", rules[i].id, line, e->why);
+      cr_assert_eq(strncmp(line + 4, e->enh, strlen(e->enh)), 0, "%s: %s, want %s", rules[i].id,
+                   line, e->enh);
       cr_assert_gt(smtp_reply_enhanced(&rep), 0, "enhanced code in %s", line);
       if (ph == PROV_AUTH && rules[i].temporary)
         cr_assert_eq(rep.code, 454, "%s", line);
@@ -245,4 +250,21 @@ Test(provider, readme_table_matches_the_code) {
   }
   cr_assert(in || row > 0, "README has no \"## When a provider says no\" section");
   cr_assert_eq(row, n, "README lists %zu of %zu rows (missing ones printed above)", row, n);
+}
+
+/* The documented list and the product's table name the same rows: a new
+ * row needs its expectation written from the provider's documentation. */
+Test(provider, every_row_has_an_independent_expectation) {
+  const provider_rule *rules;
+  size_t n = provider_rules(&rules);
+  size_t ne = sizeof provider_expectations / sizeof *provider_expectations;
+  for (size_t i = 0; i < n; i++)
+    cr_expect_not_null(provider_expect_find(rules[i].id), "no expectation for %s", rules[i].id);
+  for (size_t j = 0; j < ne; j++) {
+    bool found = false;
+    for (size_t i = 0; i < n; i++)
+      found = found || !strcmp(rules[i].id, provider_expectations[j].id);
+    cr_expect(found, "expectation %s names no row", provider_expectations[j].id);
+  }
+  cr_expect_eq(n, ne);
 }
