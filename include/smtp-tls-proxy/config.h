@@ -193,6 +193,17 @@ typedef struct stp_alerts_cfg {
   uint64_t alert_after_ms;  /* upstream_down after failing this long; default 5 min */
   stp_pos pos;
 } stp_alerts_cfg;
+/* The optional `admin:` section (config_admin.c): the admin page and API. */
+typedef struct stp_admin_cfg {
+  char *listen;    /* "host:port"; outside loopback only with TLS */
+  stp_user *users; /* HTTP Basic; at least one */
+  size_t n_users;
+  const char *unknown_user_hash; /* points into users (see the listener's) */
+  uint32_t history;              /* messages kept; default 1000 */
+  char *certificate;             /* both or neither; TLS 1.2+ when given */
+  char *private_key;
+  stp_pos pos;
+} stp_admin_cfg;
 
 typedef struct stp_config {
   char *path;
@@ -209,6 +220,7 @@ typedef struct stp_config {
   size_t n_routes;
   stp_spool_cfg *spool; /* NULL: no spool, every route is pass-through */
   stp_alerts_cfg *alerts; /* NULL: no alerts */
+  stp_admin_cfg *admin; /* NULL: no admin page */
 } stp_config;
 
 /* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"

@@ -107,6 +107,7 @@ typedef enum {
 } session_wait;
 
 #define SESSION_MAX_AUTH_FAILURES 3
+#define SESSION_RCPT_LIST_MAX 512
 
 /* An upstream outcome that arrived while the session was busy. */
 typedef enum { SO_READY, SO_REPLY, SO_FAILED, SO_PASSWORD, SO_SPOOLED } session_outcome_kind;
@@ -174,6 +175,10 @@ typedef struct session {
   char **kept_rcpts; /* accepted recipients, kept for the spool */
   unsigned n_kept;
   char spool_fail[256]; /* the 4xx line pass-through would have given */
+  /* The accepted recipients joined by ",", for the message event's
+   * observer-only _rcpt_list (the delivery history); NULL until the first
+   * one, at most SESSION_RCPT_LIST_MAX bytes: later ones are left out. */
+  char *rcpt_list;
   /* Re-entry guard: set while the session processes input or an outcome. */
   bool pumping;
   session_outcome *early; /* ring of SESSION_EARLY_MAX; NULL until needed */

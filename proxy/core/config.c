@@ -37,6 +37,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "config_admin.h"
 #include "config_file.h"
 #include "config_listener.h"
 #include "config_alerts.h"
@@ -198,11 +199,12 @@ static bool route_matches_all(const stp_route_cfg *r) {
 /* Top level                                                                 */
 
 /* clang-format off */
-enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_SPOOL, T_ALERTS, T_N };
+enum { T_HOSTNAME, T_LOG, T_METRICS, T_GRACE, T_LISTENERS, T_UPSTREAMS, T_ROUTES, T_SPOOL,
+       T_ALERTS, T_ADMIN, T_N };
 static const char *const top_keys[T_N] = {
   [T_HOSTNAME] = "hostname", [T_LOG] = "log", [T_METRICS] = "metrics",
   [T_GRACE] = "shutdown_grace", [T_LISTENERS] = "listeners", [T_UPSTREAMS] = "upstreams",
-  [T_ROUTES] = "routes", [T_SPOOL] = "spool", [T_ALERTS] = "alerts"};
+  [T_ROUTES] = "routes", [T_SPOOL] = "spool", [T_ALERTS] = "alerts", [T_ADMIN] = "admin"};
 /* clang-format on */
 
 static int log_level_of(const char *s) {
@@ -388,6 +390,8 @@ static void parse_root(cfg_ctx *c, yaml_node_t *root) {
     cfg_parse_duration(c, v[T_GRACE], "shutdown_grace", true, &cfg->shutdown_grace_ms);
   if (v[T_SPOOL])
     cfg_parse_spool(c, v[T_SPOOL]);
+  if (v[T_ADMIN])
+    cfg_parse_admin(c, v[T_ADMIN]);
   parse_sections(c, root, k, v);
   cfg_check_spool_routes(c);
   if (v[T_ALERTS])
@@ -525,6 +529,7 @@ void stp_config_free(stp_config *cfg) {
   free(cfg->routes);
   cfg_free_spool(cfg->spool);
   cfg_free_alerts(cfg->alerts);
+  cfg_free_admin(cfg->admin);
   free(cfg->path);
   free(cfg->hostname);
   free(cfg->metrics_listen);

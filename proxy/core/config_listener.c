@@ -26,11 +26,13 @@ static const char *const listener_keys[L_N] = {
   [L_DATADL] = "data_deadline"};
 /* clang-format on */
 
-static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
+void cfg_parse_users(cfg_ctx *c, yaml_node_t *n, stp_user **users, size_t *n_users) {
   if (!cfg_expect_map(c, n, "users"))
     return;
   size_t cnt = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-  l->users = stp_xcalloc(cnt ? cnt : 1, sizeof *l->users);
+  stp_user *v;
+  size_t got = 0;
+  v = stp_xcalloc(cnt ? cnt : 1, sizeof *v);
   for (size_t i = 0; i < cnt; i++) {
     yaml_node_pair_t *p = &n->data.mapping.pairs.start[i];
     yaml_node_t *kn = cfg_node_at(c, p->key), *vn = cfg_node_at(c, p->value);
@@ -62,20 +64,23 @@ static void parse_users(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
       cfg_err(c, vn, "hash of user '%s' is not a crypt(3) string (it must start with '$')", name);
       continue;
     }
-    l->users[l->n_users].name = stp_xstrdup(name);
-    l->users[l->n_users].hash = stp_xstrdup(hash);
-    l->n_users++;
+    v[got].name = stp_xstrdup(name);
+    v[got].hash = stp_xstrdup(hash);
+    got++;
   }
+  *users = v;
+  *n_users = got;
 }
 
 /* Unknown user names are checked against the costliest configured hash,
  * so a reply's delay does not tell which names exist. */
-static void pick_unknown_user_hash(stp_listener_cfg *l) {
-  const char **hs = stp_xcalloc(l->n_users, sizeof *hs);
-  for (size_t i = 0; i < l->n_users; i++)
-    hs[i] = l->users[i].hash;
-  l->unknown_user_hash = l->users[lanauth_costliest_hash(hs, l->n_users)].hash;
+const char *cfg_unknown_user_hash(const stp_user *users, size_t n) {
+  const char **hs = stp_xcalloc(n, sizeof *hs);
+  for (size_t i = 0; i < n; i++)
+    hs[i] = users[i].hash;
+  const char *h = users[lanauth_costliest_hash(hs, n)].hash;
   free(hs);
+  return h;
 }
 
 static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
@@ -153,7 +158,7 @@ void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
       cfg_parse_enum(c, v[L_AUTH], "auth", auth_names, "none, any, users or passthrough", &e))
     l->auth = (stp_lan_auth)e;
   if (v[L_USERS])
-    parse_users(c, v[L_USERS], l);
+    cfg_parse_users(c, v[L_USERS], &l->users, &l->n_users);
   if (l->auth == STP_LAUTH_USERS &&
       (!v[L_USERS] || (v[L_USERS]->type == YAML_MAPPING_NODE &&
                        v[L_USERS]->data.mapping.pairs.top == v[L_USERS]->data.mapping.pairs.start)))
@@ -161,7 +166,7 @@ void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
   if (l->auth != STP_LAUTH_USERS && v[L_USERS])
     cfg_warn(c, k[L_USERS], "users are not used unless auth: users");
   if (l->auth == STP_LAUTH_USERS && l->n_users)
-    pick_unknown_user_hash(l);
+    l->unknown_user_hash = cfg_unknown_user_hash(l->users, l->n_users);
   if ((l->auth == STP_LAUTH_USERS || l->auth == STP_LAUTH_PASSTHROUGH) && l->tls == STP_TLS_NONE)
     cfg_warn(c, v[L_AUTH], "auth: %s with tls: none: passwords cross the LAN in clear",
              l->auth == STP_LAUTH_USERS ? "users" : "passthrough");

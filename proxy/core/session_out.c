@@ -94,7 +94,10 @@ void session_out_up_drop(session *s, bool graceful) {
   s->up_route = -1;
 }
 
-void session_out_log_message(session *s, const char *result, const char *reply_line) {
+/* The message event: its line, and (through the '_' keys, which only log
+ * observers see) what the delivery history keeps of it. */
+static void log_message(session *s, const char *result, const char *reply_line,
+                        const char *spool_id) {
   char rcpts[16], size[24], dur[24], rep[256];
   const stp_route_cfg *rt = s->route >= 0 ? &s->cfg->routes[s->route] : NULL;
   snprintf(rcpts, sizeof rcpts, "%u", s->n_rcpt);
@@ -114,9 +117,31 @@ void session_out_log_message(session *s, const char *result, const char *reply_l
       {"result", result},
       {"reply", rep},
       {"duration_ms", dur},
+      {"_listener", s->lcfg ? s->lcfg->name : NULL},
+      {"_rcpt_list", s->rcpt_list},
+      {"_spool_id", spool_id},
   };
   stp_log_kv(STP_LOG_INFO, s->sid, "message", kv, sizeof kv / sizeof *kv);
   metrics_message(rt ? rt->name : "", s->up_name, result, s->framer.size);
+}
+
+void session_out_log_message(session *s, const char *result, const char *reply_line) {
+  log_message(s, result, reply_line, NULL);
+}
+
+void session_out_log_spooled(session *s, const char *reply_line, const char *spool_id) {
+  log_message(s, "spooled", reply_line, spool_id);
+}
+
+void session_out_note_rcpt(session *s, const char *addr) {
+  size_t have = s->rcpt_list ? strlen(s->rcpt_list) : 0, add = strlen(addr);
+  if (have + (have ? 1 : 0) + add + 1 > SESSION_RCPT_LIST_MAX)
+    return; /* n_rcpt still counts it; the list is a bounded sample */
+  if (!s->rcpt_list)
+    s->rcpt_list = stp_xcalloc(1, SESSION_RCPT_LIST_MAX);
+  if (have)
+    s->rcpt_list[have++] = ',';
+  memcpy(s->rcpt_list + have, addr, add + 1);
 }
 
 void session_out_log_relayed(session *s, const smtp_reply *r) {
@@ -147,6 +172,8 @@ static void spool_txn_clear(session *s) {
 
 void session_out_txn_clear(session *s) {
   spool_txn_clear(s);
+  free(s->rcpt_list);
+  s->rcpt_list = NULL;
   s->have_mail = false;
   s->txn_failed = false;
   s->data_lost = false;

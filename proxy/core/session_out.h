@@ -15,6 +15,10 @@ void session_out_close(session *s);
 void session_out_up_drop(session *s, bool graceful);
 void session_out_log_message(session *s, const char *result, const char *reply_line);
 void session_out_log_relayed(session *s, const smtp_reply *r);
+/* The message went to the spool as spool_id (the reply says so too). */
+void session_out_log_spooled(session *s, const char *reply_line, const char *spool_id);
+/* An accepted recipient, for the observer-only _rcpt_list. */
+void session_out_note_rcpt(session *s, const char *addr);
 void session_out_txn_clear(session *s);
 /* The device started over (EHLO, HELO, STARTTLS): forget the transaction,
  * and let go of an upstream connection that holds one. */

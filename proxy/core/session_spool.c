@@ -84,6 +84,7 @@ void session_spool_keep_rcpt(session *s, const char *addr) {
 
 void session_spool_accept_rcpt(session *s) {
   session_spool_keep_rcpt(s, s->rcpt.addr);
+  session_out_note_rcpt(s, s->rcpt.addr);
   s->n_rcpt++;
   session_out_reply(s, "250 2.1.5 Ok\r\n");
 }
@@ -125,7 +126,7 @@ void session_spool_apply(session *s, bool ok, const char *text) {
     snprintf(line, sizeof line, "250 2.0.0 Ok: queued locally as %s (upstream unavailable)\r\n",
              text);
     session_out_reply(s, line);
-    session_out_log_message(s, "spooled", line);
+    session_out_log_spooled(s, line, text);
   } else {
     /* Never a 250 for what is not durable; 452 so the device retries. */
     snprintf(line, sizeof line,

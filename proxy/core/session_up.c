@@ -92,6 +92,7 @@ void session_up_apply_reply(session *s, const smtp_reply *r) {
     if (r->code / 100 == 2) {
       session_out_relay(s, r);
       session_spool_keep_rcpt(s, s->rcpt.addr);
+      session_out_note_rcpt(s, s->rcpt.addr);
       s->n_rcpt++;
     } else if (session_spool_switch(s, r, UP_FAIL_NONE)) {
       session_spool_accept_rcpt(s);

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "alerts.h"
+#include "admin_http.h"
 #include "apiconn.h"
 #include "gen.h"
 #include "listener.h"
@@ -34,6 +35,8 @@
  * again at the next start), the control socket closes, the spool frees
  * itself when its last job has ended. */
 static void stop_spool(server *srv) {
+  admin_http_stop(srv->admin); /* it acts on the spool: it goes first */
+  srv->admin = NULL;
   spool_run_stop(srv->spool_run);
   spool_ctl_stop(srv->spool_ctl);
   spool_close(srv->spool);
@@ -88,6 +91,8 @@ void server_stop(server *srv) {
   srv->gen->pool = NULL;
   metrics_http_stop(srv->metrics); /* /healthz fails from now on */
   srv->metrics = NULL;
+  admin_http_stop(srv->admin);
+  srv->admin = NULL;
   for (size_t i = 0; i < srv->n_listeners; i++)
     listener_close(srv->listeners[i]);
   if (srv->n_listeners == 0)
@@ -184,6 +189,7 @@ int server_reload(server *srv) {
     stp_kv kv[] = {{"reason", aerr}, {"effect", "the old alert settings stay"}};
     stp_log_kv(STP_LOG_ERROR, NULL, "reload-alerts", kv, 2);
   }
+  admin_http_set_gen(srv->admin, g);
   reload_spool(srv, g);
   for (size_t i = 0; i < g->cfg->n_listeners; i++)
     if (!kept[i]) {
@@ -295,6 +301,17 @@ int server_start(server *srv, uv_loop_t *loop, const char *config_path, stp_conf
     return STP_EINVAL;
   }
   srv->probes = probes_start(loop, srv->gen);
+  if (cfg->admin) {
+    char why[256];
+    int rc =
+        admin_http_start(loop, srv->gen, srv->spool, srv->spool_run, &srv->admin, why, sizeof why);
+    if (rc < 0) {
+      fprintf(stderr, "smtp-tls-proxy: cannot serve the admin page on %s: %s\n", cfg->admin->listen,
+              why);
+      server_stop(srv);
+      return rc;
+    }
+  }
   stp_log_kv(STP_LOG_INFO, NULL, "started", NULL, 0);
   return 0;
 }

@@ -29,6 +29,7 @@ typedef struct server {
   struct spool_ctl *spool_ctl;
   struct probes *probes; /* upstream probes (probe.h) */
   struct alerts *alerts; /* alerts: webhook and email (alerts.h) */
+  struct admin_http *admin; /* admin: section at start; NULL when none */
   const char *config_path;
 } server;
 

@@ -37,14 +37,21 @@ struct ctl_conn {
   bool answered, closing;
   size_t len;
   char line[QUEUECTL_LINE_MAX];
-  char *out;
-  size_t out_len, out_cap;
+  spool_ctl_out out;
 };
+
+/* One request's execution: where it acts and where its answer goes. */
+typedef struct ctl_exec {
+  spool *sp;
+  spool_run *run;
+  const char *by; /* for the log: queue-command, admin:NAME */
+  spool_ctl_out *out;
+} ctl_exec;
 
 /* ---- the answer ------------------------------------------------------------ */
 
-static void say(ctl_conn *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void say(ctl_conn *k, const char *fmt, ...) {
+static void say(ctl_exec *k, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(ctl_exec *k, const char *fmt, ...) {
   char line[QUEUECTL_REPLY_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -57,12 +64,13 @@ static void say(ctl_conn *k, const char *fmt, ...) {
     if (line[i] == '\n' || line[i] == '\r')
       line[i] = ' ';
   line[len++] = '\n';
-  if (k->out_len + len > k->out_cap) {
-    k->out_cap = (k->out_len + len) * 2;
-    k->out = stp_xrealloc(k->out, k->out_cap);
+  spool_ctl_out *o = k->out;
+  if (o->len + len > o->cap) {
+    o->cap = (o->len + len) * 2;
+    o->data = stp_xrealloc(o->data, o->cap);
   }
-  memcpy(k->out + k->out_len, line, len);
-  k->out_len += len;
+  memcpy(o->data + o->len, line, len);
+  o->len += len;
 }
 
 static int by_id(const void *a, const void *b) {
@@ -70,9 +78,9 @@ static int by_id(const void *a, const void *b) {
   return strcmp(x->env.id, y->env.id);
 }
 
-static void do_list(ctl_conn *k) {
+static void do_list(ctl_exec *k) {
   spool_entry **v;
-  size_t n = spool_entries(k->c->sp, &v);
+  size_t n = spool_entries(k->sp, &v);
   spool_entry **sorted = stp_xcalloc(n ? n : 1, sizeof *sorted);
   if (n)
     memcpy(sorted, v, n * sizeof *v);
@@ -84,11 +92,11 @@ static void do_list(ctl_conn *k) {
     say(k, ". %s", line);
   }
   free(sorted);
-  say(k, "OK %zu message%s, %" PRIu64 " bytes%s", n, n == 1 ? "" : "s", spool_bytes(k->c->sp),
-      spool_recovered(k->c->sp) ? "" : " (the queue is still being read back)");
+  say(k, "OK %zu message%s, %" PRIu64 " bytes%s", n, n == 1 ? "" : "s", spool_bytes(k->sp),
+      spool_recovered(k->sp) ? "" : " (the queue is still being read back)");
 }
 
-static void do_show(ctl_conn *k, spool_entry *e) {
+static void do_show(ctl_exec *k, spool_entry *e) {
   static const char *const held[] = {"no", "admin", "route missing"};
   char date[64], age[16], hash[SPOOL_HASH_HEX + 1] = {0};
   uint64_t now = spool_wall_ms();
@@ -122,13 +130,13 @@ static void do_show(ctl_conn *k, spool_entry *e) {
   say(k, "OK");
 }
 
-static void log_action(const char *event, const char *id) {
-  stp_kv kv[] = {{"id", id}, {"by", "queue-command"}};
+static void log_action(const ctl_exec *k, const char *event, const char *id) {
+  stp_kv kv[] = {{"id", id}, {"by", k->by}};
   stp_log_kv(STP_LOG_INFO, NULL, event, kv, 2);
 }
 
-static void do_retry(ctl_conn *k, const queuectl_req *q, spool_entry *e) {
-  spool *sp = k->c->sp;
+static void do_retry(ctl_exec *k, const queuectl_req *q, spool_entry *e) {
+  spool *sp = k->sp;
   uint64_t now = spool_wall_ms();
   size_t n = 0, held = 0;
   spool_entry **v;
@@ -142,10 +150,10 @@ static void do_retry(ctl_conn *k, const queuectl_req *q, spool_entry *e) {
     x->st.next_ms = now;
     x->force = true;
     spool_save_state(sp, x);
-    log_action("spool-retry", x->env.id);
+    log_action(k, "spool-retry", x->env.id);
     n++;
   }
-  spool_run_kick(k->c->run);
+  spool_run_kick(k->run);
   if (!q->all && held)
     say(k, "ERR %s is held: release it", e->env.id);
   else
@@ -153,8 +161,8 @@ static void do_retry(ctl_conn *k, const queuectl_req *q, spool_entry *e) {
         held ? " (held ones left)" : "");
 }
 
-static void handle(ctl_conn *k, const queuectl_req *q) {
-  spool *sp = k->c->sp;
+static void handle(ctl_exec *k, const queuectl_req *q) {
+  spool *sp = k->sp;
   if (q->op == QC_LIST) {
     do_list(k);
     return;
@@ -174,7 +182,7 @@ static void handle(ctl_conn *k, const queuectl_req *q) {
   case QC_HOLD:
     e->st.held = SPOOL_HELD_ADMIN;
     spool_save_state(sp, e);
-    log_action("spool-held", e->env.id);
+    log_action(k, "spool-held", e->env.id);
     say(k, "OK %s held%s", e->env.id, e->busy ? " (the delivery under way goes on)" : "");
     return;
   case QC_RELEASE:
@@ -186,15 +194,15 @@ static void handle(ctl_conn *k, const queuectl_req *q) {
     e->st.next_ms = spool_wall_ms();
     e->force = true;
     spool_save_state(sp, e);
-    spool_run_kick(k->c->run);
-    log_action("spool-released", e->env.id);
+    spool_run_kick(k->run);
+    log_action(k, "spool-released", e->env.id);
     say(k, "OK %s released", e->env.id);
     return;
   case QC_DELETE: {
     char id[SPOOL_ID_LEN + 1];
     memcpy(id, e->env.id, sizeof id);
     bool busy = e->busy;
-    log_action("spool-deleted", id);
+    log_action(k, "spool-deleted", id);
     spool_remove(sp, e, "deleted");
     say(k, "OK %s deleted%s", id, busy ? " (after the delivery under way)" : "");
     return;
@@ -202,6 +210,12 @@ static void handle(ctl_conn *k, const queuectl_req *q) {
   default:
     say(k, "ERR bad request");
   }
+}
+
+void spool_ctl_exec(spool *sp, spool_run *run, const queuectl_req *q, const char *by,
+                    spool_ctl_out *out) {
+  ctl_exec k = {sp, run, by, out};
+  handle(&k, q);
 }
 
 /* ---- connections ------------------------------------------------------------ */
@@ -217,7 +231,7 @@ static void conn_closed_cb(uv_handle_t *h) {
       break;
     }
   c->n_conns--;
-  free(k->out);
+  free(k->out.data);
   free(k);
   if (c->stopping && !c->n_conns && c->srv_closed)
     free(c);
@@ -239,7 +253,7 @@ static void written_cb(uv_write_t *w, int status) {
 static void answer(ctl_conn *k) {
   k->answered = true;
   uv_read_stop((uv_stream_t *)&k->pipe);
-  uv_buf_t b = uv_buf_init(k->out, (unsigned)k->out_len);
+  uv_buf_t b = uv_buf_init(k->out.data, (unsigned)k->out.len);
   k->wr.data = k;
   if (uv_write(&k->wr, (uv_stream_t *)&k->pipe, &b, 1, written_cb) < 0)
     conn_close(k);
@@ -264,10 +278,11 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   if (!nl && k->len < sizeof k->line)
     return;
   queuectl_req q;
+  ctl_exec x = {k->c->sp, k->c->run, "queue-command", &k->out};
   if (!nl || queuectl_parse(k->line, (size_t)(nl - k->line), &q) < 0)
-    say(k, "ERR bad request (expected LIST, SHOW id, RETRY [id], HOLD id, RELEASE id, DELETE id)");
+    say(&x, "ERR bad request (expected LIST, SHOW id, RETRY [id], HOLD id, RELEASE id, DELETE id)");
   else
-    handle(k, &q);
+    handle(&x, &q);
   answer(k);
 }
 

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "smtp-tls-proxy/queuectl.h"
 #include "spool.h"
 #include "spool_run.h"
 
@@ -27,6 +28,16 @@ int spool_ctl_start(uv_loop_t *loop, spool *sp, spool_run *run, spool_ctl **out,
                     size_t errlen);
 /* Close the socket and every connection; frees itself from the loop. */
 void spool_ctl_stop(spool_ctl *c);
+
+/* The same requests from inside the process (the admin page): the answer
+ * lines as the socket would send them, appended to out (free out->data).
+ * by names who asked, for the log ("admin:NAME"). */
+typedef struct spool_ctl_out {
+  char *data;
+  size_t len, cap;
+} spool_ctl_out;
+void spool_ctl_exec(spool *sp, spool_run *run, const queuectl_req *q, const char *by,
+                    spool_ctl_out *out);
 
 /* The client: send one request line to the socket of dir, print the
  * answer (output on stdout, errors on stderr). Returns the exit status:

@@ -9,7 +9,9 @@
  */
 #include "testroute.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,7 +27,7 @@
 
 typedef enum { TR_OPEN, TR_MAIL, TR_RCPT, TR_DATA, TR_DOT, TR_DONE } tr_step;
 
-typedef struct testroute {
+struct testroute {
   uv_loop_t *loop;
   srv_gen *gen;
   const stp_route_cfg *route;
@@ -35,7 +37,50 @@ typedef struct testroute {
   const char *from, *to;
   int result;            /* 0 delivered, 1 not */
   char partial[2][1024]; /* an unfinished trace line per direction */
-} testroute;
+  /* From a running proxy (testroute_start): the transcript goes to a
+   * bounded buffer and done gets it from the loop; NULL: stdout. */
+  testroute_done_fn done;
+  void *done_ctx;
+  stp_buf transcript;
+  defer_item finished;
+  bool async;
+};
+
+/* One transcript line: stdout for the command, the buffer for the page
+ * (past its bound, the rest of the dialogue is left out). */
+static void say(testroute *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(testroute *t, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (!t->async) {
+    vprintf(fmt, ap);
+  } else {
+    char line[1200];
+    vsnprintf(line, sizeof line, fmt, ap);
+    if (stp_buf_space(&t->transcript) > strlen(line) + 32)
+      stp_buf_append(&t->transcript, line, strlen(line));
+  }
+  va_end(ap);
+}
+
+static void deliver_cb(void *arg) {
+  testroute *t = arg;
+  stp_buf_append(&t->transcript, "", 1); /* room was kept for the NUL */
+  if (t->done)
+    t->done(t->done_ctx, t->result == 0, t->transcript.data);
+  stp_buf_free(&t->transcript);
+  srv_gen_unref(t->gen);
+  free(t);
+}
+
+/* The test is over: the command's loop runs dry; the page hears it from
+ * the loop. */
+static void conclude(testroute *t, int result) {
+  t->step = TR_DONE;
+  t->result = result;
+  if (t->async)
+    defer_post(t->loop, &t->finished, deliver_cb, t);
+}
 
 /* Print traced bytes line by line with a direction prefix. */
 static void trace_lines(testroute *t, bool out, const char *p, size_t n) {
@@ -45,7 +90,7 @@ static void trace_lines(testroute *t, bool out, const char *p, size_t n) {
     if (p[i] == '\n') {
       if (len && part[len - 1] == '\r')
         part[--len] = '\0';
-      printf("%s %s\n", out ? "C:" : "S:", part);
+      say(t, "%s %s\n", out ? "C:" : "S:", part);
       part[0] = '\0';
     } else if (len + 1 < sizeof t->partial[0]) {
       part[len] = p[i];
@@ -65,21 +110,20 @@ static void trace(void *owner, bool out, bool redact, const char *p, size_t n) {
   bool is_auth = n > 5 && !strncmp(p, "AUTH ", 5);
   const char *mech_end = is_auth ? memchr(p + 5, ' ', n - 5) : NULL;
   if (is_auth && !mech_end)
-    printf("C: %.*s\n", (int)strcspn(p, "\r\n"), p);
+    say(t, "C: %.*s\n", (int)strcspn(p, "\r\n"), p);
   else if (mech_end)
-    printf("C: %.*s <redacted>\n", (int)(mech_end - p), p);
+    say(t, "C: %.*s <redacted>\n", (int)(mech_end - p), p);
   else
-    printf("C: <redacted>\n");
+    say(t, "C: <redacted>\n");
 }
 
 static void next_upstream(testroute *t);
 
 static void finish(testroute *t, int result) {
-  t->step = TR_DONE;
-  t->result = result;
   upconn *u = t->up;
   t->up = NULL;
   upconn_detach(u, true);
+  conclude(t, result);
 }
 
 static void emit_body(void *ctx, const char *p, size_t n) {
@@ -126,7 +170,7 @@ static void on_ready(void *owner, upconn *u) {
 }
 
 /* A refusal the provider table knows: what it means and what to change. */
-static void explain_refusal(const testroute *t, const smtp_reply *r) {
+static void explain_refusal(testroute *t, const smtp_reply *r) {
   static const provider_phase phase[] = {
       [TR_MAIL] = PROV_MAIL, [TR_RCPT] = PROV_RCPT, [TR_DATA] = PROV_DATA, [TR_DOT] = PROV_DOT};
   if (r->code < 400 ||
@@ -135,7 +179,7 @@ static void explain_refusal(const testroute *t, const smtp_reply *r) {
   provider_verdict v;
   provider_classify(&v, phase[t->step], r);
   if (v.rule)
-    printf("== reason %s (%s): %s\n", v.rule->reason, v.rule->provider, v.rule->hint);
+    say(t, "== reason %s (%s): %s\n", v.rule->reason, v.rule->provider, v.rule->hint);
 }
 
 static void on_reply(void *owner, const smtp_reply *r) {
@@ -161,14 +205,14 @@ static void on_reply(void *owner, const smtp_reply *r) {
     send_message(t);
     return;
   case TR_DOT:
-    printf("== %s: the upstream %s the message\n", ok ? "OK" : "FAILED",
-           ok ? "accepted" : "refused");
+    say(t, "== %s: the upstream %s the message\n", ok ? "OK" : "FAILED",
+        ok ? "accepted" : "refused");
     finish(t, ok ? 0 : 1);
     return;
   default:
     return;
   }
-  printf("== FAILED: the upstream refused the transaction (%d)\n", r->code);
+  say(t, "== FAILED: the upstream refused the transaction (%d)\n", r->code);
   finish(t, 1);
 }
 
@@ -180,23 +224,22 @@ static void on_failed(void *owner, upstream_fail why, const char *detail,
   testroute *t = owner;
   const stp_upstream_cfg *c = &t->gen->cfg->upstreams[failover_current(&t->fo)];
   t->up = NULL;
-  printf("== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
+  say(t, "== upstream %s failed (%s): %s\n", c->name, upstream_fail_name(why), detail);
   if (v->rule)
-    printf("== reason %s (%s): %s\n", v->rule->reason, v->rule->provider, v->rule->hint);
+    say(t, "== reason %s (%s): %s\n", v->rule->reason, v->rule->provider, v->rule->hint);
   uint64_t skip_ms;
   bool more = failover_failed(&t->fo, t->gen->limits.upstream, upstream_fail_name(why),
                               t->step == TR_OPEN, true, stp_now_ms(), &skip_ms);
   if (skip_ms)
-    printf("== upstream %s: back-off %llu s (a running proxy skips it meanwhile)\n", c->name,
-           (unsigned long long)(skip_ms / 1000));
+    say(t, "== upstream %s: back-off %llu s (a running proxy skips it meanwhile)\n", c->name,
+        (unsigned long long)(skip_ms / 1000));
   if (more) {
     next_upstream(t);
     return;
   }
-  printf("== FAILED: no upstream of route %s left to try (passed over: %s)\n", t->route->name,
-         t->fo.skipped);
-  t->step = TR_DONE;
-  t->result = 1;
+  say(t, "== FAILED: no upstream of route %s left to try (passed over: %s)\n", t->route->name,
+      t->fo.skipped);
+  conclude(t, 1);
 }
 
 static const upconn_owner_ops tr_ops = {on_ready, on_reply, on_failed, NULL, trace};
@@ -204,18 +247,17 @@ static const upconn_owner_ops tr_ops = {on_ready, on_reply, on_failed, NULL, tra
 static void next_upstream(testroute *t) {
   long pick = failover_pick(&t->fo, t->gen->limits.upstream, stp_now_ms());
   if (pick < 0) {
-    printf("== FAILED: every remaining upstream of route %s is backing off (%s)\n", t->route->name,
-           t->fo.skipped);
-    t->step = TR_DONE;
-    t->result = 1;
+    say(t, "== FAILED: every remaining upstream of route %s is backing off (%s)\n", t->route->name,
+        t->fo.skipped);
+    conclude(t, 1);
     return;
   }
   const stp_upstream_cfg *c = &t->gen->cfg->upstreams[pick];
-  printf("== route %s: trying upstream %s (%s:%u, tls %s)\n", t->route->name, c->name, c->host,
-         c->port,
-         c->tls == STP_TLS_IMPLICIT   ? "implicit"
-         : c->tls == STP_TLS_STARTTLS ? "starttls"
-                                      : "none");
+  say(t, "== route %s: trying upstream %s (%s:%u, tls %s)\n", t->route->name, c->name, c->host,
+      c->port,
+      c->tls == STP_TLS_IMPLICIT   ? "implicit"
+      : c->tls == STP_TLS_STARTTLS ? "starttls"
+                                   : "none");
   t->step = TR_OPEN;
   t->up = upconn_open(t->loop, t->gen, (size_t)pick, &tr_ops, t, "test-route");
 }
@@ -251,4 +293,36 @@ int testroute_run(stp_config *cfg, const char *route, const char *from, const ch
   srv_gen_unref(gen);
   uv_loop_close(t.loop);
   return t.result;
+}
+
+testroute *testroute_start(uv_loop_t *loop, srv_gen *gen, const char *route, const char *from,
+                           const char *to, testroute_done_fn done, void *ctx) {
+  long idx = -1;
+  for (size_t i = 0; i < gen->cfg->n_routes; i++)
+    if (!strcmp(gen->cfg->routes[i].name, route))
+      idx = (long)i;
+  if (idx < 0)
+    return NULL;
+  testroute *t = stp_xcalloc(1, sizeof *t + 2 * TESTROUTE_FIELD_MAX + 2);
+  char *fbuf = (char *)(t + 1);
+  snprintf(fbuf, TESTROUTE_FIELD_MAX + 1, "%s", from);
+  snprintf(fbuf + TESTROUTE_FIELD_MAX + 1, TESTROUTE_FIELD_MAX + 1, "%s", to);
+  t->loop = loop;
+  t->gen = srv_gen_ref(gen);
+  t->route = &gen->cfg->routes[idx];
+  t->from = fbuf;
+  t->to = fbuf + TESTROUTE_FIELD_MAX + 1;
+  t->result = 1;
+  t->async = true;
+  t->done = done;
+  t->done_ctx = ctx;
+  stp_buf_init(&t->transcript, TESTROUTE_TRANSCRIPT_MAX);
+  failover_begin(&t->fo, gen->cfg, (size_t)idx);
+  next_upstream(t);
+  return t;
+}
+
+void testroute_cancel(testroute *t) {
+  if (t)
+    t->done = NULL; /* it runs to its end and frees itself, telling nobody */
 }

@@ -1,0 +1,125 @@
+/* esc.c - JSON and HTML escaping for the admin page and API (see esc.h). */
+#include "smtp-tls-proxy/esc.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+static size_t utf8_len(const unsigned char *s) {
+  unsigned c = s[0];
+  size_t n;
+  uint32_t cp;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  for (size_t i = 1; i < n; i++) {
+    if ((s[i] & 0xC0) != 0x80)
+      return 0;
+    cp = (cp << 6) | (s[i] & 0x3F);
+  }
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+      (cp >= 0xD800 && cp <= 0xDFFF))
+    return 0;
+  return n;
+}
+
+size_t esc_utf8_cut(const char *s, size_t max) {
+  size_t i = 0;
+  while (i < max && s[i]) {
+    size_t n = utf8_len((const unsigned char *)s + i);
+    if (n == 0)
+      n = 1; /* an invalid byte is one unit: it is replaced on output */
+    if (i + n > max)
+      break;
+    i += n;
+  }
+  return i;
+}
+
+#define REPLACEMENT "\xEF\xBF\xBD"
+
+int esc_json(stp_buf *b, const char *s) {
+  int rc = 0;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && rc == 0;) {
+    size_t n = utf8_len(p);
+    if (n == 0) {
+      rc = stp_buf_append(b, REPLACEMENT, 3);
+      p++;
+    } else if (n > 1) {
+      rc = stp_buf_append(b, p, n);
+      p += n;
+    } else {
+      unsigned c = *p++;
+      if (c == '"' || c == '\\')
+        rc = stp_buf_appendf(b, "\\%c", (char)c);
+      else if (c < 0x20 || c == 0x7F || c == '<' || c == '>' || c == '&')
+        rc = stp_buf_appendf(b, "\\u%04x", c); /* safe inside a <script> too */
+      else
+        rc = stp_buf_append(b, p - 1, 1);
+    }
+  }
+  return rc;
+}
+
+int esc_json_kv(stp_buf *b, const char *key, const char *val, int first) {
+  int rc = stp_buf_appendf(b, "%s\"%s\":", first ? "" : ",", key);
+  if (rc == 0 && !val)
+    return stp_buf_append(b, "null", 4);
+  if (rc == 0)
+    rc = stp_buf_append(b, "\"", 1);
+  if (rc == 0)
+    rc = esc_json(b, val);
+  if (rc == 0)
+    rc = stp_buf_append(b, "\"", 1);
+  return rc;
+}
+
+int esc_html(stp_buf *b, const char *s) {
+  int rc = 0;
+  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && rc == 0;) {
+    size_t n = utf8_len(p);
+    if (n == 0) {
+      rc = stp_buf_append(b, REPLACEMENT, 3);
+      p++;
+      continue;
+    }
+    if (n > 1) {
+      rc = stp_buf_append(b, p, n);
+      p += n;
+      continue;
+    }
+    unsigned c = *p++;
+    switch (c) {
+    case '&':
+      rc = stp_buf_append(b, "&amp;", 5);
+      break;
+    case '<':
+      rc = stp_buf_append(b, "&lt;", 4);
+      break;
+    case '>':
+      rc = stp_buf_append(b, "&gt;", 4);
+      break;
+    case '"':
+      rc = stp_buf_append(b, "&quot;", 6);
+      break;
+    case '\'':
+      rc = stp_buf_append(b, "&#39;", 5);
+      break;
+    default:
+      rc = c < 0x20 || c == 0x7F ? stp_buf_append(b, "\xEF\xBF\xBD", 3)
+                                 : stp_buf_append(b, p - 1, 1);
+    }
+  }
+  return rc;
+}
