@@ -1078,3 +1078,37 @@ Test(integ, api_graph_inline_named_text_is_the_body) {
   h_lines_free(&l);
   scan_free(&s);
 }
+
+/* ---- a corpus of real-world MIME through the JSON path ------------------------------- */
+
+/* Python's own email test messages (Debian package libpython3.11-testsuite,
+ * installed by .ci/install-deps; PSF licence, read in place): nested
+ * multiparts, encoded words, RFC 2231 names, quoted-printable,
+ * message/rfc822, broken boundaries. Each goes through Graph's JSON path
+ * and what the stand-in received is compared with Python's email package
+ * (tests/tools/mime_corpus.py). The count of faithful messages may only
+ * grow: the README lists the ones that differ and why. */
+#define CORPUS_DIR "/usr/lib/python3.11/test/test_email/data"
+#define CORPUS_FAITHFUL_MIN 43 /* measured: 43 of 47 (README "Graph and the MIME corpus") */
+
+Test(integ, api_graph_mime_corpus_against_python_email, .timeout = 180) {
+  struct stat st;
+  cr_assert_eq(stat(CORPUS_DIR, &st), 0,
+               CORPUS_DIR " is missing: install libpython3.11-testsuite (.ci/install-deps)");
+  fake f;
+  h_proxy px;
+  fake_start(&f, "graph", NULL, NULL);
+  proxy_for(&px, &f, "    save_to_sent_items: false\n");
+  char cmd[2048];
+  static char out[65536];
+  snprintf(cmd, sizeof cmd, "%s '%s/mime_corpus.py' --port %d --record '%s' --dir '%s'", H_PYTHON,
+           STP_TOOLS_DIR, px.port, f.record, CORPUS_DIR);
+  int rc = h_run(cmd, NULL, 170000, out, sizeof out);
+  fprintf(stderr, "%s", out);
+  cr_assert_eq(rc, 0, "mime_corpus.py exit %d:\n%s", rc, out);
+  const char *c = strstr(out, "CORPUS ");
+  int faithful = -1, sent = -1;
+  cr_assert(c && sscanf(c, "CORPUS %d faithful out of %d", &faithful, &sent) == 2, "%s", out);
+  cr_assert_geq(sent, 40, "the corpus shrank: %d messages", sent);
+  cr_assert_geq(faithful, CORPUS_FAITHFUL_MIN, "%d faithful out of %d:\n%s", faithful, sent, out);
+}

@@ -450,7 +450,9 @@ class Handler(token_server.TokenHandler):
                 if a.get("@odata.type") != "#microsoft.graph.fileAttachment" or data is None:
                     return self.error(400, "ErrorInvalidAttachment", "Invalid attachment.")
                 atts.append(self.keep_attachment(a, data, "inline"))
-            record(event="graph_sendmail", format="json",
+            content = msg.get("body", {}).get("content", "")
+            body_file = keep("body-%s.txt" % secrets.token_hex(4), content.encode())
+            record(event="graph_sendmail", format="json", body_file=body_file,
                    saveToSentItems=obj.get("saveToSentItems", True), attachments=len(atts),
                    request_size=len(body), **summary(msg))
             for a in atts:
