@@ -395,3 +395,16 @@ Test(apimsg, parts_over_the_bound_are_flagged) {
   apimsg_info_free(&m);
   free(msg);
 }
+
+/* A message piped from a mailbox file starts with an mbox "From " line:
+ * dropped (as Python's email does), the fields after it still read. */
+Test(apimsg, mbox_from_line_is_not_the_end_of_the_header) {
+  apimsg_info m;
+  gather("From MAILER-DAEMON Fri Apr 06 16:46:09 2001\r\nFrom: a@x.example\r\n"
+         "Subject: Returned mail\r\nTo: b@x.example\r\n\r\nbody\r\n",
+         &m);
+  cr_assert_str_eq(m.subject, "Returned mail");
+  cr_assert_eq(m.from.n, 1);
+  cr_assert_eq(m.nparts, 1);
+  apimsg_info_free(&m);
+}
