@@ -138,7 +138,14 @@ void apimsg_on_mime(void *arg, const mime_event *ev) {
     root_header(m, ev);
     return;
   }
-  if (ev->kind != MIME_EV_END || p->multipart)
+  if (ev->kind != MIME_EV_END)
+    return;
+  /* A multipart that never wrote a boundary holds no part, only text: it
+   * is kept as one leaf of its own type (as Python's email reads it),
+   * never dropped with its text. */
+  bool lone = p->multipart && p->body_end > p->body_start &&
+              (!m->nparts || m->parts[m->nparts - 1].index < p->index);
+  if (p->multipart && !lone)
     return;
   if (m->nparts == APIMSG_PARTS_MAX) {
     m->parts_dropped = true;
@@ -161,6 +168,10 @@ void apimsg_on_mime(void *arg, const mime_event *ev) {
   q->start = p->body_start;
   q->end = p->body_end;
   q->size = p->decoded_size;
+  if (lone) { /* as written: nothing was decoded */
+    q->cte = MIME_CTE_7BIT;
+    q->size = p->body_end - p->body_start;
+  }
 }
 
 /* ---- recipients --------------------------------------------------------------- */

@@ -408,3 +408,26 @@ Test(apimsg, mbox_from_line_is_not_the_end_of_the_header) {
   cr_assert_eq(m.nparts, 1);
   apimsg_info_free(&m);
 }
+
+/* A multipart that never writes its boundary: its text is one leaf of its
+ * own (as Python's email reads it), not dropped as a preamble. */
+Test(apimsg, multipart_without_a_boundary_keeps_its_text) {
+  static const char msg[] = "From: a@x.example\r\nTo: b@x.example\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: multipart/mixed; boundary=\"BOUNDARY\"\r\n\r\n"
+                            "Hi there,\r\n\r\nThis is the dingus fish.\r\n";
+  apimsg_info m;
+  gather(msg, &m);
+  cr_assert_eq(m.nparts, 1);
+  cr_assert_str_eq(m.parts[0].type, "multipart/mixed");
+  const char *text = strstr(msg, "Hi there");
+  cr_assert_eq(m.parts[0].start, (uint64_t)(text - msg));
+  cr_assert_eq(m.parts[0].size, strlen(text));
+  bool html;
+  cr_assert(apimsg_is_attachment(&m, 0, apimsg_body_part(&m, &html)));
+  apimsg_info_free(&m);
+  /* An ordinary multipart is no leaf of its own. */
+  gather("Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n\r\nx\r\n--b--\r\n", &m);
+  cr_assert_eq(m.nparts, 1);
+  cr_assert_str_eq(m.parts[0].type, "text/plain");
+  apimsg_info_free(&m);
+}
