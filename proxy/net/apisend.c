@@ -8,8 +8,11 @@
  * Graph otherwise: a draft, each attachment posted whole (under the limit)
  * or through an upload session in 3.75 MiB chunks, then send.
  * Every request body is streamed from the copy (apibody.h); an answer goes
- * through apimap.h; a 401 gets one fresh token and the same request again;
- * a draft left by a failure is deleted.
+ * through apimap.h, read as it streams (a bounded prefix kept, the one
+ * member a step needs picked from the rest: Graph echoes megabytes); a 401
+ * gets one fresh token and the same request again; a temporary answer
+ * (eventual consistency, an expired upload URL, 409/412/423) one more try
+ * after a pause; a draft left by any failure is deleted (apidraft.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,6 +237,7 @@ static const char *const *rcpts(const apiconn *a) {
 
 static void req_json(apiconn *a) {
   char url[2048];
+  a->n_attached = 0; /* counted again when the request is tried once more */
   url_for(a, url, sizeof url, "/sendMail", NULL);
   new_body(a);
   api_body_lit(a->body, a->json, strlen(a->json), 0);
