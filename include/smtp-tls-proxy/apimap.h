@@ -8,7 +8,10 @@
  * an HTTP date). Guarantees: every answer maps to exactly one row (the
  * last rows catch everything); a 2xx is 250 only for the step that sends;
  * 401 asks for one token refresh, a second 401 is 4xx; 429 and 5xx are
- * 4xx with the wait Retry-After asked for (bounded); other 4xx are 5xx
+ * 4xx with the wait Retry-After asked for (bounded); Graph's 404 on a step
+ * after the draft exists (eventual consistency, an expired upload), 409,
+ * 412 and 423 are 4xx marked `retry` (the step once more first); other
+ * 4xx are 5xx
  * carrying the API's error code; the reply text is one line of printable
  * ASCII, the API's own words cut to a bound. The provider-fidelity table
  * of SMTP replies (provider.c) is its sibling for SMTP upstreams.
@@ -62,6 +65,8 @@ typedef struct apimap_out {
   const char *reason; /* one word for the log: "throttled", "send-as-denied", ... */
   const char *hint;   /* what an admin does about it, or NULL */
   uint64_t retry_ms;  /* DEFER: what Retry-After asked (0: none) */
+  bool retry;         /* DEFER: temporary (eventual consistency, 409, 412, 423): the
+                         step is tried once more after a short pause first */
 } apimap_out;
 
 void apimap_answer(const apimap_in *in, apimap_out *out);

@@ -122,6 +122,28 @@ char *apimsg_graph_upload_session(const apimsg_info *m, size_t i);
 /* A string member of a JSON object body (e.g. "id", "uploadUrl"); false
  * when missing. */
 bool apimsg_json_str(const char *body, size_t len, const char *key, char *out, size_t cap);
+/* A string member of the top-level JSON object, found as the body streams
+ * past (Graph echoes a whole message, megabytes, to read one "id" from):
+ * constant memory, any split of the input; the first occurrence wins;
+ * escapes are undone for ASCII (\uXXXX beyond ASCII, or a value that does
+ * not fit, is no value). Nothing is validated beyond that: a caller that
+ * holds a prefix of the body also checks what it can of it. */
+#define APIMSG_SCAN_VALUE_MAX 2048
+typedef struct apimsg_scan {
+  char key[32];
+  char value[APIMSG_SCAN_VALUE_MAX];
+  bool found;
+  /* private */
+  int depth;
+  bool in_str, esc, is_key, expect_key, key_match, value_next, capturing, over;
+  int uhex;
+  unsigned u;
+  char kbuf[32];
+  size_t klen, vlen;
+} apimsg_scan;
+void apimsg_scan_init(apimsg_scan *s, const char *key);
+void apimsg_scan_feed(apimsg_scan *s, const char *p, size_t n);
+
 /* Graph upload: nextExpectedRanges[0]'s start ("2097152" or "2097152-"). */
 bool apimsg_next_range(const char *body, size_t len, uint64_t *start);
 

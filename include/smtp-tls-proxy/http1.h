@@ -79,10 +79,25 @@ typedef struct http1_response {
   stp_buf line; /* the line being read */
   stp_buf head; /* "name:value\n" per header of the final response */
   size_t body_cap;
+  /* http1_response_skip: body bytes past body_keep are read and dropped
+   * (up to skip_max of them), every body byte is shown to tap */
+  size_t body_keep;
+  uint64_t skip_max, skipped;
+  void (*tap)(void *arg, const char *p, size_t n);
+  void *tap_arg;
+  bool body_cut; /* result: bytes past body_keep were dropped */
 } http1_response;
 
 /* Ready a parser for one response bounded by max bytes (0: the default). */
 void http1_response_init(http1_response *r, size_t max, bool no_body);
+/* After init: keep at most `keep` bytes of the body (keep < max) and read
+ * up to skip_max more without holding them (body_cut tells); tap (may be
+ * NULL) sees every body byte, decoded, as it comes. For answers whose size
+ * the peer chooses (Graph echoes a whole message) and of which the caller
+ * needs a few fields: memory stays bounded by max, the time by the
+ * caller's timeouts. */
+void http1_response_skip(http1_response *r, size_t keep, uint64_t skip_max,
+                         void (*tap)(void *arg, const char *p, size_t n), void *tap_arg);
 /* Wipe and free everything (also the body); the parser may be re-inited. */
 void http1_response_free(http1_response *r);
 

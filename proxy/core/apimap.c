@@ -56,6 +56,25 @@ static const apimap_row rows[] = {
    "The mail API timed out, try again later", "api-timeout", NULL},
   {ANY_KIND, ANY_STEP, 500, 599, NULL, APIMAP_DEFER, 451, "4.3.0",
    "The mail API is unavailable, try again later", "api-unavailable", NULL},
+  /* Temporary by nature: the draft created a moment ago is not visible yet
+   * (Graph's eventual consistency), an upload session expired or is gone,
+   * a conflict, a failed precondition, a locked item. The step is tried
+   * once more after a pause, then the device retries (4xx, never 5xx). */
+  {STP_UP_GRAPH, API_STEP_ATTACH, 404, 404, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The new draft is not visible to the mail API yet, try again later", "not-yet-consistent",
+   "Graph is eventually consistent: a draft just created may be missing for a moment"},
+  {STP_UP_GRAPH, API_STEP_SEND_DRAFT, 404, 404, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The new draft is not visible to the mail API yet, try again later", "not-yet-consistent",
+   "Graph is eventually consistent: a draft just created may be missing for a moment"},
+  {STP_UP_GRAPH, API_STEP_UPLOAD, 404, 404, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The attachment's upload session expired, try again later", "upload-expired",
+   "the upload URL expired or its session is gone: the proxy starts a new session once"},
+  {ANY_KIND, ANY_STEP, 409, 409, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The mail API reported a conflict, try again later", "conflict", NULL},
+  {ANY_KIND, ANY_STEP, 412, 412, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The mail API reported a failed precondition, try again later", "precondition-failed", NULL},
+  {ANY_KIND, ANY_STEP, 423, 423, NULL, APIMAP_DEFER, 451, "4.3.0",
+   "The mailbox item is locked, try again later", "locked", NULL},
   /* Refusals an admin must fix, named so that they can. */
   {STP_UP_GRAPH, ANY_STEP, 403, 403, "ErrorSendAsDenied", APIMAP_FAIL, 550, "5.7.60",
    "The mailbox may not send as this From address", "send-as-denied",
@@ -217,6 +236,9 @@ void apimap_answer(const apimap_in *in, apimap_out *out) {
   out->action = r->action;
   out->reason = r->reason;
   out->hint = r->hint;
+  /* The rows of what is temporary by nature (above): worth one more try. */
+  out->retry = r->action == APIMAP_DEFER &&
+               (in->status == 404 || in->status == 409 || in->status == 412 || in->status == 423);
   if (r->action == APIMAP_REFRESH && in->token_refreshed) {
     /* A fresh token refused too: the app's credentials or consent. */
     out->action = APIMAP_DEFER;

@@ -138,7 +138,14 @@ void apimsg_on_mime(void *arg, const mime_event *ev) {
     root_header(m, ev);
     return;
   }
-  if (ev->kind != MIME_EV_END || p->multipart)
+  if (ev->kind != MIME_EV_END)
+    return;
+  /* A multipart that never wrote a boundary holds no part, only text: it
+   * is kept as one leaf of its own type (as Python's email reads it),
+   * never dropped with its text. */
+  bool lone = p->multipart && p->body_end > p->body_start &&
+              (!m->nparts || m->parts[m->nparts - 1].index < p->index);
+  if (p->multipart && !lone)
     return;
   if (m->nparts == APIMSG_PARTS_MAX) {
     m->parts_dropped = true;
@@ -161,6 +168,10 @@ void apimsg_on_mime(void *arg, const mime_event *ev) {
   q->start = p->body_start;
   q->end = p->body_end;
   q->size = p->decoded_size;
+  if (lone) { /* as written: nothing was decoded */
+    q->cte = MIME_CTE_7BIT;
+    q->size = p->body_end - p->body_start;
+  }
 }
 
 /* ---- recipients --------------------------------------------------------------- */
@@ -216,8 +227,12 @@ size_t apimsg_header_only(const apimsg_info *m, const char *const *rcpts, size_t
 
 /* ---- Graph: body and attachments ----------------------------------------------- */
 
+/* RFC 2183: a part is an attachment when its disposition says so; an
+ * inline text part is a body candidate even when it carries a file name
+ * (scanners name their text, "Content-Disposition: inline; filename=", or
+ * only name= on the type), as in Python's email.message.get_body. */
 static bool text_leaf(const apimsg_part *p, const char *type) {
-  return !strcmp(p->type, type) && p->disp != MIME_DISP_ATTACHMENT && !p->filename[0];
+  return !strcmp(p->type, type) && p->disp != MIME_DISP_ATTACHMENT;
 }
 
 long apimsg_body_part(const apimsg_info *m, bool *html) {
@@ -385,7 +400,13 @@ static json_t *attachment_fields(const apimsg_info *m, size_t i, bool item) {
   json_object_set_new(a, "name", jstr(name));
   if (item)
     json_object_set_new(a, "size", json_integer((json_int_t)p->size));
-  json_object_set_new(a, "contentType", jstr(p->type));
+  if (!strncmp(p->type, "text/", 5) && p->charset[0]) { /* the text's bytes are as sent */
+    char ct[MIME_TYPE_MAX + 80];
+    snprintf(ct, sizeof ct, "%s; charset=%s", p->type, p->charset);
+    json_object_set_new(a, "contentType", jstr(ct));
+  } else {
+    json_object_set_new(a, "contentType", jstr(p->type));
+  }
   bool inline_ = p->content_id[0] && p->disp != MIME_DISP_ATTACHMENT;
   json_object_set_new(a, "isInline", json_boolean(inline_));
   if (p->content_id[0])
@@ -421,6 +442,121 @@ bool apimsg_json_str(const char *body, size_t len, const char *key, char *out, s
     memcpy(out, json_string_value(v), json_string_length(v) + 1);
   json_decref(doc);
   return ok;
+}
+
+/* ---- a top-level member as the body streams ------------------------------------ */
+
+void apimsg_scan_init(apimsg_scan *s, const char *key) {
+  memset(s, 0, sizeof *s);
+  snprintf(s->key, sizeof s->key, "%s", key);
+}
+
+static void scan_put(apimsg_scan *s, char c) {
+  if (s->is_key) {
+    if (s->klen + 1 < sizeof s->kbuf)
+      s->kbuf[s->klen++] = c;
+    else
+      s->over = true;
+  } else if (s->capturing) {
+    if (s->vlen + 1 < sizeof s->value && !s->found)
+      s->value[s->vlen++] = c;
+    else
+      s->over = true;
+  }
+}
+
+/* A string ends: a key is compared, a captured value kept. */
+static void scan_str_end(apimsg_scan *s) {
+  s->in_str = false;
+  if (s->is_key) {
+    s->key_match = !s->over && s->klen == strlen(s->key) && !memcmp(s->kbuf, s->key, s->klen);
+  } else if (s->capturing && !s->found && !s->over && s->vlen) {
+    s->value[s->vlen] = '\0';
+    s->found = true;
+  }
+  s->is_key = s->capturing = s->over = false;
+}
+
+static void scan_in_str(apimsg_scan *s, char c) {
+  if (s->uhex) {
+    int d = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                   : -1;
+    s->u = s->u * 16 + (unsigned)(d < 0 ? 0 : d);
+    s->over = s->over || d < 0;
+    if (--s->uhex == 0) {
+      if (s->u == 0 || s->u >= 0x80)
+        s->over = true; /* no NUL, and only ASCII is undone */
+      else
+        scan_put(s, (char)s->u);
+    }
+  } else if (s->esc) {
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    const char *k = strchr(from, c);
+    s->esc = false;
+    if (c == 'u') {
+      s->uhex = 4;
+      s->u = 0;
+    } else if (c && k) {
+      scan_put(s, to[k - from]);
+    } else {
+      s->over = true;
+    }
+  } else if (c == '\\') {
+    s->esc = true;
+  } else if (c == '"') {
+    scan_str_end(s);
+  } else {
+    scan_put(s, c);
+  }
+}
+
+void apimsg_scan_feed(apimsg_scan *s, const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    char c = p[i];
+    if (s->in_str) {
+      scan_in_str(s, c);
+      continue;
+    }
+    switch (c) {
+    case '"':
+      s->in_str = true;
+      s->klen = s->vlen = 0;
+      s->is_key = s->depth == 1 && s->expect_key;
+      s->capturing = s->depth == 1 && s->value_next;
+      s->expect_key = s->value_next = false;
+      break;
+    case '{':
+      s->expect_key = ++s->depth == 1;
+      s->value_next = false;
+      break;
+    case '[':
+      s->depth++;
+      s->value_next = false;
+      break;
+    case '}':
+    case ']':
+      s->depth--;
+      break;
+    case ':':
+      s->value_next = s->depth == 1 && s->key_match;
+      s->key_match = false;
+      break;
+    case ',':
+      s->expect_key = s->depth == 1;
+      s->value_next = false;
+      break;
+    case ' ':
+    case '\t':
+    case '\r':
+    case '\n':
+      break;
+    default: /* a number or a literal */
+      s->value_next = false;
+      break;
+    }
+  }
 }
 
 bool apimsg_next_range(const char *body, size_t len, uint64_t *start) {

@@ -181,6 +181,15 @@ void http1_response_init(http1_response *r, size_t max, bool no_body) {
   r->state = S_STATUS;
   stp_buf_init(&r->line, HTTP1_LINE_MAX);
   stp_buf_init(&r->head, r->max < HTTP1_HEAD_MAX ? r->max : HTTP1_HEAD_MAX);
+  r->body_keep = SIZE_MAX;
+}
+
+void http1_response_skip(http1_response *r, size_t keep, uint64_t skip_max,
+                         void (*tap)(void *arg, const char *p, size_t n), void *tap_arg) {
+  r->body_keep = keep < r->max ? keep : r->max;
+  r->skip_max = skip_max;
+  r->tap = tap;
+  r->tap_arg = tap_arg;
 }
 
 static void wipe_buf(stp_buf *b) {
@@ -335,9 +344,11 @@ static int body_start(http1_response *r) {
     r->content_len = 0;
   }
   size_t budget = r->max - r->seen;
-  if (r->has_len && r->content_len > budget)
+  if (budget > r->body_keep)
+    budget = r->body_keep;
+  if (r->has_len && r->content_len > budget && r->content_len - budget > r->skip_max)
     return STP_ETOOLONG;
-  r->body_cap = r->has_len ? (size_t)r->content_len : budget;
+  r->body_cap = r->has_len && r->content_len < budget ? (size_t)r->content_len : budget;
   r->body = stp_xmalloc(r->body_cap + 1);
   r->body[0] = '\0';
   r->keep_alive = !close_delimited && !r->conn_close && (r->minor >= 1 || r->conn_keep);
@@ -369,13 +380,13 @@ static int chunk_size(http1_response *r, const char *p, size_t n) {
     int d = is_digit(c) ? c - '0' : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
     if (d < 0)
       return STP_ESYNTAX;
-    if (sz > r->max)
+    if (sz > (UINT64_C(1) << 56))
       return STP_ETOOLONG;
     sz = sz * 16 + (uint64_t)d;
   }
   if (i == 0)
     return STP_ESYNTAX;
-  if (sz > r->max - r->seen)
+  if (sz > (r->max - r->seen) + (r->skip_max - r->skipped))
     return STP_ETOOLONG;
   r->left = sz;
   r->state = sz ? S_CHUNK_DATA : S_TRAILER;
@@ -387,12 +398,19 @@ static int take_body(http1_response *r, const char *p, size_t n, size_t *i) {
   size_t k = n - *i;
   if (r->state != S_BODY_EOF && k > r->left)
     k = (size_t)r->left;
-  if (k > r->max - r->seen || k > r->body_cap - r->body_len)
+  size_t keep = k;
+  if (keep > r->body_cap - r->body_len)
+    keep = r->body_cap - r->body_len; /* the rest is dropped, within skip_max */
+  if (keep > r->max - r->seen || k - keep > r->skip_max - r->skipped)
     return STP_ETOOLONG;
-  memcpy(r->body + r->body_len, p + *i, k);
-  r->body_len += k;
+  if (r->tap && k)
+    r->tap(r->tap_arg, p + *i, k);
+  memcpy(r->body + r->body_len, p + *i, keep);
+  r->body_len += keep;
   r->body[r->body_len] = '\0';
-  r->seen += k;
+  r->seen += keep;
+  r->skipped += k - keep;
+  r->body_cut = r->body_cut || k > keep;
   *i += k;
   if (r->state != S_BODY_EOF) {
     r->left -= k;

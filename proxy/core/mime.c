@@ -473,8 +473,12 @@ static void header_line_end(mime_reader *r, const char *eol, size_t eol_len) {
   if (colon && field_name_ok(r->field, nlen))
     return;
   bool stray = r->field_len && (r->field[0] == ' ' || r->field[0] == '\t');
+  /* An mbox "From " separator as the message's first line (mailers that
+   * pipe a mailbox file): no field, dropped as Python's email does. */
+  bool mbox_from =
+      r->cur.index == 0 && r->fields == 0 && r->field_len >= 5 && !memcmp(r->field, "From ", 5);
   r->field_open = false; /* not a field: never emitted */
-  if (stray) {
+  if (stray || mbox_from) {
     r->field_len = 0; /* a blank-led line before any field: dropped */
     return;
   }

@@ -235,22 +235,56 @@ typedef struct words_acc {
   size_t raw_len;
 } words_acc;
 
-static size_t acc_flush(words_acc *a, char *out, size_t cap, size_t o) {
-  if (!a->raw_len)
+/* Convert the words gathered so far. With `partial` (the buffer is full,
+ * more words in the charset follow) a character cut at the end is held
+ * back for the next words instead of failing the conversion. */
+static size_t acc_flush(words_acc *a, char *out, size_t cap, size_t o, bool partial) {
+  if (!a->raw_len) {
+    a->len = 0; /* held bytes no word completes: dropped */
     return o;
+  }
   char tmp[2048];
+  size_t hold = 0;
   long u = mime_to_utf8(a->cs, a->buf, a->len, tmp, sizeof tmp);
+  while (u < 0 && partial && hold < 3 && hold < a->len)
+    u = mime_to_utf8(a->cs, a->buf, a->len - ++hold, tmp, sizeof tmp);
   if (u >= 0)
     o = put_utf8(out, cap, o, tmp, (size_t)u);
   else /* unknown charset or invalid in it: as written */
     o = put_utf8(out, cap, o, a->raw, a->raw_len);
+  if (u >= 0 && hold) {
+    memmove(a->buf, a->buf + a->len - hold, hold);
+    a->len = hold;
+    a->raw_len = 0; /* the held bytes' words are written already if they fail */
+    return o;
+  }
   a->len = a->raw_len = 0;
   a->cs[0] = '\0';
   return o;
 }
 
-/* Plain text between words: raw 8-bit made UTF-8. */
+/* The length of s without a UTF-8 sequence cut at its end (a field cut at
+ * MIME_FIELD_MAX): s[0..len) is then judged as a whole. */
+static size_t utf8_whole(const char *s, size_t n) {
+  size_t k = n, back = 0;
+  while (k && back < 3 && ((unsigned char)s[k - 1] & 0xc0) == 0x80) {
+    k--;
+    back++;
+  }
+  if (!k || (unsigned char)s[k - 1] < 0xc0)
+    return n;
+  unsigned char lead = (unsigned char)s[k - 1];
+  size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+  return back + 1 < need ? k - 1 : n;
+}
+
+/* Plain text between words: raw 8-bit made UTF-8. UTF-8 is judged on the
+ * whole run (a slice boundary inside a character must not turn the rest
+ * into Windows-1252); Windows-1252 is converted in slices. */
 static size_t put_text(char *out, size_t cap, size_t o, const char *s, size_t n) {
+  size_t whole = utf8_whole(s, n);
+  if (mime_is_utf8(s, whole))
+    return put_utf8(out, cap, o, s, whole);
   char tmp[2048];
   while (n) {
     size_t take = n < 600 ? n : 600; /* 600 bytes of Windows-1252 fit tmp as UTF-8 */
@@ -282,14 +316,18 @@ size_t mime_decode_words(const char *in, size_t n, char *out, size_t cap) {
     size_t k = text0;
     while (k < i && (in[k] == ' ' || in[k] == '\t' || in[k] == '\r' || in[k] == '\n'))
       k++;
-    bool between = a.raw_len && k == i;
+    bool between = (a.raw_len || a.len) && k == i;
     if (!between) {
-      o = acc_flush(&a, out, cap, o);
+      o = acc_flush(&a, out, cap, o, false);
       o = put_text(out, cap, o, in + text0, i - text0);
     }
-    if (a.raw_len && (stp_ascii_casecmp(a.cs, cs) || a.len + dlen > sizeof a.buf))
-      o = acc_flush(&a, out, cap, o);
+    if (a.raw_len && stp_ascii_casecmp(a.cs, cs))
+      o = acc_flush(&a, out, cap, o, false);
+    else if (a.raw_len && a.len + dlen > sizeof a.buf)
+      o = acc_flush(&a, out, cap, o, true); /* same charset: a cut character is kept */
     if (!a.raw_len) {
+      if (stp_ascii_casecmp(a.cs, cs))
+        a.len = 0; /* held bytes belong to another charset */
       snprintf(a.cs, sizeof a.cs, "%s", cs);
       a.raw = in + i;
     }
@@ -299,7 +337,7 @@ size_t mime_decode_words(const char *in, size_t n, char *out, size_t cap) {
     i += wl;
     text0 = i;
   }
-  o = acc_flush(&a, out, cap, o);
+  o = acc_flush(&a, out, cap, o, false);
   return put_text(out, cap, o, in + text0, n - text0);
 }
 

@@ -68,8 +68,6 @@ void apiconn_close(apiconn *a) {
   tok_cancel(&a->tw);
   http_call_cancel(a->call);
   a->call = NULL;
-  http_call_cancel(a->cleanup);
-  a->cleanup = NULL;
   api_txn_reset(a);
   http_client_free(a->http);
   stp_free_secret(a->token);

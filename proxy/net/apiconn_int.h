@@ -47,8 +47,7 @@ struct apiconn {
   unsigned depth; /* callbacks of ours on the stack */
   bool closed;    /* apiconn_close came: freed when depth is 0 */
   http_client *http;
-  http_call *call;    /* the request in flight */
-  http_call *cleanup; /* DELETE of a draft a failed send left */
+  http_call *call; /* the request in flight */
   tok_waiter tw;
   char *token;                  /* cleansed */
   void (*tok_then)(apiconn *a); /* what waits for the token */
@@ -84,9 +83,12 @@ struct apiconn {
   size_t text_len;
   bool html;
   long body_part;
-  char draft_id[512];
-  size_t att;      /* the part being attached */
-  uint64_t up_off; /* the next byte of the upload */
+  char draft_id[512]; /* a draft in the mailbox: deleted at the reset unless sent */
+  apimsg_scan scan;   /* the answer's "id" or "uploadUrl", read as it streams */
+  uv_timer_t *retry;  /* the pause before a temporary failure's one more try */
+  bool retried;       /* this message had its one more try */
+  size_t att;         /* the part being attached */
+  uint64_t up_off;    /* the next byte of the upload */
   char upload_url[2048];
   unsigned n_attached, n_uploaded;
   uint64_t t0;
@@ -114,6 +116,11 @@ void api_fail(apiconn *a, upstream_fail why, const char *detail);
 void api_trace(apiconn *a, bool out, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* A token for the request to come (cached, or fetched), then `then`. */
 void api_need_token(apiconn *a, void (*then)(apiconn *a));
+
+/* ---- apidraft.c: under apievent.c ---- */
+/* A Graph draft a send left (a->draft_id, then cleared) is deleted by a
+ * detached object that outlives the apiconn (see apidraft.c). */
+void api_draft_delete(apiconn *a);
 
 /* ---- apisend.c ---- */
 /* The copy is on disk: choose the way and send. */

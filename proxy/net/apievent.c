@@ -21,7 +21,13 @@
 
 /* ---- lifetime ----------------------------------------------------------------- */
 
+static void retry_closed(uv_handle_t *h) {
+  free(h);
+}
+
 void api_destroy(apiconn *a) {
+  if (a->retry)
+    uv_close((uv_handle_t *)a->retry, retry_closed);
   free(a->rcpt);
   srv_gen_unref(a->gen);
   free(a);
@@ -58,6 +64,10 @@ void api_txn_reset(apiconn *a) {
 }
 
 void api_send_reset(apiconn *a) {
+  api_draft_delete(a); /* every way a send ends but the one that sent it */
+  if (a->retry)
+    uv_timer_stop(a->retry);
+  a->retried = false;
   api_body_free(a->body);
   a->body = NULL;
   api_partstream_free(a->ps);

@@ -8,8 +8,11 @@
  * Graph otherwise: a draft, each attachment posted whole (under the limit)
  * or through an upload session in 3.75 MiB chunks, then send.
  * Every request body is streamed from the copy (apibody.h); an answer goes
- * through apimap.h; a 401 gets one fresh token and the same request again;
- * a draft left by a failure is deleted.
+ * through apimap.h, read as it streams (a bounded prefix kept, the one
+ * member a step needs picked from the rest: Graph echoes megabytes); a 401
+ * gets one fresh token and the same request again; a temporary answer
+ * (eventual consistency, an expired upload URL, 409/412/423) one more try
+ * after a pause; a draft left by any failure is deleted (apidraft.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,13 +54,20 @@ static bool url_for(apiconn *a, char *out, size_t cap, const char *fmt_after_mai
   if (!apimsg_path_escape(a->cfg->mailbox, mb, sizeof mb) ||
       !apimsg_path_escape(id ? id : "", eid, sizeof eid))
     return false;
-  int n;
-  if (a->cfg->kind == STP_UP_GMAIL)
-    n = snprintf(out, cap, "%s/upload/gmail/v1/users/%s/messages/send?uploadType=media",
-                 a->cfg->api_url, mb);
-  else
-    n = snprintf(out, cap, "%s/v1.0/users/%s%s%s", a->cfg->api_url, mb, fmt_after_mailbox, eid);
-  return n > 0 && (size_t)n < cap;
+  bool gmail = a->cfg->kind == STP_UP_GMAIL;
+  const char *seg[] = {a->cfg->api_url, gmail ? "/upload/gmail/v1/users/" : "/v1.0/users/", mb,
+                       gmail ? "/messages/send?uploadType=media" : fmt_after_mailbox,
+                       gmail ? "" : eid};
+  size_t o = 0;
+  for (size_t i = 0; i < sizeof seg / sizeof *seg; i++) {
+    size_t len = strlen(seg[i]);
+    if (o + len >= cap)
+      return false;
+    memcpy(out + o, seg[i], len);
+    o += len;
+  }
+  out[o] = '\0';
+  return true;
 }
 
 /* ---- recording what happened --------------------------------------------------- */
@@ -81,36 +91,6 @@ static void hold_upstream(apiconn *a, uint64_t retry_ms) {
   stp_log_kv(STP_LOG_WARN, a->sid, "upstream-backoff", kv, 3);
 }
 
-static void delete_done_cb(void *arg, const http1_response *r, http_fail why, const char *err) {
-  apiconn *a = arg;
-  a->cleanup = NULL;
-  char st[16];
-  snprintf(st, sizeof st, "%d", r ? r->status : 0);
-  stp_kv kv[] = {{"upstream", a->cfg->name}, {"status", st}, {"detail", why ? err : NULL}};
-  stp_log_kv(STP_LOG_DEBUG, a->sid, "api-draft-deleted", kv, 3);
-}
-
-/* A failed Graph send leaves its draft in the mailbox: delete it (best
- * effort; the answer only goes to the debug log). */
-static void delete_draft(apiconn *a) {
-  char url[2048];
-  if (!a->draft_id[0] || !a->token || !url_for(a, url, sizeof url, "/messages/", a->draft_id))
-    return;
-  char *auth = bearer(a);
-  http1_header h[] = {{"Authorization", auth}};
-  http_req req = {.method = "DELETE",
-                  .url = url,
-                  .headers = h,
-                  .n_headers = 1,
-                  .tls = a->gen->up_tls[a->index],
-                  .timeout_ms = a->cfg->command_timeout_ms,
-                  .keep_alive = true};
-  http_call_cancel(a->cleanup);
-  a->cleanup = http_request(a->loop, a->http, &req, delete_done_cb, a);
-  bearer_free(auth);
-  a->draft_id[0] = '\0';
-}
-
 static void finish(apiconn *a, const apimap_out *o) {
   char size[24], ms[24], st[8];
   snprintf(size, sizeof size, "%llu", (unsigned long long)a->size);
@@ -129,14 +109,14 @@ static void finish(apiconn *a, const apimap_out *o) {
     /* A pooled connection serves other sessions than the one that opened
      * it (conn=): the session's own "message" line has the reply. */
     stp_log_kv(STP_LOG_INFO, NULL, "api-sent", kv, 7);
+    a->draft_id[0] = '\0'; /* sent: it is the message now, never deleted */
   } else {
     stp_kv kv[] = {
         {"upstream", a->cfg->name}, {"api", a->how},   {"reply", st},  {"reason", o->reason},
         {"code", o->api_code},      {"hint", o->hint}, {"size", size}, {"conn", a->sid}};
     stp_log_kv(STP_LOG_WARN, NULL, o->action == APIMAP_FAIL ? "api-refused" : "api-deferred", kv,
                8);
-    delete_draft(a);
-  }
+  } /* a draft left is deleted at the reset (apidraft.c) */
   api_final_reply(a, o->code, o->text);
 }
 
@@ -168,6 +148,21 @@ static api_step api_step_of(send_step s) {
 
 static void done_cb(void *arg, const http1_response *r, http_fail why, const char *err);
 
+/* Answers: Graph's 201 for a draft echoes the whole message, for an
+ * attachment its contentBytes (megabytes). The first ANSWER_KEEP bytes
+ * are kept (an error's JSON, an upload's nextExpectedRanges); past them
+ * the body is read and dropped, up to ANSWER_SKIP_MAX bytes (bounded in
+ * time by the call's timeouts), while apimsg_scan picks the one member a
+ * step needs ("id", "uploadUrl") from the whole stream. */
+#define ANSWER_KEEP (32 * 1024)
+#define ANSWER_SKIP_MAX (256u * 1024 * 1024)
+
+static void scan_tap(void *arg, const char *p, size_t n) {
+  apiconn *a = arg;
+  if (a->scan.key[0])
+    apimsg_scan_feed(&a->scan, p, n);
+}
+
 /* One request; the body (may be NULL) is streamed. */
 static void issue(apiconn *a, const char *method, const char *url, const char *ctype,
                   const char *range, bool streamed) {
@@ -187,7 +182,14 @@ static void issue(apiconn *a, const char *method, const char *url, const char *c
                   .headers = h,
                   .n_headers = nh,
                   .tls = a->gen->up_tls[a->index],
+                  .body_keep = ANSWER_KEEP,
+                  .skip_max = ANSWER_SKIP_MAX,
+                  .tap = scan_tap,
+                  .tap_arg = a,
                   .keep_alive = true};
+  apimsg_scan_init(&a->scan, a->step == SEND_DRAFT     ? "id"
+                             : a->step == SEND_SESSION ? "uploadUrl"
+                                                       : "");
   req.timeout_ms = streamed ? STREAM_TIMEOUT_MS : a->cfg->command_timeout_ms;
   req.stall_ms = a->cfg->data_timeout_ms;
   uint64_t size = 0;
@@ -235,6 +237,7 @@ static const char *const *rcpts(const apiconn *a) {
 
 static void req_json(apiconn *a) {
   char url[2048];
+  a->n_attached = 0; /* counted again when the request is tried once more */
   url_for(a, url, sizeof url, "/sendMail", NULL);
   new_body(a);
   api_body_lit(a->body, a->json, strlen(a->json), 0);
@@ -367,10 +370,11 @@ static void next_attachment(apiconn *a) {
 static void advance(apiconn *a, const http1_response *r) {
   switch (a->step) {
   case SEND_DRAFT:
-    if (!apimsg_json_str(r->body, r->body_len, "id", a->draft_id, sizeof a->draft_id)) {
+    if (!a->scan.found || strlen(a->scan.value) >= sizeof a->draft_id) {
       unexpected(a, "a draft without an id");
       return;
     }
+    snprintf(a->draft_id, sizeof a->draft_id, "%s", a->scan.value);
     a->att = 0;
     next_attachment(a);
     return;
@@ -381,8 +385,12 @@ static void advance(apiconn *a, const http1_response *r) {
     return;
   case SEND_SESSION: {
     stp_url u;
-    if (!apimsg_json_str(r->body, r->body_len, "uploadUrl", a->upload_url, sizeof a->upload_url) ||
-        stp_url_parse(a->upload_url, &u) != STP_OK || (!u.https && a->cfg->tls != STP_TLS_NONE)) {
+    if (a->scan.found && strlen(a->scan.value) < sizeof a->upload_url)
+      memcpy(a->upload_url, a->scan.value, strlen(a->scan.value) + 1);
+    else
+      a->upload_url[0] = '\0';
+    if (!a->upload_url[0] || stp_url_parse(a->upload_url, &u) != STP_OK ||
+        (!u.https && a->cfg->tls != STP_TLS_NONE)) {
       unexpected(a, "no usable uploadUrl");
       return;
     }
@@ -431,6 +439,43 @@ static const char *header(const http1_response *r, const char *name, char *buf, 
   return buf;
 }
 
+/* ---- temporary failures: one more try after a pause ----------------------------------- */
+
+#define RETRY_PAUSE_MS 1500 /* Graph's replicas catch up within about a second */
+
+static void retry_fire(uv_timer_t *t) {
+  apiconn *a = t->data;
+  api_enter(a);
+  if (a->step == SEND_UPLOAD) { /* an expired upload URL: a new session, from byte 0 */
+    api_partstream_free(a->ps);
+    a->ps = NULL;
+    a->up_off = 0;
+    a->step = SEND_SESSION;
+  }
+  api_need_token(a, run_step);
+  api_leave(a);
+}
+
+/* A temporary answer (apimap's `retry`): the step once more, once per
+ * message. False when that try was had already. */
+static bool retry_later(apiconn *a, const apimap_out *o) {
+  if (!o->retry || a->retried)
+    return false;
+  a->retried = true;
+  if (!a->retry) {
+    a->retry = stp_xmalloc(sizeof *a->retry);
+    uv_timer_init(a->loop, a->retry);
+  }
+  a->retry->data = a;
+  uv_timer_start(a->retry, retry_fire, RETRY_PAUSE_MS, 0);
+  char st[8];
+  snprintf(st, sizeof st, "%d", o->code);
+  stp_kv kv[] = {{"upstream", a->cfg->name}, {"api", a->how}, {"reason", o->reason},
+                 {"code", o->api_code},      {"reply", st},   {"conn", a->sid}};
+  stp_log_kv(STP_LOG_INFO, NULL, "api-retry", kv, 6);
+  return true;
+}
+
 static void answer(apiconn *a, const http1_response *r) {
   char rid[160], ra[64];
   apimap_in in = {.kind = a->cfg->kind,
@@ -460,6 +505,8 @@ static void answer(apiconn *a, const http1_response *r) {
     advance(a, r);
     return;
   case APIMAP_DEFER:
+    if (retry_later(a, &o))
+      return;
     /* The API is overloaded or rate-limits us (Gmail says so with 403):
      * new messages go elsewhere, or get 4xx at once, until it may help. */
     if (r->status == 429 || r->status >= 500 || o.retry_ms || !strcmp(o.reason, "throttled") ||
@@ -485,7 +532,6 @@ static void done_cb(void *arg, const http1_response *r, http_fail why, const cha
   } else if (why == HTTP_FAIL_BODY || body_err) {
     stp_kv kv[] = {{"upstream", a->cfg->name}, {"path", a->path}};
     stp_log_kv(STP_LOG_ERROR, a->sid, "api-copy-unreadable", kv, 2);
-    delete_draft(a);
     api_final_reply(a, 451, "4.3.0 Local error reading the message copy, try again later");
   } else {
     static const upstream_fail map[] = {
@@ -494,7 +540,7 @@ static void done_cb(void *arg, const http1_response *r, http_fail why, const cha
         [HTTP_FAIL_CLOSED] = UP_FAIL_CLOSED,    [HTTP_FAIL_PROTOCOL] = UP_FAIL_PROTOCOL,
         [HTTP_FAIL_TOO_BIG] = UP_FAIL_PROTOCOL, [HTTP_FAIL_TIMEOUT] = UP_FAIL_TIMEOUT,
         [HTTP_FAIL_BODY] = UP_FAIL_PROTOCOL};
-    delete_draft(a);
+    api_draft_delete(a);
     api_fail(a, map[why], err);
   }
   api_leave(a);
@@ -626,6 +672,16 @@ void api_send_start(apiconn *a) {
     a->how = "graph-sendmail";
     a->step = SEND_MIME;
     api_need_token(a, run_step);
+  } else if (a->info.parts_dropped) {
+    /* Graph's JSON carries each part as an attachment, and the MIME view
+     * keeps APIMSG_PARTS_MAX of them: refused, never sent without some. */
+    apimap_out o = {.action = APIMAP_FAIL, .code = 554, .reason = "too-many-parts"};
+    snprintf(o.text, sizeof o.text,
+             "5.6.0 The message has more than %u MIME parts; the proxy sends at most %u through "
+             "Microsoft Graph's JSON requests",
+             APIMSG_PARTS_MAX, APIMSG_PARTS_MAX);
+    a->how = "graph-json";
+    finish(a, &o);
   } else if (apimsg_b64_len(mime) <= APIMSG_GRAPH_REQUEST_MAX) {
     read_text(a, json_plan);
   } else {

@@ -64,6 +64,10 @@ struct http_call {
   hconn *conn;
   bool reused, got_bytes, extra_bytes;
   http1_response resp;
+  size_t body_keep; /* http1_response_skip's, again for a new connection */
+  uint64_t skip_max;
+  void (*tap)(void *arg, const char *p, size_t n);
+  void *tap_arg;
   size_t max;
   uint64_t deadline, stall_ms, last_progress;
   uv_timer_t timer;
@@ -484,6 +488,8 @@ static void start_dial(http_call *call) {
   call->got_bytes = call->extra_bytes = false;
   http1_response_free(&call->resp);
   http1_response_init(&call->resp, call->max, call->head);
+  if (call->skip_max)
+    http1_response_skip(&call->resp, call->body_keep, call->skip_max, call->tap, call->tap_arg);
   call->dial =
       dialer_start(call->loop, call->url.host, call->url.port, NULL, &conn_cbs, k, dial_cb, call);
 }
@@ -547,6 +553,12 @@ static http_call *call_new(uv_loop_t *loop, http_client *cl, const http_req *req
   call->stall_ms = req->stall_ms;
   call->head = !strcmp(req->method, "HEAD");
   http1_response_init(&call->resp, call->max, call->head);
+  call->body_keep = req->body_keep;
+  call->skip_max = req->skip_max;
+  call->tap = req->tap;
+  call->tap_arg = req->tap_arg;
+  if (call->skip_max)
+    http1_response_skip(&call->resp, call->body_keep, call->skip_max, call->tap, call->tap_arg);
   uv_timer_init(loop, &call->timer);
   call->timer.data = call;
   progress(call);

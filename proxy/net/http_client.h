@@ -57,6 +57,13 @@ typedef struct http_req {
   uint64_t body_size;
   tls_ctx *tls;        /* required for https; borrowed, must outlive the call */
   size_t response_max; /* 0: HTTP1_RESPONSE_MAX */
+  /* Large answers (http1_response_skip): with skip_max, body bytes past
+   * body_keep are read and dropped, up to skip_max of them; tap sees
+   * every body byte. 0: the whole response within response_max. */
+  size_t body_keep;
+  uint64_t skip_max;
+  void (*tap)(void *arg, const char *p, size_t n);
+  void *tap_arg;
   uint64_t timeout_ms; /* the whole call; 0: HTTP_DEFAULT_TIMEOUT_MS */
   uint64_t stall_ms;   /* no byte in or out for this long; 0: no limit */
   bool keep_alive;     /* with a client: reuse and keep its connection */

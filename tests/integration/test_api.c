@@ -18,208 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "harness.h"
-
-#define MAILBOX "scanner@contoso.example"
-#define TO "anna@contoso.example"
-
-typedef struct fake {
-  h_proc *proc;
-  int port;
-  char record[512];
-  char store[512];
-  const char *kind;
-} fake;
-
-/* api_fake.py presenting <cert>.crt (from h_certs()). */
-static void fake_start(fake *f, const char *kind, const char *cert, const char *const extra[]) {
-  static unsigned seq;
-  const char *certs = h_certs();
-  char script[512], crt[512], key[512], name[32], line[128];
-  char *argv[40];
-  size_t n = 0;
-  snprintf(name, sizeof name, "api%u", seq++);
-  snprintf(script, sizeof script, "%s/api_fake.py", STP_TOOLS_DIR);
-  snprintf(crt, sizeof crt, "%s/%s.crt", certs, cert ? cert : "server");
-  snprintf(key, sizeof key, "%s/%s.key", certs, cert ? cert : "server");
-  snprintf(f->record, sizeof f->record, "%s/%s.jsonl", h_dir(), name);
-  snprintf(f->store, sizeof f->store, "%s/%s-store", h_dir(), name);
-  f->kind = kind;
-  const char *fixed[] = {H_PYTHON,          script,    "--cert",    crt,      "--key",      key,
-                         "--record",        f->record, "--store",   f->store, "--kind",     kind,
-                         "--client-secret", "cs-test", "--mailbox", MAILBOX,  "--lifetime", "100"};
-  for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-    argv[n++] = (char *)fixed[i];
-  for (size_t i = 0; extra && extra[i] && n < 38; i++)
-    argv[n++] = (char *)extra[i];
-  argv[n] = NULL;
-  f->proc = h_spawn(name, argv, NULL);
-  cr_assert_eq(h_proc_wait_line(f->proc, "READY ", 15000, line, sizeof line), 0,
-               "api_fake.py did not start");
-  cr_assert_eq(sscanf(line, "READY %d", &f->port), 1);
-}
-
-static int g_token_port; /* a token endpoint other than the API's (0: the API's) */
-
-/* The upstream block for the fake (lines indented 2, the list item). */
-static char *api_upstream(const fake *f, const char *name, const char *extra, char *out,
-                          size_t cap) {
-  char secret[512], rt[512];
-  h_path(secret, sizeof secret, "client-secret");
-  h_write_file(secret, "cs-test\n", 8);
-  chmod(secret, 0600);
-  h_path(rt, sizeof rt, "refresh-token");
-  h_write_file(rt, "rt-initial\n", 11);
-  chmod(rt, 0600);
-  bool graph = !strcmp(f->kind, "graph");
-  snprintf(out, cap,
-           "  - name: %s\n"
-           "    kind: %s\n"
-           "    mailbox: %s\n"
-           "    api_url: https://localhost:%d\n"
-           "    ca_file: %s/ca.crt\n"
-           "    connect_timeout: 5s\n"
-           "    command_timeout: 20s\n"
-           "    data_timeout: 20s\n"
-           "%s"
-           "    auth:\n"
-           "      oauth2:\n"
-           "        preset: %s\n"
-           "%s"
-           "        client_id: client-1\n"
-           "        client_secret_file: %s\n"
-           "%s"
-           "        token_url: https://localhost:%d/token\n"
-           "        ca_file: %s/ca.crt\n",
-           name, f->kind, graph ? MAILBOX : "me", f->port, h_certs(), extra ? extra : "",
-           graph ? "microsoft365-graph" : "google-gmail-api",
-           graph ? "        tenant: contoso.example\n" : "", secret,
-           graph ? "" : "        refresh_token_file: refresh-token\n",
-           g_token_port ? g_token_port : f->port, h_certs());
-  return out;
-}
-
-/* A proxy whose route "default" goes to `route` (e.g. "api" or "dead, api"). */
-static void proxy_start(h_proxy *px, const char *upstreams, const char *route) {
-  char yaml[16384];
-  int n = snprintf(yaml, sizeof yaml,
-                   "hostname: proxy.test\n"
-                   "log: { level: info, format: text }\n"
-                   "shutdown_grace: 2s\n"
-                   "listeners:\n"
-                   "  - name: lan\n"
-                   "    listen: \"127.0.0.1:0\"\n"
-                   "    max_message_size: 60MiB\n"
-                   "upstreams:\n"
-                   "%s"
-                   "routes:\n"
-                   "  - name: default\n"
-                   "    upstream: [%s]\n",
-                   upstreams, route);
-  cr_assert(n > 0 && (size_t)n < sizeof yaml);
-  h_proxy_start_yaml(px, yaml);
-}
-
-static void proxy_for(h_proxy *px, const fake *f, const char *extra) {
-  char up[4096];
-  proxy_start(px, api_upstream(f, "api", extra, up, sizeof up), "api");
-}
-
-/* ---- messages as a scanner writes them ------------------------------------------ */
-
-typedef struct scan {
-  char *msg;
-  size_t len;
-  unsigned char *pdf;
-  size_t pdf_len;
-} scan;
-
-#define SCAN_TEXT "Scan Data from MP C3004\r\n\r\nPages: 1"
-
-/* About `total` bytes: a text part and a PDF in base64 (76-column lines). */
-static void make_scan(scan *s, size_t total, const char *to, const char *cc) {
-  size_t overhead = 900;
-  s->pdf_len = total > overhead ? (total - overhead) / 78 * 57 : 100;
-  s->pdf = malloc(s->pdf_len);
-  memcpy(s->pdf, "%PDF-1.4\n", 9);
-  unsigned x = (unsigned)total;
-  for (size_t i = 9; i < s->pdf_len; i++) {
-    x = x * 1103515245u + 12345u;
-    s->pdf[i] = (unsigned char)(x >> 16);
-  }
-  s->msg = malloc(s->pdf_len / 57 * 78 + 4096);
-  size_t o = (size_t)sprintf(s->msg,
-                             "From: \"RICOH MP C3004\" <" MAILBOX ">\r\n"
-                             "To: %s\r\n"
-                             "%s%s%s"
-                             "Subject: Scan Data from MP C3004\r\n"
-                             "Date: Mon, 30 Nov 2026 10:30:00 +0100\r\n"
-                             "Message-ID: <scan.%zu@mpc3004.contoso.example>\r\n"
-                             "MIME-Version: 1.0\r\n"
-                             "Content-Type: multipart/mixed; boundary=\"=_scan_boundary\"\r\n"
-                             "\r\n"
-                             "--=_scan_boundary\r\n"
-                             "Content-Type: text/plain; charset=us-ascii\r\n"
-                             "\r\n" SCAN_TEXT "\r\n"
-                             "--=_scan_boundary\r\n"
-                             "Content-Type: application/pdf; name=\"scan0001.pdf\"\r\n"
-                             "Content-Disposition: attachment; filename=\"scan0001.pdf\"\r\n"
-                             "Content-Transfer-Encoding: base64\r\n"
-                             "\r\n",
-                             to, cc ? "Cc: " : "", cc ? cc : "", cc ? "\r\n" : "", total);
-  for (size_t i = 0; i < s->pdf_len; i += 57) {
-    size_t n = s->pdf_len - i < 57 ? s->pdf_len - i : 57;
-    h_base64(s->pdf + i, n, s->msg + o, 80);
-    o += strlen(s->msg + o);
-    memcpy(s->msg + o, "\r\n", 2);
-    o += 2;
-  }
-  o += (size_t)sprintf(s->msg + o, "--=_scan_boundary--\r\n");
-  s->len = o;
-}
-
-static void make_small(scan *s, const char *to) {
-  memset(s, 0, sizeof *s);
-  s->msg = malloc(2048);
-  int n = sprintf(s->msg,
-                  "From: " MAILBOX "\r\nTo: %s\r\nSubject: 1 KiB scan notice\r\n"
-                  "Message-ID: <small@mpc3004.contoso.example>\r\n\r\n",
-                  to);
-  while (n < 1024)
-    n += sprintf(s->msg + n, "Line %04d of a small notice from the device.\r\n", n);
-  s->len = (size_t)n;
-}
-
-static void scan_free(scan *s) {
-  free(s->msg);
-  free(s->pdf);
-}
-
-/* One message over a fresh session; returns the final code. */
-static int send_msg(const h_proxy *px, const scan *s, const char *const rcpts[], char *text,
-                    size_t cap, int64_t *ms) {
-  h_smtp c;
-  h_smtp_open(&c, px->port, true);
-  int64_t t0 = h_now_ms();
-  int code = h_smtp_message(&c, MAILBOX, rcpts, s->msg, s->len, text, cap, NULL);
-  if (ms)
-    *ms = h_now_ms() - t0;
-  h_smtp_cmd(&c, "QUIT", NULL, 0);
-  h_smtp_close(&c);
-  return code;
-}
-
-/* The file a record names has exactly these bytes. */
-static void assert_file_is(const char *line, const char *key, const void *want, size_t len) {
-  char path[1024];
-  cr_assert_eq(h_json_str(line, key, path, sizeof path), 1, "no %s in %s", key, line);
-  size_t got_len;
-  char *got = h_read_file(path, &got_len);
-  cr_assert_not_null(got, "cannot read %s", path);
-  cr_assert_eq(got_len, len, "%s: %zu bytes, the device sent %zu", path, got_len, len);
-  cr_assert(!memcmp(got, want, len), "%s differs from what the device sent", path);
-  free(got);
-}
+#include "api_common.h"
 
 /* As test_sec_resources.c: under AddressSanitizer freed memory sits in a
  * quarantine, so a bound on RSS needs it off (no effect without ASan). */
@@ -263,11 +62,11 @@ ITest(integ, api_graph_1k_sendmail_raw_mime_exact) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, NULL);
-  proxy_for(&px, &f, NULL);
-  make_small(&s, TO);
+  api_fake_start(&f, "graph", NULL, NULL);
+  api_proxy_for(&px, &f, NULL);
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   cr_assert(strstr(text, "2.0.0 Ok: accepted by Microsoft Graph, request-id req-"), "%s", text);
   h_lines l;
@@ -275,31 +74,31 @@ ITest(integ, api_graph_1k_sendmail_raw_mime_exact) {
   char fmt[16];
   h_json_str(l.v[0], "format", fmt, sizeof fmt);
   cr_assert_str_eq(fmt, "mime");
-  assert_file_is(l.v[0], "file", s.msg, s.len); /* one recipient, in To: no Bcc field */
+  api_assert_file_is(l.v[0], "file", s.msg, s.len); /* one recipient, in To: no Bcc field */
   h_lines_free(&l);
   /* An envelope recipient not in To or Cc goes in as Bcc, in front. */
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, "audit@contoso.example", NULL}, text,
-                        sizeof text, NULL),
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, "audit@contoso.example", NULL}, text,
+                            sizeof text, NULL),
                250, "%s", text);
   cr_assert_eq(h_records(f.record, "graph_sendmail", &l), 2);
   char *want = malloc(s.len + 64);
   int n = sprintf(want, "Bcc: audit@contoso.example\r\n");
   memcpy(want + n, s.msg, s.len);
-  assert_file_is(l.v[1], "file", want, (size_t)n + s.len);
+  api_assert_file_is(l.v[1], "file", want, (size_t)n + s.len);
   free(want);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 ITest(integ, api_graph_3_5mib_draft_attachment_posted_whole) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, NULL);
-  proxy_for(&px, &f, NULL);
-  make_scan(&s, 3584 * 1024, TO, NULL);
+  api_fake_start(&f, "graph", NULL, NULL);
+  api_proxy_for(&px, &f, NULL);
+  api_make_scan(&s, 3584 * 1024, TO, NULL);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   h_lines l;
   cr_assert_eq(h_records(f.record, "graph_sendmail", &l), 0, "over 4 MB as base64: no sendMail");
@@ -325,24 +124,24 @@ ITest(integ, api_graph_3_5mib_draft_attachment_posted_whole) {
   cr_assert_str_eq(v, "application/pdf");
   h_json_str(l.v[0], "via", v, sizeof v);
   cr_assert_str_eq(v, "inline");
-  assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
+  api_assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 ITest(integ, api_graph_30mib_upload_session_chunks_and_memory, .timeout = 120) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, NULL);
+  api_fake_start(&f, "graph", NULL, NULL);
   asan_no_quarantine();
-  proxy_for(&px, &f, NULL);
-  make_scan(&s, 30 * 1024 * 1024, TO, "desk@contoso.example");
+  api_proxy_for(&px, &f, NULL);
+  api_make_scan(&s, 30 * 1024 * 1024, TO, "desk@contoso.example");
   char text[512];
   int64_t ms;
   long rss0 = vm_rss_kib(&px);
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, "desk@contoso.example", NULL}, text,
-                        sizeof text, &ms),
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, "desk@contoso.example", NULL}, text,
+                            sizeof text, &ms),
                250, "%s", text);
   long hwm = vm_hwm_kib(&px);
   fprintf(stderr,
@@ -377,9 +176,9 @@ ITest(integ, api_graph_30mib_upload_session_chunks_and_memory, .timeout = 120) {
   char v[64];
   h_json_str(l.v[0], "via", v, sizeof v);
   cr_assert_str_eq(v, "session");
-  assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
+  api_assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* save_to_sent_items: false: sendMail with JSON (the only request where
@@ -388,12 +187,12 @@ ITest(integ, api_graph_save_to_sent_items_false_goes_as_json) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, NULL);
-  proxy_for(&px, &f, "    save_to_sent_items: false\n");
-  make_scan(&s, 64 * 1024, TO, NULL);
+  api_fake_start(&f, "graph", NULL, NULL);
+  api_proxy_for(&px, &f, "    save_to_sent_items: false\n");
+  api_make_scan(&s, 64 * 1024, TO, NULL);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, "hidden@contoso.example", NULL}, text,
-                        sizeof text, NULL),
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, "hidden@contoso.example", NULL},
+                            text, sizeof text, NULL),
                250, "%s", text);
   h_lines l;
   cr_assert_eq(h_records(f.record, "graph_sendmail", &l), 1);
@@ -406,9 +205,9 @@ ITest(integ, api_graph_save_to_sent_items_false_goes_as_json) {
   cr_assert(found, "the envelope recipient not in To is Bcc: %s", l.v[0]);
   h_lines_free(&l);
   cr_assert_eq(h_records(f.record, "attachment", &l), 1);
-  assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
+  api_assert_file_is(l.v[0], "file", s.pdf, s.pdf_len);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* ---- Gmail --------------------------------------------------------------------- */
@@ -417,15 +216,15 @@ static void gmail_exact(size_t size, bool small) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "gmail", NULL, NULL);
-  proxy_for(&px, &f, NULL);
+  api_fake_start(&f, "gmail", NULL, NULL);
+  api_proxy_for(&px, &f, NULL);
   if (small)
-    make_small(&s, TO);
+    api_make_small(&s, TO);
   else
-    make_scan(&s, size, TO, NULL);
+    api_make_scan(&s, size, TO, NULL);
   char text[512];
   int64_t ms;
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, &ms), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, &ms), 250,
                "%s", text);
   cr_assert(strstr(text, "2.0.0 Ok: accepted by the Gmail API as id "), "%s", text);
   fprintf(stderr, "api_gmail: %zu bytes in %lld ms, proxy VmHWM %ld KiB\n", s.len, (long long)ms,
@@ -435,9 +234,9 @@ static void gmail_exact(size_t size, bool small) {
   char v[64];
   h_json_str(l.v[0], "user", v, sizeof v);
   cr_assert_str_eq(v, "me");
-  assert_file_is(l.v[0], "file", s.msg, s.len);
+  api_assert_file_is(l.v[0], "file", s.msg, s.len);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 ITest(integ, api_gmail_1k_exact) {
@@ -457,8 +256,8 @@ ITest(integ, api_gmail_30mib_exact, .timeout = 120) {
 ITest(integ, api_gmail_over_35mib_refused_before_sending) {
   fake f;
   h_proxy px;
-  fake_start(&f, "gmail", NULL, NULL);
-  proxy_for(&px, &f, NULL);
+  api_fake_start(&f, "gmail", NULL, NULL);
+  api_proxy_for(&px, &f, NULL);
   h_smtp c;
   char text[512];
   h_smtp_open(&c, px.port, true);
@@ -481,12 +280,12 @@ ITest(integ, api_429_retry_after_defers_and_backs_off) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL,
-             (const char *const[]){"--mode", "throttle-first", "--retry-after", "3", NULL});
-  proxy_for(&px, &f, NULL);
-  make_small(&s, TO);
+  api_fake_start(&f, "graph", NULL,
+                 (const char *const[]){"--mode", "throttle-first", "--retry-after", "3", NULL});
+  api_proxy_for(&px, &f, NULL);
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 451,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 451,
                "%s", text);
   cr_assert(strstr(text, "4.7.0 Throttled") && strstr(text, "ApplicationThrottled"), "%s", text);
   char line[1024];
@@ -498,14 +297,14 @@ ITest(integ, api_429_retry_after_defers_and_backs_off) {
   h_lines l;
   size_t before = h_records(f.record, NULL, &l);
   h_lines_free(&l);
-  int code = send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
+  int code = api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
   cr_assert(code >= 400 && code < 500, "during the back-off: %d %s", code, text);
   cr_assert_eq(h_records(f.record, NULL, &l), before, "no request while backing off");
   h_lines_free(&l);
   h_sleep_ms(3300);
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* The API refuses a token the proxy still holds (it expired early): one
@@ -514,14 +313,14 @@ ITest(integ, api_token_expiry_mid_run_refreshes_once) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "gmail", NULL, (const char *const[]){"--token-ttl", "2", NULL});
-  proxy_for(&px, &f, "    pool: false\n");
-  make_small(&s, TO);
+  api_fake_start(&f, "gmail", NULL, (const char *const[]){"--token-ttl", "2", NULL});
+  api_proxy_for(&px, &f, "    pool: false\n");
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   h_sleep_ms(2600);
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   h_lines l;
   cr_assert_eq(h_records(f.record, "unauthorized", &l), 1, "the old token was refused once");
@@ -536,7 +335,7 @@ ITest(integ, api_token_expiry_mid_run_refreshes_once) {
   char line[512];
   cr_assert(h_file_wait_line(px.log, (const char *const[]){"oauth2-token-refused", NULL}, 1000,
                              line, sizeof line));
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* A route's SMTP upstream is down: the message goes by Graph. */
@@ -544,7 +343,7 @@ ITest(integ, api_failover_smtp_to_graph) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, NULL);
+  api_fake_start(&f, "graph", NULL, NULL);
   char ups[8192], api[4096];
   snprintf(ups, sizeof ups,
            "  - name: m365-smtp\n"
@@ -555,19 +354,19 @@ ITest(integ, api_failover_smtp_to_graph) {
            "    auth: { username: u, password_env: " H_PW_ENV " }\n"
            "%s",
            api_upstream(&f, "api", NULL, api, sizeof api));
-  proxy_start(&px, ups, "m365-smtp, api");
-  make_small(&s, TO);
+  api_proxy_start(&px, ups, "m365-smtp, api");
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   char line[1024];
   cr_assert(h_file_wait_line(px.log, (const char *const[]){"failover", "to=api", NULL}, 2000, line,
                              sizeof line));
   h_lines l;
   cr_assert_eq(h_records(f.record, "graph_sendmail", &l), 1);
-  assert_file_is(l.v[0], "file", s.msg, s.len);
+  api_assert_file_is(l.v[0], "file", s.msg, s.len);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* The device's 250 comes after the API's 202, not before. */
@@ -575,15 +374,16 @@ ITest(integ, api_250_only_after_the_api_accepted) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "delay", "--delay", "1.5", NULL});
-  proxy_for(&px, &f, NULL);
-  make_small(&s, TO);
+  api_fake_start(&f, "graph", NULL,
+                 (const char *const[]){"--mode", "delay", "--delay", "1.5", NULL});
+  api_proxy_for(&px, &f, NULL);
+  api_make_small(&s, TO);
   char text[512];
   int64_t ms;
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, &ms), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, &ms), 250,
                "%s", text);
   cr_assert_geq(ms, 1400, "250 after %lld ms: before the API answered", (long long)ms);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* An API that cannot take it now: 4xx, never 250. */
@@ -591,31 +391,31 @@ ITest(integ, api_503_is_4xx_never_250) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "error500", NULL});
-  proxy_for(&px, &f, NULL);
-  make_small(&s, TO);
+  api_fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "error500", NULL});
+  api_proxy_for(&px, &f, NULL);
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 451,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 451,
                "%s", text);
   cr_assert(strstr(text, "ServiceNotAvailable"), "%s", text);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 ITest(integ, api_graph_send_as_denied_is_5xx_with_a_hint) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "sendas-denied", NULL});
-  proxy_for(&px, &f, NULL);
-  make_small(&s, TO);
+  api_fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "sendas-denied", NULL});
+  api_proxy_for(&px, &f, NULL);
+  api_make_small(&s, TO);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 550,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 550,
                "%s", text);
   cr_assert(strstr(text, "5.7.60") && strstr(text, "ErrorSendAsDenied"), "%s", text);
   char line[1024];
   cr_assert(h_file_wait_line(px.log, (const char *const[]){"api-refused", "Send As", NULL}, 2000,
                              line, sizeof line));
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* Without Mail.ReadWrite a large message cannot become a draft: 5xx naming
@@ -624,14 +424,14 @@ ITest(integ, api_graph_large_without_mail_readwrite) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "no-readwrite", NULL});
-  proxy_for(&px, &f, NULL);
-  make_scan(&s, 4608 * 1024, TO, NULL);
+  api_fake_start(&f, "graph", NULL, (const char *const[]){"--mode", "no-readwrite", NULL});
+  api_proxy_for(&px, &f, NULL);
+  api_make_scan(&s, 4608 * 1024, TO, NULL);
   char text[512];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 550,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 550,
                "%s", text);
   cr_assert(strstr(text, "Mail.ReadWrite") && strstr(text, "ErrorAccessDenied"), "%s", text);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* An API presenting a certificate for another name: the upstream fails
@@ -640,12 +440,12 @@ ITest(integ, api_tls_failure_before_ready) {
   fake f, tokens;
   h_proxy px;
   scan s;
-  fake_start(&tokens, "graph", NULL, NULL); /* its token endpoint presents a good certificate */
-  fake_start(&f, "graph", "wrongname", NULL);
-  g_token_port = tokens.port;
-  proxy_for(&px, &f, NULL);
-  g_token_port = 0;
-  make_small(&s, TO);
+  api_fake_start(&tokens, "graph", NULL, NULL); /* its token endpoint presents a good certificate */
+  api_fake_start(&f, "graph", "wrongname", NULL);
+  api_token_port = tokens.port;
+  api_proxy_for(&px, &f, NULL);
+  api_token_port = 0;
+  api_make_small(&s, TO);
   char text[512];
   const char *stage = NULL;
   h_smtp c;
@@ -658,7 +458,7 @@ ITest(integ, api_tls_failure_before_ready) {
   char line[1024];
   cr_assert(h_file_wait_line(px.log, (const char *const[]){"upstream-failed", "reason=tls", NULL},
                              2000, line, sizeof line));
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* --test-route through an API upstream: the requests and answers, the
@@ -667,7 +467,7 @@ ITest(integ, api_test_route_graph_and_gmail) {
   const char *kinds[] = {"graph", "gmail"};
   for (int k = 0; k < 2; k++) {
     fake f;
-    fake_start(&f, kinds[k], NULL, NULL);
+    api_fake_start(&f, kinds[k], NULL, NULL);
     char up[4096], yaml[8192], path[512], outpath[512], cmd[2048];
     snprintf(yaml, sizeof yaml,
              "listeners:\n  - name: lan\n    listen: \"127.0.0.1:0\"\nupstreams:\n%s"
@@ -735,13 +535,13 @@ ITest(integ, api_copies_are_removed) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "gmail", NULL, NULL);
+  api_fake_start(&f, "gmail", NULL, NULL);
   setenv("TMPDIR", h_dir(), 1);
-  proxy_for(&px, &f, NULL);
+  api_proxy_for(&px, &f, NULL);
   unsetenv("TMPDIR");
-  make_scan(&s, 2 * 1024 * 1024, TO, NULL);
+  api_make_scan(&s, 2 * 1024 * 1024, TO, NULL);
   char text[512], dirs[4096];
-  cr_assert_eq(send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
+  cr_assert_eq(api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL), 250,
                "%s", text);
   cr_assert_eq(copies_in(h_dir(), dirs, sizeof dirs), 0, "a copy is left: %s", dirs);
   cr_assert(strstr(dirs, "smtp-tls-proxy-api."), "no private directory: %s", dirs);
@@ -769,7 +569,7 @@ ITest(integ, api_copies_are_removed) {
   h_proc_signal(px.proc, SIGTERM);
   cr_assert_eq(h_proc_wait_exit(px.proc, 5000), 0);
   cr_assert_neq(stat(path, &st), 0, "the private directory outlived the proxy");
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* With a spool configured, the copies live in the spool's own tmp/ (the
@@ -779,7 +579,7 @@ ITest(integ, api_copies_use_the_spool_directory) {
   fake f;
   h_proxy px;
   scan s;
-  fake_start(&f, "gmail", NULL, NULL);
+  api_fake_start(&f, "gmail", NULL, NULL);
   char up[4096], yaml[16384], spool[512];
   h_path(spool, sizeof spool, "spool");
   snprintf(yaml, sizeof yaml,
@@ -800,7 +600,7 @@ ITest(integ, api_copies_use_the_spool_directory) {
   setenv("TMPDIR", h_dir(), 1);
   h_proxy_start_yaml(&px, yaml);
   unsetenv("TMPDIR");
-  make_scan(&s, 1024 * 1024, TO, NULL);
+  api_make_scan(&s, 1024 * 1024, TO, NULL);
   h_smtp c;
   char text[512], cmd[1024], out[2048];
   h_smtp_open(&c, px.port, true);
@@ -821,7 +621,7 @@ ITest(integ, api_copies_use_the_spool_directory) {
   h_lines l;
   cr_assert_eq(h_records(f.record, "gmail_send", &l), 1);
   h_lines_free(&l);
-  scan_free(&s);
+  api_scan_free(&s);
 }
 
 /* Probes of API upstreams: the token, then one authenticated GET; a

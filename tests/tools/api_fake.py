@@ -16,15 +16,22 @@ outlook-large-attachments, message-send, resources/uploadsession):
       "Invalid base64 string for MIME content."; application/json -> a
       {"message": {...}, "saveToSentItems": bool} object. Any other type: 415.
       Request over 4 MiB: 413. Answer: 202, no body, a request-id header.
-  POST /v1.0/users/{mailbox}/messages (application/json) -> 201 {"id", ...}
+  POST /v1.0/users/{mailbox}/messages (application/json) -> 201 with the
+      whole message resource as Graph documents it (the request's fields,
+      body included, with "@odata.context", "@odata.etag", "id",
+      "createdDateTime", "changeKey", "isDraft": true, ...).
   POST .../messages/{id}/attachments (application/json): a
       #microsoft.graph.fileAttachment with strict base64 contentBytes of at
-      most 3 MiB decoded -> 201.
+      most 3 MiB decoded -> 201 with the attachment resource, contentBytes
+      included (as documented: the echo is as large as the request).
   POST .../messages/{id}/attachments/createUploadSession (application/json):
       {"AttachmentItem": {"attachmentType": "file", "name", "size" <= 150 MB}}
       -> 201 {"uploadUrl", "expirationDateTime", "nextExpectedRanges": ["0"]}
+      The uploadUrl is on ANOTHER host than the API (Graph's is
+      outlook.office.com): a second listener, named 127.0.0.1 where the
+      API is reached as localhost; the API's own listener does not serve it.
   PUT {uploadUrl}: no Authorization header (the URL is pre-authenticated;
-      one would be refused with 401), Content-Range "bytes a-b/total" where
+      one is refused with 401), Content-Range "bytes a-b/total" where
       total is the declared size, a continues the previous chunk, b < total,
       Content-Length == b - a + 1, at most 4 MiB, a multiple of 320 KiB
       unless it is the last chunk -> 200 {"nextExpectedRanges": ["b+1"]}, or
@@ -53,6 +60,15 @@ Retry-After: --retry-after); sendas-denied (Graph 403 ErrorSendAsDenied);
 no-readwrite (Graph: creating a draft is 403 ErrorAccessDenied); error500
 (sending requests get 503); delay (sending requests are answered after
 --delay seconds).
+Graph's documented temporary answers, on demand: --consistency-404 N (the
+first N requests on each new draft get 404 ErrorItemNotFound: eventual
+consistency); --expire-upload N (the first N upload sessions expire after
+their first chunk: 404 ErrorItemNotFound on the next PUT); --fail-send
+STATUS (the first /send gets 409 ErrorIrresolvableConflict, 412
+ErrorIncorrectUpdatePropertyCount or 423 ErrorItemLocked... as STATUS
+says); --close-on-send (the first /send: the connection is closed without
+an answer); --revoke-after-draft (once a draft exists, every token issued
+so far is refused with 401 and the next token request fails with 500).
 
 Prints "READY <port>". Records one flat JSON line per request to --record
 (never a token or secret; a sent message's attachments follow it, one
@@ -94,7 +110,10 @@ LOCK = threading.Lock()
 ISSUED_AT = {}          # token -> time it was issued
 DRAFTS = {}             # id -> {"json", "attachments": [...]}
 SESSIONS = {}           # session id -> {"draft", "name", "size", "got", "file", "chunks", ...}
-COUNTERS = {"n": 0, "sends": 0}
+COUNTERS = {"n": 0, "sends": 0, "expired": 0, "fail_send": 0, "closed": 0}
+REVOKED = set()         # tokens refused from now on (--revoke-after-draft)
+FLAGS = {"fail_token": False}
+UPLOAD_PORT = [0]
 B64_RE = re.compile(rb"\A[A-Za-z0-9+/]*={0,2}\Z")
 
 
@@ -118,6 +137,11 @@ def parse_args():
     p.add_argument("--retry-after", default="2")
     p.add_argument("--delay", type=float, default=2.0)
     p.add_argument("--lifetime", type=float, default=120.0)
+    p.add_argument("--consistency-404", type=int, default=0)
+    p.add_argument("--expire-upload", type=int, default=0)
+    p.add_argument("--fail-send", type=int, default=0, choices=[0, 409, 412, 423])
+    p.add_argument("--close-on-send", action="store_true")
+    p.add_argument("--revoke-after-draft", action="store_true")
     p.add_argument("--self-test", metavar="CA",
                    help="send the requests a lax client might send, over TLS checked against CA, "
                         "check that each is refused as documented, print SELFTEST OK, exit")
@@ -146,6 +170,7 @@ def keep(name, data):
 
 class Handler(token_server.TokenHandler):
     protocol_version = "HTTP/1.1"
+    upload_host = False  # UploadHandler: the upload URLs' own host
     disable_nagle_algorithm = True  # a head and a body in two writes: no delayed-ACK stall
 
     # ---- plumbing ----------------------------------------------------------
@@ -200,6 +225,8 @@ class Handler(token_server.TokenHandler):
         if "chunked" in self.headers.get("Transfer-Encoding", ""):
             return None
         n = self.headers.get("Content-Length")
+        if n is None and self.command in ("DELETE", "GET"):
+            return b""  # RFC 9112 6.3: no Content-Length, no body (POST and PUT: 411)
         if n is None or not n.isdigit():
             return None
         return self.rfile.read(int(n))
@@ -217,6 +244,8 @@ class Handler(token_server.TokenHandler):
                 at = ISSUED_AT[tok] = time.time()
         if at is None:
             return "unknown"
+        if tok in REVOKED:
+            return "revoked"
         if time.time() - at > ARGS.token_ttl:
             return "expired"
         return None
@@ -264,6 +293,13 @@ class Handler(token_server.TokenHandler):
         if self.path_only == "/token":
             with LOCK:
                 before = set(token_server.STATE["issued"])
+                fail, FLAGS["fail_token"] = FLAGS["fail_token"], False
+            if fail:  # --revoke-after-draft: this refresh fails (the next one works)
+                token_server.ARGS.mode = "http500"
+                try:
+                    return token_server.TokenHandler.do_POST(self)
+                finally:
+                    token_server.ARGS.mode = "ok"
             token_server.TokenHandler.do_POST(self)
             with LOCK:
                 for t in set(token_server.STATE["issued"]) - before:
@@ -319,8 +355,12 @@ class Handler(token_server.TokenHandler):
         body = self.read_body()
         if body is None:
             return self.error(411, "lengthRequired", "Content-Length is required")
-        if ARGS.kind == "graph" and method == "PUT" and self.path_only.startswith("/upload/"):
-            return self.graph_upload(body)  # pre-authenticated URL
+        if self.upload_host:
+            if ARGS.kind == "graph" and method == "PUT" and self.path_only.startswith("/upload/"):
+                return self.graph_upload(body)  # pre-authenticated URL
+            return self.error(404, "ResourceNotFound", "Only upload URLs are served here.")
+        if self.path_only.startswith("/upload/") and ARGS.kind == "graph":
+            return self.error(404, "ResourceNotFound", "Upload URLs are on their own host.")
         why = self.bearer_ok()
         if why:
             return self.unauthorized(why)
@@ -380,6 +420,14 @@ class Handler(token_server.TokenHandler):
             draft = DRAFTS.get(mid)
         if draft is None:
             return self.error(404, "ErrorItemNotFound", "The specified object was not found.")
+        with LOCK:
+            miss = tail != "" and draft["misses"] > 0
+            if miss:
+                draft["misses"] -= 1
+        if miss:  # --consistency-404: the new draft is not visible on this replica yet
+            record(event="consistency_404", id=mid, tail=tail)
+            return self.error(404, "ErrorItemNotFound", "The specified object was not found in "
+                              "the store.")
         if method == "DELETE" and tail == "":
             with LOCK:
                 DRAFTS.pop(mid, None)
@@ -435,7 +483,9 @@ class Handler(token_server.TokenHandler):
                 if a.get("@odata.type") != "#microsoft.graph.fileAttachment" or data is None:
                     return self.error(400, "ErrorInvalidAttachment", "Invalid attachment.")
                 atts.append(self.keep_attachment(a, data, "inline"))
-            record(event="graph_sendmail", format="json",
+            content = msg.get("body", {}).get("content", "")
+            body_file = keep("body-%s.txt" % secrets.token_hex(4), content.encode())
+            record(event="graph_sendmail", format="json", body_file=body_file,
                    saveToSentItems=obj.get("saveToSentItems", True), attachments=len(atts),
                    request_size=len(body), **summary(msg))
             for a in atts:
@@ -479,9 +529,30 @@ class Handler(token_server.TokenHandler):
             return self.error(400, "ErrorInvalidRecipients", "At least one recipient is not valid.")
         mid = "AAMkAD%s=" % secrets.token_hex(8)
         with LOCK:
-            DRAFTS[mid] = {"json": obj, "attachments": []}
+            DRAFTS[mid] = {"json": obj, "attachments": [], "misses": ARGS.consistency_404}
+            if ARGS.revoke_after_draft and not REVOKED:
+                REVOKED.update(ISSUED_AT)
+                REVOKED.update(token_server.STATE["issued"])
+                FLAGS["fail_token"] = True
         record(event="graph_draft", id=mid, **summary(obj))
-        self.reply(201, {"id": mid, "isDraft": True, "subject": obj.get("subject")})
+        # The documented 201: the whole message resource, the body echoed.
+        echo = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('%s')/"
+                                  "messages/$entity" % ARGS.mailbox,
+                "@odata.etag": 'W/"CQAAABYAAAC4ofQHEIqCSbQPot83AFcbAAAW/IUy"',
+                "id": mid, "createdDateTime": "2026-11-30T10:00:00Z",
+                "lastModifiedDateTime": "2026-11-30T10:00:00Z",
+                "changeKey": "CQAAABYAAAC4ofQHEIqCSbQPot83AFcbAAAW/IUy", "categories": [],
+                "receivedDateTime": "2026-11-30T10:00:00Z", "sentDateTime": None,
+                "hasAttachments": False, "internetMessageId": obj.get("internetMessageId"),
+                "bodyPreview": obj.get("body", {}).get("content", "")[:255],
+                "importance": "normal", "parentFolderId": "AQMkADYAAAIBDwAAAA==",
+                "conversationId": "AAQkAD" + secrets.token_hex(8), "isDeliveryReceiptRequested":
+                False, "isReadReceiptRequested": False, "isRead": True, "isDraft": True,
+                "webLink": "https://outlook.office365.com/owa/?ItemID=%s" % mid,
+                "inferenceClassification": "focused"}
+        for k, v in obj.items():
+            echo.setdefault(k, v)
+        self.reply(201, echo)
 
     def graph_attach(self, draft, ctype, body):
         a = self.json_body(ctype, body)
@@ -498,7 +569,16 @@ class Handler(token_server.TokenHandler):
         with LOCK:
             draft["attachments"].append(att)
         record(event="graph_attachment", name=att["name"], size=att["size"])
-        self.reply(201, {"id": "att-%d" % len(draft["attachments"]), "name": att["name"]})
+        # The documented 201: the attachment resource, contentBytes included.
+        self.reply(201, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#users('%s')"
+                                           "/messages('%s')/attachments/$entity" % (
+                                               ARGS.mailbox, "x"),
+                         "@odata.type": "#microsoft.graph.fileAttachment",
+                         "id": "AAMkADA1M-att-%d" % len(draft["attachments"]),
+                         "lastModifiedDateTime": "2026-11-30T10:00:00Z", "name": att["name"],
+                         "contentType": a.get("contentType"), "size": len(data),
+                         "isInline": a.get("isInline", False), "contentId": a.get("contentId"),
+                         "contentLocation": None, "contentBytes": a["contentBytes"]})
 
     def graph_session(self, mid, draft, ctype, body):
         obj = self.json_body(ctype, body)
@@ -516,7 +596,7 @@ class Handler(token_server.TokenHandler):
             draft["attachments"].append({"session": sid})
         record(event="graph_session", name=item["name"], size=item["size"])
         url = "https://127.0.0.1:%d/upload/%s?authtoken=%s" % (
-            self.server.server_address[1], sid, secrets.token_urlsafe(12))
+            UPLOAD_PORT[0], sid, secrets.token_urlsafe(12))
         self.reply(201, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
                                            "#microsoft.graph.uploadSession",
                          "uploadUrl": url, "expirationDateTime": "2026-12-01T10:00:00Z",
@@ -526,8 +606,8 @@ class Handler(token_server.TokenHandler):
         sid = self.path_only[len("/upload/"):]
         with LOCK:
             s = SESSIONS.get(sid)
-        if s is None:
-            return self.error(404, "ErrorItemNotFound", "Upload session not found.")
+        if s is None or s.get("expired"):
+            return self.error(404, "ErrorItemNotFound", "Upload session not found or expired.")
         if "Authorization" in self.headers:
             return self.graph_error(401, "InvalidAuthenticationToken",
                                     "Do not send an Authorization header to the upload URL.")
@@ -558,6 +638,16 @@ class Handler(token_server.TokenHandler):
             s["got"] = b + 1
             s["chunks"].append(n)
         record(event="graph_chunk", start=a, end=b, total=total, size=n)
+        with LOCK:
+            expire = not last and COUNTERS["expired"] < ARGS.expire_upload
+            if expire:  # --expire-upload: the session expires after this chunk
+                COUNTERS["expired"] += 1
+                s["expired"] = True
+                d = DRAFTS.get(s["draft"])
+                if d:
+                    d["attachments"] = [x for x in d["attachments"] if x.get("session") != sid]
+        if expire:
+            record(event="upload_expired", session=sid)
         if not last:
             return self.reply(200, {"expirationDateTime": "2026-12-01T10:00:00Z",
                                     "nextExpectedRanges": [str(b + 1)]})
@@ -568,6 +658,21 @@ class Handler(token_server.TokenHandler):
     def graph_send(self, mid, draft, body):
         if body or self.headers.get("Content-Length") != "0":
             return self.error(400, "BadRequest", "send takes no body (Content-Length: 0)")
+        with LOCK:
+            close = ARGS.close_on_send and not COUNTERS["closed"]
+            COUNTERS["closed"] += close
+            fail = ARGS.fail_send and not COUNTERS["fail_send"]
+            COUNTERS["fail_send"] += bool(fail)
+        if close:  # --close-on-send: the connection drops before any answer
+            record(event="closed_on_send", id=mid)
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
+        if fail:
+            code = {409: "ErrorIrresolvableConflict", 412: "ErrorIncorrectUpdatePropertyCount",
+                    423: "ErrorItemLocked"}[ARGS.fail_send]
+            return self.error(ARGS.fail_send, code, "The send operation could not be completed "
+                              "now.")
         with LOCK:  # (never answer while holding it: rid() takes it too)
             unfinished = any("session" in a and not SESSIONS[a["session"]]["done"]
                              for a in draft["attachments"])
@@ -595,6 +700,16 @@ class Handler(token_server.TokenHandler):
         self.reply(202)
 
 
+class UploadHandler(Handler):
+    """The upload URLs' host (Graph's is outlook.office.com, not
+    graph.microsoft.com): PUT to an upload URL, nothing else."""
+    upload_host = True
+
+    def do_POST(self):
+        self.path_only = urllib.parse.urlsplit(self.path).path
+        self.dispatch("POST")
+
+
 def summary(msg):
     """What a test checks of a Graph message resource."""
     def addrs(key):
@@ -615,8 +730,8 @@ def self_test(port):
     import http.client
     ctx = ssl.create_default_context(cafile=ARGS.self_test)
 
-    def req(method, path, body=b"", headers=None):
-        c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    def req(method, path, body=b"", headers=None, host="localhost", to_port=None):
+        c = http.client.HTTPSConnection(host, to_port or port, context=ctx, timeout=10)
         c.request(method, path, body=body, headers=headers or {})
         r = c.getresponse()
         data = r.read()
@@ -666,7 +781,15 @@ def self_test(port):
             "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}).encode(),
             dict(auth, **js))
         expect("a draft", st, 201)
-        mid = json.loads(data)["id"]
+        echo = json.loads(data)
+        mid = echo["id"]
+        expect("the draft's 201 echoes the message", (echo.get("body", {}).get("content"),
+                                                        echo.get("isDraft")), ("b", True))
+        st, data = req("POST", mb + "/messages/%s/attachments" % mid, json.dumps({
+            "@odata.type": "#microsoft.graph.fileAttachment", "name": "a.txt",
+            "contentType": "text/plain", "contentBytes": "aGVsbG8="}).encode(), dict(auth, **js))
+        expect("an attachment's 201 echoes contentBytes",
+               (st, json.loads(data).get("contentBytes")), (201, "aGVsbG8="))
         st, data = req("POST", mb + "/messages/%s/attachments/createUploadSession" % mid,
                        json.dumps({"AttachmentItem": {"attachmentType": "file", "name": "a.pdf",
                                                       "size": 1000000}}).encode(), dict(auth, **js))
@@ -674,13 +797,21 @@ def self_test(port):
         up = urllib.parse.urlsplit(json.loads(data)["uploadUrl"])
         upath = up.path + "?" + up.query
         unit = GRAPH_CHUNK_UNIT
+        expect("the upload URL on another host than the API",
+               (up.hostname != "localhost", up.port != port), (True, True))
 
-        def put(a, b, n, extra=None):
+        def put(a, b, n, extra=None, on_api_host=False):
             h = {"Content-Range": "bytes %d-%d/1000000" % (a, b),
                  "Content-Type": "application/octet-stream"}
             h.update(extra or {})
-            return req("PUT", upath, b"x" * n, h)[0]
+            if on_api_host:
+                return req("PUT", upath, b"x" * n, h)[0]
+            return req("PUT", upath, b"x" * n, h, host=up.hostname, to_port=up.port)[0]
 
+        expect("the upload URL's path on the API's host", put(0, unit - 1, unit, None, True), 404)
+        expect("an API request on the upload host",
+               req("POST", mb + "/messages", b"{}", dict(auth, **js), host=up.hostname,
+                   to_port=up.port)[0], 404)
         expect("a chunk not a multiple of 320 KiB", put(0, 99999, 100000), 400)
         expect("an Authorization header to the upload URL", put(0, unit - 1, unit, auth), 401)
         expect("Content-Length not the range's", put(0, unit - 1, unit - 1), 400)
@@ -692,6 +823,16 @@ def self_test(port):
         expect("the last chunk", put(unit, 999999, 1000000 - unit), 201)
         expect("send with a body", req("POST", mb + "/messages/%s/send" % mid, b"x", auth)[0], 400)
         expect("send", req("POST", mb + "/messages/%s/send" % mid, b"", auth)[0], 202)
+        st, data = req("POST", mb + "/messages", json.dumps({
+            "subject": "s", "body": {"contentType": "text", "content": "b"},
+            "toRecipients": [{"emailAddress": {"address": "a@b.example"}}]}).encode(),
+            dict(auth, **js))
+        c = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+        c.putrequest("DELETE", mb + "/messages/" + json.loads(data)["id"])
+        c.putheader("Authorization", auth["Authorization"])
+        c.endheaders()  # no Content-Length: no body (RFC 9112 6.3)
+        expect("DELETE without a body", c.getresponse().status, 204)
+        c.close()
     for f in fails:
         print("SELFTEST FAIL " + f)
     print("SELFTEST OK" if not fails else "SELFTEST FAILED")
@@ -713,6 +854,11 @@ def main():
     httpd.daemon_threads = True
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    uploads = ThreadingHTTPServer(("127.0.0.1", 0), UploadHandler)
+    uploads.daemon_threads = True
+    uploads.socket = ctx.wrap_socket(uploads.socket, server_side=True)
+    UPLOAD_PORT[0] = uploads.server_address[1]
+    threading.Thread(target=uploads.serve_forever, daemon=True).start()
     if ARGS.self_test:
         ok = self_test(httpd.server_address[1])
         httpd.shutdown()

@@ -148,3 +148,39 @@ Test(apimap, retry_after_forms_and_bounds) {
   cr_assert_eq(apimap_retry_after("Sun, 06 Nov 1994 08:49:37 GMT", 784111777 + 10), 0, "past");
   cr_assert_eq(apimap_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", 0), 0);
 }
+
+/* Graph is eventually consistent: a 404 on a step after the draft was
+ * created (attachments, the upload, send), an expired upload URL, 409,
+ * 412 and 423 are temporary (4xx, one more try first), written from
+ * Graph's documentation, not from the table. A 404 before any draft
+ * exists (the mailbox) stays 550. */
+Test(apimap, temporary_answers_are_4xx_with_one_more_try) {
+  struct {
+    api_step step;
+    int status;
+    const char *code;
+  } cases[] = {
+      {API_STEP_ATTACH, 404, "ErrorItemNotFound"},
+      {API_STEP_SEND_DRAFT, 404, "ErrorItemNotFound"},
+      {API_STEP_UPLOAD, 404, "ErrorItemNotFound"},
+      {API_STEP_SEND_DRAFT, 409, "ErrorIrresolvableConflict"},
+      {API_STEP_ATTACH, 412, "ErrorIncorrectUpdatePropertyCount"},
+      {API_STEP_SEND, 423, "ErrorItemLocked"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    char body[256];
+    snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"m\"}}", cases[i].code);
+    apimap_out o = map(STP_UP_GRAPH, cases[i].step, cases[i].status, body, NULL, NULL, false);
+    cr_assert_eq(o.action, APIMAP_DEFER, "case %zu", i);
+    cr_assert(o.code >= 400 && o.code < 500, "case %zu: %d", i, o.code);
+    cr_assert(o.retry, "case %zu", i);
+    cr_assert(strstr(o.text, cases[i].code), "case %zu: %s", i, o.text);
+  }
+  apimap_out o =
+      map(STP_UP_GRAPH, API_STEP_DRAFT, 404,
+          GRAPH_ERR("ErrorInvalidUser", "The requested user is invalid."), NULL, NULL, false);
+  cr_assert_eq(o.code, 550);
+  cr_assert(!o.retry);
+  o = map(STP_UP_GRAPH, API_STEP_SEND, 503, NULL, NULL, NULL, false);
+  cr_assert(!o.retry, "a 5xx backs the upstream off instead");
+}

@@ -292,3 +292,142 @@ Test(apimsg, path_escape) {
   cr_assert_str_eq(out, "AAMk%2Fx+y=%3F%23%25%20");
   cr_assert(!apimsg_path_escape("abcdef", out, 4));
 }
+
+/* Graph's 201 for a draft echoes the whole message: the top-level "id" is
+ * found wherever it stands, at any split of the stream, never a nested
+ * "id" or a value that reads "id". */
+Test(apimsg, scan_finds_the_top_level_member_at_any_split) {
+  static const char doc[] =
+      "{\"@odata.etag\":\"W/\\\"CQ\\\"\",\"subject\":\"id\",\"body\":{\"id\":\"nested\","
+      "\"content\":\"x\\\"id\\\":\\\"fake\\\"\"},\"from\":[{\"id\":\"in-array\"}],"
+      "\"n\":12,\"ok\":true, \"id\" : \"AAMkAD\\u0041\\/x=\",\"id\":\"second\"}";
+  size_t n = strlen(doc);
+  for (size_t cut = 0; cut <= n; cut++) {
+    apimsg_scan s;
+    apimsg_scan_init(&s, "id");
+    apimsg_scan_feed(&s, doc, cut);
+    apimsg_scan_feed(&s, doc + cut, n - cut);
+    cr_assert(s.found, "cut %zu", cut);
+    cr_assert_str_eq(s.value, "AAMkADA/x=", "cut %zu", cut);
+  }
+  apimsg_scan s;
+  apimsg_scan_init(&s, "id");
+  for (size_t i = 0; i < n; i++)
+    apimsg_scan_feed(&s, doc + i, 1);
+  cr_assert_str_eq(s.value, "AAMkADA/x=");
+  /* Megabytes of echoed body before it: constant memory, still found. */
+  apimsg_scan_init(&s, "uploadUrl");
+  apimsg_scan_feed(&s, "{\"contentBytes\":\"", 17);
+  char chunk[4096];
+  memset(chunk, 'A', sizeof chunk);
+  for (int i = 0; i < 1024; i++)
+    apimsg_scan_feed(&s, chunk, sizeof chunk);
+  static const char tail[] = "\",\"uploadUrl\":\"https:\\/\\/up.example\\/u?a=1\"}";
+  apimsg_scan_feed(&s, tail, strlen(tail));
+  cr_assert(s.found);
+  cr_assert_str_eq(s.value, "https://up.example/u?a=1");
+  /* Not a string, over the bound, or non-ASCII escapes: no value. */
+  const char *none[] = {"{\"id\":12}",    "{\"id\":null,\"x\":\"y\"}", "{\"id\":\"\\u00e9\"}",
+                        "[\"id\",\"x\"]", "{\"a\":{\"id\":\"x\"}}",    "{\"id\":\"\"}"};
+  for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+    apimsg_scan_init(&s, "id");
+    apimsg_scan_feed(&s, none[i], strlen(none[i]));
+    cr_assert(!s.found, "%s", none[i]);
+  }
+  char *big = malloc(APIMSG_SCAN_VALUE_MAX + 32);
+  int k = sprintf(big, "{\"id\":\"");
+  memset(big + k, 'x', APIMSG_SCAN_VALUE_MAX);
+  strcpy(big + k + APIMSG_SCAN_VALUE_MAX, "\"}");
+  apimsg_scan_init(&s, "id");
+  apimsg_scan_feed(&s, big, strlen(big));
+  cr_assert(!s.found, "a value over the bound is no value");
+  free(big);
+}
+
+/* RFC 2183: an inline text part with a file name (or only name= on its
+ * type) is the body; an attachment is not; text attachments keep their
+ * charset in contentType. */
+Test(apimsg, inline_named_text_is_the_body_and_text_attachments_keep_their_charset) {
+  static const char *const msgs[] = {
+      "From: a@x.example\r\nTo: b@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+      "--b\r\nContent-Type: text/plain; charset=utf-8\r\n"
+      "Content-Disposition: inline; filename=\"scan.txt\"\r\n\r\nScan text\r\n"
+      "--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+      "Content-Disposition: attachment; filename=\"log.txt\"\r\n\r\nLog\xe9\r\n--b--\r\n",
+      "From: a@x.example\r\nTo: b@x.example\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+      "--b\r\nContent-Type: text/plain; charset=utf-8; name=\"scan.txt\"\r\n\r\nScan text\r\n"
+      "--b\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+      "Content-Disposition: attachment; filename=\"log.txt\"\r\n\r\nLog\xe9\r\n--b--\r\n",
+  };
+  for (size_t k = 0; k < 2; k++) {
+    apimsg_info m;
+    gather(msgs[k], &m);
+    cr_assert_eq(m.nparts, 2);
+    bool html;
+    long body = apimsg_body_part(&m, &html);
+    cr_assert_eq(body, 0, "message %zu: the inline named text is the body", k);
+    cr_assert(!apimsg_is_attachment(&m, 0, body));
+    cr_assert(apimsg_is_attachment(&m, 1, body));
+    char *head = apimsg_graph_attachment_head(&m, 1);
+    cr_assert(strstr(head, "\"contentType\":\"text/plain; charset=iso-8859-1\""), "%s", head);
+    cr_assert(strstr(head, "\"name\":\"log.txt\""), "%s", head);
+    free(head);
+    apimsg_info_free(&m);
+  }
+}
+
+/* More parts than the table keeps are flagged (apisend refuses the JSON
+ * path for them: never a silent loss). */
+Test(apimsg, parts_over_the_bound_are_flagged) {
+  size_t cap = (APIMSG_PARTS_MAX + 2) * 64 + 512;
+  char *msg = malloc(cap);
+  int o = sprintf(msg, "From: a@x.example\r\nTo: b@x.example\r\nMIME-Version: 1.0\r\n"
+                       "Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+  for (int i = 0; i <= APIMSG_PARTS_MAX; i++)
+    o += sprintf(msg + o, "--b\r\nContent-Type: text/plain\r\n\r\npart %d\r\n", i);
+  sprintf(msg + o, "--b--\r\n");
+  apimsg_info m;
+  gather(msg, &m);
+  cr_assert_eq(m.nparts, APIMSG_PARTS_MAX);
+  cr_assert(m.parts_dropped);
+  apimsg_info_free(&m);
+  free(msg);
+}
+
+/* A message piped from a mailbox file starts with an mbox "From " line:
+ * dropped (as Python's email does), the fields after it still read. */
+Test(apimsg, mbox_from_line_is_not_the_end_of_the_header) {
+  apimsg_info m;
+  gather("From MAILER-DAEMON Fri Apr 06 16:46:09 2001\r\nFrom: a@x.example\r\n"
+         "Subject: Returned mail\r\nTo: b@x.example\r\n\r\nbody\r\n",
+         &m);
+  cr_assert_str_eq(m.subject, "Returned mail");
+  cr_assert_eq(m.from.n, 1);
+  cr_assert_eq(m.nparts, 1);
+  apimsg_info_free(&m);
+}
+
+/* A multipart that never writes its boundary: its text is one leaf of its
+ * own (as Python's email reads it), not dropped as a preamble. */
+Test(apimsg, multipart_without_a_boundary_keeps_its_text) {
+  static const char msg[] = "From: a@x.example\r\nTo: b@x.example\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: multipart/mixed; boundary=\"BOUNDARY\"\r\n\r\n"
+                            "Hi there,\r\n\r\nThis is the dingus fish.\r\n";
+  apimsg_info m;
+  gather(msg, &m);
+  cr_assert_eq(m.nparts, 1);
+  cr_assert_str_eq(m.parts[0].type, "multipart/mixed");
+  const char *text = strstr(msg, "Hi there");
+  cr_assert_eq(m.parts[0].start, (uint64_t)(text - msg));
+  cr_assert_eq(m.parts[0].size, strlen(text));
+  bool html;
+  cr_assert(apimsg_is_attachment(&m, 0, apimsg_body_part(&m, &html)));
+  apimsg_info_free(&m);
+  /* An ordinary multipart is no leaf of its own. */
+  gather("Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\n\r\nx\r\n--b--\r\n", &m);
+  cr_assert_eq(m.nparts, 1);
+  cr_assert_str_eq(m.parts[0].type, "text/plain");
+  apimsg_info_free(&m);
+}

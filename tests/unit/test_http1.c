@@ -356,3 +356,59 @@ Test(http1_response, bounds) {
   http1_response_free(&r);
   free(p);
 }
+
+static void tap_count(void *arg, const char *p, size_t n) {
+  (void)p;
+  *(size_t *)arg += n;
+}
+
+/* A body larger than the bound, with http1_response_skip: the first `keep`
+ * bytes are kept, the rest read and dropped (tap sees them all), for
+ * Content-Length and chunked alike; past skip_max it is still too long. */
+Test(http1_response, skip_keeps_a_prefix_and_taps_everything) {
+  size_t big = 300 * 1024;
+  char *body = malloc(big);
+  memset(body, 'x', big);
+  memcpy(body, "{\"id\":\"A\"}", 10);
+  for (int chunked = 0; chunked < 2; chunked++) {
+    stp_buf b;
+    stp_buf_init(&b, big * 2);
+    if (chunked) {
+      stp_buf_appendf(&b, "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n");
+      for (size_t i = 0; i < big; i += 50000) {
+        size_t n = big - i < 50000 ? big - i : 50000;
+        stp_buf_appendf(&b, "%zx\r\n", n);
+        stp_buf_append(&b, body + i, n);
+        stp_buf_appendf(&b, "\r\n");
+      }
+      stp_buf_appendf(&b, "0\r\n\r\n");
+    } else {
+      stp_buf_appendf(&b, "HTTP/1.1 201 Created\r\nContent-Length: %zu\r\n\r\n", big);
+      stp_buf_append(&b, body, big);
+    }
+    http1_response r;
+    size_t used, seen = 0;
+    http1_response_init(&r, 0, false);
+    cr_assert_eq(http1_response_feed(&r, b.data, b.len, &used), STP_ETOOLONG, "no skip: refused");
+    http1_response_free(&r);
+    http1_response_init(&r, 0, false);
+    http1_response_skip(&r, 1024, big, tap_count, &seen);
+    int rc = 0;
+    for (size_t i = 0; i < b.len && rc == 0; i += 777) /* any split */
+      rc = http1_response_feed(&r, b.data + i, b.len - i < 777 ? b.len - i : 777, &used);
+    cr_assert_eq(rc, 1, "chunked %d", chunked);
+    cr_assert_eq(r.status, 201);
+    cr_assert_eq(r.body_len, 1024);
+    cr_assert(r.body_cut);
+    cr_assert_eq(seen, big, "the tap saw every body byte");
+    cr_assert(!memcmp(r.body, "{\"id\":\"A\"}", 10));
+    cr_assert(r.keep_alive);
+    http1_response_free(&r);
+    http1_response_init(&r, 0, false);
+    http1_response_skip(&r, 1024, big / 2, NULL, NULL);
+    cr_assert_eq(http1_response_feed(&r, b.data, b.len, &used), STP_ETOOLONG, "past skip_max");
+    http1_response_free(&r);
+    stp_buf_free(&b);
+  }
+  free(body);
+}

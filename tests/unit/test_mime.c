@@ -558,3 +558,59 @@ Test(mime, utf8_checks) {
   cr_assert_eq(mime_to_utf8("iso-8859-15", "\xa4", 1, out, sizeof out), 3);
   cr_assert_str_eq(out, "€");
 }
+
+/* Long UTF-8 text is converted in whole characters: a raw UTF-8 subject
+ * longer than one conversion slice, encoded-words whose decoded bytes
+ * overflow one batch with a character across the edge, and a field cut
+ * inside a character all stay UTF-8 (never read as Windows-1252). */
+Test(mime, long_utf8_stays_utf8_across_slices) {
+  static char in[8192], out[16384], want[8192];
+  /* raw UTF-8: 'a' then "ü" x 400 = 801 bytes, a boundary at 600 inside "ü" */
+  size_t o = 0;
+  in[o++] = 'a';
+  for (int i = 0; i < 400; i++) {
+    in[o++] = (char)0xc3;
+    in[o++] = (char)0xbc;
+  }
+  in[o] = '\0';
+  mime_decode_words(in, o, out, sizeof out);
+  cr_assert_str_eq(out, in, "raw UTF-8 over a slice boundary");
+  /* encoded-words: 600 x "€" (1800 bytes) in words of 45 bytes each
+   * (15 characters), a word boundary inside a character every other word */
+  o = 0;
+  size_t w = 0;
+  static const unsigned char euro[3] = {0xe2, 0x82, 0xac};
+  unsigned char raw[1800];
+  for (int i = 0; i < 600; i++)
+    memcpy(raw + i * 3, euro, 3);
+  for (size_t i = 0; i < sizeof raw; i += 44) {
+    size_t n = sizeof raw - i < 44 ? sizeof raw - i : 44; /* 44: cuts characters */
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    o += (size_t)sprintf(in + o, "%s=?UTF-8?B?", i ? " " : "");
+    for (size_t k = 0; k < n; k += 3) {
+      unsigned v = (unsigned)raw[i + k] << 16 | (k + 1 < n ? (unsigned)raw[i + k + 1] << 8 : 0) |
+                   (k + 2 < n ? raw[i + k + 2] : 0);
+      in[o++] = b64[v >> 18 & 63];
+      in[o++] = b64[v >> 12 & 63];
+      in[o++] = k + 1 < n ? b64[v >> 6 & 63] : '=';
+      in[o++] = k + 2 < n ? b64[v & 63] : '=';
+    }
+    o += (size_t)sprintf(in + o, "?=");
+    w++;
+  }
+  memcpy(want, raw, sizeof raw);
+  want[sizeof raw] = '\0';
+  mime_decode_words(in, o, out, sizeof out);
+  cr_assert_str_eq(out, want, "%zu words over the 1 KiB batch", w);
+  /* a field cut inside a character: the whole characters before it kept */
+  o = 0;
+  for (int i = 0; i < 300; i++) {
+    in[o++] = (char)0xc3;
+    in[o++] = (char)0xa9;
+  }
+  in[o++] = (char)0xc3; /* cut here */
+  mime_decode_words(in, o, out, sizeof out);
+  cr_assert_eq(strlen(out), 600);
+  cr_assert(mime_is_utf8(out, strlen(out)));
+  cr_assert(!memcmp(out, in, 600), "read as Windows-1252");
+}
