@@ -628,17 +628,17 @@ ITest(integ, api_copies_use_the_spool_directory) {
  * mailbox the API does not know is a failed probe with the table's hint. */
 ITest(integ, api_probe_graph_and_gmail_get_and_a_wrong_mailbox) {
   fake g, m, wrong;
-  fake_start(&g, "graph", NULL, NULL);
-  fake_start(&m, "gmail", NULL, NULL);
-  fake_start(&wrong, "graph", NULL,
-             (const char *const[]){"--mailbox", "other@contoso.example", NULL});
+  api_fake_start(&g, "graph", NULL, NULL);
+  api_fake_start(&m, "gmail", NULL, NULL);
+  api_fake_start(&wrong, "graph", NULL,
+                 (const char *const[]){"--mailbox", "other@contoso.example", NULL});
   char a[4096], b[4096], c[4096], all[12288];
   api_upstream(&g, "graph", "    probe_interval: 1s\n", a, sizeof a);
   api_upstream(&m, "gmail", "    probe_interval: 1s\n", b, sizeof b);
   api_upstream(&wrong, "wrong", "    probe_interval: 1s\n", c, sizeof c);
   snprintf(all, sizeof all, "%s%s%s", a, b, c);
   h_proxy px;
-  proxy_start(&px, all, "graph");
+  api_proxy_start(&px, all, "graph");
   char line[2048];
   const char *ok1[] = {" probe ", "upstream=graph ", "result=ok", NULL};
   const char *ok2[] = {" probe ", "upstream=gmail ", "result=ok", NULL};

@@ -21,7 +21,7 @@
 /* Graph's 201 for a draft echoes the message, for an attachment posted
  * whole its contentBytes (here 2.6 MB): read for the id, never refused as
  * "larger than 64 KiB", one draft and no draft left behind. */
-Test(integ, api_graph_large_201_echoes_are_read) {
+ITest(integ, api_graph_large_201_echoes_are_read) {
   fake f;
   h_proxy px;
   scan s;
@@ -40,7 +40,7 @@ Test(integ, api_graph_large_201_echoes_are_read) {
 
 /* A draft just created is not visible yet (404 ErrorItemNotFound on the
  * next step): one more try after a pause, then sent. */
-Test(integ, api_graph_eventual_consistency_404_is_retried) {
+ITest(integ, api_graph_eventual_consistency_404_is_retried) {
   fake f;
   h_proxy px;
   scan s;
@@ -64,7 +64,7 @@ Test(integ, api_graph_eventual_consistency_404_is_retried) {
 
 /* Still not visible after the one more try: 4xx (never 550 "mailbox does
  * not exist"), and the draft is deleted. */
-Test(integ, api_graph_lasting_404_after_the_draft_is_4xx) {
+ITest(integ, api_graph_lasting_404_after_the_draft_is_4xx) {
   fake f;
   h_proxy px;
   scan s;
@@ -86,7 +86,7 @@ Test(integ, api_graph_lasting_404_after_the_draft_is_4xx) {
 
 /* On a spool route that 4xx spools the message: the device gets 250 from
  * the spool, not a 5xx. */
-Test(integ, api_graph_lasting_404_on_a_spool_route_spools) {
+ITest(integ, api_graph_lasting_404_on_a_spool_route_spools) {
   fake f;
   h_proxy px;
   scan s;
@@ -123,7 +123,7 @@ Test(integ, api_graph_lasting_404_on_a_spool_route_spools) {
 
 /* An upload session expires after its first chunk (404 on the next PUT):
  * a new session, the attachment from byte 0, sent whole. */
-Test(integ, api_graph_expired_upload_url_starts_a_new_session, .timeout = 60) {
+ITest(integ, api_graph_expired_upload_url_starts_a_new_session, .timeout = 60) {
   fake f;
   h_proxy px;
   scan s;
@@ -146,7 +146,7 @@ Test(integ, api_graph_expired_upload_url_starts_a_new_session, .timeout = 60) {
 }
 
 /* 409 and 423 on send: temporary, one more try, sent. */
-Test(integ, api_graph_conflict_and_locked_are_retried) {
+ITest(integ, api_graph_conflict_and_locked_are_retried) {
   const char *statuses[] = {"409", "423"};
   for (int k = 0; k < 2; k++) {
     fake f;
@@ -165,7 +165,7 @@ Test(integ, api_graph_conflict_and_locked_are_retried) {
 
 /* The connection closes as the draft is sent: 4xx, and the draft the
  * failure left is deleted (by a request that outlives the connection). */
-Test(integ, api_graph_draft_deleted_when_the_connection_closes_mid_send) {
+ITest(integ, api_graph_draft_deleted_when_the_connection_closes_mid_send) {
   fake f;
   h_proxy px;
   scan s;
@@ -186,7 +186,7 @@ Test(integ, api_graph_draft_deleted_when_the_connection_closes_mid_send) {
 
 /* A 401 after the draft exists and the token refresh fails: 4xx, and the
  * draft is still deleted (with the next token the cache fetches). */
-Test(integ, api_graph_draft_deleted_when_the_token_refresh_fails) {
+ITest(integ, api_graph_draft_deleted_when_the_token_refresh_fails) {
   fake f;
   h_proxy px;
   scan s;
@@ -207,7 +207,7 @@ Test(integ, api_graph_draft_deleted_when_the_token_refresh_fails) {
 
 /* A message of 501 parts where Graph's JSON is needed (save_to_sent_items:
  * false): refused with a 5xx that says why, never 250 with parts missing. */
-Test(integ, api_graph_json_path_refuses_more_parts_than_it_carries) {
+ITest(integ, api_graph_json_path_refuses_more_parts_than_it_carries) {
   fake f;
   h_proxy px;
   api_fake_start(&f, "graph", NULL, NULL);
@@ -234,7 +234,7 @@ Test(integ, api_graph_json_path_refuses_more_parts_than_it_carries) {
 /* A scanner's text part named "scan.txt" and inline is the body the
  * reader sees (RFC 2183), not an empty mail with the text attached; a
  * text attachment keeps its charset. */
-Test(integ, api_graph_inline_named_text_is_the_body) {
+ITest(integ, api_graph_inline_named_text_is_the_body) {
   fake f;
   h_proxy px;
   api_fake_start(&f, "graph", NULL, NULL);
@@ -275,7 +275,7 @@ Test(integ, api_graph_inline_named_text_is_the_body) {
 #define CORPUS_DIR "/usr/lib/python3.11/test/test_email/data"
 #define CORPUS_FAITHFUL_MIN 45 /* measured: 45 of 47 (README "API upstreams: how they work") */
 
-Test(integ, api_graph_mime_corpus_against_python_email, .timeout = 180) {
+ITest(integ, api_graph_mime_corpus_against_python_email, .timeout = 180) {
   struct stat st;
   cr_assert_eq(stat(CORPUS_DIR, &st), 0,
                CORPUS_DIR " is missing: install libpython3.11-testsuite (.ci/install-deps)");
