@@ -45,12 +45,14 @@ static const char *const auth_keys[A_N] = {
   [A_PFILE] = "password_file", [A_PASS] = "password", [A_TFILE] = "token_file",
   [A_TCMD] = "token_command", [A_OAUTH] = "oauth2", [A_TTL] = "token_ttl"};
 enum {
-  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET, O_N
+  O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET,
+  O_AUTHZ, O_DEVURL, O_N
 };
 static const char *const oauth2_keys[O_N] = {
   [O_URL] = "token_url", [O_ID] = "client_id", [O_SENV] = "client_secret_env",
   [O_SFILE] = "client_secret_file", [O_RTFILE] = "refresh_token_file", [O_GRANT] = "grant",
-  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset"};
+  [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset",
+  [O_AUTHZ] = "authorization_url", [O_DEVURL] = "device_authorization_url"};
 /* clang-format on */
 
 /* ------------------------------------------------------------------------ */
@@ -154,6 +156,10 @@ static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) 
 #define GRAPH_SCOPE_APP "https://graph.microsoft.com/.default"
 #define GRAPH_SCOPE_USER "https://graph.microsoft.com/Mail.Send offline_access"
 #define GMAIL_API_SCOPE "https://www.googleapis.com/auth/gmail.send"
+/* `oauth2 login` (login.c): where the admin consents. Google's device flow
+ * refuses the mail scopes, so its preset has no device endpoint. */
+#define GOOGLE_AUTHZ_URL "https://accounts.google.com/o/oauth2/v2/auth"
+#define M365_LOGIN_BASE "https://login.microsoftonline.com/" /* TENANT/oauth2/v2.0/... */
 
 /* The presets, in the order of preset_names. */
 enum { P_GOOGLE, P_M365, P_M365_GRAPH, P_GMAIL_API };
@@ -190,6 +196,63 @@ static bool valid_tenant(const char *s) {
     if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '.' && *s != '-')
       return false;
   return true;
+}
+
+/* https://login.microsoftonline.com/TENANT/oauth2/v2.0/<what>, malloc'd. */
+static char *tenant_url(const char *tenant, const char *what) {
+  size_t need = sizeof M365_LOGIN_BASE + strlen(tenant) + strlen(what) + 1;
+  char *url = stp_xmalloc(need);
+  snprintf(url, need, M365_LOGIN_BASE "%s/oauth2/v2.0/%s", tenant, what);
+  return url;
+}
+
+/* An https:// URL (http:// only with insecure) written for key, or NULL. */
+static void login_url(cfg_ctx *c, yaml_node_t *vn, const char *key, const stp_upstream_cfg *u,
+                      char **out) {
+  stp_url url;
+  cfg_set_str(c, vn, key, out);
+  if (*out && stp_url_parse(*out, &url) != STP_OK)
+    cfg_err(c, vn, "bad %s '%s' (expected https://host[:port]/path)", key, *out);
+  else if (*out && !url.https && !u->insecure)
+    cfg_err(c, vn, "%s over http:// needs insecure: true", key);
+}
+
+/* authorization_url and device_authorization_url: written, or the
+ * preset's (`oauth2 login` uses them; the proxy itself never does). */
+static void parse_login_urls(cfg_ctx *c, yaml_node_t **v, stp_oauth2_cfg *o, int preset,
+                             const stp_upstream_cfg *u) {
+  const char *t = v[O_TENANT] ? cfg_str_of(c, v[O_TENANT], "tenant") : NULL;
+  bool tenant_ok = t && valid_tenant(t);
+  o->login_google = preset_is_google(preset);
+  if (v[O_AUTHZ])
+    login_url(c, v[O_AUTHZ], "authorization_url", u, &o->authorization_url);
+  else if (o->login_google)
+    o->authorization_url = stp_xstrdup(GOOGLE_AUTHZ_URL);
+  else if (preset_is_m365(preset) && tenant_ok)
+    o->authorization_url = tenant_url(t, "authorize");
+  if (v[O_DEVURL])
+    login_url(c, v[O_DEVURL], "device_authorization_url", u, &o->device_authorization_url);
+  else if (preset_is_m365(preset) && tenant_ok)
+    o->device_authorization_url = tenant_url(t, "devicecode");
+}
+
+/* refresh_token_file: read it, or, when it does not exist yet, warn and
+ * name the login command (the upstream has no token until then). */
+static void parse_rt_file(cfg_ctx *c, yaml_node_t *vn, stp_oauth2_cfg *o,
+                          const stp_upstream_cfg *u) {
+  const char *s = cfg_str_of(c, vn, "refresh_token_file");
+  struct stat st;
+  if (s)
+    o->refresh_token_file = cfg_resolve_path(c, s);
+  if (o->refresh_token_file && !c->no_secrets && stat(o->refresh_token_file, &st) != 0 &&
+      errno == ENOENT) {
+    cfg_warn(c, vn,
+             "refresh_token_file '%s' does not exist yet: run `smtp-tls-proxy -c %s oauth2 "
+             "login %s`; upstream %s has no access token until then",
+             o->refresh_token_file, c->file, u->name ? u->name : "?", u->name ? u->name : "?");
+    return;
+  }
+  o->refresh_token = read_secret_file(c, vn, "refresh_token_file");
 }
 
 static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
@@ -270,10 +333,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_err(c, n, "grant: client_credentials needs client_secret_env or client_secret_file");
 
   if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
-    o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
-    const char *s = cfg_str_of(c, v[O_RTFILE], "refresh_token_file");
-    if (s)
-      o->refresh_token_file = cfg_resolve_path(c, s);
+    parse_rt_file(c, v[O_RTFILE], o, u);
     if (o->refresh_token && !oauth2_token_ok(o->refresh_token, strlen(o->refresh_token)))
       cfg_err(c, v[O_RTFILE],
               "refresh_token_file '%s' does not hold a token (one line of "
@@ -312,6 +372,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
     cfg_parse_file(c, v[O_CA], "ca_file", &o->ca_file);
   if (!o->ca_file)
     o->ca_file = stp_xstrdup(CFG_DEFAULT_CA_FILE);
+  parse_login_urls(c, v, o, preset, u);
 }
 
 static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
