@@ -56,8 +56,10 @@ static int parse_login(int argc, char **argv, int i, args *a) {
                (!strcmp(argv[i + 1], "device") || !strcmp(argv[i + 1], "code"))) {
       a->flow = !strcmp(argv[++i], "device") ? LOGIN_FLOW_DEVICE : LOGIN_FLOW_CODE;
     } else {
-      fprintf(stderr, "smtp-tls-proxy: oauth2 login: unexpected '%s' (--flow device|code, "
-                      "--reload)\n", argv[i]);
+      fprintf(stderr,
+              "smtp-tls-proxy: oauth2 login: unexpected '%s' (--flow device|code, "
+              "--reload)\n",
+              argv[i]);
       return -1;
     }
   }

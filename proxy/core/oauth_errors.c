@@ -14,10 +14,11 @@
 #define MS_DEVICE "https://learn.microsoft.com/en-us/entra/identity-platform/v2-oauth2-device-code"
 #define MS_CODES "https://learn.microsoft.com/en-us/entra/identity-platform/reference-error-codes"
 #define MS_CA                                                                                      \
-  "https://learn.microsoft.com/en-us/entra/identity/conditional-access/"                          \
+  "https://learn.microsoft.com/en-us/entra/identity/conditional-access/"                           \
   "policy-block-authentication-flows"
 #define MS_REPLY                                                                                   \
-  "https://learn.microsoft.com/en-us/entra/identity-platform/reply-url#prefer-127001-over-localhost"
+  "https://learn.microsoft.com/en-us/entra/identity-platform/"                                     \
+  "reply-url#prefer-127001-over-localhost"
 #define G_NATIVE                                                                                   \
   "https://developers.google.com/identity/protocols/oauth2/native-app#authorization-errors"
 #define G_DEVICE                                                                                   \

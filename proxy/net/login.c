@@ -231,8 +231,7 @@ static login_flow pick_flow(const stp_oauth2_cfg *o, login_flow want, const char
     return LOGIN_FLOW_AUTO;
   }
   if (want == LOGIN_FLOW_CODE && !o->authorization_url) {
-    fprintf(stderr, "smtp-tls-proxy: oauth2 login %s: --flow code needs authorization_url\n",
-            name);
+    fprintf(stderr, "smtp-tls-proxy: oauth2 login %s: --flow code needs authorization_url\n", name);
     return LOGIN_FLOW_AUTO;
   }
   return want;

@@ -27,8 +27,9 @@ static void poll_done(void *arg, const http1_response *r, http_fail why, const c
 static void poll_now(uv_timer_t *t) {
   login *l = t->data;
   if (stp_now_ms() >= l->deadline_ms) {
-    login_fail(l, "the code expired", "nobody signed in before the code expired; run the login "
-                                      "again");
+    login_fail(l, "the code expired",
+               "nobody signed in before the code expired; run the login "
+               "again");
     return;
   }
   stp_buf form;
@@ -47,8 +48,8 @@ static void poll_done(void *arg, const http1_response *r, http_fail why, const c
   (void)why;
   l->call = NULL;
   if (!r) { /* a network failure: the code may still be good */
-    fprintf(stderr, "smtp-tls-proxy: oauth2 login %s: polling: %s (trying again)\n",
-            l->up->name, err);
+    fprintf(stderr, "smtp-tls-proxy: oauth2 login %s: polling: %s (trying again)\n", l->up->name,
+            err);
     poll_later(l);
     return;
   }
@@ -182,8 +183,9 @@ static const char *take_answer(login *l, const char *p, size_t n, int *status) {
   }
   const char *page = ok;
   if (rc < 0) {
-    fprintf(stderr, "smtp-tls-proxy: oauth2 login: that is not a redirect address with a code "
-                    "(%s); still waiting\n",
+    fprintf(stderr,
+            "smtp-tls-proxy: oauth2 login: that is not a redirect address with a code "
+            "(%s); still waiting\n",
             stp_strerror(rc));
     *status = 400;
     page = stale;
@@ -194,8 +196,8 @@ static const char *take_answer(login *l, const char *p, size_t n, int *status) {
     page = stale;
   } else if (q.has_error) {
     char line[700];
-    snprintf(line, sizeof line, "HTTP 302 redirect: %.100s%s%.400s", q.error, q.has_error_description ? ": " : "",
-             q.error_description);
+    snprintf(line, sizeof line, "HTTP 302 redirect: %.100s%s%.400s", q.error,
+             q.has_error_description ? ": " : "", q.error_description);
     login_fail(l, "the authorization server refused", line);
     page = failed;
   } else {
@@ -205,8 +207,7 @@ static const char *take_answer(login *l, const char *p, size_t n, int *status) {
   return page;
 }
 
-static void lb_request(void *arg, const char *target, size_t len, int *status,
-                       const char **page) {
+static void lb_request(void *arg, const char *target, size_t len, int *status, const char **page) {
   *page = take_answer(arg, target, len, status);
 }
 
