@@ -200,7 +200,7 @@ static bool valid_tenant(const char *s) {
 
 /* https://login.microsoftonline.com/TENANT/oauth2/v2.0/<what>, malloc'd. */
 static char *tenant_url(const char *tenant, const char *what) {
-  size_t need = sizeof M365_LOGIN_BASE + strlen(tenant) + strlen(what) + 1;
+  size_t need = sizeof M365_LOGIN_BASE "/oauth2/v2.0/" + strlen(tenant) + strlen(what);
   char *url = stp_xmalloc(need);
   snprintf(url, need, M365_LOGIN_BASE "%s/oauth2/v2.0/%s", tenant, what);
   return url;
@@ -236,7 +236,19 @@ static void parse_login_urls(cfg_ctx *c, yaml_node_t **v, stp_oauth2_cfg *o, int
     o->device_authorization_url = tenant_url(t, "devicecode");
 }
 
-/* refresh_token_file: read it, or, when it does not exist yet, warn and
+/* The directory of path exists (where `oauth2 login` will write). */
+static bool dir_exists(const char *path) {
+  char *dir = stp_xstrdup(path), *slash = strrchr(dir, '/');
+  struct stat st;
+  if (slash)
+    *(slash == dir ? slash + 1 : slash) = '\0';
+  bool ok = stat(slash ? dir : ".", &st) == 0 && S_ISDIR(st.st_mode);
+  free(dir);
+  return ok;
+}
+
+/* refresh_token_file: read it, or, when it does not exist yet (in a
+ * directory that does), warn and
  * name the login command (the upstream has no token until then). */
 static void parse_rt_file(cfg_ctx *c, yaml_node_t *vn, stp_oauth2_cfg *o,
                           const stp_upstream_cfg *u) {
@@ -245,7 +257,7 @@ static void parse_rt_file(cfg_ctx *c, yaml_node_t *vn, stp_oauth2_cfg *o,
   if (s)
     o->refresh_token_file = cfg_resolve_path(c, s);
   if (o->refresh_token_file && !c->no_secrets && stat(o->refresh_token_file, &st) != 0 &&
-      errno == ENOENT) {
+      errno == ENOENT && dir_exists(o->refresh_token_file)) {
     cfg_warn(c, vn,
              "refresh_token_file '%s' does not exist yet: run `smtp-tls-proxy -c %s oauth2 "
              "login %s`; upstream %s has no access token until then",
