@@ -1,5 +1,6 @@
-/* login_int.h - what the login command's driver (login.c) shares with its
- * two flows (login_flow.c). Private to those two files.
+/* login_int.h - what the login command (login.c), its two flows
+ * (login_flow.c) and their common part (login_tokens.c) share. Private to
+ * those three files.
  */
 #ifndef STP_LOGIN_INT_H
 #define STP_LOGIN_INT_H
