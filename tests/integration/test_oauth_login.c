@@ -137,18 +137,23 @@ static bool login_line(login_run *r, const char *prefix, char *line, size_t cap)
   return false;
 }
 
-/* All remaining stdout, then the exit code. */
-static int login_finish(login_run *r) {
-  login_line(r, "\x01never", NULL, 0);
-  if (r->in_fd >= 0)
-    close(r->in_fd);
-  return h_proc_wait_exit(r->proc, 20000);
-}
-
 static char *login_stderr(const login_run *r) {
   size_t len;
   char *s = h_read_file(r->proc->err_path, &len);
   return s ? s : strdup("");
+}
+
+/* All remaining stdout, then the exit code; a sanitizer build's report in
+ * the command's stderr fails the test. */
+static int login_finish(login_run *r) {
+  login_line(r, "\x01never", NULL, 0);
+  if (r->in_fd >= 0)
+    close(r->in_fd);
+  int rc = h_proc_wait_exit(r->proc, 20000);
+  char *err = login_stderr(r);
+  cr_assert(!strstr(err, "Sanitizer") && !strstr(err, "runtime error"), "%s", err);
+  free(err);
+  return rc;
 }
 
 /* No token, code, verifier or device code of the tool's on the terminal. */
@@ -398,4 +403,29 @@ Test(integ, oauth_login_missing_file_then_reload) {
   cr_assert(h_file_wait_line(px.log, reloaded, 5000, line, sizeof line));
   cr_assert_eq(send_mail(&px), 250);
   cr_assert(h_wait_records(a.record, "message", 1, 10000) >= 1);
+}
+
+/* Usage errors are one line and exit 1, before any network traffic. */
+Test(integ, oauth_login_usage_errors) {
+  asrv a;
+  asrv_start(&a, (const char *const[]){"--google", NULL});
+  char yaml[8192], cmd[1200], cfg[512], out[2048];
+  write_config(&a, "google", NULL, yaml, sizeof yaml);
+  h_path(cfg, sizeof cfg, "proxy.yaml");
+  static const struct {
+    const char *args, *want;
+  } cases[] = {
+      {"oauth2 login nosuch", "no upstream named 'nosuch'"},
+      {"oauth2 login up --flow device", "--flow device needs device_authorization_url"},
+      {"oauth2 login up --flow sideways", "unexpected '--flow'"},
+      {"oauth2 logout up", "expected oauth2 login UPSTREAM"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    snprintf(cmd, sizeof cmd, "%s -c %s %s </dev/null", STP_BINARY, cfg, cases[i].args);
+    cr_assert_eq(h_run(cmd, NULL, 10000, out, sizeof out), 1, "%s: %s", cases[i].args, out);
+    cr_assert(strstr(out, cases[i].want), "%s: %s", cases[i].args, out);
+  }
+  h_lines l;
+  cr_assert_eq(h_records(a.record, NULL, &l), 0, "no request reached the server");
+  h_lines_free(&l);
 }
