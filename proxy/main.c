@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
   if (!cfg)
     return 1;
   if (a.login) {
-    rc = login_run(cfg, a.config, a.login, a.flow, a.reload);
+    rc = login_run(cfg, a.login, a.flow, a.reload);
     stp_config_free(cfg);
     return rc;
   }

@@ -113,15 +113,14 @@ static login_flow pick_flow(const stp_oauth2_cfg *o, login_flow want, const char
   return want;
 }
 
-int login_run(const stp_config *cfg, const char *cfg_path, const char *name, login_flow flow,
-              bool reload) {
+int login_run(const stp_config *cfg, const char *name, login_flow flow, bool reload) {
   const stp_upstream_cfg *u = find_upstream(cfg, name);
   const stp_oauth2_cfg *o = usable(u, name);
   if (!o || (flow = pick_flow(o, flow, name)) == LOGIN_FLOW_AUTO)
     return 1;
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
-  login l = {.loop = uv_default_loop(), .cfg_path = cfg_path, .up = u, .o = o, .reload = reload};
+  login l = {.loop = uv_default_loop(), .up = u, .o = o, .reload = reload};
   char err[400];
   l.tls = tls_ctx_client(o->ca_file, STP_TLS1_2, true, err, sizeof err);
   if (!l.tls) {

@@ -22,7 +22,6 @@ typedef enum { LOGIN_FLOW_AUTO = 0, LOGIN_FLOW_DEVICE, LOGIN_FLOW_CODE } login_f
 
 /* Returns the exit code: 0 when the token was saved and worked, 1 when it
  * was not, 2 when it was saved but --reload could not reach the proxy. */
-int login_run(const stp_config *cfg, const char *cfg_path, const char *upstream, login_flow flow,
-              bool reload);
+int login_run(const stp_config *cfg, const char *upstream, login_flow flow, bool reload);
 
 #endif

@@ -20,7 +20,6 @@
 
 typedef struct login {
   uv_loop_t *loop;
-  const char *cfg_path;
   const stp_upstream_cfg *up;
   const stp_oauth2_cfg *o;
   tls_ctx *tls;

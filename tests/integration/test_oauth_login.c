@@ -429,3 +429,23 @@ Test(integ, oauth_login_usage_errors) {
   cr_assert_eq(h_records(a.record, NULL, &l), 0, "no request reached the server");
   h_lines_free(&l);
 }
+
+/* Without a spool, a mail before the first login gets a 4xx (the device
+ * retries), the proxy keeps running, and the log names the command. */
+Test(integ, oauth_login_missing_file_is_4xx_with_hint) {
+  asrv a;
+  asrv_start(&a, (const char *const[]){"--scope", M365_SCOPE, NULL});
+  char yaml[8192], text[512], line[2048];
+  write_config(&a, "microsoft365", NULL, yaml, sizeof yaml);
+  h_proxy px;
+  h_proxy_start_yaml(&px, yaml);
+  static const char body[] = "Subject: x\r\n\r\ny\r\n";
+  int code = h_send_one(px.port, "to@example.com", body, sizeof body - 1, text, sizeof text, NULL);
+  cr_assert_eq(code / 100, 4, "got %d %s", code, text);
+  const char *const want[] = {"no refresh token", "does not exist yet", "oauth2 login up", NULL};
+  cr_assert(h_file_wait_line(px.log, want, 5000, line, sizeof line), "no hint in the log");
+  cr_assert(h_proc_alive(px.proc));
+  h_lines l;
+  cr_assert_eq(h_records(a.record, NULL, &l), 0, "no request without a refresh token");
+  h_lines_free(&l);
+}
