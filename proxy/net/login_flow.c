@@ -290,7 +290,9 @@ void login_code_start(login *l) {
     login_fail(l, "setting up", err);
     return;
   }
-  snprintf(l->redirect, sizeof l->redirect, "http://127.0.0.1:%d/", port);
+  /* No path: Google documents http://127.0.0.1:port, and Entra matches a
+   * registered http://127.0.0.1 whatever the port (RFC 8252 7.3). */
+  snprintf(l->redirect, sizeof l->redirect, "http://127.0.0.1:%d", port);
   stp_buf url;
   stp_buf_init(&url, 8192);
   oauth_authz_req req = {.base = l->o->authorization_url,

@@ -13,7 +13,7 @@ Written from RFC 6749 (4.1, 5.2), RFC 7636 (4.1-4.6: S256 only here), RFC
 as those documents and the providers' pages say, never more kindly:
 
   GET  /authorize   response_type=code, client_id, redirect_uri (must be
-                    http://127.0.0.1:<port>/ exactly), scope (must equal
+                    http://127.0.0.1:<port> exactly), scope (must equal
                     --scope), state (echoed), code_challenge (43 base64url
                     characters), code_challenge_method=S256 (plain or none is
                     refused); with --google also access_type=offline and
@@ -69,7 +69,7 @@ CODES = {}      # code -> {client_id, redirect_uri, challenge, used}
 DEVICE = {}     # device_code -> {polls, last, interval}
 REFRESH = set()
 N = {"n": 0}
-REDIRECT_RE = re.compile(r"^http://127\.0\.0\.1:[0-9]{1,5}/$")
+REDIRECT_RE = re.compile(r"^http://127\.0\.0\.1:[0-9]{1,5}$")
 B64URL43 = re.compile(r"^[A-Za-z0-9_-]{43}$")
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")
 
