@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "net/defer.h"
+#include "net/login.h"
 #include "net/oauth2_net.h"
 #include "net/server.h"
 #include "net/spool_ctl.h"
@@ -24,6 +25,8 @@ static void usage(FILE *f) {
         "       smtp-tls-proxy -c FILE queue list | show ID | retry [ID] | hold ID |\n"
         "                                    release ID | delete ID\n"
         "                                           the running proxy's spool\n"
+        "       smtp-tls-proxy -c FILE oauth2 login UPSTREAM [--flow device|code] [--reload]\n"
+        "                                           get and save UPSTREAM's refresh token\n"
         "       smtp-tls-proxy --version | --help\n",
         f);
 }
@@ -34,7 +37,35 @@ typedef struct args {
   const char *test_route, *from, *to;
   int queue_argc; /* `queue ...`: the words after "queue" */
   char **queue_argv;
+  const char *login; /* `oauth2 login UPSTREAM` */
+  login_flow flow;
+  bool reload;
 } args;
+
+/* `oauth2 login UPSTREAM [--flow device|code] [--reload]`: argv[i] is
+ * "oauth2". Returns the index of its last word, or -1 (printed). */
+static int parse_login(int argc, char **argv, int i, args *a) {
+  if (i + 2 >= argc || strcmp(argv[i + 1], "login") != 0) {
+    fprintf(stderr, "smtp-tls-proxy: expected oauth2 login UPSTREAM\n");
+    return -1;
+  }
+  a->login = argv[i + 2];
+  for (i += 3; i < argc; i++) {
+    if (!strcmp(argv[i], "--reload")) {
+      a->reload = true;
+    } else if (!strcmp(argv[i], "--flow") && i + 1 < argc &&
+               (!strcmp(argv[i + 1], "device") || !strcmp(argv[i + 1], "code"))) {
+      a->flow = !strcmp(argv[++i], "device") ? LOGIN_FLOW_DEVICE : LOGIN_FLOW_CODE;
+    } else {
+      fprintf(stderr,
+              "smtp-tls-proxy: oauth2 login: unexpected '%s' (--flow device|code, "
+              "--reload)\n",
+              argv[i]);
+      return -1;
+    }
+  }
+  return argc - 1;
+}
 
 /* 0 ok, 1 usage error, 2 handled (version/help). */
 static int parse_args(int argc, char **argv, args *a) {
@@ -54,6 +85,10 @@ static int parse_args(int argc, char **argv, args *a) {
       a->queue_argc = argc - i - 1;
       a->queue_argv = argv + i + 1;
       break;
+    } else if (!strcmp(s, "oauth2")) {
+      if ((i = parse_login(argc, argv, i, a)) < 0)
+        return 1;
+      continue;
     } else if (!strcmp(s, "-c") || !strcmp(s, "--config")) {
       slot = &a->config;
     } else if (!strcmp(s, "--test-route")) {
@@ -81,11 +116,10 @@ static int parse_args(int argc, char **argv, args *a) {
 
 /* Warnings are for starting and --check; `queue` shows errors only and
  * needs no secrets (it runs from an operator's shell). */
-static stp_config *load(const char *path, bool queue) {
+static stp_config *load(const char *path, bool queue, bool warnings) {
   stp_config *cfg = NULL;
   stp_diag diag = {0};
   int rc = queue ? stp_config_load_layout(path, &cfg, &diag) : stp_config_load(path, &cfg, &diag);
-  bool warnings = !queue;
   for (size_t i = 0; i < diag.n; i++)
     if (warnings || !strstr(diag.lines[i], ": warning: "))
       fprintf(stderr, "%s\n", diag.lines[i]);
@@ -115,9 +149,15 @@ int main(int argc, char **argv) {
       usage(stderr);
     return rc == 2 ? 0 : 1;
   }
-  stp_config *cfg = load(a.config, a.queue_argv != NULL);
+  /* login: its own missing refresh_token_file is no news, so errors only */
+  stp_config *cfg = load(a.config, a.queue_argv != NULL, !a.queue_argv && !a.login);
   if (!cfg)
     return 1;
+  if (a.login) {
+    rc = login_run(cfg, a.login, a.flow, a.reload);
+    stp_config_free(cfg);
+    return rc;
+  }
   if (a.queue_argv)
     return queue_command(&a, cfg);
   if (a.check) {

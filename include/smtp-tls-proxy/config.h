@@ -97,6 +97,11 @@ typedef struct stp_oauth2_cfg {
   char *refresh_token;      /* as read at load; cleansed on free */
   char *scope;              /* NULL: none sent */
   char *ca_file;            /* trust anchors for token_url; default system bundle */
+  /* `oauth2 login` only: the RFC 6749 authorization endpoint and the RFC
+   * 8628 device endpoint (written, or the preset's; NULL: none) */
+  char *authorization_url;
+  char *device_authorization_url;
+  bool login_google; /* a Google preset: access_type=offline, prompt=consent */
   /* token_command */
   stp_strlist command;    /* argv, run without a shell */
   uint64_t token_ttl_ms;  /* token_command: default 5 min */

@@ -502,6 +502,8 @@ void stp_config_free(stp_config *cfg) {
       stp_free_secret(o->refresh_token);
       free(o->scope);
       free(o->ca_file);
+      free(o->authorization_url);
+      free(o->device_authorization_url);
       free_strlist(&o->command);
       free(o->subject);
       free(o->sa_email);

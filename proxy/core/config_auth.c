@@ -45,14 +45,15 @@ static const char *const auth_keys[A_N] = {
 enum {
   O_URL, O_ID, O_SENV, O_SFILE, O_RTFILE, O_GRANT, O_SCOPE, O_CA, O_TENANT, O_PRESET,
   O_SAFILE, O_SUBJECT, O_CERT, O_KEY, /* signed JWTs: config_jwt.c */
-  O_N
+  O_AUTHZ, O_DEVURL, O_N
 };
 static const char *const oauth2_keys[O_N] = {
   [O_URL] = "token_url", [O_ID] = "client_id", [O_SENV] = "client_secret_env",
   [O_SFILE] = "client_secret_file", [O_RTFILE] = "refresh_token_file", [O_GRANT] = "grant",
   [O_SCOPE] = "scope", [O_CA] = "ca_file", [O_TENANT] = "tenant", [O_PRESET] = "preset",
   [O_SAFILE] = "service_account_file", [O_SUBJECT] = "subject",
-  [O_CERT] = "client_certificate_file", [O_KEY] = "client_key_file"};
+  [O_CERT] = "client_certificate_file", [O_KEY] = "client_key_file",
+  [O_AUTHZ] = "authorization_url", [O_DEVURL] = "device_authorization_url"};
 /* clang-format on */
 
 /* ------------------------------------------------------------------------ */
@@ -102,6 +103,10 @@ static char *read_secret_env(cfg_ctx *c, const yaml_node_t *n, const char *key) 
 #define GRAPH_SCOPE_APP "https://graph.microsoft.com/.default"
 #define GRAPH_SCOPE_USER "https://graph.microsoft.com/Mail.Send offline_access"
 #define GMAIL_API_SCOPE "https://www.googleapis.com/auth/gmail.send"
+/* `oauth2 login` (login.c): where the admin consents. Google's device flow
+ * refuses the mail scopes, so its preset has no device endpoint. */
+#define GOOGLE_AUTHZ_URL "https://accounts.google.com/o/oauth2/v2/auth"
+#define M365_LOGIN_BASE "https://login.microsoftonline.com/" /* TENANT/oauth2/v2.0/... */
 
 /* The presets, in the order of preset_names. */
 enum { P_GOOGLE, P_M365, P_M365_GRAPH, P_GMAIL_API };
@@ -138,6 +143,75 @@ static bool valid_tenant(const char *s) {
     if (!cfg_is_alpha(*s) && !(*s >= '0' && *s <= '9') && *s != '.' && *s != '-')
       return false;
   return true;
+}
+
+/* https://login.microsoftonline.com/TENANT/oauth2/v2.0/<what>, malloc'd. */
+static char *tenant_url(const char *tenant, const char *what) {
+  size_t need = sizeof M365_LOGIN_BASE "/oauth2/v2.0/" + strlen(tenant) + strlen(what);
+  char *url = stp_xmalloc(need);
+  snprintf(url, need, M365_LOGIN_BASE "%s/oauth2/v2.0/%s", tenant, what);
+  return url;
+}
+
+/* An https:// URL (http:// only with insecure) written for key, or NULL. */
+static void login_url(cfg_ctx *c, yaml_node_t *vn, const char *key, const stp_upstream_cfg *u,
+                      char **out) {
+  stp_url url;
+  cfg_set_str(c, vn, key, out);
+  if (*out && stp_url_parse(*out, &url) != STP_OK)
+    cfg_err(c, vn, "bad %s '%s' (expected https://host[:port]/path)", key, *out);
+  else if (*out && !url.https && !u->insecure)
+    cfg_err(c, vn, "%s over http:// needs insecure: true", key);
+}
+
+/* authorization_url and device_authorization_url: written, or the
+ * preset's (`oauth2 login` uses them; the proxy itself never does). */
+static void parse_login_urls(cfg_ctx *c, yaml_node_t **v, stp_oauth2_cfg *o, int preset,
+                             const stp_upstream_cfg *u) {
+  const char *t = v[O_TENANT] ? cfg_str_of(c, v[O_TENANT], "tenant") : NULL;
+  bool tenant_ok = t && valid_tenant(t);
+  o->login_google = preset_is_google(preset);
+  if (v[O_AUTHZ])
+    login_url(c, v[O_AUTHZ], "authorization_url", u, &o->authorization_url);
+  else if (o->login_google)
+    o->authorization_url = stp_xstrdup(GOOGLE_AUTHZ_URL);
+  else if (preset_is_m365(preset) && tenant_ok)
+    o->authorization_url = tenant_url(t, "authorize");
+  if (v[O_DEVURL])
+    login_url(c, v[O_DEVURL], "device_authorization_url", u, &o->device_authorization_url);
+  else if (preset_is_m365(preset) && tenant_ok)
+    o->device_authorization_url = tenant_url(t, "devicecode");
+}
+
+/* The directory of path exists (where `oauth2 login` will write). */
+static bool dir_exists(const char *path) {
+  char *dir = stp_xstrdup(path), *slash = strrchr(dir, '/');
+  struct stat st;
+  if (slash)
+    *(slash == dir ? slash + 1 : slash) = '\0';
+  bool ok = stat(slash ? dir : ".", &st) == 0 && S_ISDIR(st.st_mode);
+  free(dir);
+  return ok;
+}
+
+/* refresh_token_file: read it, or, when it does not exist yet (in a
+ * directory that does), warn and
+ * name the login command (the upstream has no token until then). */
+static void parse_rt_file(cfg_ctx *c, yaml_node_t *vn, stp_oauth2_cfg *o,
+                          const stp_upstream_cfg *u) {
+  const char *s = cfg_str_of(c, vn, "refresh_token_file");
+  struct stat st;
+  if (s)
+    o->refresh_token_file = cfg_resolve_path(c, s);
+  if (o->refresh_token_file && !c->no_secrets && stat(o->refresh_token_file, &st) != 0 &&
+      errno == ENOENT && dir_exists(o->refresh_token_file)) {
+    cfg_warn(c, vn,
+             "refresh_token_file '%s' does not exist yet: run `smtp-tls-proxy -c %s oauth2 "
+             "login %s`; upstream %s has no access token until then",
+             o->refresh_token_file, c->file, u->name ? u->name : "?", u->name ? u->name : "?");
+    return;
+  }
+  o->refresh_token = read_secret_file(c, vn, "refresh_token_file");
 }
 
 static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
@@ -221,10 +295,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
             "client_certificate_file with client_key_file)");
 
   if (o->grant == STP_GRANT_REFRESH_TOKEN && v[O_RTFILE]) {
-    o->refresh_token = read_secret_file(c, v[O_RTFILE], "refresh_token_file");
-    const char *s = cfg_str_of(c, v[O_RTFILE], "refresh_token_file");
-    if (s)
-      o->refresh_token_file = cfg_resolve_path(c, s);
+    parse_rt_file(c, v[O_RTFILE], o, u);
     if (o->refresh_token && !oauth2_token_ok(o->refresh_token, strlen(o->refresh_token)))
       cfg_err(c, v[O_RTFILE],
               "refresh_token_file '%s' does not hold a token (one line of "
@@ -277,6 +348,7 @@ static void parse_oauth2(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {
                      .v_grant = v[O_GRANT],
                      .m365 = preset_is_m365(preset)};
   cfg_parse_oauth2_jwt(c, n, &j, u, o);
+  parse_login_urls(c, v, o, preset, u);
 }
 
 static void parse_token_command(cfg_ctx *c, yaml_node_t *n, stp_upstream_cfg *u) {

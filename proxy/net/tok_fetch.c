@@ -86,6 +86,14 @@ static const char *prepare(tok_src *s, stp_buf *form, char *why, size_t cap) {
   stp_url u;
   if (stp_url_parse(s->token_url, &u) < 0)
     return "bad token_url";
+  if (s->grant == STP_GRANT_REFRESH_TOKEN && !s->rt) {
+    /* refresh_token_file did not exist at load (config_auth.c warned) */
+    snprintf(why, cap,
+             "no refresh token: %s does not exist yet (run `smtp-tls-proxy -c FILE oauth2 "
+             "login %s`, then reload)",
+             s->rt_file ? s->rt_file : "refresh_token_file", s->name);
+    return why;
+  }
   why[0] = '\0';
   if (build_form(s, form, why, cap) < 0) {
     s->fail_reason = "signing";

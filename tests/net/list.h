@@ -33,6 +33,8 @@
   X(pool_reset_before_reuse)                                                                       \
   X(pool_bound_and_upstream_close)                                                                 \
   X(pool_idle_timeout_and_close)                                                                   \
+  X(loopback_answers_and_stops_from_its_callback)                                                  \
+  X(loopback_refuses_junk_without_the_owner)                                                       \
   X(apibody_segments_and_base64_runs)                                                              \
   X(apibody_upload_chunks_from_one_pass)                                                           \
   X(apibody_short_file_fails_and_free_is_quiet)                                                    \
