@@ -46,6 +46,11 @@ typedef struct spool_entry {
   /* private to spool.c */
   bool jobbing, st_dirty, remove_asked, removed;
   char remove_why[64];
+  /* shared spool (spool_claim.h): the claim held, and the rescans' marks */
+  bool claimed;
+  int claim_fd;
+  unsigned born_gen, touched_gen;
+  uint64_t skip_until_ms; /* claimed by another replica: not before */
 } spool_entry;
 
 /* Wall clock in ms since the epoch (what spool files record). */
@@ -104,5 +109,17 @@ void spool_save_state(spool *sp, spool_entry *e);
 void spool_remove(spool *sp, spool_entry *e, const char *why);
 /* A delivery is done with e. */
 void spool_release(spool *sp, spool_entry *e);
+
+/* ---- a spool shared by several processes (spool.shared) -------------------- */
+#define SPOOL_SHARED_RESCAN_MS 2000 /* how often queue/ is read again */
+bool spool_shared(const spool *sp);
+/* e is claimed (ok) with e->busy set and its state read again from the
+ * file; or not (!ok): e->busy is cleared, and e is NULL when the message
+ * is gone (another replica removed it; it has left the index). */
+typedef void (*spool_claim_fn)(void *arg, spool_entry *e, bool ok);
+/* Claim e for a delivery (shared spools only): the message file's lock,
+ * held until spool_release()'s state write or removal has ended. cb from
+ * the loop. */
+void spool_claim(spool *sp, spool_entry *e, spool_claim_fn cb, void *arg);
 
 #endif

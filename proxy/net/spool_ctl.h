@@ -11,6 +11,7 @@
 #ifndef STP_SPOOL_CTL_H
 #define STP_SPOOL_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -28,9 +29,10 @@ int spool_ctl_start(uv_loop_t *loop, spool *sp, spool_run *run, spool_ctl **out,
 /* Close the socket and every connection; frees itself from the loop. */
 void spool_ctl_stop(spool_ctl *c);
 
-/* The client: send one request line to the socket of dir, print the
+/* The client: send one request line to the socket of dir (shared: the
+ * first replica's socket in dir/ctl/ that answers), print the
  * answer (output on stdout, errors on stderr). Returns the exit status:
  * 0 for OK, 1 otherwise. Blocking, bounded by SPOOL_CTL_TIMEOUT_MS. */
-int spool_ctl_client(const char *dir, const char *line);
+int spool_ctl_client(const char *dir, bool shared, const char *line);
 
 #endif

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "smtp-tls-proxy/util.h"
+#include "spool_claim.h"
 
 #define PATH_CAP 512
 
@@ -36,6 +37,10 @@ static int mkdir_0700(const char *p) {
   if ((st.st_mode & 07777) != 0700 && chmod(p, 0700) != 0)
     return -errno;
   return 0;
+}
+
+int spool_files_mkdir(const char *p) {
+  return mkdir_0700(p);
 }
 
 static int fsync_dir(const char *p) {
@@ -117,7 +122,7 @@ static int write_all(int fd, const char *p, size_t n) {
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,
                             bool sync) {
   char tmp[PATH_CAP], dst[PATH_CAP];
-  path_of(tmp, dir, "tmp", id, ".state");
+  snprintf(tmp, PATH_CAP, "%s/tmp/%s%s.state", dir, spool_tmp_prefix(), id);
   path_of(dst, dir, "queue", id, ".state");
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)

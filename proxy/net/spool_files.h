@@ -19,6 +19,9 @@
  * was never committed). */
 int spool_files_prepare(const char *dir, int *lock_fd, char *err, size_t errlen);
 
+/* mkdir 0700 (or chmod an existing one to 0700); not a symlink. */
+int spool_files_mkdir(const char *p);
+
 /* The state text of message id, written to tmp/, fsync'd when `sync`,
  * renamed over queue/<id>.state. */
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,

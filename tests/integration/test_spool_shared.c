@@ -1,0 +1,343 @@
+/* test_spool_shared.c - several proxy processes on one spool directory
+ * (spool.shared: true), against the real binary.
+ *
+ *  - three replicas with the upstream down take 300 messages between
+ *    them; `LIST` on replica 1 shows all of them; the upstream comes back
+ *    (upstream.py, aiosmtpd, holding each final reply back a little) and
+ *    replica 3 is SIGKILLed while the queue drains: every message that got
+ *    250 arrives at least once, duplicates are counted, and no message is
+ *    ever being delivered by two processes at once (the upstream records
+ *    MAIL..final-reply intervals per Message-ID: two that overlap fail);
+ *  - a second unshared process on the directory is refused, and so are a
+ *    shared one next to an unshared one and vice versa;
+ *  - shared mode is refused where the lock probe fails (fault_shim.c:
+ *    F_OFD_SETLK failing, or granting every lock);
+ *  - SIGTERM drains: a replica stuck in a delivery exits 0 at once and
+ *    releases its claim, and the other replica delivers the message.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "spool_common.h"
+
+#define N_REPLICAS 3
+#define N_MSGS 300
+#define RESCAN_WAIT_MS 3000 /* longer than the replicas' rescan (2 s) */
+
+TestSuite(spool_shared, .init = h_setup, .fini = h_teardown, .timeout = 90);
+
+/* A replica: shared spool in <test dir>/spool, route "default" to an
+ * upstream at up_port, nothing retried by itself for an hour. */
+static void replica_yaml(int up_port, const char *extra_top, char *yaml, size_t cap) {
+  char top[1024];
+  snprintf(top, sizeof top,
+           "%sspool:\n  dir: %s/spool\n  notify: postmaster@example.com\n"
+           "  retry: [1h]\n  shared: true\n",
+           extra_top ? extra_top : "", h_dir());
+  h_proxy_opts o = {.up_port = up_port,
+                    .connect_timeout = "2s",
+                    .command_timeout = "15s",
+                    .data_timeout = "5s",
+                    .shutdown_grace = "20s",
+                    .top_extra = top,
+                    .route_extra = "    on_upstream_failure: spool\n"};
+  h_proxy_yaml(&o, yaml, cap);
+}
+
+/* The replica tag from its "spool-shared ... replica=TAG" log line. */
+static void replica_tag(const h_proxy *px, char tag[16]) {
+  char line[1024];
+  const char *const all[] = {"spool-shared", NULL};
+  cr_assert(h_file_wait_line(px->log, all, 5000, line, sizeof line), "no spool-shared line");
+  const char *p = strstr(line, "replica=");
+  cr_assert_not_null(p, "%s", line);
+  p += strlen("replica=");
+  size_t n = strspn(p, "0123456789abcdef");
+  cr_assert_eq(n, 8, "%s", line);
+  memcpy(tag, p, n);
+  tag[n] = '\0';
+}
+
+/* One request on a replica's own control socket; the answer in out.
+ * Returns true when it ended with an OK line. */
+static bool ask(const char *tag, const char *req, char *out, size_t cap) {
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s/spool/ctl/%s", h_dir(), tag);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  cr_assert_geq(fd, 0);
+  out[0] = '\0';
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return false;
+  }
+  (void)!write(fd, req, strlen(req));
+  size_t have = 0;
+  int64_t deadline = h_now_ms() + 10000;
+  while (have + 1 < cap && h_now_ms() < deadline) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 200) <= 0)
+      continue;
+    ssize_t r = read(fd, out + have, cap - 1 - have);
+    if (r <= 0)
+      break;
+    have += (size_t)r;
+  }
+  out[have] = '\0';
+  close(fd);
+  return strstr(out, "\nOK ") || !strncmp(out, "OK", 2);
+}
+
+/* Until LIST on tag says "OK <n> message" (bounded). */
+static bool wait_count(const char *tag, unsigned n, int timeout_ms, char *out, size_t cap) {
+  char want[64];
+  snprintf(want, sizeof want, "OK %u message", n);
+  int64_t deadline = h_now_ms() + timeout_ms;
+  do {
+    if (ask(tag, "LIST\n", out, cap) && strstr(out, want))
+      return true;
+    h_sleep_ms(200);
+  } while (h_now_ms() < deadline);
+  return false;
+}
+
+static int send_msg(int port, int i, char reply[512]) {
+  char body[512];
+  snprintf(body, sizeof body,
+           "Message-ID: <shared-%d@printer.test>\r\nSubject: shared %d\r\n\r\n"
+           "message %d of the shared spool test\r\n",
+           i, i, i);
+  const char *rcpts[] = {"someone@example.com", NULL};
+  return sp_send(port, rcpts, body, reply, 512);
+}
+
+/* ---- what the upstream saw ------------------------------------------------ */
+
+typedef struct seen {
+  int n;            /* deliveries of message i */
+  double at[16][2]; /* [mail_at, end_at] of each (the first 16) */
+} seen;
+
+/* Counts per message, duplicates and overlapping deliveries. */
+static void tally(const char *record, seen *s, int *arrived, int *dups, int *overlaps,
+                  const bool *ok) {
+  h_lines l;
+  size_t n = h_records(record, "message", &l);
+  memset(s, 0, N_MSGS * sizeof *s);
+  for (size_t k = 0; k < n; k++) {
+    char mid[128];
+    int i;
+    if (h_json_str(l.v[k], "message_id", mid, sizeof mid) != 1 ||
+        sscanf(mid, "<shared-%d@", &i) != 1 || i < 0 || i >= N_MSGS)
+      continue;
+    const char *a = strstr(l.v[k], "\"mail_at\":"), *b = strstr(l.v[k], "\"end_at\":");
+    cr_assert(a && b, "%s", l.v[k]);
+    if (s[i].n < 16) {
+      s[i].at[s[i].n][0] = strtod(a + 10, NULL);
+      s[i].at[s[i].n][1] = strtod(b + 9, NULL);
+    }
+    s[i].n++;
+  }
+  h_lines_free(&l);
+  *arrived = *dups = *overlaps = 0;
+  for (int i = 0; i < N_MSGS; i++) {
+    *arrived += ok[i] && s[i].n > 0;
+    *dups += s[i].n > 1 ? s[i].n - 1 : 0;
+    int m = s[i].n < 16 ? s[i].n : 16;
+    for (int x = 0; x < m; x++)
+      for (int y = x + 1; y < m; y++)
+        *overlaps += s[i].at[x][0] < s[i].at[y][1] && s[i].at[y][0] < s[i].at[x][1];
+  }
+}
+
+static int ok_count(const bool *ok) {
+  int n = 0;
+  for (int i = 0; i < N_MSGS; i++)
+    n += ok[i];
+  return n;
+}
+
+Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
+  int up_port = h_free_port();
+  h_proxy px[N_REPLICAS];
+  char tag[N_REPLICAS][16], yaml[8192], name[16];
+  static char out[1 << 20];
+  for (int r = 0; r < N_REPLICAS; r++) {
+    replica_yaml(up_port, NULL, yaml, sizeof yaml);
+    snprintf(name, sizeof name, "replica%d", r + 1);
+    h_proxy_start_as(&px[r], name, yaml, NULL);
+    replica_tag(&px[r], tag[r]);
+  }
+  /* The upstream is down (nothing listens on up_port): 300 messages
+   * spread over the three, each spooled before its 250. */
+  static bool ok[N_MSGS];
+  char reply[512];
+  int64_t t0 = h_now_ms();
+  for (int i = 0; i < N_MSGS; i++)
+    ok[i] = send_msg(px[i % N_REPLICAS].port, i, reply) == 250;
+  int n_ok = ok_count(ok);
+  cr_log_info("shared: %d sent, %d got 250 in %lld ms", N_MSGS, n_ok, (long long)(h_now_ms() - t0));
+  cr_assert_eq(n_ok, N_MSGS, "every message is spooled while the upstream is down: %s", reply);
+
+  /* Any replica shows the whole queue: replica 1 lists the others'. */
+  cr_assert(wait_count(tag[0], N_MSGS, 8000, out, sizeof out), "replica 1's LIST: %.300s", out);
+  cr_assert_eq(sp_count_lines(out, "to=<someone@example.com>"), N_MSGS, "one line per message");
+  char cli[4096];
+  cr_assert_eq(sp_queue(&px[1], "list | tail -1", cli, sizeof cli), 0, "%s", cli);
+  cr_assert(strstr(cli, "300 messages"), "the queue command on a shared spool: %s", cli);
+
+  /* The upstream comes back; each replica is told to retry now (past its
+   * back-off); replica 3 is killed in the middle of the delivery. */
+  char port_s[16];
+  snprintf(port_s, sizeof port_s, "%d", up_port);
+  const char *extra[] = {"--port", port_s, "--data-delay", "0.02", NULL};
+  h_upstream up;
+  h_upstream_start(&up, "starttls", extra);
+  for (int r = 0; r < N_REPLICAS; r++)
+    cr_assert(ask(tag[r], "RETRY\n", out, sizeof out), "RETRY on replica %d: %s", r + 1, out);
+  size_t got = h_wait_records(up.record, "message", 40, 20000);
+  cr_assert_geq(got, 40, "deliveries started");
+  h_proc_kill(px[2].proc);
+  cr_assert(wait_count(tag[0], 0, 40000, out, sizeof out), "queue drained: %.300s", out);
+  h_wait_records(up.record, "message", (size_t)n_ok, 5000);
+
+  static seen s[N_MSGS];
+  int arrived, dups, overlaps;
+  tally(up.record, s, &arrived, &dups, &overlaps, ok);
+  fprintf(stderr,
+          "spool_shared kill test: sent=%d 250=%d arrived=%d duplicates=%d overlaps=%d "
+          "(killed after %zu deliveries)\n",
+          N_MSGS, n_ok, arrived, dups, overlaps, got);
+  cr_assert_eq(arrived, n_ok, "every 250'd message arrives");
+  cr_assert_eq(overlaps, 0, "no message is delivered by two processes at once");
+  cr_assert_leq(dups, 2 * 2, "at most the killed replica's deliveries after their dot repeat");
+}
+
+Test(spool_shared, an_unshared_second_process_is_refused_both_ways) {
+  char yaml[8192], out[4096];
+  h_proxy a;
+  sp_start(&a, h_free_port(), NULL, NULL); /* unshared, <test dir>/spool */
+  /* A second unshared one, and a shared one, on the same directory. */
+  char shared[8192];
+  replica_yaml(h_free_port(), NULL, shared, sizeof shared);
+  sp_yaml(h_free_port(), NULL, NULL, yaml, sizeof yaml);
+  const char *cfgs[] = {yaml, shared};
+  const char *why[] = {"in use by another smtp-tls-proxy", "without spool.shared"};
+  for (int i = 0; i < 2; i++) {
+    char path[512], cmd[1100];
+    snprintf(path, sizeof path, "%s/second%d.yaml", h_dir(), i);
+    h_write_file(path, cfgs[i], strlen(cfgs[i]));
+    snprintf(cmd, sizeof cmd, "'%s' -c '%s'", STP_BINARY, path);
+    char *env[] = {H_PW_ENV "=" H_PW, NULL};
+    cr_assert_eq(h_run(cmd, env, 10000, out, sizeof out), 1, "%s", out);
+    cr_assert(strstr(out, why[i]), "%s", out);
+  }
+  h_proc_signal(a.proc, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(a.proc, 10000), 0);
+  /* The other way round: shared first, then an unshared one. */
+  h_proxy b;
+  h_proxy_start_as(&b, "shared1", shared, NULL);
+  char cmd[1100];
+  snprintf(cmd, sizeof cmd, "'%s' -c '%s/second0.yaml'", STP_BINARY, h_dir());
+  char *env[] = {H_PW_ENV "=" H_PW, NULL};
+  cr_assert_eq(h_run(cmd, env, 10000, out, sizeof out), 1, "%s", out);
+  cr_assert(strstr(out, "in use by another smtp-tls-proxy"), "%s", out);
+}
+
+Test(spool_shared, refused_where_the_lock_probe_fails) {
+  char yaml[8192], path[512], ctl[512], cmd[1100], out[4096];
+  char preload[600], fault[600];
+  replica_yaml(h_free_port(), NULL, yaml, sizeof yaml);
+  snprintf(path, sizeof path, "%s/shared.yaml", h_dir());
+  h_write_file(path, yaml, strlen(yaml));
+  snprintf(ctl, sizeof ctl, "%s/faults", h_dir());
+  snprintf(preload, sizeof preload, "LD_PRELOAD=%s", STP_FAULT_SHIM);
+  snprintf(fault, sizeof fault, "STP_FAULT_FILE=%s", ctl);
+  char *env[] = {H_PW_ENV "=" H_PW, preload, fault, NULL};
+  snprintf(cmd, sizeof cmd, "'%s' -c '%s'", STP_BINARY, path);
+  const char *words[] = {"lock-fail", "lock-fake"};
+  const char *why[] = {"gives no file locks", "do not exclude each other"};
+  for (int i = 0; i < 2; i++) {
+    h_write_file(ctl, words[i], strlen(words[i]));
+    cr_assert_eq(h_run(cmd, env, 10000, out, sizeof out), 1, "%s: %s", words[i], out);
+    cr_assert(strstr(out, why[i]), "%s: %s", words[i], out);
+  }
+  /* The same shim with no fault: it starts (the refusals were the probe's). */
+  h_write_file(ctl, "", 0);
+  h_proxy px;
+  h_proxy_start_yaml_env(&px, yaml, (char *const[]){preload, fault, NULL});
+  h_proc_signal(px.proc, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(px.proc, 10000), 0);
+}
+
+/* A TCP port that accepts (in the kernel's backlog) and never greets. */
+static int blackhole(int *port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  cr_assert_eq(listen(fd, 16), 0);
+  socklen_t len = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+Test(spool_shared, sigterm_drains_and_hands_the_message_over) {
+  char yaml[8192], reply[512], out[8192], id[32], tag[16];
+  /* Replica A spools a message (its upstream is down), then is pointed
+   * (reload) at an upstream that never greets and told to retry: its
+   * delivery hangs there, holding the message's claim. */
+  int down = h_free_port(), hole_port;
+  int hole = blackhole(&hole_port);
+  h_proxy a, b;
+  replica_yaml(down, NULL, yaml, sizeof yaml);
+  h_proxy_start_as(&a, "replicaA", yaml, NULL);
+  replica_tag(&a, tag);
+  cr_assert_eq(send_msg(a.port, 7, reply), 250, "%s", reply);
+  cr_assert(sp_queued_id(reply, id), "%s", reply);
+  replica_yaml(hole_port, NULL, yaml, sizeof yaml);
+  h_write_file(a.config, yaml, strlen(yaml));
+  h_proc_signal(a.proc, SIGHUP);
+  const char *reloaded[] = {"reloaded", NULL};
+  cr_assert(h_file_wait_line(a.log, reloaded, 5000, out, sizeof out));
+  cr_assert(ask(tag, "RETRY\n", out, sizeof out), "%s", out);
+  char show[64];
+  snprintf(show, sizeof show, "SHOW %s\n", id);
+  int64_t deadline = h_now_ms() + 5000;
+  while (!(ask(tag, show, out, sizeof out) && strstr(out, "delivering: yes")) &&
+         h_now_ms() < deadline)
+    h_sleep_ms(50);
+  cr_assert(strstr(out, "delivering: yes"), "%s", out);
+
+  /* Replica B, with a working upstream, cannot take it while A holds it. */
+  h_upstream up;
+  h_upstream_start(&up, "starttls", NULL);
+  replica_yaml(up.port, NULL, yaml, sizeof yaml);
+  h_proxy_start_as(&b, "replicaB", yaml, NULL);
+  h_sleep_ms(RESCAN_WAIT_MS);
+  cr_assert_eq(h_wait_records(up.record, "message", 1, 0), 0, "B waits while A holds it");
+
+  /* SIGTERM: A cuts its delivery (no final dot was sent), lets go of the
+   * claim and exits 0 long before its 20 s grace or 15 s greeting
+   * timeout; B delivers the message without waiting for A. */
+  int64_t t_term = h_now_ms();
+  h_proc_signal(a.proc, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(a.proc, 10000), 0, "A exits 0");
+  int64_t t_exit = h_now_ms();
+  cr_assert_eq(h_wait_records(up.record, "message", 1, 10000), 1, "B delivers A's message");
+  cr_log_info("drain: A exited %lld ms after SIGTERM, B delivered %lld ms after that",
+              (long long)(t_exit - t_term), (long long)(h_now_ms() - t_exit));
+  cr_assert_lt(t_exit - t_term, 10000, "A did not wait for its stuck delivery");
+  cr_assert(!h_file_contains(a.log, "spool-deferred", 14), "A's attempt was cut, not failed");
+  cr_assert(sp_wait_empty(&b, 10000), "B's queue is empty");
+  close(hole);
+}
