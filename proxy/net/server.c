@@ -24,8 +24,8 @@
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
 #include "spool.h"
-#include "spool_claim.h"
 #include "spool_ctl.h"
+#include "spool_files.h"
 #include "spool_run.h"
 
 /* Once no session is left: the runner cuts its deliveries (they are tried
@@ -213,7 +213,7 @@ static int start_spool(server *srv, const stp_config *cfg) {
   if (rc == 0) {
     char tmp[600];
     if (cfg->spool->shared) /* tmp/<tag>.api: this replica's own */
-      snprintf(tmp, sizeof tmp, "%s/tmp/%sapi", cfg->spool->dir, spool_tmp_prefix());
+      snprintf(tmp, sizeof tmp, "%s/tmp/%sapi", cfg->spool->dir, spool_files_tmp_prefix());
     else
       snprintf(tmp, sizeof tmp, "%s/tmp", cfg->spool->dir);
     apiconn_set_tmpdir(tmp); /* API upstreams' copies: the spool's disk, private */

@@ -467,7 +467,7 @@ spool_in *spool_in_begin(spool *sp, const spool_env *env, void (*drain)(void *ow
   in->drain = drain;
   in->owner = owner;
   char path[512];
-  snprintf(path, sizeof path, "%s/tmp/%s%s", sp->cfg.dir, spool_tmp_prefix(), copy.id);
+  snprintf(path, sizeof path, "%s/tmp/%s%s", sp->cfg.dir, spool_files_tmp_prefix(), copy.id);
   in->mc = msgcopy_create(sp->loop, path, in_drain_cb, in);
   msgcopy_append(in->mc, hdr, len);
   msgcopy_hash_start(in->mc);

@@ -32,10 +32,6 @@
 static char g_tag[SPOOL_TAG_LEN + 1];
 static char g_prefix[SPOOL_TAG_LEN + 2];
 
-const char *spool_tmp_prefix(void) {
-  return g_prefix;
-}
-
 const char *spool_replica_tag(void) {
   return g_tag;
 }
@@ -220,6 +216,7 @@ static int take_liveness(const char *dir, int *live_fd, char *err, size_t errlen
     }
     *live_fd = fd;
     snprintf(g_prefix, sizeof g_prefix, "%s.", g_tag);
+    spool_files_set_tmp_prefix(g_prefix);
     return 0;
   }
   snprintf(err, errlen, "spool dir %s: no free replica name in ctl/", dir);

@@ -33,9 +33,6 @@
 
 #define SPOOL_TAG_LEN 8
 
-/* "" in a process whose spool is not shared, else "<tag>.": what the
- * names this process writes into tmp/ begin with. */
-const char *spool_tmp_prefix(void);
 /* The replica tag ("" when not shared). */
 const char *spool_replica_tag(void);
 
