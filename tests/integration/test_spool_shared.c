@@ -159,6 +159,16 @@ static void tally(const char *record, seen *s, int *arrived, int *dups, int *ove
   }
 }
 
+/* Lines of a replica's log with `event`. */
+static int log_count(const h_proxy *px, const char *event) {
+  char *log = h_read_file(px->log, NULL);
+  int n = 0;
+  for (const char *p = log; p && (p = strstr(p, event)) != NULL; p++)
+    n++;
+  free(log);
+  return n;
+}
+
 static int ok_count(const bool *ok) {
   int n = 0;
   for (int i = 0; i < N_MSGS; i++)
@@ -215,8 +225,9 @@ Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
   tally(up.record, s, &arrived, &dups, &overlaps, ok);
   fprintf(stderr,
           "spool_shared kill test: sent=%d 250=%d arrived=%d duplicates=%d overlaps=%d "
-          "(killed after %zu deliveries)\n",
-          N_MSGS, n_ok, arrived, dups, overlaps, got);
+          "(replica 3 killed after %zu deliveries; delivered by replica 1/2/3: %d/%d/%d)\n",
+          N_MSGS, n_ok, arrived, dups, overlaps, got, log_count(&px[0], "spool-delivered"),
+          log_count(&px[1], "spool-delivered"), log_count(&px[2], "spool-delivered"));
   cr_assert_eq(arrived, n_ok, "every 250'd message arrives");
   cr_assert_eq(overlaps, 0, "no message is delivered by two processes at once");
   cr_assert_leq(dups, 2 * 2, "at most the killed replica's deliveries after their dot repeat");
@@ -340,4 +351,27 @@ Test(spool_shared, sigterm_drains_and_hands_the_message_over) {
   cr_assert(!h_file_contains(a.log, "spool-deferred", 14), "A's attempt was cut, not failed");
   cr_assert(sp_wait_empty(&b, 10000), "B's queue is empty");
   close(hole);
+}
+
+Test(spool_shared, start_up_removes_only_dead_replicas_tmp_files) {
+  char yaml[8192], tag[16], live[600], dead[600], stray[600], lockf[600];
+  replica_yaml(h_free_port(), NULL, yaml, sizeof yaml);
+  h_proxy a, b;
+  h_proxy_start_as(&a, "replica1", yaml, NULL);
+  replica_tag(&a, tag);
+  /* A file replica 1 is writing, one of a replica that died (its
+   * liveness file is there, unlocked) and one without a replica name. */
+  snprintf(live, sizeof live, "%s/spool/tmp/%s.0189c2f3a4b5c6d7", h_dir(), tag);
+  snprintf(dead, sizeof dead, "%s/spool/tmp/deadbeef.0189c2f3a4b5c6d8", h_dir());
+  snprintf(lockf, sizeof lockf, "%s/spool/ctl/deadbeef.lock", h_dir());
+  snprintf(stray, sizeof stray, "%s/spool/tmp/0189c2f3a4b5c6d9", h_dir());
+  h_write_file(live, "being written", 13);
+  h_write_file(dead, "left by a crash", 15);
+  h_write_file(lockf, "", 0);
+  h_write_file(stray, "left unshared", 13);
+  h_proxy_start_as(&b, "replica2", yaml, NULL);
+  cr_assert(access(live, F_OK) == 0, "a live replica's file stays");
+  cr_assert(access(dead, F_OK) != 0, "a dead replica's file goes");
+  cr_assert(access(lockf, F_OK) != 0, "and its liveness file");
+  cr_assert(access(stray, F_OK) != 0, "a file without a replica name goes");
 }
