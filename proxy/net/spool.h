@@ -1,7 +1,8 @@
 /* spool.h - the durable spool on disk: messages the upstream could not
  * take right now, kept until the queue runner (spool_run.c) delivers them.
  *
- * Owns: spool.dir (created 0700, locked against a second process), its
+ * Owns: spool.dir (created 0700, locked against a second process unless
+ * every process has spool.shared: then spool_claim.h's claims), its
  * tmp/ (being written) and queue/ (committed) directories, the index of
  * committed messages with their delivery state, the messages being
  * received (spool_in), and the jobs that touch the files. Formats and
@@ -15,7 +16,11 @@
  *    reports success only after all three; a failure of any step (disk
  *    full, I/O error, over max_size or max_messages) is reported as such
  *    and the partial file is removed;
- *  - at start tmp/ is emptied and queue/ is read back; a file that does
+ *  - shared: a message is delivered only under its claim, the claim is
+ *    let go only after the attempt's state or removal is on disk, and
+ *    queue/ is read again every SPOOL_SHARED_RESCAN_MS;
+ *  - at start tmp/ is emptied (shared: the files of dead replicas only)
+ *    and queue/ is read back; a file that does
  *    not parse whole, or whose size disagrees with its envelope, is logged
  *    and never delivered; an orphan state file is removed;
  *  - the delivery state of a message is replaced atomically (write tmp,
