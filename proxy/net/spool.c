@@ -784,9 +784,13 @@ typedef struct rescan_job {
   unsigned gen;
 } rescan_job;
 
+#define SPOOL_SWEEP_EVERY 5 /* rescans: every 10 s */
+
 static void rescan_work_cb(uv_work_t *w) {
   rescan_job *j = w->data;
   spool_files_scan(j->cfg.dir, &j->cfg, &j->scan);
+  if (j->gen % SPOOL_SWEEP_EVERY == 0)
+    spool_claim_sweep(j->cfg.dir);
 }
 
 static void rescan_after_cb(uv_work_t *w, int status) {

@@ -223,6 +223,11 @@ static int take_liveness(const char *dir, int *live_fd, char *err, size_t errlen
   return -EEXIST;
 }
 
+void spool_claim_sweep(const char *dir) {
+  clean_ctl(dir);
+  clean_tmp(dir);
+}
+
 static int open_dir_shared(const char *dir, int *dir_fd, char *err, size_t errlen) {
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {

@@ -43,6 +43,11 @@ const char *spool_replica_tag(void);
  * 0, or a negative errno with the reason in err. */
 int spool_claim_prepare(const char *dir, int *dir_fd, int *live_fd, char *err, size_t errlen);
 
+/* What dead replicas left (ctl/ sockets and locks, tmp/ files): removed
+ * by every replica now and then, so a crash's leftovers do not wait for
+ * a restart. */
+void spool_claim_sweep(const char *dir);
+
 /* The control socket's path: control.sock, or ctl/<tag> when shared. */
 void spool_claim_ctl_path(const char *dir, bool shared, char *out, size_t cap);
 

@@ -374,4 +374,13 @@ Test(spool_shared, start_up_removes_only_dead_replicas_tmp_files) {
   cr_assert(access(dead, F_OK) != 0, "a dead replica's file goes");
   cr_assert(access(lockf, F_OK) != 0, "and its liveness file");
   cr_assert(access(stray, F_OK) != 0, "a file without a replica name goes");
+  /* While they run, what a replica that died leaves goes too (the sweep
+   * every 5th rescan, 10 s), and a live one's stays. */
+  h_write_file(dead, "left by a crash", 15);
+  h_write_file(lockf, "", 0);
+  int64_t deadline = h_now_ms() + 15000;
+  while ((access(dead, F_OK) == 0 || access(lockf, F_OK) == 0) && h_now_ms() < deadline)
+    h_sleep_ms(200);
+  cr_assert(access(dead, F_OK) != 0 && access(lockf, F_OK) != 0, "swept while running");
+  cr_assert(access(live, F_OK) == 0, "a live replica's file stays");
 }
