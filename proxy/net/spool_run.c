@@ -516,6 +516,19 @@ static void update_metrics(spool *sp) {
                 oldest && now > oldest ? (now - oldest) / 1000 : 0);
 }
 
+/* Every upstream of e's route is backing off here. In a shared spool
+ * such a replica leaves the message to one that may try it now (its
+ * back-off is over, or an administrator's `queue retry` went to it),
+ * rather than writing a deferral that would push that try back. */
+static bool backing_off(spool_run *run, const spool_entry *e) {
+  long route = route_by_name(run->gen->cfg, e->env.route);
+  if (route < 0 || e->force)
+    return false;
+  failover fo;
+  failover_begin(&fo, run->gen->cfg, (size_t)route);
+  return failover_pick(&fo, run->gen->limits.upstream, stp_now_ms()) < 0;
+}
+
 /* A shared spool's claim came back: deliver what the file's state still
  * says is due, and let go of the rest. */
 static void claimed_cb(void *arg, spool_entry *e, bool ok) {
@@ -523,10 +536,13 @@ static void claimed_cb(void *arg, spool_entry *e, bool ok) {
   run->n_claiming--;
   if (ok) {
     spool *sp = run->sp;
-    bool due = !e->st.held && e->st.next_ms <= spool_wall_ms() && !e->remove_asked;
+    uint64_t now = spool_wall_ms();
+    bool due = !e->st.held && e->st.next_ms <= now && !e->remove_asked;
     e->busy = false; /* dlv_start sets it again when a delivery starts */
     if (!spool_state_pending(&e->st))
       spool_remove(sp, e, "delivered"); /* its deliverer died before removing it */
+    else if (due && backing_off(run, e))
+      e->skip_until_ms = now + SPOOL_SHARED_RESCAN_MS;
     else if (due && !run->stopping && !run->draining)
       dlv_start(run, e);
     if (!e->busy)

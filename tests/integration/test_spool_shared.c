@@ -384,3 +384,31 @@ Test(spool_shared, start_up_removes_only_dead_replicas_tmp_files) {
   cr_assert(access(dead, F_OK) != 0 && access(lockf, F_OK) != 0, "swept while running");
   cr_assert(access(live, F_OK) == 0, "a live replica's file stays");
 }
+
+Test(spool_shared, one_queue_retry_reaches_replicas_still_backing_off) {
+  /* Both replicas back off from the upstream (30 s); `queue retry` goes
+   * to one of them. The other must not answer the now-due messages with
+   * a deferral of its own (that would push them back by the retry
+   * interval, an hour here): it leaves them to the one that may try. */
+  int up_port = h_free_port();
+  char yaml[8192], reply[512], out[4096], name[16];
+  h_proxy px[2];
+  for (int r = 0; r < 2; r++) {
+    replica_yaml(up_port, NULL, yaml, sizeof yaml);
+    snprintf(name, sizeof name, "replica%d", r + 1);
+    h_proxy_start_as(&px[r], name, yaml, NULL);
+  }
+  /* 40 messages at 0.2 s each: the replica told to retry is still at
+   * it when the other one's rescan sees them due. */
+  for (int i = 0; i < 40; i++)
+    cr_assert_eq(send_msg(px[i % 2].port, i, reply), 250, "%s", reply);
+  h_sleep_ms(RESCAN_WAIT_MS); /* each replica knows them all */
+  char port_s[16];
+  snprintf(port_s, sizeof port_s, "%d", up_port);
+  const char *extra[] = {"--port", port_s, "--data-delay", "0.2", NULL};
+  h_upstream up;
+  h_upstream_start(&up, "starttls", extra);
+  cr_assert_eq(sp_queue(&px[0], "retry", out, sizeof out), 0, "%s", out);
+  cr_assert_eq(h_wait_records(up.record, "message", 40, 20000), 40, "all, long before 1 h");
+  cr_assert(sp_wait_empty(&px[1], 10000));
+}
