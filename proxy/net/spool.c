@@ -744,7 +744,8 @@ static int by_id(const void *a, const void *b) {
  * ones it removed leave it, and the state it wrote replaces ours where we
  * changed nothing since the scan began (gen). */
 static void rescan_merge(spool *sp, spool_scan *s, unsigned gen) {
-  qsort(s->v, s->n, sizeof *s->v, by_id);
+  if (s->n)
+    qsort(s->v, s->n, sizeof *s->v, by_id);
   bool *seen = stp_xcalloc(s->n ? s->n : 1, sizeof *seen);
   for (size_t i = 0; i < sp->n;) {
     spool_entry *e = sp->v[i];

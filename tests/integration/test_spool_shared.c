@@ -266,14 +266,18 @@ Test(spool_shared, an_unshared_second_process_is_refused_both_ways) {
 
 Test(spool_shared, refused_where_the_lock_probe_fails) {
   char yaml[8192], path[512], ctl[512], cmd[1100], out[4096];
-  char preload[600], fault[600];
+  char preload[600], fault[600], asan[1024];
   replica_yaml(h_free_port(), NULL, yaml, sizeof yaml);
   snprintf(path, sizeof path, "%s/shared.yaml", h_dir());
   h_write_file(path, yaml, strlen(yaml));
   snprintf(ctl, sizeof ctl, "%s/faults", h_dir());
   snprintf(preload, sizeof preload, "LD_PRELOAD=%s", STP_FAULT_SHIM);
   snprintf(fault, sizeof fault, "STP_FAULT_FILE=%s", ctl);
-  char *env[] = {H_PW_ENV "=" H_PW, preload, fault, NULL};
+  /* An ASan build wants its runtime first; the shim comes first here. */
+  const char *ao = getenv("ASAN_OPTIONS");
+  snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
+           ao && *ao ? ":" : "");
+  char *env[] = {H_PW_ENV "=" H_PW, preload, fault, asan, NULL};
   snprintf(cmd, sizeof cmd, "'%s' -c '%s'", STP_BINARY, path);
   const char *words[] = {"lock-fail", "lock-fake"};
   const char *why[] = {"gives no file locks", "do not exclude each other"};
@@ -285,7 +289,7 @@ Test(spool_shared, refused_where_the_lock_probe_fails) {
   /* The same shim with no fault: it starts (the refusals were the probe's). */
   h_write_file(ctl, "", 0);
   h_proxy px;
-  h_proxy_start_yaml_env(&px, yaml, (char *const[]){preload, fault, NULL});
+  h_proxy_start_yaml_env(&px, yaml, (char *const[]){preload, fault, asan, NULL});
   h_proc_signal(px.proc, SIGTERM);
   cr_assert_eq(h_proc_wait_exit(px.proc, 10000), 0);
 }
