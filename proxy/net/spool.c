@@ -77,6 +77,10 @@ void spool_reconfigure(spool *sp, const stp_spool_cfg *cfg) {
     stp_kv kv[] = {{"dir", dir}, {"new_dir", cfg->dir}};
     stp_log_kv(STP_LOG_WARN, NULL, "spool-dir-unchanged", kv, 2);
   }
+  if (cfg->shared != sp->shared) { /* the directory's locks are taken once */
+    stp_kv kv[] = {{"shared", sp->shared ? "true" : "false"}, {"effect", "after a restart"}};
+    stp_log_kv(STP_LOG_WARN, NULL, "spool-shared-unchanged", kv, 2);
+  }
   cfg_clear(&sp->cfg);
   cfg_copy(&sp->cfg, cfg, dir);
   free(dir);

@@ -252,6 +252,11 @@ Test(spool_shared, an_unshared_second_process_is_refused_both_ways) {
     cr_assert_eq(h_run(cmd, env, 10000, out, sizeof out), 1, "%s", out);
     cr_assert(strstr(out, why[i]), "%s", out);
   }
+  /* A reload cannot make it shared: the directory's locks are taken once. */
+  h_write_file(a.config, shared, strlen(shared));
+  h_proc_signal(a.proc, SIGHUP);
+  const char *warn[] = {"spool-shared-unchanged", "shared=false", NULL};
+  cr_assert(h_file_wait_line(a.log, warn, 5000, out, sizeof out), "no warning at the reload");
   h_proc_signal(a.proc, SIGTERM);
   cr_assert_eq(h_proc_wait_exit(a.proc, 10000), 0);
   /* The other way round: shared first, then an unshared one. */
