@@ -660,9 +660,9 @@ void spool_run_drain(spool_run *run, void (*drained)(void *arg), void *arg) {
   /* Shared: another replica takes over at once, so what has not reached
    * its final dot is cut now (nothing was delivered: no duplicate). An
    * attempt waiting for the dot's answer ends normally. */
-  for (dlv *d = run->active, *next; d && spool_shared(run->sp); d = next) {
+  for (dlv *d = run->active, *next; d; d = next) {
     next = d->next;
-    if (!d->noticing && d->step < D_DOT)
+    if (spool_shared(run->sp) && !d->noticing && d->step < D_DOT)
       cut(d);
   }
   maybe_drained(run);
