@@ -421,3 +421,46 @@ Test(spool_shared, one_queue_retry_reaches_replicas_still_backing_off) {
   cr_assert_eq(h_wait_records(up.record, "message", 40, 20000), 40, "all, long before 1 h");
   cr_assert(sp_wait_empty(&px[1], 10000));
 }
+
+/* SIGTERM while a spool delivery waits for the answer to its final dot
+ * (the upstream holds it back 3 s): the delivery ends, the message is
+ * removed after the upstream's 250, and the process exits 0. Cutting it
+ * would leave a message the upstream has, to be sent again. */
+static void dot_answer_awaited(bool shared) {
+  int up_port = h_free_port();
+  char yaml[8192], reply[512], out[8192], id[32], show[64];
+  if (shared)
+    replica_yaml(up_port, NULL, yaml, sizeof yaml);
+  else
+    sp_yaml_top(up_port, NULL, "  retry: [1h]\n", NULL, yaml, sizeof yaml);
+  h_proxy px;
+  h_proxy_start_as(&px, "replica1", yaml, NULL);
+  cr_assert_eq(send_msg(px.port, 3, reply), 250, "%s", reply);
+  cr_assert(sp_queued_id(reply, id), "%s", reply);
+  char port_s[16];
+  snprintf(port_s, sizeof port_s, "%d", up_port);
+  const char *extra[] = {"--port", port_s, "--data-delay", "3", NULL};
+  h_upstream up;
+  h_upstream_start(&up, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  snprintf(show, sizeof show, "show %s", id);
+  int64_t deadline = h_now_ms() + 5000;
+  while (!(sp_queue(&px, show, out, sizeof out) == 0 && strstr(out, "delivering: yes")) &&
+         h_now_ms() < deadline)
+    h_sleep_ms(50);
+  cr_assert(strstr(out, "delivering: yes"), "%s", out);
+  h_sleep_ms(1000); /* the body is out: the dot's answer is awaited */
+  h_proc_signal(px.proc, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(px.proc, 15000), 0);
+  cr_assert_eq(h_wait_records(up.record, "message", 1, 0), 1);
+  cr_assert(h_file_contains(px.log, "spool-delivered", 15), "the delivery ended");
+  cr_assert(sp_queue_dir_empty(&px), "and the message is gone from the queue");
+}
+
+Test(spool_shared, sigterm_lets_a_delivery_awaiting_its_dot_answer_end_shared) {
+  dot_answer_awaited(true);
+}
+
+Test(spool_shared, sigterm_lets_a_delivery_awaiting_its_dot_answer_end_unshared) {
+  dot_answer_awaited(false);
+}
