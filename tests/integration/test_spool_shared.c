@@ -36,14 +36,15 @@
 
 TestSuite(spool_shared, .init = h_setup, .fini = h_teardown, .timeout = 90);
 
-/* A replica: shared spool in <test dir>/spool, route "default" to an
- * upstream at up_port, nothing retried by itself for an hour. */
-static void replica_yaml(int up_port, const char *extra_top, char *yaml, size_t cap) {
+/* A proxy with its spool in <test dir>/spool (shared or not), route
+ * "default" to an upstream at up_port, nothing retried by itself for an
+ * hour, 20 s of shutdown grace. */
+static void spool_proxy_yaml(int up_port, bool shared, char *yaml, size_t cap) {
   char top[1024];
   snprintf(top, sizeof top,
-           "%sspool:\n  dir: %s/spool\n  notify: postmaster@example.com\n"
-           "  retry: [1h]\n  shared: true\n",
-           extra_top ? extra_top : "", h_dir());
+           "spool:\n  dir: %s/spool\n  notify: postmaster@example.com\n"
+           "  retry: [1h]\n  shared: %s\n",
+           h_dir(), shared ? "true" : "false");
   h_proxy_opts o = {.up_port = up_port,
                     .connect_timeout = "2s",
                     .command_timeout = "15s",
@@ -52,6 +53,10 @@ static void replica_yaml(int up_port, const char *extra_top, char *yaml, size_t 
                     .top_extra = top,
                     .route_extra = "    on_upstream_failure: spool\n"};
   h_proxy_yaml(&o, yaml, cap);
+}
+
+static void replica_yaml(int up_port, char *yaml, size_t cap) {
+  spool_proxy_yaml(up_port, true, yaml, cap);
 }
 
 /* The replica tag from its "spool-shared ... replica=TAG" log line. */
@@ -182,7 +187,7 @@ Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
   char tag[N_REPLICAS][16], yaml[8192], name[16];
   static char out[1 << 20];
   for (int r = 0; r < N_REPLICAS; r++) {
-    replica_yaml(up_port, NULL, yaml, sizeof yaml);
+    replica_yaml(up_port, yaml, sizeof yaml);
     snprintf(name, sizeof name, "replica%d", r + 1);
     h_proxy_start_as(&px[r], name, yaml, NULL);
     replica_tag(&px[r], tag[r]);
@@ -239,7 +244,7 @@ Test(spool_shared, an_unshared_second_process_is_refused_both_ways) {
   sp_start(&a, h_free_port(), NULL, NULL); /* unshared, <test dir>/spool */
   /* A second unshared one, and a shared one, on the same directory. */
   char shared[8192];
-  replica_yaml(h_free_port(), NULL, shared, sizeof shared);
+  replica_yaml(h_free_port(), shared, sizeof shared);
   sp_yaml(h_free_port(), NULL, NULL, yaml, sizeof yaml);
   const char *cfgs[] = {yaml, shared};
   const char *why[] = {"in use by another smtp-tls-proxy", "without spool.shared"};
@@ -272,7 +277,7 @@ Test(spool_shared, an_unshared_second_process_is_refused_both_ways) {
 Test(spool_shared, refused_where_the_lock_probe_fails) {
   char yaml[8192], path[512], ctl[512], cmd[1100], out[4096];
   char preload[600], fault[600], asan[1024];
-  replica_yaml(h_free_port(), NULL, yaml, sizeof yaml);
+  replica_yaml(h_free_port(), yaml, sizeof yaml);
   snprintf(path, sizeof path, "%s/shared.yaml", h_dir());
   h_write_file(path, yaml, strlen(yaml));
   snprintf(ctl, sizeof ctl, "%s/faults", h_dir());
@@ -319,12 +324,12 @@ Test(spool_shared, sigterm_drains_and_hands_the_message_over) {
   int down = h_free_port(), hole_port;
   int hole = blackhole(&hole_port);
   h_proxy a, b;
-  replica_yaml(down, NULL, yaml, sizeof yaml);
+  replica_yaml(down, yaml, sizeof yaml);
   h_proxy_start_as(&a, "replicaA", yaml, NULL);
   replica_tag(&a, tag);
   cr_assert_eq(send_msg(a.port, 7, reply), 250, "%s", reply);
   cr_assert(sp_queued_id(reply, id), "%s", reply);
-  replica_yaml(hole_port, NULL, yaml, sizeof yaml);
+  replica_yaml(hole_port, yaml, sizeof yaml);
   h_write_file(a.config, yaml, strlen(yaml));
   h_proc_signal(a.proc, SIGHUP);
   const char *reloaded[] = {"reloaded", NULL};
@@ -341,7 +346,7 @@ Test(spool_shared, sigterm_drains_and_hands_the_message_over) {
   /* Replica B, with a working upstream, cannot take it while A holds it. */
   h_upstream up;
   h_upstream_start(&up, "starttls", NULL);
-  replica_yaml(up.port, NULL, yaml, sizeof yaml);
+  replica_yaml(up.port, yaml, sizeof yaml);
   h_proxy_start_as(&b, "replicaB", yaml, NULL);
   h_sleep_ms(RESCAN_WAIT_MS);
   cr_assert_eq(h_wait_records(up.record, "message", 1, 0), 0, "B waits while A holds it");
@@ -364,7 +369,7 @@ Test(spool_shared, sigterm_drains_and_hands_the_message_over) {
 
 Test(spool_shared, start_up_removes_only_dead_replicas_tmp_files) {
   char yaml[8192], tag[16], live[600], dead[600], stray[600], lockf[600];
-  replica_yaml(h_free_port(), NULL, yaml, sizeof yaml);
+  replica_yaml(h_free_port(), yaml, sizeof yaml);
   h_proxy a, b;
   h_proxy_start_as(&a, "replica1", yaml, NULL);
   replica_tag(&a, tag);
@@ -403,7 +408,7 @@ Test(spool_shared, one_queue_retry_reaches_replicas_still_backing_off) {
   char yaml[8192], reply[512], out[4096], name[16];
   h_proxy px[2];
   for (int r = 0; r < 2; r++) {
-    replica_yaml(up_port, NULL, yaml, sizeof yaml);
+    replica_yaml(up_port, yaml, sizeof yaml);
     snprintf(name, sizeof name, "replica%d", r + 1);
     h_proxy_start_as(&px[r], name, yaml, NULL);
   }
@@ -429,10 +434,7 @@ Test(spool_shared, one_queue_retry_reaches_replicas_still_backing_off) {
 static void dot_answer_awaited(bool shared) {
   int up_port = h_free_port();
   char yaml[8192], reply[512], out[8192], id[32], show[64];
-  if (shared)
-    replica_yaml(up_port, NULL, yaml, sizeof yaml);
-  else
-    sp_yaml_top(up_port, NULL, "  retry: [1h]\n", NULL, yaml, sizeof yaml);
+  spool_proxy_yaml(up_port, shared, yaml, sizeof yaml);
   h_proxy px;
   h_proxy_start_as(&px, "replica1", yaml, NULL);
   cr_assert_eq(send_msg(px.port, 3, reply), 250, "%s", reply);
