@@ -17,6 +17,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -174,6 +175,29 @@ static int log_count(const h_proxy *px, const char *event) {
   return n;
 }
 
+/* OFD locks a process holds now (/proc/PID/fdinfo "lock:" lines): its
+ * liveness lock and one per message it has claimed. */
+static int ofd_locks(pid_t pid) {
+  char p[128], f[400];
+  snprintf(p, sizeof p, "/proc/%d/fdinfo", (int)pid);
+  DIR *d = opendir(p);
+  if (!d)
+    return -1;
+  int n = 0;
+  struct dirent *de;
+  while ((de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.')
+      continue;
+    snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+    char *text = h_read_file(f, NULL);
+    for (const char *q = text; q && (q = strstr(q, "OFDLCK")) != NULL; q++)
+      n++;
+    free(text);
+  }
+  closedir(d);
+  return n;
+}
+
 static int ok_count(const bool *ok) {
   int n = 0;
   for (int i = 0; i < N_MSGS; i++)
@@ -221,7 +245,13 @@ Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
     cr_assert(ask(tag[r], "RETRY\n", out, sizeof out), "RETRY on replica %d: %s", r + 1, out);
   size_t got = h_wait_records(up.record, "message", 40, 20000);
   cr_assert_geq(got, 40, "deliveries started");
+  /* Killed while it holds at least one message's claim. */
+  int64_t until = h_now_ms() + 10000;
+  while (ofd_locks(px[2].proc->pid) < 2 && h_now_ms() < until)
+    h_sleep_ms(1);
+  int locks = ofd_locks(px[2].proc->pid);
   h_proc_kill(px[2].proc);
+  cr_assert_geq(locks, 2, "replica 3 held a claim when it was killed");
   cr_assert(wait_count(tag[0], 0, 40000, out, sizeof out), "queue drained: %.300s", out);
   h_wait_records(up.record, "message", (size_t)n_ok, 5000);
 
@@ -230,9 +260,11 @@ Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
   tally(up.record, s, &arrived, &dups, &overlaps, ok);
   fprintf(stderr,
           "spool_shared kill test: sent=%d 250=%d arrived=%d duplicates=%d overlaps=%d "
-          "(replica 3 killed after %zu deliveries; delivered by replica 1/2/3: %d/%d/%d)\n",
-          N_MSGS, n_ok, arrived, dups, overlaps, got, log_count(&px[0], "spool-delivered"),
-          log_count(&px[1], "spool-delivered"), log_count(&px[2], "spool-delivered"));
+          "(replica 3 killed holding %d claims after %zu deliveries; delivered by replica "
+          "1/2/3: %d/%d/%d)\n",
+          N_MSGS, n_ok, arrived, dups, overlaps, locks - 1, got,
+          log_count(&px[0], "spool-delivered"), log_count(&px[1], "spool-delivered"),
+          log_count(&px[2], "spool-delivered"));
   cr_assert_eq(arrived, n_ok, "every 250'd message arrives");
   cr_assert_eq(overlaps, 0, "no message is delivered by two processes at once");
   cr_assert_leq(dups, 2 * 2, "at most the killed replica's deliveries after their dot repeat");
