@@ -253,6 +253,9 @@ Test(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
   h_proc_kill(px[2].proc);
   cr_assert_geq(locks, 2, "replica 3 held a claim when it was killed");
   cr_assert(wait_count(tag[0], 0, 40000, out, sizeof out), "queue drained: %.300s", out);
+  /* The killed replica's socket is still in ctl/: the command skips it. */
+  cr_assert_eq(sp_queue(&px[0], "list", cli, sizeof cli), 0, "%s", cli);
+  cr_assert(!strncmp(cli, "0 messages", 10), "%s", cli);
   h_wait_records(up.record, "message", (size_t)n_ok, 5000);
 
   static seen s[N_MSGS];
