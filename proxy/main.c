@@ -136,7 +136,7 @@ static int queue_command(const args *a, stp_config *cfg) {
   else if (queuectl_from_args(a->queue_argc, a->queue_argv, line, sizeof line, err, sizeof err))
     fprintf(stderr, "smtp-tls-proxy: %s\n", err);
   else
-    rc = spool_ctl_client(cfg->spool->dir, line);
+    rc = spool_ctl_client(cfg->spool->dir, cfg->spool->shared, line);
   stp_config_free(cfg);
   return rc;
 }

@@ -186,6 +186,7 @@ typedef struct stp_spool_cfg {
   uint64_t max_age_ms;   /* then a failure notice; default 5 days */
   char *notify;          /* receives every failure notice; NULL: none */
   bool notify_sender;    /* also the envelope sender (never <>) */
+  bool shared;           /* several processes share dir (per-message locks) */
   stp_pos pos;
 } stp_spool_cfg;
 

@@ -19,11 +19,11 @@
 #include "smtp-tls-proxy/util.h"
 
 /* clang-format off */
-enum { S_DIR, S_MAXSIZE, S_MAXMSG, S_RETRY, S_MAXAGE, S_NOTIFY, S_NOTIFYSND, S_N };
+enum { S_DIR, S_MAXSIZE, S_MAXMSG, S_RETRY, S_MAXAGE, S_NOTIFY, S_NOTIFYSND, S_SHARED, S_N };
 static const char *const spool_keys[S_N] = {
   [S_DIR] = "dir", [S_MAXSIZE] = "max_size", [S_MAXMSG] = "max_messages",
   [S_RETRY] = "retry", [S_MAXAGE] = "max_age", [S_NOTIFY] = "notify",
-  [S_NOTIFYSND] = "notify_sender"};
+  [S_NOTIFYSND] = "notify_sender", [S_SHARED] = "shared"};
 /* clang-format on */
 
 #define SPOOL_SOCK_NAME "/control.sock"
@@ -124,6 +124,8 @@ void cfg_parse_spool(cfg_ctx *c, yaml_node_t *n) {
   }
   if (v[S_NOTIFYSND])
     cfg_parse_bool(c, v[S_NOTIFYSND], "notify_sender", &sp->notify_sender);
+  if (v[S_SHARED])
+    cfg_parse_bool(c, v[S_SHARED], "shared", &sp->shared);
   if (!v[S_NOTIFY] && !sp->notify_sender)
     cfg_warn(c, n,
              "spool has neither 'notify' nor 'notify_sender': a message that finally fails "

@@ -29,6 +29,7 @@
 #include "smtp-tls-proxy/util.h"
 #include "spool.h"
 #include "spool_ctl.h"
+#include "spool_files.h"
 #include "spool_run.h"
 
 /* Once no session is left: the runner cuts its deliveries (they are tried
@@ -55,10 +56,11 @@ static void close_signals(server *srv) {
   uv_close((uv_handle_t *)&srv->grace, NULL);
 }
 
-/* A closing listener went quiet (from the loop): when all have, stop. */
+/* A closing listener went quiet, or the spool's deliveries ended (from
+ * the loop): when all have, stop. */
 static void listener_quiet_cb(void *ctx) {
   server *srv = ctx;
-  if (!srv->stopping || uv_is_closing((uv_handle_t *)&srv->grace))
+  if (!srv->stopping || uv_is_closing((uv_handle_t *)&srv->grace) || !srv->spool_drained)
     return;
   for (size_t i = 0; i < srv->n_listeners; i++)
     if (!listener_quiet(srv->listeners[i]))
@@ -67,11 +69,21 @@ static void listener_quiet_cb(void *ctx) {
   close_signals(srv);
 }
 
+/* Grace over: the spool's deliveries still running are cut when the
+ * sessions are gone (stop_spool). */
 static void grace_cb(uv_timer_t *t) {
   server *srv = t->data;
   stp_logf(STP_LOG_WARN, NULL, "shutdown grace over: closing remaining sessions with 421");
+  srv->spool_drained = true;
   for (size_t i = 0; i < srv->n_listeners; i++)
     listener_shutdown_sessions(srv->listeners[i]);
+  listener_quiet_cb(srv);
+}
+
+static void spool_drained_cb(void *ctx) {
+  server *srv = ctx;
+  srv->spool_drained = true;
+  listener_quiet_cb(srv);
 }
 
 void server_stop(server *srv) {
@@ -87,6 +99,10 @@ void server_stop(server *srv) {
   srv->probes = NULL;
   alerts_stop(srv->alerts);
   srv->alerts = NULL;
+  /* No spool delivery starts from now on; the running ones end (shared:
+   * those before their final dot are cut and left to the other replicas). */
+  srv->spool_drained = !srv->spool_run;
+  spool_run_drain(srv->spool_run, spool_drained_cb, srv);
   pool_close(srv->gen->pool); /* idle upstream connections get QUIT now */
   srv->gen->pool = NULL;
   metrics_http_stop(srv->metrics); /* /healthz fails from now on */
@@ -217,7 +233,10 @@ static int start_spool(server *srv, const stp_config *cfg) {
   int rc = spool_open(srv->loop, cfg->spool, &srv->spool, err, sizeof err);
   if (rc == 0) {
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s/tmp", cfg->spool->dir);
+    if (cfg->spool->shared) /* tmp/<tag>.api: this replica's own */
+      snprintf(tmp, sizeof tmp, "%s/tmp/%sapi", cfg->spool->dir, spool_files_tmp_prefix());
+    else
+      snprintf(tmp, sizeof tmp, "%s/tmp", cfg->spool->dir);
     apiconn_set_tmpdir(tmp); /* API upstreams' copies: the spool's disk, private */
     srv->gen->spool = srv->spool;
     srv->spool_run = spool_run_new(srv->loop, srv->spool, srv->gen);

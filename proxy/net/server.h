@@ -23,6 +23,7 @@ typedef struct server {
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t grace;
   bool stopping;
+  bool spool_drained; /* stopping: no spool delivery runs any more */
   struct metrics_http *metrics; /* /metrics and /healthz; NULL when off */
   struct spool *spool;          /* spool: section at start; NULL when none */
   struct spool_run *spool_run;

@@ -21,6 +21,7 @@
 #include "msgcopy.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/util.h"
+#include "spool_claim.h"
 #include "spool_files.h"
 
 struct spool {
@@ -39,6 +40,12 @@ struct spool {
    * covers them all; at most one such fsync runs at a time. */
   struct spool_in *sync_wait;
   bool syncing;
+  /* spool.shared: the replica's liveness lock and the periodic rescan
+   * (other replicas' commits and removals reach us only through it). */
+  bool shared, rescanning, rescan_open;
+  int live_fd;
+  uv_timer_t rescan;
+  unsigned scan_gen;
 };
 
 uint64_t spool_wall_ms(void) {
@@ -69,6 +76,10 @@ void spool_reconfigure(spool *sp, const stp_spool_cfg *cfg) {
   if (strcmp(cfg->dir, dir)) {
     stp_kv kv[] = {{"dir", dir}, {"new_dir", cfg->dir}};
     stp_log_kv(STP_LOG_WARN, NULL, "spool-dir-unchanged", kv, 2);
+  }
+  if (cfg->shared != sp->shared) { /* the directory's locks are taken once */
+    stp_kv kv[] = {{"shared", sp->shared ? "true" : "false"}, {"effect", "after a restart"}};
+    stp_log_kv(STP_LOG_WARN, NULL, "spool-shared-unchanged", kv, 2);
   }
   cfg_clear(&sp->cfg);
   cfg_copy(&sp->cfg, cfg, dir);
@@ -121,6 +132,8 @@ spool_entry *spool_due(spool *sp, uint64_t now_ms) {
     spool_entry *e = sp->v[i];
     if (e->busy || e->st.held || e->st.next_ms > now_ms || e->remove_asked)
       continue;
+    if (sp->shared && (e->jobbing || e->skip_until_ms > now_ms))
+      continue;
     if (!best || e->st.next_ms < best->st.next_ms)
       best = e;
   }
@@ -168,21 +181,34 @@ void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap
 /* ---- teardown ---------------------------------------------------------------- */
 
 static void maybe_destroy(spool *sp) {
-  if (!sp->closing || sp->jobs || sp->n_ins)
+  if (!sp->closing || sp->jobs || sp->n_ins || sp->rescan_open)
     return;
-  for (size_t i = 0; i < sp->n; i++)
+  for (size_t i = 0; i < sp->n; i++) {
+    if (sp->v[i]->claimed)
+      close(sp->v[i]->claim_fd);
     spool_entry_free(sp->v[i]);
+  }
   free(sp->v);
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
+  if (sp->live_fd >= 0)
+    close(sp->live_fd);
   cfg_clear(&sp->cfg);
   free(sp);
+}
+
+static void rescan_closed_cb(uv_handle_t *h) {
+  spool *sp = h->data;
+  sp->rescan_open = false;
+  maybe_destroy(sp);
 }
 
 void spool_close(spool *sp) {
   if (!sp || sp->closing)
     return;
   sp->closing = true;
+  if (sp->rescan_open && !uv_is_closing((uv_handle_t *)&sp->rescan))
+    uv_close((uv_handle_t *)&sp->rescan, rescan_closed_cb);
   maybe_destroy(sp);
 }
 
@@ -199,17 +225,34 @@ typedef struct entry_job {
   char why[128];
   char *dir; /* the worker's own copies: a reload may replace sp->cfg */
   char id[SPOOL_ID_LEN + 1];
+  /* shared spool: a claim to take (claim) or to let go after the job */
+  bool claim;
+  int drop_fd, got_fd, st_rc;
+  size_t n_rcpts;
+  spool_state st;
+  spool_claim_fn cb;
+  void *cb_arg;
 } entry_job;
 
 static void entry_next(spool *sp, spool_entry *e);
 
 static void entry_work_cb(uv_work_t *w) {
   entry_job *j = w->data;
+  if (j->claim) {
+    j->err = spool_claim_take(j->dir, j->id, &j->got_fd);
+    if (!j->err)
+      j->st_rc = spool_claim_read_state(j->dir, j->id, j->n_rcpts, &j->st);
+    return;
+  }
   if (j->remove)
     j->err = spool_files_remove(j->dir, j->id);
-  else
+  else if (j->text)
     j->err = spool_files_write_state(j->dir, j->id, j->text, j->len, true);
+  if (j->drop_fd >= 0)
+    close(j->drop_fd); /* the claim ends once the attempt's outcome is on disk */
 }
+
+static void claim_after(spool *sp, entry_job *j, int err);
 
 static void entry_after_cb(uv_work_t *w, int status) {
   entry_job *j = w->data;
@@ -218,6 +261,10 @@ static void entry_after_cb(uv_work_t *w, int status) {
   int err = status < 0 ? status : j->err;
   sp->jobs--;
   e->jobbing = false;
+  if (j->claim) {
+    claim_after(sp, j, err);
+    return;
+  }
   if (err) {
     stp_kv kv[] = {
         {"id", e->env.id}, {"op", j->remove ? "remove" : "state"}, {"error", strerror(-err)}};
@@ -246,13 +293,18 @@ static void entry_start(spool *sp, spool_entry *e, bool remove, const char *why)
   j->remove = remove;
   snprintf(j->why, sizeof j->why, "%s", why && *why ? why : "");
   memcpy(j->id, e->env.id, sizeof j->id);
-  if (!remove) {
+  if (!remove && e->st_dirty) {
     j->text = spool_state_format(&e->st, &j->len);
     e->st_dirty = false;
-    if (!j->text) {
+    if (!j->text && !e->claimed) {
       free(j);
       return;
     }
+  }
+  j->drop_fd = -1;
+  if (e->claimed && !e->busy) { /* a delivery's end: its claim goes with this job */
+    j->drop_fd = e->claim_fd;
+    e->claimed = false;
   }
   j->dir = stp_xstrdup(sp->cfg.dir);
   e->jobbing = true;
@@ -269,12 +321,13 @@ static void entry_next(spool *sp, spool_entry *e) {
     entry_start(sp, e, true, e->remove_why);
     return;
   }
-  if (e->st_dirty && !e->removed)
+  if ((e->st_dirty || e->claimed) && !e->removed)
     entry_start(sp, e, false, NULL);
 }
 
 void spool_save_state(spool *sp, spool_entry *e) {
   e->st_dirty = true;
+  e->touched_gen = sp->scan_gen;
   if (!e->jobbing && !e->removed && !sp->closing)
     entry_start(sp, e, false, NULL);
 }
@@ -294,6 +347,63 @@ void spool_remove(spool *sp, spool_entry *e, const char *why) {
 void spool_release(spool *sp, spool_entry *e) {
   e->busy = false;
   entry_next(sp, e);
+}
+
+/* ---- claims (a shared spool) ------------------------------------------------- */
+
+bool spool_shared(const spool *sp) {
+  return sp->shared;
+}
+
+void spool_claim(spool *sp, spool_entry *e, spool_claim_fn cb, void *arg) {
+  entry_job *j = stp_xcalloc(1, sizeof *j);
+  j->w.data = j;
+  j->sp = sp;
+  j->e = e;
+  j->claim = true;
+  j->drop_fd = j->got_fd = -1;
+  j->n_rcpts = e->env.n_rcpts;
+  j->cb = cb;
+  j->cb_arg = arg;
+  memcpy(j->id, e->env.id, sizeof j->id);
+  j->dir = stp_xstrdup(sp->cfg.dir);
+  e->busy = e->jobbing = true;
+  sp->jobs++;
+  (void)uv_queue_work(sp->loop, &j->w, entry_work_cb, entry_after_cb);
+}
+
+/* The claim's outcome: the file's state is the truth (other replicas
+ * write it too); a message gone from queue/ leaves the index. */
+static void claim_after(spool *sp, entry_job *j, int err) {
+  spool_entry *e = j->e;
+  e->touched_gen = sp->scan_gen;
+  if (!err) {
+    e->claimed = true;
+    e->claim_fd = j->got_fd;
+    if (!j->st_rc) {
+      spool_state_free(&e->st);
+      e->st = j->st;
+    }
+    j->cb(j->cb_arg, e, true);
+  } else if (err == -ENOENT) {
+    if (!e->remove_asked)
+      index_del(sp, e);
+    spool_entry_free(e);
+    j->cb(j->cb_arg, NULL, false);
+  } else {
+    e->busy = false;
+    if (err == -EAGAIN)
+      e->skip_until_ms = spool_wall_ms() + SPOOL_SHARED_RESCAN_MS;
+    else {
+      stp_kv kv[] = {{"id", e->env.id}, {"op", "claim"}, {"error", strerror(-err)}};
+      stp_log_kv(STP_LOG_ERROR, NULL, "spool-io-error", kv, 3);
+    }
+    j->cb(j->cb_arg, e, false);
+    entry_next(sp, e);
+  }
+  free(j->dir);
+  free(j);
+  maybe_destroy(sp);
 }
 
 /* ---- messages being received ------------------------------------------------- */
@@ -361,7 +471,7 @@ spool_in *spool_in_begin(spool *sp, const spool_env *env, void (*drain)(void *ow
   in->drain = drain;
   in->owner = owner;
   char path[512];
-  snprintf(path, sizeof path, "%s/tmp/%s", sp->cfg.dir, copy.id);
+  snprintf(path, sizeof path, "%s/tmp/%s%s", sp->cfg.dir, spool_files_tmp_prefix(), copy.id);
   in->mc = msgcopy_create(sp->loop, path, in_drain_cb, in);
   msgcopy_append(in->mc, hdr, len);
   msgcopy_hash_start(in->mc);
@@ -429,6 +539,7 @@ static void in_committed(spool_in *in) {
   sp->pending_bytes -= e->file_size;
   in->reserved = false;
   spool_state_init(&e->st, e->env.n_rcpts, &sp->cfg, e->env.created_ms, e->env.reason);
+  e->born_gen = sp->scan_gen;
   index_add(sp, e);
   log_spooled(in, e);
   if (!in->detached)
@@ -627,14 +738,115 @@ static void rec_after_cb(uv_work_t *w, int status) {
   maybe_destroy(sp);
 }
 
+/* ---- a shared spool: reading queue/ again --------------------------------------- */
+
+static int by_id(const void *a, const void *b) {
+  return strcmp((*(spool_entry *const *)a)->env.id, (*(spool_entry *const *)b)->env.id);
+}
+
+/* What another replica did since: its new messages join the index, the
+ * ones it removed leave it, and the state it wrote replaces ours where we
+ * changed nothing since the scan began (gen). */
+static void rescan_merge(spool *sp, spool_scan *s, unsigned gen) {
+  if (s->n)
+    qsort(s->v, s->n, sizeof *s->v, by_id);
+  bool *seen = stp_xcalloc(s->n ? s->n : 1, sizeof *seen);
+  for (size_t i = 0; i < sp->n;) {
+    spool_entry *e = sp->v[i];
+    spool_entry **hit = s->n ? bsearch(&e, s->v, s->n, sizeof *s->v, by_id) : NULL;
+    bool quiet =
+        !e->busy && !e->jobbing && !e->st_dirty && !e->remove_asked && e->touched_gen < gen;
+    if (hit) {
+      seen[hit - s->v] = true;
+      if (quiet) {
+        spool_state_free(&e->st);
+        e->st = (*hit)->st;
+        (*hit)->st.done = NULL;
+      }
+    } else if (quiet && e->born_gen < gen) {
+      index_del(sp, e); /* v[i] is now another entry */
+      spool_entry_free(e);
+      continue;
+    }
+    i++;
+  }
+  for (size_t i = 0; i < s->n; i++) {
+    if (seen[i] || sp->closing) {
+      spool_entry_free(s->v[i]);
+      continue;
+    }
+    s->v[i]->born_gen = gen;
+    index_add(sp, s->v[i]);
+  }
+  free(seen);
+}
+
+typedef struct rescan_job {
+  uv_work_t w;
+  spool *sp;
+  stp_spool_cfg cfg;
+  spool_scan scan;
+  unsigned gen;
+} rescan_job;
+
+#define SPOOL_SWEEP_EVERY 5 /* rescans: every 10 s */
+
+static void rescan_work_cb(uv_work_t *w) {
+  rescan_job *j = w->data;
+  spool_files_scan(j->cfg.dir, &j->cfg, &j->scan);
+  if (j->gen % SPOOL_SWEEP_EVERY == 0)
+    spool_claim_sweep(j->cfg.dir);
+}
+
+static void rescan_after_cb(uv_work_t *w, int status) {
+  rescan_job *j = w->data;
+  spool *sp = j->sp;
+  (void)status;
+  sp->jobs--;
+  sp->rescanning = false;
+  rescan_merge(sp, &j->scan, j->gen);
+  for (size_t i = 0; i < j->scan.n_bad; i++)
+    free(j->scan.bad[i]); /* logged by the first reading */
+  free(j->scan.v);
+  free(j->scan.bad);
+  cfg_clear(&j->cfg);
+  free(j);
+  maybe_destroy(sp);
+}
+
+static void rescan_timer_cb(uv_timer_t *t) {
+  spool *sp = t->data;
+  if (sp->rescanning || sp->closing || !sp->recovered)
+    return;
+  rescan_job *j = stp_xcalloc(1, sizeof *j);
+  j->w.data = j;
+  j->sp = sp;
+  j->gen = ++sp->scan_gen;
+  cfg_copy(&j->cfg, &sp->cfg, sp->cfg.dir);
+  sp->rescanning = true;
+  sp->jobs++;
+  (void)uv_queue_work(sp->loop, &j->w, rescan_work_cb, rescan_after_cb);
+}
+
 int spool_open(uv_loop_t *loop, const stp_spool_cfg *cfg, spool **out, char *err, size_t errlen) {
-  int lock_fd = -1;
+  int lock_fd = -1, live_fd = -1;
   *out = NULL;
-  if (spool_files_prepare(cfg->dir, &lock_fd, err, errlen) < 0)
+  if (cfg->shared ? spool_claim_prepare(cfg->dir, &lock_fd, &live_fd, err, errlen) < 0
+                  : spool_files_prepare(cfg->dir, &lock_fd, err, errlen) < 0)
     return STP_EIO;
   spool *sp = stp_xcalloc(1, sizeof *sp);
   sp->loop = loop;
   sp->lock_fd = lock_fd;
+  sp->live_fd = live_fd;
+  sp->shared = cfg->shared;
+  if (sp->shared) {
+    uv_timer_init(loop, &sp->rescan);
+    sp->rescan.data = sp;
+    sp->rescan_open = true;
+    uv_timer_start(&sp->rescan, rescan_timer_cb, SPOOL_SHARED_RESCAN_MS, SPOOL_SHARED_RESCAN_MS);
+    stp_kv kv[] = {{"dir", cfg->dir}, {"replica", spool_replica_tag()}, {"lock", "fcntl-ofd"}};
+    stp_log_kv(STP_LOG_INFO, NULL, "spool-shared", kv, 3);
+  }
   cfg_copy(&sp->cfg, cfg, cfg->dir);
   rec_job *j = stp_xcalloc(1, sizeof *j);
   j->w.data = j;

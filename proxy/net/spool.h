@@ -1,7 +1,8 @@
 /* spool.h - the durable spool on disk: messages the upstream could not
  * take right now, kept until the queue runner (spool_run.c) delivers them.
  *
- * Owns: spool.dir (created 0700, locked against a second process), its
+ * Owns: spool.dir (created 0700, locked against a second process unless
+ * every process has spool.shared: then spool_claim.h's claims), its
  * tmp/ (being written) and queue/ (committed) directories, the index of
  * committed messages with their delivery state, the messages being
  * received (spool_in), and the jobs that touch the files. Formats and
@@ -15,7 +16,11 @@
  *    reports success only after all three; a failure of any step (disk
  *    full, I/O error, over max_size or max_messages) is reported as such
  *    and the partial file is removed;
- *  - at start tmp/ is emptied and queue/ is read back; a file that does
+ *  - shared: a message is delivered only under its claim, the claim is
+ *    let go only after the attempt's state or removal is on disk, and
+ *    queue/ is read again every SPOOL_SHARED_RESCAN_MS;
+ *  - at start tmp/ is emptied (shared: the files of dead replicas only)
+ *    and queue/ is read back; a file that does
  *    not parse whole, or whose size disagrees with its envelope, is logged
  *    and never delivered; an orphan state file is removed;
  *  - the delivery state of a message is replaced atomically (write tmp,
@@ -46,6 +51,11 @@ typedef struct spool_entry {
   /* private to spool.c */
   bool jobbing, st_dirty, remove_asked, removed;
   char remove_why[64];
+  /* shared spool (spool_claim.h): the claim held, and the rescans' marks */
+  bool claimed;
+  int claim_fd;
+  unsigned born_gen, touched_gen;
+  uint64_t skip_until_ms; /* claimed by another replica: not before */
 } spool_entry;
 
 /* Wall clock in ms since the epoch (what spool files record). */
@@ -104,5 +114,17 @@ void spool_save_state(spool *sp, spool_entry *e);
 void spool_remove(spool *sp, spool_entry *e, const char *why);
 /* A delivery is done with e. */
 void spool_release(spool *sp, spool_entry *e);
+
+/* ---- a spool shared by several processes (spool.shared) -------------------- */
+#define SPOOL_SHARED_RESCAN_MS 2000 /* how often queue/ is read again */
+bool spool_shared(const spool *sp);
+/* e is claimed (ok) with e->busy set and its state read again from the
+ * file; or not (!ok): e->busy is cleared, and e is NULL when the message
+ * is gone (another replica removed it; it has left the index). */
+typedef void (*spool_claim_fn)(void *arg, spool_entry *e, bool ok);
+/* Claim e for a delivery (shared spools only): the message file's lock,
+ * held until spool_release()'s state write or removal has ended. cb from
+ * the loop. */
+void spool_claim(spool *sp, spool_entry *e, spool_claim_fn cb, void *arg);
 
 #endif

@@ -14,6 +14,7 @@
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/queuectl.h"
 #include "smtp-tls-proxy/util.h"
+#include "spool_claim.h"
 
 typedef struct ctl_conn ctl_conn;
 
@@ -314,7 +315,7 @@ static void accept_cb(uv_stream_t *srv, int status) {
 int spool_ctl_start(uv_loop_t *loop, spool *sp, spool_run *run, spool_ctl **out, char *err,
                     size_t errlen) {
   char path[512];
-  snprintf(path, sizeof path, "%s/control.sock", spool_dir(sp));
+  spool_claim_ctl_path(spool_dir(sp), spool_shared(sp), path, sizeof path);
   spool_ctl *c = stp_xcalloc(1, sizeof *c);
   c->loop = loop;
   c->sp = sp;

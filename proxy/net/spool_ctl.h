@@ -11,6 +11,7 @@
 #ifndef STP_SPOOL_CTL_H
 #define STP_SPOOL_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -39,9 +40,10 @@ typedef struct spool_ctl_out {
 void spool_ctl_exec(spool *sp, spool_run *run, const queuectl_req *q, const char *by,
                     spool_ctl_out *out);
 
-/* The client: send one request line to the socket of dir, print the
+/* The client: send one request line to the socket of dir (shared: the
+ * first replica's socket in dir/ctl/ that answers), print the
  * answer (output on stdout, errors on stderr). Returns the exit status:
  * 0 for OK, 1 otherwise. Blocking, bounded by SPOOL_CTL_TIMEOUT_MS. */
-int spool_ctl_client(const char *dir, const char *line);
+int spool_ctl_client(const char *dir, bool shared, const char *line);
 
 #endif

@@ -2,6 +2,7 @@
  * one request, the answer printed, blocking and bounded (no loop: it runs
  * in its own short-lived process). See spool_ctl.h.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -41,17 +42,18 @@ static int show_line(char *line) {
   }
 }
 
-static int connect_sock(const char *dir) {
+static int connect_path(const char *path, bool quiet) {
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s/control.sock", dir);
+  int n = snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
   if (n < 0 || (size_t)n >= sizeof sa.sun_path) {
-    fprintf(stderr, "smtp-tls-proxy: spool dir %s is too long for a socket address\n", dir);
+    fprintf(stderr, "smtp-tls-proxy: %s is too long for a socket address\n", path);
     return -1;
   }
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    fprintf(stderr, "smtp-tls-proxy: cannot reach the running proxy at %s: %s\n", sa.sun_path,
-            strerror(errno));
+    if (!quiet)
+      fprintf(stderr, "smtp-tls-proxy: cannot reach the running proxy at %s: %s\n", sa.sun_path,
+              strerror(errno));
     if (fd >= 0)
       close(fd);
     return -1;
@@ -59,8 +61,34 @@ static int connect_sock(const char *dir) {
   return fd;
 }
 
-int spool_ctl_client(const char *dir, const char *line) {
-  int fd = connect_sock(dir);
+/* A shared spool: ctl/ holds one socket per replica, and only those of
+ * this host's live replicas answer; any of them knows the whole queue. */
+static int connect_shared(const char *dir) {
+  char p[512];
+  snprintf(p, sizeof p, "%s/ctl", dir);
+  DIR *d = opendir(p);
+  if (!d) {
+    fprintf(stderr, "smtp-tls-proxy: %s: %s\n", p, strerror(errno));
+    return -1;
+  }
+  int fd = -1;
+  struct dirent *de;
+  while (fd < 0 && (de = readdir(d)) != NULL) {
+    if (de->d_name[0] == '.' || strchr(de->d_name, '.'))
+      continue; /* <tag>.lock, <tag>.probe */
+    snprintf(p, sizeof p, "%s/ctl/%s", dir, de->d_name);
+    fd = connect_path(p, true);
+  }
+  closedir(d);
+  if (fd < 0)
+    fprintf(stderr, "smtp-tls-proxy: no running proxy on this host answers in %s/ctl\n", dir);
+  return fd;
+}
+
+int spool_ctl_client(const char *dir, bool shared, const char *line) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/control.sock", dir);
+  int fd = shared ? connect_shared(dir) : connect_path(path, false);
   if (fd < 0)
     return 1;
   size_t len = strlen(line);

@@ -38,6 +38,20 @@ static int mkdir_0700(const char *p) {
   return 0;
 }
 
+int spool_files_mkdir(const char *p) {
+  return mkdir_0700(p);
+}
+
+static char g_tmp_prefix[32];
+
+void spool_files_set_tmp_prefix(const char *prefix) {
+  snprintf(g_tmp_prefix, sizeof g_tmp_prefix, "%s", prefix);
+}
+
+const char *spool_files_tmp_prefix(void) {
+  return g_tmp_prefix;
+}
+
 static int fsync_dir(const char *p) {
   int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
@@ -117,7 +131,7 @@ static int write_all(int fd, const char *p, size_t n) {
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,
                             bool sync) {
   char tmp[PATH_CAP], dst[PATH_CAP];
-  path_of(tmp, dir, "tmp", id, ".state");
+  snprintf(tmp, PATH_CAP, "%s/tmp/%s%s.state", dir, g_tmp_prefix, id);
   path_of(dst, dir, "queue", id, ".state");
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd < 0)

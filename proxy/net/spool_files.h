@@ -19,6 +19,13 @@
  * was never committed). */
 int spool_files_prepare(const char *dir, int *lock_fd, char *err, size_t errlen);
 
+/* mkdir 0700 (or chmod an existing one to 0700); not a symlink. */
+int spool_files_mkdir(const char *p);
+/* What the names this process writes into tmp/ begin with: "" unless the
+ * spool is shared ("<replica>.", set once at start by spool_claim.c). */
+void spool_files_set_tmp_prefix(const char *prefix);
+const char *spool_files_tmp_prefix(void);
+
 /* The state text of message id, written to tmp/, fsync'd when `sync`,
  * renamed over queue/<id>.state. */
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,

@@ -63,12 +63,32 @@ struct spool_run {
   defer_item kick;
   dlv *active;
   unsigned n_active;
+  unsigned n_claiming; /* shared spool: claims asked for, not yet answered */
   bool stopping, timer_closed;
+  /* SIGTERM: no delivery starts; drained(arg) once none is left */
+  bool draining;
+  void (*drained)(void *arg);
+  void *drained_arg;
+  defer_item drain_item;
 };
+
+static void drained_cb(void *arg) {
+  spool_run *run = arg;
+  void (*fn)(void *) = run->drained;
+  run->drained = NULL; /* once */
+  if (fn)
+    fn(run->drained_arg);
+}
+
+static void maybe_drained(spool_run *run) {
+  if (run->draining && !run->stopping && !run->n_active && !run->n_claiming)
+    defer_post(run->loop, &run->drain_item, drained_cb, run);
+}
 
 /* Gone once stopped, its timer closed and its last notice spooled. */
 static void run_maybe_free(spool_run *run) {
-  if (!run->stopping || !run->timer_closed || run->n_active)
+  maybe_drained(run);
+  if (!run->stopping || !run->timer_closed || run->n_active || run->n_claiming)
     return;
   srv_gen_unref(run->gen);
   free(run);
@@ -496,17 +516,61 @@ static void update_metrics(spool *sp) {
                 oldest && now > oldest ? (now - oldest) / 1000 : 0);
 }
 
+/* Every upstream of e's route is backing off here. In a shared spool
+ * such a replica leaves the message to one that may try it now (its
+ * back-off is over, or an administrator's `queue retry` went to it),
+ * rather than writing a deferral that would push that try back. */
+static bool backing_off(spool_run *run, const spool_entry *e) {
+  long route = route_by_name(run->gen->cfg, e->env.route);
+  if (route < 0 || e->force)
+    return false;
+  failover fo;
+  failover_begin(&fo, run->gen->cfg, (size_t)route);
+  return failover_pick(&fo, run->gen->limits.upstream, stp_now_ms()) < 0;
+}
+
+/* A shared spool's claim came back: deliver what the file's state still
+ * says is due, and let go of the rest. */
+static void claimed_cb(void *arg, spool_entry *e, bool ok) {
+  spool_run *run = arg;
+  run->n_claiming--;
+  if (ok) {
+    spool *sp = run->sp;
+    uint64_t now = spool_wall_ms();
+    bool due = !e->st.held && e->st.next_ms <= now && !e->remove_asked;
+    e->busy = false; /* dlv_start sets it again when a delivery starts */
+    if (!spool_state_pending(&e->st))
+      spool_remove(sp, e, "delivered"); /* its deliverer died before removing it */
+    else if (due && backing_off(run, e))
+      e->skip_until_ms = now + SPOOL_SHARED_RESCAN_MS;
+    else if (due && !run->stopping && !run->draining)
+      dlv_start(run, e);
+    if (!e->busy)
+      spool_release(sp, e);
+  }
+  if (run->stopping || run->draining)
+    run_maybe_free(run);
+  else
+    spool_run_kick(run);
+}
+
 static void tick(spool_run *run) {
   update_metrics(run->sp);
-  if (run->stopping || !spool_recovered(run->sp))
+  if (run->stopping || run->draining || !spool_recovered(run->sp))
     return;
   uint64_t now = spool_wall_ms();
   spool_entry *e;
+  bool shared = spool_shared(run->sp);
   /* Each start either runs or moves the message's next try on. */
-  for (unsigned guard = 0; run->n_active < SPOOL_RUN_MAX && guard < 64; guard++) {
+  for (unsigned guard = 0; run->n_active + run->n_claiming < SPOOL_RUN_MAX && guard < 64; guard++) {
     if (!(e = spool_due(run->sp, now)))
       break;
-    dlv_start(run, e);
+    if (shared) { /* another process may hold it: claim it first */
+      run->n_claiming++;
+      spool_claim(run->sp, e, claimed_cb, run);
+    } else {
+      dlv_start(run, e);
+    }
   }
 }
 
@@ -559,6 +623,17 @@ static void run_closed_cb(uv_handle_t *h) {
   run_maybe_free(run);
 }
 
+/* A delivery cut short: no final dot for it, the message stays as it
+ * was (its claim, in a shared spool, is let go). */
+static void cut(dlv *d) {
+  msgcopy_reader_free(d->rd);
+  d->rd = NULL;
+  upconn_detach(d->up, false);
+  d->up = NULL;
+  spool_release(d->run->sp, d->e);
+  dlv_free(d);
+}
+
 /* Deliveries on the wire are cut (the message stays as it was: tried
  * again at the next start); one spooling its failure notice finishes. */
 void spool_run_stop(spool_run *run) {
@@ -566,14 +641,29 @@ void spool_run_stop(spool_run *run) {
     return;
   run->stopping = true;
   defer_cancel(&run->kick);
+  defer_cancel(&run->drain_item);
   for (dlv *d = run->active, *next; d; d = next) {
     next = d->next;
-    if (d->noticing)
-      continue;
-    msgcopy_reader_free(d->rd);
-    upconn_detach(d->up, false);
-    spool_release(run->sp, d->e);
-    dlv_free(d);
+    if (!d->noticing)
+      cut(d);
   }
   uv_close((uv_handle_t *)&run->timer, run_closed_cb);
+}
+
+void spool_run_drain(spool_run *run, void (*drained)(void *arg), void *arg) {
+  if (!run || run->stopping || run->draining)
+    return;
+  run->draining = true;
+  run->drained = drained;
+  run->drained_arg = arg;
+  defer_cancel(&run->kick);
+  /* Shared: another replica takes over at once, so what has not reached
+   * its final dot is cut now (nothing was delivered: no duplicate). An
+   * attempt waiting for the dot's answer ends normally. */
+  for (dlv *d = run->active, *next; d; d = next) {
+    next = d->next;
+    if (spool_shared(run->sp) && !d->noticing && d->step < D_DOT)
+      cut(d);
+  }
+  maybe_drained(run);
 }

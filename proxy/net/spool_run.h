@@ -29,6 +29,10 @@ spool_run *spool_run_new(uv_loop_t *loop, spool *sp, srv_gen *gen);
 void spool_run_set_gen(spool_run *run, srv_gen *gen);
 /* Look for due messages on the next loop turn (queue retry, a commit). */
 void spool_run_kick(spool_run *run);
+/* SIGTERM: no delivery starts from now on; with a shared spool the ones
+ * before their final dot are cut at once (another replica takes the
+ * message); drained(arg) from the loop once none is running. */
+void spool_run_drain(spool_run *run, void (*drained)(void *arg), void *arg);
 /* Stop: deliveries under way are cut (tried again at the next start) and
  * the runner frees itself once its timer is closed. */
 void spool_run_stop(spool_run *run);

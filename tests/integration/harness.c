@@ -551,14 +551,20 @@ void h_proxy_start_yaml(h_proxy *px, const char *yaml) {
 }
 
 void h_proxy_start_yaml_env(h_proxy *px, const char *yaml, char *const env_add[]) {
+  h_proxy_start_as(px, "proxy", yaml, env_add);
+}
+
+void h_proxy_start_as(h_proxy *px, const char *name, const char *yaml, char *const env_add[]) {
+  char file[64];
   memset(px, 0, sizeof *px);
-  h_path(px->config, sizeof px->config, "proxy.yaml");
+  snprintf(file, sizeof file, "%s.yaml", name);
+  h_path(px->config, sizeof px->config, file);
   h_write_file(px->config, yaml, strlen(yaml));
   char *argv[] = {STP_BINARY, "-c", px->config, NULL};
   char *env[16] = {H_PW_ENV "=" H_PW};
   for (size_t i = 0; env_add && env_add[i] && i + 2 < sizeof env / sizeof *env; i++)
     env[i + 1] = env_add[i];
-  px->proc = h_spawn("proxy", argv, env);
+  px->proc = h_spawn(name, argv, env);
   px->proc->checked_exit = true;
   snprintf(px->log, sizeof px->log, "%s", px->proc->err_path);
   int64_t deadline = h_now_ms() + 10000;

@@ -147,6 +147,9 @@ char *h_proxy_yaml(const h_proxy_opts *o, char *yaml, size_t cap);
 void h_proxy_start_yaml(h_proxy *px, const char *yaml);
 /* Same, with more "KEY=VALUE" in the proxy's environment (NULL-ended). */
 void h_proxy_start_yaml_env(h_proxy *px, const char *yaml, char *const env_add[]);
+/* Same, as process `name` (config <name>.yaml, stderr <name>.err): several
+ * proxies in one test. */
+void h_proxy_start_as(h_proxy *px, const char *name, const char *yaml, char *const env_add[]);
 void h_proxy_start(h_proxy *px, const h_proxy_opts *o);
 /* A proxy in front of a fresh upstream.py: the common case. */
 void h_proxy_with_upstream(h_proxy *px, h_upstream *u, const char *tls);

@@ -7,6 +7,9 @@
  *   fsync-file   fsync/fdatasync of a regular file
  *   fsync-dir    fsync of a directory (the commit's directory fsync)
  *   rename       rename/renameat2
+ *   lock-fail    fcntl F_OFD_SETLK fails with ENOLCK (NFSv3 without lockd)
+ *   lock-fake    fcntl F_OFD_SETLK always succeeds (locks that do not
+ *                exclude each other: a mount with nolock/nobrl semantics)
  * An empty or missing file lets everything through. Every failure it
  * injects is counted in STP_FAULT_FILE.count (one line per failure), so a
  * test can tell that its fault was actually hit. Built by CMake under
@@ -18,6 +21,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,4 +106,36 @@ int renameat2(int da, const char *a, int db, const char *b, unsigned flags) {
     return -1;
   }
   return real(da, a, db, b, flags);
+}
+
+static int shim_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg) {
+  if (cmd == F_OFD_SETLK && wanted("lock-fail")) {
+    errno = ENOLCK;
+    return -1;
+  }
+  if (cmd == F_OFD_SETLK && wanted("lock-fake"))
+    return 0;
+  return real(fd, cmd, arg);
+}
+
+int fcntl(int fd, int cmd, ...) {
+  static int (*real)(int, int, ...);
+  if (!real)
+    real = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl");
+  va_list ap;
+  va_start(ap, cmd);
+  void *arg = va_arg(ap, void *);
+  va_end(ap);
+  return shim_fcntl(real, fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) {
+  static int (*real)(int, int, ...);
+  if (!real)
+    real = (int (*)(int, int, ...))dlsym(RTLD_NEXT, "fcntl64");
+  va_list ap;
+  va_start(ap, cmd);
+  void *arg = va_arg(ap, void *);
+  va_end(ap);
+  return shim_fcntl(real, fd, cmd, arg);
 }

@@ -24,6 +24,12 @@ NOTIFY/ORCPT on RCPT are taken off before aiosmtpd's own checks and
 recorded in mail_options/rcpt_options exactly as sent. Without --dsn,
 aiosmtpd refuses them (555), as an upstream without DSN may.
 Exits cleanly on SIGTERM/SIGINT, and by itself after --lifetime seconds.
+
+Overlap records (the shared spool's test): every message record also has
+"message_id" (its Message-ID header), "mail_at" (when MAIL came) and
+"end_at" (just before the final reply goes out; --data-delay holds that
+reply back, so that two deliveries of one message at once would overlap
+visibly), both time.time().
 """
 
 import argparse
@@ -35,9 +41,11 @@ import itertools
 import json
 import logging
 import os
+import re
 import signal
 import ssl
 import sys
+import time
 import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -68,6 +76,8 @@ def parse_args():
     p.add_argument("--hostname", default="upstream.test")
     p.add_argument("--dsn", action="store_true",
                    help="offer DSN and record its MAIL/RCPT parameters")
+    p.add_argument("--data-delay", type=float, default=0.0,
+                   help="seconds before the reply to the final dot")
     p.add_argument("--hang-on-reuse", action="store_true",
                    help="a connection that already carried a message never "
                         "answers again (a pooled connection gone silent)")
@@ -99,6 +109,7 @@ class Handler:
         if self.args.hang_on_reuse and getattr(session, "stp_messages", 0) > 0:
             await asyncio.sleep(3600)
         envelope.mail_from = address
+        envelope.stp_mail_at = time.time()
         envelope.mail_options.extend(mail_options + getattr(session, "dsn_mail", []))
         return "250 OK"
 
@@ -117,6 +128,10 @@ class Handler:
         data = envelope.original_content or b""
         if isinstance(data, str):
             data = data.encode("utf-8", "surrogateescape")
+        if self.args.data_delay > 0:
+            await asyncio.sleep(self.args.data_delay)
+        mid = re.search(rb"^Message-ID:[ \t]*(\S+)", data.split(b"\r\n\r\n", 1)[0],
+                        re.IGNORECASE | re.MULTILINE)
         qid = "Q%06dT%d" % (next(_queue_ids), os.getpid())
         tls_version = None
         transport = server.transport
@@ -140,6 +155,9 @@ class Handler:
             "peer": "%s:%s" % (peer[0], peer[1]) if peer else None,
             "helo": session.host_name,
             "queue_id": qid,
+            "message_id": mid.group(1).decode("ascii", "replace") if mid else None,
+            "mail_at": getattr(envelope, "stp_mail_at", None),
+            "end_at": time.time(),
         }
         line = json.dumps(rec, separators=(",", ":")) + "\n"
         # One write per record with O_APPEND: a reader never sees half a line

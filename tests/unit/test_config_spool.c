@@ -222,3 +222,16 @@ Test(config_spool, layout_load_reads_no_secret) {
   unlink(path);
   rmdir(dir);
 }
+
+Test(config_spool, shared_defaults_to_false_and_is_a_bool) {
+  stp_config *cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n");
+  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not(cfg->spool->shared);
+  stp_config_free(cfg);
+  cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: true\n");
+  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert(cfg->spool->shared);
+  stp_config_free(cfg);
+  cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: often\n");
+  cr_assert_null(cfg);
+}
