@@ -78,15 +78,31 @@ static int parse_args(int argc, char **argv, args *a) {
   return 0;
 }
 
+/* A warning of a configuration that asks for log.format: json is a JSON
+ * log line like every other (a log collector would not parse plain text);
+ * --check and errors stay text, for the person at the terminal. */
+static bool log_warning(const stp_config *cfg, const char *line) {
+  const char *w = strstr(line, ": warning: ");
+  if (!cfg || cfg->log_format != STP_LOG_JSON || !w)
+    return false;
+  char at[512];
+  snprintf(at, sizeof at, "%.*s", (int)(w - line), line);
+  stp_log_setup(cfg->log_level, 1, 2);
+  stp_kv kv[] = {{"at", at}, {"warning", w + strlen(": warning: ")}};
+  stp_log_kv(STP_LOG_WARN, NULL, "config-warning", kv, 2);
+  return true;
+}
+
 /* Warnings are for starting and --check; `queue` shows errors only and
  * needs no secrets (it runs from an operator's shell). */
-static stp_config *load(const char *path, bool queue) {
+static stp_config *load(const char *path, bool queue, bool check) {
   stp_config *cfg = NULL;
   stp_diag diag = {0};
   int rc = queue ? stp_config_load_layout(path, &cfg, &diag) : stp_config_load(path, &cfg, &diag);
   bool warnings = !queue;
   for (size_t i = 0; i < diag.n; i++)
-    if (warnings || !strstr(diag.lines[i], ": warning: "))
+    if ((warnings || !strstr(diag.lines[i], ": warning: ")) &&
+        (check || queue || !log_warning(rc < 0 ? NULL : cfg, diag.lines[i])))
       fprintf(stderr, "%s\n", diag.lines[i]);
   stp_diag_free(&diag);
   return rc < 0 ? NULL : cfg;
@@ -114,7 +130,7 @@ int main(int argc, char **argv) {
       usage(stderr);
     return rc == 2 ? 0 : 1;
   }
-  stp_config *cfg = load(a.config, a.queue_argv != NULL);
+  stp_config *cfg = load(a.config, a.queue_argv != NULL, a.check);
   if (!cfg)
     return 1;
   if (a.queue_argv)

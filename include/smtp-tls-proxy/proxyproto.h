@@ -18,9 +18,9 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#define PP_V1_MAX 107                   /* the spec's longest line, CRLF included */
-#define PP_V2_FIXED 16                  /* signature, version/command, family, length */
-#define PP_V2_LEN_MAX 1024              /* address block and TLVs we take */
+#define PP_V1_MAX 107      /* the spec's longest line, CRLF included */
+#define PP_V2_FIXED 16     /* signature, version/command, family, length */
+#define PP_V2_LEN_MAX 1024 /* address block and TLVs we take */
 #define PP_HEADER_MAX (PP_V2_FIXED + PP_V2_LEN_MAX)
 
 typedef enum { PP_MORE = 0, PP_DONE = 1, PP_BAD = -1 } pp_status;
@@ -57,8 +57,7 @@ void pp_reader_init(pp_reader *r);
 /* Take what belongs to the header from p[0..n). *used is how many bytes
  * of p it took: all of them on PP_MORE; on PP_DONE the rest, p[*used..n),
  * is the first of the device's own bytes. */
-pp_status pp_reader_feed(pp_reader *r, const uint8_t *p, size_t n, size_t *used,
-                         pp_header *out);
+pp_status pp_reader_feed(pp_reader *r, const uint8_t *p, size_t n, size_t *used, pp_header *out);
 /* Why the header was refused (after PP_BAD). */
 const char *pp_reader_error(const pp_reader *r);
 

@@ -100,8 +100,9 @@ static void parse_proxy_protocol(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l
   cfg_parse_cidrs(c, n, "proxy_protocol", &l->proxy_protocol, &l->n_proxy_protocol);
   for (size_t i = 0; i < l->n_proxy_protocol; i++)
     if (l->proxy_protocol[i].prefix == 0)
-      cfg_err(c, n, "proxy_protocol %s would let anyone claim any client address: list the "
-                    "balancers' own addresses",
+      cfg_err(c, n,
+              "proxy_protocol %s would let anyone claim any client address: list the "
+              "balancers' own addresses",
               l->proxy_protocol[i].family == 4 ? "0.0.0.0/0" : "::/0");
 }
 

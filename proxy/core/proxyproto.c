@@ -260,8 +260,7 @@ static size_t header_take(const pp_reader *r, const uint8_t *p, size_t n) {
   return i < n && i < room ? i + 1 : min_sz(n, room);
 }
 
-pp_status pp_reader_feed(pp_reader *r, const uint8_t *p, size_t n, size_t *used,
-                         pp_header *out) {
+pp_status pp_reader_feed(pp_reader *r, const uint8_t *p, size_t n, size_t *used, pp_header *out) {
   size_t i = 0;
   *used = 0;
   if (r->why)

@@ -204,8 +204,7 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
   /* A balancer's connections are checked once its header names the
    * client; the allow list does not apply to the balancer itself. */
   bool balancer = stp_cidr_match_any(c->proxy_protocol, c->n_proxy_protocol, peer);
-  const char *reply =
-      balancer ? over_capacity(l, &reason) : refusal(l, peer, conn->ip, &reason);
+  const char *reply = balancer ? over_capacity(l, &reason) : refusal(l, peer, conn->ip, &reason);
   if (reply) {
     log_refused(l, conn->ip, reason);
     relay_refuse(conn->r, reply);

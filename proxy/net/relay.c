@@ -882,14 +882,15 @@ static bool sniff_read(relay *r, const char **p, size_t *n) {
 
 void relay_await_header(relay *r, const struct sockaddr *balancer, relay_admit_fn admit) {
   const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lindex];
-  size_t len = balancer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                               : sizeof(struct sockaddr_in);
+  size_t len =
+      balancer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   memcpy(&r->via_addr, balancer, len);
   stp_sockaddr_ip(balancer, r->via, sizeof r->via);
   r->admit = admit;
   r->pp = stp_xmalloc(sizeof *r->pp);
   pp_reader_init(r->pp);
-  uint64_t ms = lc->idle_timeout_ms < RELAY_PP_TIMEOUT_MS ? lc->idle_timeout_ms : RELAY_PP_TIMEOUT_MS;
+  uint64_t ms =
+      lc->idle_timeout_ms < RELAY_PP_TIMEOUT_MS ? lc->idle_timeout_ms : RELAY_PP_TIMEOUT_MS;
   uv_timer_start(&r->idle_timer, header_timeout_cb, ms, 0);
   stream_start(r->client);
 }

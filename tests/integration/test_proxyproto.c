@@ -200,8 +200,8 @@ Test(integ, proxy_header_from_unlisted_address_refused) {
   cr_assert(h_smtp_quiet(&c, 300));
   cr_assert_eq(h_smtp_send(&c, b + 5, n - 5), 0);
   expect_refused(&c, 554, "not allowed");
-  expect_log(&px, (const char *const[]){"refused", "client=127.0.0.5", "not in proxy_protocol",
-                                        NULL});
+  expect_log(&px,
+             (const char *const[]){"refused", "client=127.0.0.5", "not in proxy_protocol", NULL});
   cr_assert_eq(h_wait_records(u.record, "message", 1, 2000), 1);
 }
 
@@ -235,11 +235,11 @@ static void haproxy_start(haproxy *hp, const int *replicas, size_t n) {
                        "frontend v2\n  bind 127.0.0.1:%d\n  default_backend b2\n",
                        hp->port_v1, hp->port_v2);
     for (int v = 1; v <= 2; v++) {
-      len += snprintf(cfg + len, sizeof cfg - (size_t)len, "backend b%d\n  balance roundrobin\n",
-                      v);
+      len +=
+          snprintf(cfg + len, sizeof cfg - (size_t)len, "backend b%d\n  balance roundrobin\n", v);
       for (size_t i = 0; i < n; i++)
-        len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server r%zu 127.0.0.1:%d %s\n",
-                        i, replicas[i], v == 1 ? "send-proxy" : "send-proxy-v2");
+        len += snprintf(cfg + len, sizeof cfg - (size_t)len, "  server r%zu 127.0.0.1:%d %s\n", i,
+                        replicas[i], v == 1 ? "send-proxy" : "send-proxy-v2");
     }
     h_write_file(h_path(path, sizeof path, "haproxy.cfg"), cfg, (size_t)len);
     char *argv[] = {"haproxy", "-db", "-f", path, NULL};

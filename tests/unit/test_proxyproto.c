@@ -99,12 +99,12 @@ Test(proxyproto, v1_ipv6_compressed_and_mixed_case) {
 
 Test(proxyproto, v1_exactness) {
   const char *bad[] = {
-      "PROXY TCP4 192.168.0.01 10.0.0.1 1 25\r\n",  /* leading zero */
-      "PROXY TCP4 192.168.0.1 10.0.0.1 01 25\r\n",  /* leading zero in a port */
+      "PROXY TCP4 192.168.0.01 10.0.0.1 1 25\r\n",   /* leading zero */
+      "PROXY TCP4 192.168.0.1 10.0.0.1 01 25\r\n",   /* leading zero in a port */
       "PROXY TCP4 192.168.0.1 10.0.0.1 1 65536\r\n", /* port range */
-      "PROXY TCP4 256.1.1.1 10.0.0.1 1 25\r\n",     /* octet range */
-      "PROXY TCP4 1.1.1 10.0.0.1 1 25\r\n",         /* three octets */
-      "PROXY TCP4 1.1.1.1  10.0.0.1 1 25\r\n",      /* two spaces */
+      "PROXY TCP4 256.1.1.1 10.0.0.1 1 25\r\n",      /* octet range */
+      "PROXY TCP4 1.1.1 10.0.0.1 1 25\r\n",          /* three octets */
+      "PROXY TCP4 1.1.1.1  10.0.0.1 1 25\r\n",       /* two spaces */
       "PROXY  TCP4 1.1.1.1 10.0.0.1 1 25\r\n",
       "PROXY TCP4 1.1.1.1 10.0.0.1 1 25 \r\n", /* trailing space */
       "PROXY TCP4 1.1.1.1 10.0.0.1 1\r\n",     /* one port */
@@ -292,8 +292,7 @@ static void read_all(const uint8_t *p, size_t n, size_t chunk, pp_status want, s
   }
   cr_assert_eq(st, want, "chunk %zu", chunk);
   if (want == PP_DONE)
-    cr_assert_eq(off, want_used, "chunk %zu took %zu bytes, header is %zu", chunk, off,
-                 want_used);
+    cr_assert_eq(off, want_used, "chunk %zu took %zu bytes, header is %zu", chunk, off, want_used);
   if (want == PP_BAD)
     cr_assert(*pp_reader_error(&r));
 }
@@ -324,8 +323,7 @@ Test(proxyproto, reader_refuses) {
   pp_reader_init(&r);
   size_t used;
   cr_assert_eq(pp_reader_feed(&r, (const uint8_t *)"X", 1, &used, &h), PP_BAD);
-  cr_assert_eq(pp_reader_feed(&r, (const uint8_t *)"PROXY", 5, &used, &h), PP_BAD,
-               "stays refused");
+  cr_assert_eq(pp_reader_feed(&r, (const uint8_t *)"PROXY", 5, &used, &h), PP_BAD, "stays refused");
 }
 
 /* ---- headers where none may come ---------------------------------------------- */
