@@ -309,3 +309,21 @@ Test(integ, haproxy_rate_limit_keyed_on_the_device) {
   cr_assert_eq(via_haproxy(hp.port_v2, "127.0.0.7", text, sizeof text), 250, "%s", text);
   cr_assert_eq(h_wait_records(u.record, "message", 3, 5000), 3);
 }
+
+/* Implicit TLS: the ClientHello right behind the header, in the same
+ * segment, must reach the TLS engine (stream_unread through TLS). */
+Test(integ, proxy_header_then_tls_clienthello_same_segment) {
+  h_upstream u;
+  h_proxy px;
+  char tls[512], cmd[1024], out[2048];
+  snprintf(tls, sizeof tls,
+           "    tls: implicit\n    certificate: %s/server.crt\n    private_key: %s/server.key\n",
+           h_certs(), h_certs());
+  start(&px, &u, tls);
+  snprintf(cmd, sizeof cmd, "%s %s/pp_tls_client.py %d %s/ca.crt", H_PYTHON, STP_TOOLS_DIR,
+           px.port, h_certs());
+  int rc = h_run(cmd, NULL, 20000, out, sizeof out);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strncmp(out, "OK 220", 6) == 0, "%s", out);
+  expect_log(&px, (const char *const[]){"connect", "client=127.0.0.5", "via=127.0.0.1", NULL});
+}
