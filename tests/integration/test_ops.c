@@ -265,8 +265,8 @@ Test(integ, config_warning_is_json_under_json_logs) {
   cr_assert(h_file_wait_line(p->err_path, (const char *const[]){"listening", NULL}, 10000, line,
                              sizeof line),
             "proxy did not start");
-  cr_assert(h_file_wait_line(p->err_path, (const char *const[]){"config-warning", NULL}, 1000,
-                             line, sizeof line));
+  cr_assert(h_file_wait_line(p->err_path, (const char *const[]){"config-warning", NULL}, 1000, line,
+                             sizeof line));
   cr_assert(strstr(line, "\"warning\":\"users are not used unless auth: users\""), "%s", line);
   cr_assert(strstr(line, "json.yaml:"), "%s", line);
   size_t n;

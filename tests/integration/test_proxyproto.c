@@ -320,8 +320,8 @@ Test(integ, proxy_header_then_tls_clienthello_same_segment) {
            "    tls: implicit\n    certificate: %s/server.crt\n    private_key: %s/server.key\n",
            h_certs(), h_certs());
   start(&px, &u, tls);
-  snprintf(cmd, sizeof cmd, "%s %s/pp_tls_client.py %d %s/ca.crt", H_PYTHON, STP_TOOLS_DIR,
-           px.port, h_certs());
+  snprintf(cmd, sizeof cmd, "%s %s/pp_tls_client.py %d %s/ca.crt", H_PYTHON, STP_TOOLS_DIR, px.port,
+           h_certs());
   int rc = h_run(cmd, NULL, 20000, out, sizeof out);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strncmp(out, "OK 220", 6) == 0, "%s", out);
