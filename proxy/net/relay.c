@@ -516,6 +516,12 @@ static void client_on_error(void *ctx, const char *reason, bool tls, bool verify
                 silent ? NULL : "proxy_header_invalid", NULL);
     return;
   }
+  if (!r->in_session) {
+    /* Refused (relay_refuse) and the peer went away before our reply
+     * was flushed: there is no session to tell. */
+    stream_close(r->client);
+    return;
+  }
   if (stp_log_level() >= STP_LOG_DEBUG || tls) {
     stp_kv kv[] = {{"reason", reason},
                    {"relay", relay_state_name(r)},

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -326,4 +327,40 @@ Test(integ, proxy_header_then_tls_clienthello_same_segment) {
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strncmp(out, "OK 220", 6) == 0, "%s", out);
   expect_log(&px, (const char *const[]){"connect", "client=127.0.0.5", "via=127.0.0.1", NULL});
+}
+
+/* Connect, send, and reset at once (SO_LINGER 0) from src. */
+static void hit_and_reset(int port, const char *src, const char *data) {
+  h_smtp c;
+  if (h_smtp_connect_from(&c, port, src) != 0)
+    return;
+  if (data)
+    h_smtp_send(&c, data, strlen(data));
+  struct linger lg = {1, 0};
+  setsockopt(c.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  h_smtp_close(&c);
+}
+
+/* A refused connection whose peer resets before the refusal is flushed:
+ * the relay has no session to tell, and must just close (it once called
+ * into the uninitialised session). Direct refusals and refusals of the
+ * client a header named, many times; the proxy must stay up and exit
+ * cleanly (teardown checks its exit status and sanitizer output). */
+Test(integ, refused_then_reset_does_not_crash) {
+  h_upstream u;
+  h_proxy px;
+  start(&px, &u, NULL);
+  for (int i = 0; i < 40; i++) {
+    hit_and_reset(px.port, "127.0.0.9", NULL);
+    hit_and_reset(px.port, BALANCER, "PROXY TCP4 127.0.0.9 127.0.0.1 40000 25\r\n");
+    hit_and_reset(px.port, BALANCER, "garbage\r\n");
+  }
+  h_smtp c;
+  char text[1024];
+  pp_open(&c, px.port, DEVICE, NULL, 0);
+  cr_assert_eq(h_smtp_reply(&c, H_REPLY_MS, text, sizeof text), 220, "%s", text);
+  cr_assert(h_proc_alive(px.proc));
+  /* In the test, not only in teardown: a sanitizer's report must fail it. */
+  cr_assert_not(h_file_contains(px.log, "runtime error", 13), "UBSan report in %s", px.log);
+  cr_assert_not(h_file_contains(px.log, "Sanitizer", 9), "ASan report in %s", px.log);
 }
