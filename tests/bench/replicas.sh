@@ -68,10 +68,12 @@ CA=$W/pki/ca.crt
 export BENCH_UPSTREAM_PASSWORD=bench-upstream-secret
 "$SINK" --cert "$W/pki/server.crt" --key "$W/pki/server.key" >"$W/sink.out" 2>"$W/sink.err" &
 PIDS+=($!)
+SINK_PID=$!
 wait_for "$W/sink.out" READY || die "sink did not start: $(cat "$W/sink.err")"
 SINK_PORT=$(sed -n 's/.*starttls=\([0-9]*\).*/\1/p' "$W/sink.out")
 
 PORTS=()
+declare -A R_PID HAP_PID
 for i in 1 2 3; do
   cat >"$W/r$i.yaml" <<EOF
 hostname: replica$i.bench.lan
@@ -100,6 +102,7 @@ routes:
 EOF
   "$PROXY" -c "$W/r$i.yaml" 2>"$W/r$i.log" &
   PIDS+=($!)
+  R_PID[$i]=$!
   wait_for "$W/r$i.log" "listening" || true
   for _ in $(seq 50); do
     port=$(grep -o 'addr=127.0.0.1:[0-9]*' "$W/r$i.log" | head -1 | cut -d: -f2)
@@ -113,6 +116,7 @@ done
 sed -e '/proxy_protocol/d' -e 's/replica1/direct/' "$W/r1.yaml" >"$W/direct.yaml"
 "$PROXY" -c "$W/direct.yaml" 2>"$W/direct.log" &
 PIDS+=($!)
+DIRECT_PID=$!
 
 hap() { # NAME PORT BACKEND_PORTS...
   local name=$1 port=$2
@@ -130,6 +134,7 @@ hap() { # NAME PORT BACKEND_PORTS...
   } >"$W/$name.cfg"
   haproxy -db -f "$W/$name.cfg" >"$W/$name.log" 2>&1 &
   PIDS+=($!)
+  HAP_PID[$name]=$!
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
   die "haproxy $name did not start: $(cat "$W/$name.log")"
 }
@@ -141,16 +146,50 @@ wait_for "$W/direct.log" "listening" || true
 DIRECT=$(grep -o 'addr=127.0.0.1:[0-9]*' "$W/direct.log" | head -1 | cut -d: -f2)
 [ -n "$DIRECT" ] || die "direct proxy did not start: $(cat "$W/direct.log")"
 
-run() { # LABEL PORT ARGS...
-  local label=$1 port=$2
+# What bounds it: CPU seconds each part spends per 1000 messages, from
+# /proc/PID/stat (utime + stime) before and after a run; loadgen's own from
+# bash's `time`; and how busy the whole machine was (/proc/stat), since the
+# cores are shared with everything else running.
+HZ=$(getconf CLK_TCK)
+ticks() { # PID...: their utime + stime, in clock ticks
+  local t=0 p
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+machine() { awk '/^cpu / {print $2 + $3 + $4 + $6 + $7 + $8, $5}' /proc/stat; } # busy idle
+run() { # LABEL PORT ARGS...: a RESULT line with cpu_* fields added
+  local label=$1 port=$2 prox bal
   shift 2
-  "$LOADGEN" --port "$port" --mode plain --size 10k --duration "$SECS" --timeout 30 \
-    --label "$label" "$@" 2>>"$W/loadgen.err" | grep '^RESULT' || echo "RESULT label=$label msg_per_s=0 errors=run-failed"
+  case $label in
+  direct) prox="$DIRECT_PID" bal="" ;;
+  one) prox="${R_PID[1]}" bal="${HAP_PID[one]}" ;;
+  three) prox="${R_PID[1]} ${R_PID[2]} ${R_PID[3]}" bal="${HAP_PID[three]}" ;;
+  esac
+  # shellcheck disable=SC2086
+  local p0 b0 s0 m0 line
+  p0=$(ticks $prox) b0=$(ticks $bal) s0=$(ticks "$SINK_PID") m0=$(machine)
+  TIMEFORMAT='%3U %3S'
+  { time "$LOADGEN" --port "$port" --mode plain --size 10k --duration "$SECS" --timeout 30 \
+    --label "$label" "$@" 2>>"$W/loadgen.err" >"$W/run.out"; } 2>"$W/run.time"
+  line=$(grep '^RESULT' "$W/run.out") || line="RESULT label=$label msg_per_s=0 msgs=0 errors=run-failed"
+  # shellcheck disable=SC2086
+  local p1 b1 s1 m1
+  p1=$(ticks $prox) b1=$(ticks $bal) s1=$(ticks "$SINK_PID") m1=$(machine)
+  awk -v line="$line" -v hz="$HZ" -v p="$((p1 - p0))" -v b="$((b1 - b0))" -v s="$((s1 - s0))" \
+    -v lg="$(cat "$W/run.time")" -v m0="$m0" -v m1="$m1" 'BEGIN {
+      match(line, / msgs=[0-9]+/); n = substr(line, RSTART + 6, RLENGTH - 6) + 0
+      split(lg, t, " "); split(m0, a, " "); split(m1, z, " ")
+      k = n > 0 ? 1000 / n : 0
+      busy = (z[1] - a[1]) / ((z[1] - a[1]) + (z[2] - a[2]) + 1e-9) * 100
+      printf "%s cpu_proxy=%.3f cpu_haproxy=%.3f cpu_sink=%.3f cpu_loadgen=%.3f machine_busy=%.0f\n",
+        line, p / hz * k, b / hz * k, s / hz * k, (t[1] + t[2]) * k, busy }'
 }
 field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p"; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}'; }
 
-declare -A RATE P50 P99 ERR
+declare -A RATE P50 P99 ERR CPU
 cases=("20 sessions:--sessions 20 --messages 1000000" "session per message:--sessions 20 --messages 1 --connections 1000000")
 for c in "${cases[@]}"; do
   cname=${c%%:*}
@@ -170,6 +209,7 @@ for c in "${cases[@]}"; do
     P50[$setup,$cname]=$(field p50_ms <"$f" | median)
     P99[$setup,$cname]=$(field p99_ms <"$f" | median)
     ERR[$setup,$cname]=$(field errors <"$f" | paste -sd+ | bc 2>/dev/null || echo "?")
+    CPU[$setup,$cname]="$(field cpu_proxy <"$f" | median) / $(field cpu_haproxy <"$f" | median) / $(field cpu_sink <"$f" | median) / $(field cpu_loadgen <"$f" | median) | $(field machine_busy <"$f" | median)%"
   done
 done
 
@@ -188,5 +228,16 @@ OUT=$ROOT/tests/bench/last-replicas-result.md
       "${RATE[direct,$cname]}" "${RATE[one,$cname]}" "${P50[one,$cname]}" "${P99[one,$cname]}" \
       "${RATE[three,$cname]}" "${P50[three,$cname]}" "${P99[three,$cname]}" "$ratio" \
       "${ERR[direct,$cname]}" "${ERR[one,$cname]}" "${ERR[three,$cname]}"
+  done
+  echo
+  echo "CPU seconds per 1000 messages (proxies / haproxy / sink / loadgen) and how busy both cores were:"
+  echo
+  echo "| case | setup | proxies / haproxy / sink / loadgen | machine busy |"
+  echo "|---|---|---|---|"
+  for c in "${cases[@]}"; do
+    cname=${c%%:*}
+    for setup in direct one three; do
+      printf '| %s | %s | %s |\n' "$cname" "$setup" "${CPU[$setup,$cname]}"
+    done
   done
 } | tee "$OUT"
