@@ -364,3 +364,46 @@ Test(integ, refused_then_reset_does_not_crash) {
   cr_assert_not(h_file_contains(px.log, "runtime error", 13), "UBSan report in %s", px.log);
   cr_assert_not(h_file_contains(px.log, "Sanitizer", 9), "ASan report in %s", px.log);
 }
+
+/* Routes' match: client sees the header's address: the device's route
+ * rewrites the sender, another device behind the same balancer takes the
+ * default route. */
+Test(integ, proxy_header_client_picks_the_route) {
+  h_upstream u;
+  h_proxy px;
+  char yaml[8192];
+  h_upstream_start(&u, "starttls", NULL);
+  h_proxy_yaml(&(h_proxy_opts){.up_port = u.port, .listener_extra = PP_LISTENER}, yaml,
+               sizeof yaml);
+  const char *from = "routes:\n  - name: default\n";
+  const char *to = "routes:\n  - name: dev5\n    match: { client: [\"127.0.0.5/32\"] }\n"
+                   "    upstream: up\n    rewrite: { mail_from: dev5@example.com }\n"
+                   "  - name: default\n";
+  char *at = strstr(yaml, from);
+  cr_assert_not_null(at);
+  char rest[4096];
+  snprintf(rest, sizeof rest, "%s", at + strlen(from));
+  snprintf(at, sizeof yaml - (size_t)(at - yaml), "%s%s", to, rest);
+  h_proxy_start_yaml(&px, yaml);
+  char text[1024];
+  const char *seven = "PROXY TCP4 127.0.0.7 127.0.0.1 40000 25\r\n";
+  h_smtp c;
+  pp_open(&c, px.port, BALANCER, V1_DEVICE, strlen(V1_DEVICE));
+  cr_assert_eq(h_smtp_reply(&c, H_REPLY_MS, text, sizeof text), 220, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "EHLO printer", text, sizeof text), 250, "%s", text);
+  cr_assert_eq(one_message(&c, text, sizeof text), 250, "%s", text);
+  h_smtp_close(&c);
+  pp_open(&c, px.port, BALANCER, seven, strlen(seven));
+  cr_assert_eq(h_smtp_reply(&c, H_REPLY_MS, text, sizeof text), 220, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "EHLO printer", text, sizeof text), 250, "%s", text);
+  cr_assert_eq(one_message(&c, text, sizeof text), 250, "%s", text);
+  cr_assert_eq(h_wait_records(u.record, "message", 2, 5000), 2);
+  h_lines l;
+  h_records(u.record, "message", &l);
+  char f0[128], f1[128];
+  cr_assert_eq(h_json_str(l.v[0], "mail_from", f0, sizeof f0), 1);
+  cr_assert_eq(h_json_str(l.v[1], "mail_from", f1, sizeof f1), 1);
+  cr_assert_str_eq(f0, "dev5@example.com", "127.0.0.5 took its route");
+  cr_assert_str_eq(f1, "scan@printer.test", "127.0.0.7 took the default route");
+  h_lines_free(&l);
+}
