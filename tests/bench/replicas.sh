@@ -50,13 +50,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { # haproxy cannot bind port 0: a port that was free a moment ago
-  local p
-  for _ in $(seq 50); do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-  die "no free port"
+free_port() { # haproxy cannot bind port 0: one the kernel just gave out
+  /usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 wait_for() { # FILE PATTERN
   for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
@@ -118,7 +113,16 @@ sed -e '/proxy_protocol/d' -e 's/replica1/direct/' "$W/r1.yaml" >"$W/direct.yaml
 PIDS+=($!)
 DIRECT_PID=$!
 
-hap() { # NAME PORT BACKEND_PORTS...
+hap() { # NAME BACKEND_PORTS...: HAP_PORT[NAME]; retried if the port was taken meanwhile
+  local name=$1 port
+  shift
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    hap_once "$name" "$port" "$@" && { HAP_PORT[$name]=$port; return 0; }
+  done
+  die "haproxy $name did not start: $(cat "$W/$name.log")"
+}
+hap_once() { # NAME PORT BACKEND_PORTS...
   local name=$1 port=$2
   shift 2
   {
@@ -135,13 +139,18 @@ hap() { # NAME PORT BACKEND_PORTS...
   haproxy -db -f "$W/$name.cfg" >"$W/$name.log" 2>&1 &
   PIDS+=($!)
   HAP_PID[$name]=$!
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
-  die "haproxy $name did not start: $(cat "$W/$name.log")"
+  for _ in $(seq 50); do
+    kill -0 "${HAP_PID[$name]}" 2>/dev/null || return 1
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
 }
-H1=$(free_port)
-hap one "$H1" "${PORTS[0]}"
-H3=$(free_port)
-hap three "$H3" "${PORTS[@]}"
+declare -A HAP_PORT
+hap one "${PORTS[0]}"
+hap three "${PORTS[@]}"
+H1=${HAP_PORT[one]}
+H3=${HAP_PORT[three]}
 wait_for "$W/direct.log" "listening" || true
 DIRECT=$(grep -o 'addr=127.0.0.1:[0-9]*' "$W/direct.log" | head -1 | cut -d: -f2)
 [ -n "$DIRECT" ] || die "direct proxy did not start: $(cat "$W/direct.log")"
