@@ -92,6 +92,12 @@ install -D -m 0755 "$STAGE/staging/usr/local/bin/smtp-tls-proxy" "$RT/usr/local/
 BIN="$RT/usr/local/bin/smtp-tls-proxy"
 install -d -m 0755 "$RT/etc/smtp-tls-proxy"
 install -m 0644 config/examples/docker.yaml "$RT/etc/smtp-tls-proxy/proxy.yaml"
+# The password file a container gets at /run/secrets (compose secret or a
+# read-only bind mount), staged under the runtime prefix.
+SECRET="$RT/run/secrets/smarthost_password"
+install -D -m 0600 /dev/null "$SECRET"
+printf 'dummy\n' >"$SECRET"
+sed -i "s|/run/secrets/smarthost_password|$SECRET|" "$RT/etc/smtp-tls-proxy/proxy.yaml"
 
 step "runtime stage: shared libraries"
 ldd "$BIN" | tee "$STAGE/ldd.txt"
@@ -148,10 +154,12 @@ else
 fi
 "${AS[@]}" id
 [ "$("${AS[@]}" id -u)" -ne 0 ] || die "still root"
+# The secret is the container user's, as the compose header says (chown 10025).
+[ "$(id -u)" -ne 0 ] || chown smtp-proxy "$SECRET" "$(dirname "$SECRET")"
 "${AS[@]}" "$BIN" --version
 # The container config, as the Dockerfile expects it mounted, with its secret
-# from the environment (as --env-file would provide it).
-"${AS[@]}" env SMARTHOST_PASSWORD=dummy "$BIN" -c "$RT/etc/smtp-tls-proxy/proxy.yaml" --check
+# from the mounted file (password_file: /run/secrets/smarthost_password).
+"${AS[@]}" "$BIN" -c "$RT/etc/smtp-tls-proxy/proxy.yaml" --check
 
 # Every shipped preset, with the staged binary.
 bash tests/tools/check_presets.sh "$BIN"
@@ -204,6 +212,7 @@ envf = svc.get("env_file", [])
 assert all(isinstance(e, str) for e in ([envf] if isinstance(envf, str) else envf)), \
     "compose: env_file must use the short form (the long one needs Compose 2.24)"
 assert "smarthost_password" in svc["secrets"], "compose: the password comes from a secret"
+print("compose.yaml: healthcheck = CMD-SHELL + the Dockerfile's HEALTHCHECK, ports", svc["ports"])
 PY
 /usr/bin/python3 tests/tools/check_k8s.py docker/k8s.yaml || die "k8s.yaml"
 else
@@ -239,7 +248,7 @@ grep -q '"127.0.0.1:0"' "$STAGE/run.yaml" && grep -q '"127.0.0.0/8"' "$STAGE/run
   die "could not adapt config/examples/docker.yaml for the test run"
 chmod 0644 "$STAGE/run.yaml"
 : >"$STAGE/proxy.log"
-"${AS[@]}" env SMARTHOST_PASSWORD=dummy "$BIN" -c "$STAGE/run.yaml" 2>>"$STAGE/proxy.log" &
+"${AS[@]}" "$BIN" -c "$STAGE/run.yaml" 2>>"$STAGE/proxy.log" &
 PROXY_PID=$!
 LAN=""
 for _ in $(seq 50); do
