@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "spool_common.h"
 
 #define BALANCER "127.0.0.1"
 #define DEVICE "127.0.0.5"
@@ -406,4 +407,46 @@ Test(integ, proxy_header_client_picks_the_route) {
   cr_assert_str_eq(f0, "dev5@example.com", "127.0.0.5 took its route");
   cr_assert_str_eq(f1, "scan@printer.test", "127.0.0.7 took the default route");
   h_lines_free(&l);
+}
+
+/* The spool's record of a message keeps the header's client, and the
+ * refusals are counted by reason in /metrics. */
+Test(integ, proxy_header_client_in_spool_record_and_metrics) {
+  char yaml[8192], yaml2[8192], top[128], text[1024], out[4096], id[32];
+  int mport = h_free_port();
+  snprintf(top, sizeof top, "metrics: { listen: \"127.0.0.1:%d\" }\n", mport);
+  sp_yaml_top(h_free_port(), "starttls", NULL, top, yaml, sizeof yaml); /* upstream down */
+  sp_replace(yaml, "    listen: \"127.0.0.1:0\"\n", "    listen: \"127.0.0.1:0\"\n" PP_LISTENER,
+             yaml2, sizeof yaml2);
+  h_proxy px;
+  h_proxy_start_yaml(&px, yaml2);
+  h_smtp c;
+  pp_open(&c, px.port, BALANCER, V1_DEVICE, strlen(V1_DEVICE));
+  cr_assert_eq(h_smtp_reply(&c, H_REPLY_MS, text, sizeof text), 220, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "EHLO printer", text, sizeof text), 250, "%s", text);
+  cr_assert_eq(one_message(&c, text, sizeof text), 250, "%s", text);
+  cr_assert(sp_queued_id(text, id), "not spooled: %s", text);
+  h_smtp_close(&c);
+  char args[64];
+  snprintf(args, sizeof args, "show %s", id);
+  cr_assert_eq(sp_queue(&px, args, out, sizeof out), 0, "%s", out);
+  cr_assert_not_null(strstr(out, "127.0.0.5"), "the record names the device: %s", out);
+  cr_assert_null(strstr(out, "127.0.0.1\n"), "%s", out);
+  /* Refusals by reason. */
+  pp_open(&c, px.port, BALANCER, "EHLO x\r\n", 8);
+  expect_refused(&c, 554, "Invalid PROXY");
+  pp_open(&c, px.port, DEVICE, NULL, 0);
+  cr_assert_eq(h_smtp_reply(&c, H_REPLY_MS, text, sizeof text), 220, "%s", text);
+  cr_assert_eq(h_smtp_send(&c, V1_DEVICE, strlen(V1_DEVICE)), 0);
+  expect_refused(&c, 554, "not allowed");
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "curl -s http://127.0.0.1:%d/metrics", mport);
+  static char metrics[65536];
+  cr_assert_eq(h_run(cmd, NULL, 10000, metrics, sizeof metrics), 0);
+  cr_assert_not_null(strstr(metrics, "smtp_proxy_refused_connections_total{listener=\"lan\","
+                                     "reason=\"proxy_header_invalid\"} 1"),
+                     "%s", metrics);
+  cr_assert_not_null(strstr(metrics, "smtp_proxy_refused_connections_total{listener=\"lan\","
+                                     "reason=\"proxy_header_not_allowed\"} 1"),
+                     "%s", metrics);
 }
