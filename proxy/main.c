@@ -114,14 +114,30 @@ static int parse_args(int argc, char **argv, args *a) {
   return 0;
 }
 
+/* A warning of a configuration that asks for log.format: json is a JSON
+ * log line like every other (a log collector would not parse plain text);
+ * --check and errors stay text, for the person at the terminal. */
+static bool log_warning(const stp_config *cfg, const char *line) {
+  const char *w = strstr(line, ": warning: ");
+  if (!cfg || cfg->log_format != STP_LOG_JSON || !w)
+    return false;
+  char at[512];
+  snprintf(at, sizeof at, "%.*s", (int)(w - line), line);
+  stp_log_setup(cfg->log_level, 1, 2);
+  stp_kv kv[] = {{"at", at}, {"warning", w + strlen(": warning: ")}};
+  stp_log_kv(STP_LOG_WARN, NULL, "config-warning", kv, 2);
+  return true;
+}
+
 /* Warnings are for starting and --check; `queue` shows errors only and
  * needs no secrets (it runs from an operator's shell). */
-static stp_config *load(const char *path, bool queue, bool warnings) {
+static stp_config *load(const char *path, bool queue, bool warnings, bool check) {
   stp_config *cfg = NULL;
   stp_diag diag = {0};
   int rc = queue ? stp_config_load_layout(path, &cfg, &diag) : stp_config_load(path, &cfg, &diag);
   for (size_t i = 0; i < diag.n; i++)
-    if (warnings || !strstr(diag.lines[i], ": warning: "))
+    if ((warnings || !strstr(diag.lines[i], ": warning: ")) &&
+        (check || queue || !log_warning(rc < 0 ? NULL : cfg, diag.lines[i])))
       fprintf(stderr, "%s\n", diag.lines[i]);
   stp_diag_free(&diag);
   return rc < 0 ? NULL : cfg;
@@ -150,7 +166,7 @@ int main(int argc, char **argv) {
     return rc == 2 ? 0 : 1;
   }
   /* login: its own missing refresh_token_file is no news, so errors only */
-  stp_config *cfg = load(a.config, a.queue_argv != NULL, !a.queue_argv && !a.login);
+  stp_config *cfg = load(a.config, a.queue_argv != NULL, !a.queue_argv && !a.login, a.check);
   if (!cfg)
     return 1;
   if (a.login) {

@@ -74,6 +74,10 @@ typedef struct stp_listener_cfg {
   uint64_t data_deadline_ms;           /* all of one message's DATA; default 30 min */
   stp_pos pos;
   char *rate_limit; /* "N/period" as written (validated); NULL if not given */
+  /* Balancers that must send a PROXY v1/v2 header, whose address then is
+   * the client; none by default. */
+  stp_cidr *proxy_protocol;
+  size_t n_proxy_protocol;
 } stp_listener_cfg;
 
 /* Where an XOAUTH2 upstream's access token comes from when it is not a

@@ -474,6 +474,7 @@ void stp_config_free(stp_config *cfg) {
     free(l->certificate);
     free(l->private_key);
     free(l->allow);
+    free(l->proxy_protocol);
     for (size_t j = 0; j < l->n_users; j++) {
       free(l->users[j].name);
       stp_free_secret(l->users[j].hash);

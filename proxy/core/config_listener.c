@@ -15,7 +15,7 @@
 /* clang-format off */
 enum {
   L_NAME, L_LISTEN, L_TLS, L_CERT, L_KEY, L_TLSMIN, L_ALLOW, L_AUTH, L_USERS, L_MAXSIZE,
-  L_MAXCONN, L_MAXPER, L_BARELF, L_IDLE, L_RATE, L_DATADL, L_N
+  L_MAXCONN, L_MAXPER, L_BARELF, L_IDLE, L_RATE, L_DATADL, L_PROXYPROTO, L_N
 };
 static const char *const listener_keys[L_N] = {
   [L_NAME] = "name", [L_LISTEN] = "listen", [L_TLS] = "tls", [L_CERT] = "certificate",
@@ -23,7 +23,7 @@ static const char *const listener_keys[L_N] = {
   [L_AUTH] = "auth", [L_USERS] = "users", [L_MAXSIZE] = "max_message_size",
   [L_MAXCONN] = "max_connections", [L_MAXPER] = "max_connections_per_client",
   [L_BARELF] = "bare_lf", [L_IDLE] = "idle_timeout", [L_RATE] = "rate_limit",
-  [L_DATADL] = "data_deadline"};
+  [L_DATADL] = "data_deadline", [L_PROXYPROTO] = "proxy_protocol"};
 /* clang-format on */
 
 void cfg_parse_users(cfg_ctx *c, yaml_node_t *n, stp_user **users, size_t *n_users) {
@@ -96,6 +96,19 @@ static void parse_listen(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     if (s && cfg_parse_bind_addr(c, it, "listen", s))
       l->listen.v[l->listen.n++] = stp_xstrdup(s);
   }
+}
+
+/* The balancers that put a PROXY header before each connection. Whoever
+ * is listed here names the client of every connection it makes, so a
+ * prefix as wide as the internet is refused outright. */
+static void parse_proxy_protocol(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
+  cfg_parse_cidrs(c, n, "proxy_protocol", &l->proxy_protocol, &l->n_proxy_protocol);
+  for (size_t i = 0; i < l->n_proxy_protocol; i++)
+    if (l->proxy_protocol[i].prefix == 0)
+      cfg_err(c, n,
+              "proxy_protocol %s would let anyone claim any client address: list the "
+              "balancers' own addresses",
+              l->proxy_protocol[i].family == 4 ? "0.0.0.0/0" : "::/0");
 }
 
 void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
@@ -192,4 +205,6 @@ void cfg_parse_listener(cfg_ctx *c, yaml_node_t *n, stp_listener_cfg *l) {
     cfg_parse_rate_limit(c, v[L_RATE], &l->rate_limit);
   if (v[L_DATADL])
     cfg_parse_duration(c, v[L_DATADL], "data_deadline", false, &l->data_deadline_ms);
+  if (v[L_PROXYPROTO])
+    parse_proxy_protocol(c, v[L_PROXYPROTO], l);
 }

@@ -24,7 +24,7 @@
 typedef struct lconn {
   listener *l;
   relay *r;
-  char ip[64]; /* "" until accepted */
+  char ip[64]; /* the client's; "" until accepted or its PROXY header read */
   struct lconn *prev, *next;
 } lconn;
 
@@ -133,6 +133,15 @@ static lconn *conn_new(listener *l, uv_loop_t *loop) {
   return c;
 }
 
+/* Over max_connections (this connection is counted already), or closing. */
+static const char *over_capacity(const listener *l, const char **reason) {
+  if (l->n_conns > listener_cfg(l)->max_connections || l->closing) {
+    *reason = "max_connections";
+    return "421 4.7.0 Too many connections, try again later\r\n";
+  }
+  return NULL;
+}
+
 /* Why a fresh connection is turned away, or NULL. */
 static const char *refusal(listener *l, const struct sockaddr *peer, const char *ip,
                            const char **reason) {
@@ -141,16 +150,35 @@ static const char *refusal(listener *l, const struct sockaddr *peer, const char 
     *reason = "allow";
     return "554 5.7.1 Access denied\r\n";
   }
-  /* This connection is counted already. */
-  if (l->n_conns > c->max_connections || l->closing) {
-    *reason = "max_connections";
-    return "421 4.7.0 Too many connections, try again later\r\n";
-  }
+  const char *full = over_capacity(l, reason);
+  if (full)
+    return full;
   if (count_client(l, ip) > c->max_connections_per_client) {
     *reason = "max_connections_per_client";
     return "421 4.7.0 Too many connections from your address, try again later\r\n";
   }
   return NULL;
+}
+
+static void log_refused(listener *l, const char *ip, const char *reason) {
+  const char *name = listener_cfg(l)->name;
+  stp_kv kv[] = {{"listener", name},
+                 {"client", ip},
+                 {"reason", !strcmp(reason, "allow") ? "not in allow list" : reason}};
+  stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
+  metrics_refused_connection(name, reason);
+}
+
+/* The client a balancer's PROXY header named: the same checks as for a
+ * direct connection, on that address. */
+static const char *admit_cb(void *owner, const struct sockaddr *client) {
+  lconn *c = owner;
+  stp_sockaddr_ip(client, c->ip, sizeof c->ip);
+  const char *reason = NULL;
+  const char *reply = refusal(c->l, client, c->ip, &reason);
+  if (reply)
+    log_refused(c->l, c->ip, reason);
+  return reply;
 }
 
 static void on_connection(uv_stream_t *srv_sock, int status) {
@@ -171,16 +199,20 @@ static void on_connection(uv_stream_t *srv_sock, int status) {
   uv_tcp_getpeername(relay_client_tcp(conn->r), (struct sockaddr *)&ss, &len);
   const struct sockaddr *peer = (const struct sockaddr *)&ss;
   stp_sockaddr_ip(peer, conn->ip, sizeof conn->ip);
+  const stp_listener_cfg *c = listener_cfg(l);
   const char *reason = NULL;
-  const char *reply = refusal(l, peer, conn->ip, &reason);
+  /* A balancer's connections are checked once its header names the
+   * client; the allow list does not apply to the balancer itself. */
+  bool balancer = stp_cidr_match_any(c->proxy_protocol, c->n_proxy_protocol, peer);
+  const char *reply = balancer ? over_capacity(l, &reason) : refusal(l, peer, conn->ip, &reason);
   if (reply) {
-    const char *name = listener_cfg(l)->name;
-    stp_kv kv[] = {{"listener", name},
-                   {"client", conn->ip},
-                   {"reason", !strcmp(reason, "allow") ? "not in allow list" : reason}};
-    stp_log_kv(STP_LOG_WARN, NULL, "refused", kv, 3);
-    metrics_refused_connection(name, reason);
+    log_refused(l, conn->ip, reason);
     relay_refuse(conn->r, reply);
+    return;
+  }
+  if (balancer) {
+    conn->ip[0] = '\0'; /* counted per client once the header names one */
+    relay_await_header(conn->r, peer, admit_cb);
     return;
   }
   relay_start(conn->r, peer);

@@ -4,7 +4,9 @@
  * Owns: the uv_tcp_t handles for each `listen` address and its bookkeeping
  * of live relays (count, per-client count). Guarantees: a client outside
  * `allow` gets 554 5.7.1 and is closed before any SMTP is spoken; over
- * max_connections or max_connections_per_client it gets 421 4.7.0; once
+ * max_connections or max_connections_per_client it gets 421 4.7.0. From a
+ * balancer listed in `proxy_protocol` these checks wait for its PROXY
+ * header and apply to the client the header names (relay.h); once
  * closed, the owner's `quiet` callback runs when its sockets are closed and
  * its last relay is gone (from the loop); listener_free() after the loop.
  */

@@ -20,6 +20,13 @@ relay *relay_new(uv_loop_t *loop, srv_gen *gen, size_t lindex, void (*gone)(void
 uv_tcp_t *relay_client_tcp(relay *r);
 /* Speak SMTP to the accepted device at `peer`. */
 void relay_start(relay *r, const struct sockaddr *peer);
+/* The listener's verdict on the client a PROXY header named: NULL to
+ * admit it, else the reply that refuses it (the listener logs why). */
+typedef const char *(*relay_admit_fn)(void *owner, const struct sockaddr *client);
+/* A listed balancer connected: read its PROXY header (bounded in size and
+ * time), then ask admit() about the client it names, and speak SMTP to
+ * that client as relay_start() does, or refuse. */
+void relay_await_header(relay *r, const struct sockaddr *balancer, relay_admit_fn admit);
 /* Refuse a fresh connection with one reply line, then close it. */
 void relay_refuse(relay *r, const char *reply);
 /* Answer 421 and close (end of the shutdown grace). */

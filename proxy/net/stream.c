@@ -26,6 +26,9 @@ struct stream {
   defer_item resume_ev; /* delivers buffered TLS plaintext after a resume */
   defer_item fail_ev;   /* reports a failure found inside an owner's call */
   defer_item conn_ev;   /* reports a connect that failed at once */
+  defer_item unread_ev; /* delivers bytes given back by stream_unread */
+  char *unread;         /* those bytes; reading waits while set */
+  size_t unread_n;
   uv_connect_t connect_req;
   const stream_cbs *cbs;
   void *ctx;
@@ -49,8 +52,17 @@ typedef struct wreq {
 static char g_read_buf[STREAM_READ_MAX];
 static char g_plain_buf[STREAM_READ_MAX];
 
+static void drop_unread(stream *s) {
+  if (s->unread)
+    stp_cleanse(s->unread, s->unread_n);
+  free(s->unread);
+  s->unread = NULL;
+  s->unread_n = 0;
+}
+
 static void handle_closed_cb(uv_handle_t *h) {
   stream *s = h->data;
+  drop_unread(s);
   tls_conn_free(s->tls);
   s->cbs->on_closed(s->ctx);
   free(s);
@@ -63,6 +75,7 @@ static void do_close(stream *s) {
   defer_cancel(&s->resume_ev);
   defer_cancel(&s->fail_ev);
   defer_cancel(&s->conn_ev);
+  defer_cancel(&s->unread_ev);
   uv_close((uv_handle_t *)&s->tcp, handle_closed_cb);
 }
 
@@ -239,6 +252,20 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   *b = uv_buf_init(g_read_buf, sizeof g_read_buf);
 }
 
+/* Bytes from the socket (or given back): to the owner, or through TLS. */
+static void deliver_raw(stream *s, char *p, size_t n) {
+  if (!s->tls) {
+    s->cbs->on_read(s->ctx, p, n);
+    stp_cleanse(p, n);
+    return;
+  }
+  if (tls_conn_feed(s->tls, p, n) < 0) {
+    fail(s, "out of memory", true, false);
+    return;
+  }
+  drive_tls(s);
+}
+
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
   stream *s = st->data;
   if (nread == 0 || s->closing)
@@ -247,20 +274,37 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
     fail(s, nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread), false, false);
     return;
   }
-  if (!s->tls) {
-    s->cbs->on_read(s->ctx, b->base, (size_t)nread);
-    stp_cleanse(b->base, (size_t)nread);
+  deliver_raw(s, b->base, (size_t)nread);
+}
+
+static void unread_ev_cb(void *arg) {
+  stream *s = arg;
+  char *p = s->unread;
+  size_t n = s->unread_n;
+  s->unread = NULL;
+  s->unread_n = 0;
+  if (!s->closing && !s->failed)
+    deliver_raw(s, p, n);
+  stp_cleanse(p, n);
+  free(p);
+  if (!s->closing && !s->failed && !s->paused)
+    stream_start(s);
+}
+
+void stream_unread(stream *s, const char *p, size_t n) {
+  if (n == 0 || s->closing || s->failed || s->unread)
     return;
-  }
-  if (tls_conn_feed(s->tls, b->base, (size_t)nread) < 0) {
-    fail(s, "out of memory", true, false);
-    return;
-  }
-  drive_tls(s);
+  s->unread = stp_xmalloc(n);
+  memcpy(s->unread, p, n);
+  s->unread_n = n;
+  if (s->reading)
+    uv_read_stop((uv_stream_t *)&s->tcp);
+  s->reading = false;
+  defer_post(s->loop, &s->unread_ev, unread_ev_cb, s);
 }
 
 void stream_start(stream *s) {
-  if (s->reading || s->closing || s->failed)
+  if (s->reading || s->closing || s->failed || s->unread)
     return;
   int r = uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb);
   if (r < 0)

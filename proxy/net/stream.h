@@ -58,6 +58,11 @@ const char *stream_state_name(const stream *s);
 int stream_start_tls(stream *s, tls_ctx *ctx, const char *server_name, bool server);
 const char *stream_tls_version(const stream *s); /* NULL without TLS */
 const char *stream_tls_cipher(const stream *s);
+/* Give back bytes the owner read but that belong to what follows (the
+ * device's first bytes behind a PROXY header): they are delivered again
+ * from the loop, through TLS if it was started by then, before anything
+ * read later (reading waits for them). Copied; once per stream. */
+void stream_unread(stream *s, const char *p, size_t n);
 /* Close once the write queue is empty (bounded by the caller's timers). */
 void stream_close_after_flush(stream *s);
 /* Close now; queued writes are dropped. */

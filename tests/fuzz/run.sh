@@ -11,7 +11,7 @@ set -uo pipefail
 secs=${1:-30}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${BUILD_DIR:-$root/build-fuzz}
-targets=${TARGETS:-command reply data config sasl address oauth2 session http1 spool mime jwt admin oauthq}
+targets=${TARGETS:-command reply data config sasl address oauth2 session http1 spool mime jwt admin oauthq proxyproto}
 
 # Only the fuzz targets are built (no Criterion suite).
 mkdir -p "$build"

@@ -600,6 +600,10 @@ void h_proxy_with_upstream(h_proxy *px, h_upstream *u, const char *tls) {
 
 /* --- SMTP client --------------------------------------------------------- */
 int h_smtp_connect(h_smtp *c, int port) {
+  return h_smtp_connect_from(c, port, NULL);
+}
+
+int h_smtp_connect_from(h_smtp *c, int port, const char *src_ip) {
   memset(c, 0, sizeof *c);
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (c->fd < 0)
@@ -616,6 +620,12 @@ int h_smtp_connect(h_smtp *c, int port) {
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (src_ip) {
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (inet_pton(AF_INET, src_ip, &src.sin_addr) != 1 ||
+        bind(c->fd, (struct sockaddr *)&src, sizeof src) != 0)
+      return -1;
+  }
   if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
     if (errno != EINPROGRESS)
       return -1;

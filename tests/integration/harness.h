@@ -164,6 +164,8 @@ typedef struct h_smtp {
 
 /* Connect to 127.0.0.1:port. Returns 0 or -1. Registered for teardown. */
 int h_smtp_connect(h_smtp *c, int port);
+/* The same from a given loopback source address (e.g. "127.0.0.5"). */
+int h_smtp_connect_from(h_smtp *c, int port, const char *src_ip);
 void h_smtp_close(h_smtp *c);
 /* Send all bytes (MSG_NOSIGNAL). Returns 0, or -1 if the peer went away or
  * the send stalled for H_REPLY_MS. */

@@ -247,3 +247,33 @@ ITest(integ, test_route_fails_over_and_reports_backoff) {
   free(out);
   cr_assert_eq(h_wait_records(u.record, "message", 1, 5000), 1);
 }
+
+/* issue 21: under log.format: json a start-up configuration warning is a
+ * JSON log line too, not text in the middle of the JSON stream. */
+ITest(integ, config_warning_is_json_under_json_logs) {
+  char yaml[8192], path[512], line[2048];
+  h_proxy_yaml(&(h_proxy_opts){.up_port = 1,
+                               .no_upstream_auth = true,
+                               .listener_extra = "    users: { a: \"$6$x$y\" }\n"},
+               yaml, sizeof yaml);
+  char *fmt = strstr(yaml, "format: text");
+  cr_assert_not_null(fmt);
+  memcpy(fmt, "format: json", 12);
+  h_write_file(h_path(path, sizeof path, "json.yaml"), yaml, strlen(yaml));
+  char *argv[] = {(char *)STP_BINARY, "-c", path, NULL};
+  h_proc *p = h_spawn("jsonlog", argv, NULL);
+  cr_assert(h_file_wait_line(p->err_path, (const char *const[]){"listening", NULL}, 10000, line,
+                             sizeof line),
+            "proxy did not start");
+  cr_assert(h_file_wait_line(p->err_path, (const char *const[]){"config-warning", NULL}, 1000, line,
+                             sizeof line));
+  cr_assert(strstr(line, "\"warning\":\"users are not used unless auth: users\""), "%s", line);
+  cr_assert(strstr(line, "json.yaml:"), "%s", line);
+  size_t n;
+  char *all = h_read_file(p->err_path, &n);
+  for (char *l = all; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l))
+    cr_assert_eq(*l, '{', "a line that is not JSON: %.80s", l);
+  free(all);
+  h_proc_signal(p, SIGTERM);
+  cr_assert_eq(h_proc_wait_exit(p, 10000), 0);
+}

@@ -1512,3 +1512,28 @@ Test(config, users_hashes_in_a_string_load_are_cleansed_from_libyaml) {
   cr_assert_str_eq(cfg->listeners[0].users[0].hash, "$6$s$h");
   done(cfg);
 }
+
+/* ---- proxy_protocol (issue 21) ------------------------------------------ */
+
+Test(config, proxy_protocol_cidrs) {
+  stp_config *cfg =
+      loads_with(LST "    proxy_protocol: [\"10.0.0.5/32\", \"fd00::/64\"]\n" UPS RTS, "");
+  cr_assert_eq(cfg->listeners[0].n_proxy_protocol, 2);
+  cr_assert_eq(cfg->listeners[0].proxy_protocol[1].family, 6);
+  done(cfg);
+  cfg = loads_with(MIN, "");
+  cr_assert_eq(cfg->listeners[0].n_proxy_protocol, 0, "off unless given");
+  done(cfg);
+}
+
+Test(config, proxy_protocol_errors) {
+  fails_with(LST "    proxy_protocol: [\"10.0.0.0/33\"]\n" UPS RTS,
+             "t.yaml:4:22: error: bad CIDR '10.0.0.0/33' in proxy_protocol");
+  fails_with(LST "    proxy_protocol: []\n" UPS RTS,
+             "t.yaml:4:21: error: 'proxy_protocol' is empty");
+  fails_with(LST "    proxy_protocol: [\"0.0.0.0/0\"]\n" UPS RTS,
+             "t.yaml:4:21: error: proxy_protocol 0.0.0.0/0 would let anyone claim any client "
+             "address: list the balancers' own addresses");
+  fails_with(LST "    proxy-protocol: [\"10.0.0.5\"]\n" UPS RTS,
+             "t.yaml:4:5: error: unknown key 'proxy-protocol' in listener");
+}
