@@ -53,9 +53,9 @@ static void say(ctl_conn *k, const char *fmt, ...) {
   if (n < 0)
     return;
   size_t len = (size_t)n < sizeof line - 1 ? (size_t)n : sizeof line - 2;
-  for (size_t i = 0; i < len; i++) /* one line each, whatever the text */
-    if (line[i] == '\n' || line[i] == '\r')
-      line[i] = ' ';
+  /* One line each, whatever the text, and nothing a terminal obeys:
+   * addresses and replies are the devices' and the upstreams' words. */
+  len = queuectl_printable(line, len);
   line[len++] = '\n';
   if (k->out_len + len > k->out_cap) {
     k->out_cap = (k->out_len + len) * 2;
