@@ -34,6 +34,7 @@ struct spool {
   uint64_t pending_bytes;
   unsigned jobs;  /* in the thread pool */
   unsigned n_ins; /* spool_in alive */
+  unsigned users; /* spool_hold()s: readers that keep using sp */
   bool recovered, closing;
   /* Group commit: renamed messages wait here for one fsync(queue/) that
    * covers them all; at most one such fsync runs at a time. */
@@ -168,7 +169,7 @@ void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap
 /* ---- teardown ---------------------------------------------------------------- */
 
 static void maybe_destroy(spool *sp) {
-  if (!sp->closing || sp->jobs || sp->n_ins)
+  if (!sp->closing || sp->jobs || sp->n_ins || sp->users)
     return;
   for (size_t i = 0; i < sp->n; i++)
     spool_entry_free(sp->v[i]);
@@ -177,6 +178,15 @@ static void maybe_destroy(spool *sp) {
     close(sp->lock_fd);
   cfg_clear(&sp->cfg);
   free(sp);
+}
+
+void spool_hold(spool *sp) {
+  sp->users++;
+}
+
+void spool_unhold(spool *sp) {
+  sp->users--;
+  maybe_destroy(sp);
 }
 
 void spool_close(spool *sp) {

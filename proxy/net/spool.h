@@ -58,8 +58,14 @@ int spool_open(uv_loop_t *loop, const stp_spool_cfg *cfg, spool **out, char *err
 void spool_reconfigure(spool *sp, const stp_spool_cfg *cfg);
 const stp_spool_cfg *spool_cfg(const spool *sp);
 const char *spool_dir(const spool *sp);
-/* Stop: frees itself once the jobs and messages in flight have ended. */
+/* Stop: frees itself once the jobs and messages in flight have ended,
+ * and every spool_hold() was undone. */
 void spool_close(spool *sp);
+/* Whoever reads the spool's files or entries outside its own jobs (a
+ * failure notice reading the original headers) holds it, so that a
+ * SIGTERM meanwhile cannot free it under the reader. */
+void spool_hold(spool *sp);
+void spool_unhold(spool *sp);
 
 /* queue/ has been read back. */
 bool spool_recovered(const spool *sp);

@@ -60,6 +60,7 @@ static void job_end(notice_job *j) {
   spool_notice_done_fn done = j->done;
   void *arg = j->arg;
   bool ok = j->all_ok;
+  spool *sp = j->sp;
   for (size_t i = 0; i < j->n_rcpts; i++) {
     free((char *)j->rcpts[i].addr);
     free((char *)j->rcpts[i].reply);
@@ -68,6 +69,7 @@ static void job_end(notice_job *j) {
   free(j->buf);
   free(j);
   done(arg, ok);
+  spool_unhold(sp); /* after done: the caller still uses the spool */
 }
 
 static void committed_cb(void *owner, bool ok, const char *id_or_error) {
@@ -213,6 +215,7 @@ void spool_notice_send(uv_loop_t *loop, spool *sp, const stp_config *cfg, const 
   notice_job *j = stp_xcalloc(1, sizeof *j);
   j->loop = loop;
   j->sp = sp;
+  spool_hold(sp);
   j->cfg = cfg;
   snprintf(j->hostname, sizeof j->hostname, "%s", hostname);
   j->e = e;

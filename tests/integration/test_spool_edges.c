@@ -42,8 +42,8 @@ static int send_params(int port, const char *from, const char *mail_params,
 static void assert_printable(const char *what, const char *text) {
   const unsigned char *p = (const unsigned char *)text;
   for (size_t i = 0; p[i]; i++) {
-    cr_assert(!(p[i] < 0x20 && p[i] != '\n') && p[i] != 0x7f, "%s: control 0x%02x at %zu: %s",
-              what, p[i], i, text);
+    cr_assert(!(p[i] < 0x20 && p[i] != '\n') && p[i] != 0x7f, "%s: control 0x%02x at %zu: %s", what,
+              p[i], i, text);
     cr_assert(!(p[i] == 0xc2 && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f),
               "%s: C1 control U+00%02X at %zu", what, p[i + 1], i);
     if (p[i] >= 0x80 && p[i] <= 0xbf)
@@ -75,4 +75,95 @@ Test(integ, spool_queue_list_and_show_print_no_control_characters) {
   cr_assert_eq(sp_queue(&px, args, out, sizeof out), 0, "%s", out);
   cr_assert(strstr(out, "rcpt: <c?d@example.com>"), "%s", out);
   assert_printable("queue show", out);
+}
+
+/* ---- the fault shim (tests/tools/fault_shim.c) ------------------------------ */
+
+typedef struct shim {
+  char ctl[512], count[600], trace[600];
+  char preload[600], fault_env[600], delay[64], asan[1024];
+  char *env[5];
+} shim;
+
+static void shim_init(shim *s, int delay_ms) {
+  h_path(s->ctl, sizeof s->ctl, "faults");
+  snprintf(s->count, sizeof s->count, "%s.count", s->ctl);
+  snprintf(s->trace, sizeof s->trace, "%s.trace", s->ctl);
+  h_write_file(s->ctl, "", 0);
+  snprintf(s->preload, sizeof s->preload, "LD_PRELOAD=%s", STP_FAULT_SHIM);
+  snprintf(s->fault_env, sizeof s->fault_env, "STP_FAULT_FILE=%s", s->ctl);
+  snprintf(s->delay, sizeof s->delay, "STP_FAULT_DELAY_MS=%d", delay_ms);
+  const char *ao = getenv("ASAN_OPTIONS");
+  snprintf(s->asan, sizeof s->asan, "ASAN_OPTIONS=%s%sverify_asan_link_order=0", ao ? ao : "",
+           ao && *ao ? ":" : "");
+  s->env[0] = s->preload;
+  s->env[1] = s->fault_env;
+  s->env[2] = s->delay;
+  s->env[3] = s->asan;
+  s->env[4] = NULL;
+}
+
+static void shim_set(const shim *s, const char *words) {
+  h_write_file(s->ctl, words, strlen(words));
+}
+
+static bool shim_hit(const shim *s, const char *word, int timeout_ms) {
+  int64_t deadline = h_now_ms() + timeout_ms;
+  while (!h_file_contains(s->count, word, strlen(word))) {
+    if (h_now_ms() > deadline)
+      return false;
+    h_sleep_ms(20);
+  }
+  return true;
+}
+
+/* SIGTERM, then exit 0 within 10 s and no sanitizer report anywhere in
+ * the proxy's stderr (checked here, in the test's body). */
+static void stop_clean(h_proxy *px) {
+  h_proc_signal(px->proc, SIGTERM);
+  int st = h_proc_wait_exit(px->proc, 10000);
+  size_t n = 0;
+  char *log = h_read_file(px->log, &n);
+  cr_assert(log, "no log");
+  const char *san = strstr(log, "Sanitizer");
+  cr_assert_null(san, "sanitizer report at shutdown: %.3000s", san ? san : "");
+  free(log);
+  cr_assert_eq(st, 0, "the proxy exited %d after SIGTERM", st);
+}
+
+Test(integ, spool_sigterm_while_a_notice_is_read) {
+  int port = h_free_port();
+  char yaml[8192];
+  sp_yaml(port, "starttls", "  retry: [1h]\n", yaml, sizeof yaml);
+  shim s;
+  shim_init(&s, 1500);
+  h_proxy px;
+  h_proxy_start_yaml_env(&px, yaml, s.env);
+  const char *const to[] = {"nobody@example.com", NULL};
+  char text[1024], out[4096], p[16], id[32];
+  cr_assert_eq(sp_send(px.port, to, "Subject: refused\r\n\r\nx\r\n", text, sizeof text), 250, "%s",
+               text);
+  cr_assert(sp_queued_id(text, id), "%s", text);
+  h_upstream u;
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, "--reject-rcpt", "nobody@*", NULL};
+  h_upstream_start(&u, "starttls", extra);
+  /* Every recipient refused: no body is read, the next read of the
+   * message is the failure notice's, and it is slow. */
+  shim_set(&s, "slow-read");
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert(shim_hit(&s, "slow-read", 10000), "the notice never read the message");
+  stop_clean(&px);
+  /* Nothing lost: the notice could not be spooled any more, so the
+   * message is still there, to meet its 5xx and notice again. */
+  shim_set(&s, "");
+  h_proc_kill(u.proc); /* or the new proxy would deliver it at once */
+  h_proxy px2;
+  h_proxy_start_yaml(&px2, yaml);
+  cr_assert_eq(sp_queue(&px2, "list", out, sizeof out), 0, "%s", out);
+  for (int i = 0; i < 50 && strstr(out, "still being read back"); i++) {
+    h_sleep_ms(100);
+    sp_queue(&px2, "list", out, sizeof out);
+  }
+  cr_assert(strstr(out, id), "the message is gone: %s", out);
 }

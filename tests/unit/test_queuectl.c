@@ -96,5 +96,6 @@ Test(queuectl, printable_drops_c0_c1_and_raw_bytes) {
   printable("raw \x9b\x80 byte", "raw ?? byte");
   printable("ok \xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa0", "ok \xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa0");
   printable("nbsp \xc2\xa0 stays", "nbsp \xc2\xa0 stays");
-  printable("overlong \xc0\x80 surrogate \xed\xa0\x80 cut \xe2\x82", "overlong ?? surrogate ??? cut ??");
+  printable("overlong \xc0\x80 surrogate \xed\xa0\x80 cut \xe2\x82",
+            "overlong ?? surrogate ??? cut ??");
 }
