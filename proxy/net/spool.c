@@ -120,7 +120,12 @@ spool_entry *spool_due(spool *sp, uint64_t now_ms) {
   spool_entry *best = NULL;
   for (size_t i = 0; i < sp->n; i++) {
     spool_entry *e = sp->v[i];
-    if (e->busy || e->st.held || e->st.next_ms > now_ms || e->remove_asked)
+    if (e->busy || e->remove_asked)
+      continue;
+    /* A held message (by an admin, a corrupt body, a missing route) is
+     * due once it has expired: a failure notice ends it like any other. */
+    if (e->st.next_ms > now_ms ||
+        (e->st.held && !spool_expired(&sp->cfg, e->env.created_ms, now_ms)))
       continue;
     if (!best || e->st.next_ms < best->st.next_ms)
       best = e;
@@ -538,11 +543,17 @@ static void flushed_cb(void *arg, int err) {
   }
   in->body_size = msgcopy_hashed_size(in->mc);
   uint64_t total = in->e->hdr_len + in->body_size;
-  if (sp->n + sp->pending_n >= sp->cfg.max_messages) {
+  /* A failure notice takes the place of the message it is about, which
+   * goes once the notice is durable: refused for a full spool, it would
+   * keep that message (and the spool full) for ever. So notices pass the
+   * limits; at most 2 * SPOOL_RUN_MAX of them (each under DSN_HEADERS_MAX
+   * plus its text) are in flight at once. */
+  bool notice = in->e->env.kind == SPOOL_KIND_NOTICE;
+  if (!notice && sp->n + sp->pending_n >= sp->cfg.max_messages) {
     in_fail(in, "spool full (max_messages)");
     return;
   }
-  if (sp->bytes + sp->pending_bytes + total > sp->cfg.max_size) {
+  if (!notice && sp->bytes + sp->pending_bytes + total > sp->cfg.max_size) {
     in_fail(in, "spool full (max_size)");
     return;
   }

@@ -99,7 +99,8 @@ void spool_in_release(spool_in *in);
 /* ---- the index (for the runner and the control socket) -------------------- */
 spool_entry *spool_find(spool *sp, const char *id);
 size_t spool_entries(spool *sp, spool_entry ***out); /* borrowed array */
-/* The oldest due message (not held, not busy, next try reached), or NULL. */
+/* The oldest due message (not busy, next try reached; when held, only
+ * once past max_age), or NULL. */
 spool_entry *spool_due(spool *sp, uint64_t now_ms);
 /* Path of the message file (for reading its body). */
 void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap);

@@ -454,11 +454,12 @@ static void hold_for_route(spool_run *run, spool_entry *e) {
 static void dlv_start(spool_run *run, spool_entry *e) {
   const stp_config *cfg = run->gen->cfg;
   long route = route_by_name(cfg, e->env.route);
-  if (route < 0) {
+  bool expired = spool_expired(spool_cfg(run->sp), e->env.created_ms, spool_wall_ms());
+  if (route < 0 && !expired) {
     hold_for_route(run, e);
     return;
   }
-  uint64_t wait = limits_route(&run->gen->limits, (size_t)route, stp_now_ms());
+  uint64_t wait = expired ? 0 : limits_route(&run->gen->limits, (size_t)route, stp_now_ms());
   if (wait) { /* the route's rate limit, shared with the devices */
     e->st.next_ms = spool_wall_ms() + wait;
     return;
@@ -467,7 +468,7 @@ static void dlv_start(spool_run *run, spool_entry *e) {
   d->run = run;
   d->gen = srv_gen_ref(run->gen);
   d->e = e;
-  d->route = (size_t)route;
+  d->route = route < 0 ? 0 : (size_t)route; /* expiring: no upstream is tried */
   d->res = stp_xcalloc(e->env.n_rcpts, sizeof *d->res);
   d->perm = stp_xcalloc(e->env.n_rcpts, sizeof *d->perm);
   for (size_t i = 0; i < e->env.n_rcpts; i++)
@@ -476,7 +477,7 @@ static void dlv_start(spool_run *run, spool_entry *e) {
   run->active = d;
   run->n_active++;
   e->busy = true;
-  if (spool_expired(spool_cfg(run->sp), e->env.created_ms, spool_wall_ms())) {
+  if (expired) { /* held or not: a failure notice, and the message goes */
     d->expired = true;
     snprintf(d->last, sizeof d->last, "%s", e->st.last[0] ? e->st.last : "max_age reached");
     settle(d, SPOOL_RCPT_TEMP, SPOOL_RCPT_PERM, d->last);

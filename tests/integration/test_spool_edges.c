@@ -167,3 +167,71 @@ Test(integ, spool_sigterm_while_a_notice_is_read) {
   }
   cr_assert(strstr(out, id), "the message is gone: %s", out);
 }
+
+/* The upstream's records of failure notices about spool id `id`. */
+static size_t notices_about(const char *record, const char *id) {
+  h_lines l;
+  size_t found = 0;
+  h_records(record, "message", &l);
+  for (size_t i = 0; i < l.n; i++) {
+    size_t n;
+    unsigned char *d = h_json_b64(l.v[i], "data_b64", &n);
+    char want[64];
+    snprintf(want, sizeof want, "X-Spool-Id: %s", id);
+    if (d && strstr((char *)d, want))
+      found++;
+    free(d);
+  }
+  h_lines_free(&l);
+  return found;
+}
+
+Test(integ, spool_held_and_corrupt_messages_expire_with_a_notice) {
+  int port = h_free_port();
+  h_proxy px;
+  sp_start(&px, port, "starttls", "  retry: [500ms]\n  max_age: 5s\n  max_messages: 2\n");
+  char text[1024], held[32], bad[32], out[4096], path[512], line[1024], args[64];
+  const char *const to[] = {"a@example.com", NULL};
+  cr_assert_eq(sp_send(px.port, to, "Subject: held\r\n\r\nx\r\n", text, sizeof text), 250);
+  cr_assert(sp_queued_id(text, held));
+  snprintf(args, sizeof args, "hold %s", held);
+  cr_assert_eq(sp_queue(&px, args, out, sizeof out), 0, "%s", out);
+  cr_assert_eq(
+      sp_send(px.port, to, "Subject: intact\r\n\r\nthe original text\r\n", text, sizeof text), 250);
+  cr_assert(sp_queued_id(text, bad));
+  snprintf(path, sizeof path, "%s/spool/queue/%s", h_dir(), bad);
+  size_t n;
+  char *file = h_read_file(path, &n);
+  char *at = memmem(file, n, "original", 8);
+  cr_assert_not_null(at);
+  memcpy(at, "ORIGINAL", 8);
+  h_write_file(path, file, n);
+  free(file);
+  h_upstream u;
+  char p[16];
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, NULL};
+  h_upstream_start(&u, "starttls", extra);
+  snprintf(args, sizeof args, "retry %s", bad);
+  cr_assert_eq(sp_queue(&px, args, out, sizeof out), 0, "%s", out);
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-held", bad, "hash", NULL}, 10000,
+                             line, sizeof line));
+  /* Both held; at max_age each ends in a notice and leaves the queue. */
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-expired", held, NULL}, 15000,
+                             line, sizeof line),
+            "the held message never expired");
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-expired", bad, NULL}, 15000, line,
+                             sizeof line),
+            "the corrupt message never expired");
+  int64_t deadline = h_now_ms() + 15000;
+  while ((notices_about(u.record, held) < 1 || notices_about(u.record, bad) < 1) &&
+         h_now_ms() < deadline)
+    h_sleep_ms(100);
+  cr_assert_eq(notices_about(u.record, held), 1, "no notice about the held message");
+  cr_assert_eq(notices_about(u.record, bad), 1, "no notice about the corrupt message");
+  cr_assert(sp_wait_empty(&px, 10000), "the queue did not empty");
+  /* They no longer count against max_messages: two new ones fit. */
+  cr_assert_eq(sp_send(px.port, (const char *const[]){"x@example.com", NULL},
+                       "Subject: after\r\n\r\nx\r\n", text, sizeof text),
+               250, "%s", text);
+}
