@@ -172,6 +172,7 @@ typedef struct session {
   bool spool_mode;   /* this transaction goes to the spool, not upstream */
   bool copying;      /* ops->copy_begin was called for this message */
   char **kept_rcpts; /* accepted recipients, kept for the spool */
+  smtp_rcpt_dsn *kept_dsn; /* and their DSN parameters */
   unsigned n_kept;
   char spool_fail[256]; /* the 4xx line pass-through would have given */
   /* Re-entry guard: set while the session processes input or an outcome. */

@@ -123,8 +123,15 @@ static void next_rcpt(dlv *d) {
   while (d->rcpt < e->env.n_rcpts && d->res[d->rcpt] == SPOOL_RCPT_SKIP)
     d->rcpt++;
   if (d->rcpt < e->env.n_rcpts) {
+    /* The device's NOTIFY and ORCPT, sent on when the upstream offers
+     * DSN (upstream.c drops them, logged, when it does not). */
+    smtp_rcpt_dsn dsn;
+    memset(&dsn, 0, sizeof dsn);
+    dsn.notify = e->env.notify ? e->env.notify[d->rcpt] : 0;
+    if (e->env.orcpt && e->env.orcpt[d->rcpt])
+      snprintf(dsn.orcpt, sizeof dsn.orcpt, "%s", e->env.orcpt[d->rcpt]);
     d->step = D_RCPT;
-    if (upconn_rcpt(d->up, e->env.rcpts[d->rcpt], NULL) < 0)
+    if (upconn_rcpt(d->up, e->env.rcpts[d->rcpt], &dsn) < 0)
       finish(d);
     return;
   }
@@ -145,6 +152,8 @@ static void send_mail(dlv *d) {
   a.size = env->size;
   a.body = env->body;
   a.smtputf8 = env->smtputf8;
+  a.ret = env->ret;
+  snprintf(a.envid, sizeof a.envid, "%s", env->envid ? env->envid : "");
   d->step = D_MAIL;
   if (upconn_mail(d->up, env->up_from, &a) < 0)
     finish(d);
@@ -422,7 +431,9 @@ static void finish(dlv *d) {
   dsn_rcpt *fail = stp_xcalloc(d->e->env.n_rcpts, sizeof *fail);
   for (size_t i = 0; i < d->e->env.n_rcpts; i++)
     if (d->res[i] == SPOOL_RCPT_PERM)
-      fail[n++] = (dsn_rcpt){d->e->env.rcpts[i], d->perm[i]};
+      fail[n++] = (dsn_rcpt){d->e->env.rcpts[i], d->perm[i],
+                             d->e->env.notify ? d->e->env.notify[i] : 0,
+                             d->e->env.orcpt ? d->e->env.orcpt[i] : NULL};
   if (n) {
     d->noticing = true;
     spool_notice_send(d->run->loop, d->run->sp, d->gen->cfg, d->gen->cfg->hostname, d->e, fail, n,

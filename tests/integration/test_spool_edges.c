@@ -235,3 +235,125 @@ Test(integ, spool_held_and_corrupt_messages_expire_with_a_notice) {
                        "Subject: after\r\n\r\nx\r\n", text, sizeof text),
                250, "%s", text);
 }
+
+/* ---- DSN requests (RFC 3461) and international notices (RFC 6533) ---------- */
+
+Test(integ, spool_keeps_the_devices_dsn_requests_for_the_delivery) {
+  int port = h_free_port();
+  h_proxy px;
+  sp_start(&px, port, "starttls", "  retry: [1h]\n");
+  const char *const to[] = {"a@example.com", "b@example.com", NULL};
+  char text[1024], out[4096], p[16];
+  int code = send_params(px.port, "scan@printer.test", " RET=HDRS ENVID=scan+2B42", to,
+                         " NOTIFY=FAILURE,DELAY ORCPT=rfc822;a@example.com",
+                         "Subject: dsn\r\n\r\nx\r\n", text, sizeof text);
+  cr_assert_eq(code, 250, "%s", text);
+  h_upstream u;
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, "--dsn", NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert_eq(h_wait_records(u.record, "message", 1, 15000), 1, "not delivered");
+  h_lines l;
+  h_records(u.record, "message", &l);
+  bool found = false;
+  h_json_strlist(l.v[0], "mail_options", "RET=HDRS", &found);
+  cr_assert(found, "RET lost: %s", l.v[0]);
+  h_json_strlist(l.v[0], "mail_options", "ENVID=scan+2B42", &found);
+  cr_assert(found, "ENVID lost: %s", l.v[0]);
+  h_json_strlist(l.v[0], "rcpt_options", "NOTIFY=FAILURE,DELAY", &found);
+  cr_assert(found, "NOTIFY lost: %s", l.v[0]);
+  h_json_strlist(l.v[0], "rcpt_options", "ORCPT=rfc822;a@example.com", &found);
+  cr_assert(found, "ORCPT lost: %s", l.v[0]);
+  h_lines_free(&l);
+}
+
+/* The notices waiting in the queue, as `queue list` shows them. */
+static int notices_to(const h_proxy *px, const char *addr, char *out, size_t cap) {
+  char want[256];
+  snprintf(want, sizeof want, "from=<> to=<%s>", addr);
+  sp_queue(px, "list", out, cap);
+  return sp_count_lines(out, want);
+}
+
+Test(integ, spool_failure_notice_honours_notify_never) {
+  int port = h_free_port();
+  h_proxy px;
+  sp_start(&px, port, "starttls", "  retry: [1h]\n  notify_sender: true\n");
+  char text[1024], out[8192], p[16], line[1024], never[32], plain[32];
+  const char *const to[] = {"gone@example.com", NULL};
+  cr_assert_eq(send_params(px.port, "scan@printer.test", " RET=HDRS", to, " NOTIFY=NEVER",
+                           "Subject: quiet\r\n\r\nx\r\n", text, sizeof text),
+               250, "%s", text);
+  cr_assert(sp_queued_id(text, never));
+  cr_assert_eq(send_params(px.port, "scan@printer.test", NULL, to, NULL,
+                           "Subject: loud\r\n\r\nx\r\n", text, sizeof text),
+               250, "%s", text);
+  cr_assert(sp_queued_id(text, plain));
+  h_upstream u;
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, "--dsn", "--reject-rcpt", "gone@*", NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-failed", never, NULL}, 15000,
+                             line, sizeof line));
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-failed", plain, NULL}, 15000,
+                             line, sizeof line));
+  int64_t deadline = h_now_ms() + 5000;
+  while (notices_to(&px, "postmaster@example.com", out, sizeof out) < 2 && h_now_ms() < deadline)
+    h_sleep_ms(100);
+  /* The administrator hears of both; the sender only of the one whose
+   * recipient did not say NOTIFY=NEVER. */
+  cr_assert_eq(notices_to(&px, "postmaster@example.com", out, sizeof out), 2, "%s", out);
+  cr_assert_eq(notices_to(&px, "scan@printer.test", out, sizeof out), 1, "%s", out);
+}
+
+/* The notice about a message, as it sits in the queue (its file). */
+static char *notice_file(const h_proxy *px, const char *about, size_t *n) {
+  char out[8192], path[512];
+  sp_queue(px, "list", out, sizeof out);
+  for (const char *l = out; (l = strstr(l, "from=<> ")) != NULL; l++) {
+    const char *start = l;
+    while (start > out && start[-1] != '\n')
+      start--;
+    snprintf(path, sizeof path, "%s/spool/queue/%.16s", h_dir(), start);
+    char *f = h_read_file(path, n);
+    if (f && strstr(f, about))
+      return f;
+    free(f);
+  }
+  return NULL;
+}
+
+Test(integ, spool_failure_notice_for_a_utf8_address_is_global) {
+  int port = h_free_port();
+  h_proxy px;
+  sp_start(&px, port, "starttls", "  retry: [1h]\n");
+  char text[1024], out[4096], p[16], line[1024], id[32];
+  const char *const to[] = {"j\xc3\xb6rg@example.com", NULL};
+  cr_assert_eq(send_params(px.port, "scan@printer.test", " SMTPUTF8", to, NULL,
+                           "Subject: umlaut\r\n\r\nx\r\n", text, sizeof text),
+               250, "%s", text);
+  cr_assert(sp_queued_id(text, id));
+  h_upstream u;
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, "--reject-rcpt", "j*", NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-failed", id, NULL}, 15000, line,
+                             sizeof line));
+  char about[64];
+  snprintf(about, sizeof about, "X-Spool-Id: %s", id);
+  size_t n = 0;
+  char *f = NULL;
+  for (int i = 0; i < 50 && !(f = notice_file(&px, about, &n)); i++)
+    h_sleep_ms(100);
+  cr_assert_not_null(f, "no notice in the queue");
+  cr_assert(strstr(f, "\nsmtputf8: 1\n"), "the notice must go with SMTPUTF8: %.600s", f);
+  cr_assert(strstr(f, "Content-Type: message/global-delivery-status\r\n"
+                      "Content-Transfer-Encoding: 8bit\r\n"),
+            "%s", f);
+  cr_assert(strstr(f, "Final-Recipient: utf-8; j\xc3\xb6rg@example.com\r\n"), "%s", f);
+  cr_assert(strstr(f, "charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"), "%s", f);
+  free(f);
+}
