@@ -77,8 +77,7 @@ bool dsn_is_global(const dsn_input *in) {
       (in->headers && !ascii(in->headers, in->headers_len)))
     return true;
   for (size_t i = 0; i < in->n_rcpts && i < DSN_MAX_RCPTS; i++)
-    if (!ascii_s(in->rcpts[i].addr) || !ascii_s(in->rcpts[i].reply) ||
-        !ascii_s(in->rcpts[i].orcpt))
+    if (!ascii_s(in->rcpts[i].addr) || !ascii_s(in->rcpts[i].reply) || !ascii_s(in->rcpts[i].orcpt))
       return true;
   return false;
 }

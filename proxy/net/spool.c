@@ -214,7 +214,45 @@ typedef struct entry_job {
   char why[128];
   char *dir; /* the worker's own copies: a reload may replace sp->cfg */
   char id[SPOOL_ID_LEN + 1];
+  spool_waiter *waiters; /* told when this job ends */
 } entry_job;
+
+#define STATE_RETRY_MS 1000 /* a failed state write is tried again after this */
+
+/* Moves the waiters of list *from to the front of list *to. */
+static void waiters_move(spool_waiter **from, spool_waiter **to) {
+  spool_waiter *w = *from;
+  if (!w)
+    return;
+  spool_waiter *last = w;
+  while (last->next)
+    last = last->next;
+  last->next = *to;
+  if (*to)
+    (*to)->prev = &last->next;
+  *to = w;
+  w->prev = to;
+  *from = NULL;
+}
+
+/* Each waiter of a finished job learns the outcome (from the loop). */
+static void waiters_tell(spool_waiter **list, int err) {
+  spool_waiter *w;
+  while ((w = *list) != NULL) {
+    spool_waiter_cancel(w);
+    w->fn(w->arg, err);
+  }
+}
+
+void spool_waiter_cancel(spool_waiter *w) {
+  if (!w->prev)
+    return;
+  *w->prev = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  w->next = NULL;
+  w->prev = NULL;
+}
 
 static void entry_next(spool *sp, spool_entry *e);
 
@@ -237,7 +275,12 @@ static void entry_after_cb(uv_work_t *w, int status) {
     stp_kv kv[] = {
         {"id", e->env.id}, {"op", j->remove ? "remove" : "state"}, {"error", strerror(-err)}};
     stp_log_kv(STP_LOG_ERROR, NULL, "spool-io-error", kv, 3);
+    if (!j->remove) { /* not on disk: written again after a pause */
+      e->st_dirty = true;
+      e->st_retry_ms = spool_wall_ms() + STATE_RETRY_MS;
+    }
   }
+  waiters_tell(&j->waiters, j->remove && !err ? -ENOENT : err);
   if (j->remove) {
     if (j->why[0]) {
       stp_kv kv[] = {{"id", e->env.id}, {"reason", j->why}};
@@ -270,6 +313,7 @@ static void entry_start(spool *sp, spool_entry *e, bool remove, const char *why)
     }
   }
   j->dir = stp_xstrdup(sp->cfg.dir);
+  waiters_move(&e->waiters, &j->waiters);
   e->jobbing = true;
   sp->jobs++;
   (void)uv_queue_work(sp->loop, &j->w, entry_work_cb, entry_after_cb);
@@ -284,14 +328,35 @@ static void entry_next(spool *sp, spool_entry *e) {
     entry_start(sp, e, true, e->remove_why);
     return;
   }
-  if (e->st_dirty && !e->removed)
+  if (e->st_dirty && !e->removed && e->st_retry_ms <= spool_wall_ms())
     entry_start(sp, e, false, NULL);
 }
 
 void spool_save_state(spool *sp, spool_entry *e) {
   e->st_dirty = true;
+  e->st_retry_ms = 0; /* a new state: at once */
   if (!e->jobbing && !e->removed && !sp->closing)
     entry_start(sp, e, false, NULL);
+}
+
+void spool_save_state_then(spool *sp, spool_entry *e, spool_waiter *w, void (*fn)(void *, int),
+                           void *arg) {
+  w->fn = fn;
+  w->arg = arg;
+  w->next = e->waiters;
+  if (e->waiters)
+    e->waiters->prev = &w->next;
+  e->waiters = w;
+  w->prev = &e->waiters;
+  spool_save_state(sp, e);
+}
+
+void spool_retry_states(spool *sp, uint64_t now_ms) {
+  for (size_t i = 0; i < sp->n && !sp->closing; i++) {
+    spool_entry *e = sp->v[i];
+    if (e->st_dirty && e->st_retry_ms && e->st_retry_ms <= now_ms && !e->jobbing && !e->removed)
+      entry_start(sp, e, false, NULL);
+  }
 }
 
 void spool_remove(spool *sp, spool_entry *e, const char *why) {

@@ -19,7 +19,8 @@
  *    not parse whole, or whose size disagrees with its envelope, is logged
  *    and never delivered; an orphan state file is removed;
  *  - the delivery state of a message is replaced atomically (write tmp,
- *    fsync, rename); a lost or torn state file only resets the schedule;
+ *    fsync, rename, fsync of queue/), retried until it is on disk; a lost
+ *    or torn state file only resets the schedule;
  *  - callbacks come from the loop, never from inside a spool_* call.
  */
 #ifndef STP_NET_SPOOL_H
@@ -35,6 +36,14 @@
 
 typedef struct spool spool;
 
+/* Someone waiting for a message's state to be on disk (spool_save_state_then).
+ * Owned by the waiter; linked into the entry or the job writing it. */
+typedef struct spool_waiter {
+  struct spool_waiter *next, **prev;
+  void (*fn)(void *arg, int err); /* 0: durable; else why not (a retry follows) */
+  void *arg;
+} spool_waiter;
+
 /* One committed message. */
 typedef struct spool_entry {
   spool_env env; /* as parsed from the file */
@@ -46,6 +55,8 @@ typedef struct spool_entry {
   /* private to spool.c */
   bool jobbing, st_dirty, remove_asked, removed;
   char remove_why[64];
+  spool_waiter *waiters; /* for the next state write */
+  uint64_t st_retry_ms;  /* a failed state write is tried again then */
 } spool_entry;
 
 /* Wall clock in ms since the epoch (what spool files record). */
@@ -104,8 +115,19 @@ size_t spool_entries(spool *sp, spool_entry ***out); /* borrowed array */
 spool_entry *spool_due(spool *sp, uint64_t now_ms);
 /* Path of the message file (for reading its body). */
 void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap);
-/* Write e->st (serialised per message; the latest state wins). */
+/* Write e->st (serialised per message; the latest state wins): file
+ * fsync, rename into queue/, fsync of queue/, as durable as the message.
+ * A write that fails is tried again (spool_retry_states). */
 void spool_save_state(spool *sp, spool_entry *e);
+/* The same, and w->fn(arg, err) from the loop once a write that began
+ * after this call has ended (err 0: on disk; -ENOENT: the message was
+ * removed meanwhile). Cancel with spool_waiter_cancel before w goes. */
+void spool_save_state_then(spool *sp, spool_entry *e, spool_waiter *w, void (*fn)(void *, int),
+                           void *arg);
+void spool_waiter_cancel(spool_waiter *w);
+/* Start again the state writes that failed, once their pause is over
+ * (the queue runner calls it on its tick). */
+void spool_retry_states(spool *sp, uint64_t now_ms);
 /* Remove the message (files, index); while busy, once spool_release()d.
  * `why` for the log line (event spool-removed) unless NULL. */
 void spool_remove(spool *sp, spool_entry *e, const char *why);

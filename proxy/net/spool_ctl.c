@@ -3,6 +3,7 @@
  */
 #include "spool_ctl.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,11 @@ struct ctl_conn {
   char line[QUEUECTL_LINE_MAX];
   char *out;
   size_t out_len, out_cap;
+  /* hold and release are answered once the state is on disk */
+  spool_waiter saved;
+  bool waiting;
+  char saved_id[SPOOL_ID_LEN + 1];
+  const char *saved_what; /* "held", "released" */
 };
 
 /* ---- the answer ------------------------------------------------------------ */
@@ -153,6 +159,31 @@ static void do_retry(ctl_conn *k, const queuectl_req *q, spool_entry *e) {
         held ? " (held ones left)" : "");
 }
 
+static void answer(ctl_conn *k);
+
+/* The state of a hold or release reached the disk, or could not. */
+static void saved_cb(void *arg, int err) {
+  ctl_conn *k = arg;
+  k->waiting = false;
+  if (!err)
+    say(k, "OK %s %s", k->saved_id, k->saved_what);
+  else if (err == -ENOENT)
+    say(k, "ERR %s was deleted meanwhile", k->saved_id);
+  else
+    say(k, "ERR %s %s, but not yet on disk (%s): the write is tried again", k->saved_id,
+        k->saved_what, strerror(-err));
+  answer(k);
+}
+
+/* Answered from saved_cb once the new state is durable. */
+static void save_then_answer(ctl_conn *k, spool_entry *e, const char *what) {
+  memcpy(k->saved_id, e->env.id, sizeof k->saved_id);
+  k->saved_what = what;
+  k->waiting = true;
+  uv_read_stop((uv_stream_t *)&k->pipe); /* one request per connection */
+  spool_save_state_then(k->c->sp, e, &k->saved, saved_cb, k);
+}
+
 static void handle(ctl_conn *k, const queuectl_req *q) {
   spool *sp = k->c->sp;
   if (q->op == QC_LIST) {
@@ -173,9 +204,8 @@ static void handle(ctl_conn *k, const queuectl_req *q) {
     return;
   case QC_HOLD:
     e->st.held = SPOOL_HELD_ADMIN;
-    spool_save_state(sp, e);
     log_action("spool-held", e->env.id);
-    say(k, "OK %s held%s", e->env.id, e->busy ? " (the delivery under way goes on)" : "");
+    save_then_answer(k, e, e->busy ? "held (the delivery under way goes on)" : "held");
     return;
   case QC_RELEASE:
     if (!e->st.held) {
@@ -185,10 +215,9 @@ static void handle(ctl_conn *k, const queuectl_req *q) {
     e->st.held = SPOOL_HELD_NO;
     e->st.next_ms = spool_wall_ms();
     e->force = true;
-    spool_save_state(sp, e);
     spool_run_kick(k->c->run);
     log_action("spool-released", e->env.id);
-    say(k, "OK %s released", e->env.id);
+    save_then_answer(k, e, "released");
     return;
   case QC_DELETE: {
     char id[SPOOL_ID_LEN + 1];
@@ -227,6 +256,7 @@ static void conn_close(ctl_conn *k) {
   if (k->closing)
     return;
   k->closing = true;
+  spool_waiter_cancel(&k->saved); /* its answer has nobody to go to */
   uv_close((uv_handle_t *)&k->pipe, conn_closed_cb);
   uv_close((uv_handle_t *)&k->timer, conn_closed_cb);
 }
@@ -268,7 +298,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     say(k, "ERR bad request (expected LIST, SHOW id, RETRY [id], HOLD id, RELEASE id, DELETE id)");
   else
     handle(k, &q);
-  answer(k);
+  if (!k->waiting)
+    answer(k);
 }
 
 static void conn_timer_cb(uv_timer_t *t) {

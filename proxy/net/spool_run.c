@@ -431,9 +431,9 @@ static void finish(dlv *d) {
   dsn_rcpt *fail = stp_xcalloc(d->e->env.n_rcpts, sizeof *fail);
   for (size_t i = 0; i < d->e->env.n_rcpts; i++)
     if (d->res[i] == SPOOL_RCPT_PERM)
-      fail[n++] = (dsn_rcpt){d->e->env.rcpts[i], d->perm[i],
-                             d->e->env.notify ? d->e->env.notify[i] : 0,
-                             d->e->env.orcpt ? d->e->env.orcpt[i] : NULL};
+      fail[n++] =
+          (dsn_rcpt){d->e->env.rcpts[i], d->perm[i], d->e->env.notify ? d->e->env.notify[i] : 0,
+                     d->e->env.orcpt ? d->e->env.orcpt[i] : NULL};
   if (n) {
     d->noticing = true;
     spool_notice_send(d->run->loop, d->run->sp, d->gen->cfg, d->gen->cfg->hostname, d->e, fail, n,
@@ -513,6 +513,7 @@ static void tick(spool_run *run) {
   if (run->stopping || !spool_recovered(run->sp))
     return;
   uint64_t now = spool_wall_ms();
+  spool_retry_states(run->sp, now);
   spool_entry *e;
   /* Each start either runs or moves the message's next try on. */
   for (unsigned guard = 0; run->n_active < SPOOL_RUN_MAX && guard < 64; guard++) {

@@ -206,8 +206,9 @@ Test(dsn, utf8_address_gives_a_global_notice) {
   in.headers_len = sizeof H8 - 1;
   cr_assert(dsn_is_global(&in));
   t = dsn_build(&in, &len);
-  cr_assert(strstr(t, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"),
-            "%s", t);
+  cr_assert(
+      strstr(t, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"),
+      "%s", t);
   free(t);
 }
 
