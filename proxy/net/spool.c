@@ -40,6 +40,9 @@ struct spool {
    * covers them all; at most one such fsync runs at a time. */
   struct spool_in *sync_wait;
   bool syncing;
+  /* Commits whose message is written while queue/ is still being read
+   * back wait here: the limits count the queue only once it is known. */
+  struct spool_in *rec_wait;
 };
 
 uint64_t spool_wall_ms(void) {
@@ -595,8 +598,9 @@ static void closed_cb(void *arg, int err) {
   start_sync(in->sp);
 }
 
-/* Everything is written: check the limits with the real size, fill in
- * size and hash, then fsync and close. */
+static void admit(spool_in *in);
+
+/* Everything is written: once queue/ has been read back, admit it. */
 static void flushed_cb(void *arg, int err) {
   spool_in *in = arg;
   spool *sp = in->sp;
@@ -606,6 +610,18 @@ static void flushed_cb(void *arg, int err) {
     in_fail(in, why);
     return;
   }
+  if (!sp->recovered) { /* rec_after_cb admits it */
+    in->next = sp->rec_wait;
+    sp->rec_wait = in;
+    return;
+  }
+  admit(in);
+}
+
+/* Check the limits with the real size, fill in size and hash, then fsync
+ * and close. */
+static void admit(spool_in *in) {
+  spool *sp = in->sp;
   in->body_size = msgcopy_hashed_size(in->mc);
   uint64_t total = in->e->hdr_len + in->body_size;
   /* A failure notice takes the place of the message it is about, which
@@ -706,6 +722,16 @@ static void rec_after_cb(uv_work_t *w, int status) {
                  {"orphan_states", orphans}, {"reset_states", states}};
   stp_log_kv(STP_LOG_INFO, NULL, "spool-recovered", kv, 6);
   sp->recovered = true;
+  /* The commits that waited for the queue meet the limits now, with the
+   * messages already on disk counted. */
+  sp->jobs++; /* none of them may end sp meanwhile */
+  for (spool_in *in = sp->rec_wait, *next; in; in = next) {
+    next = in->next;
+    in->next = NULL;
+    admit(in);
+  }
+  sp->rec_wait = NULL;
+  sp->jobs--;
   free(j->scan.v);
   free(j->scan.bad);
   cfg_clear(&j->cfg);

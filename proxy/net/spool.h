@@ -17,7 +17,10 @@
  *    and the partial file is removed;
  *  - at start tmp/ is emptied and queue/ is read back; a file that does
  *    not parse whole, or whose size disagrees with its envelope, is logged
- *    and never delivered; an orphan state file is removed;
+ *    and never delivered; an orphan state file is removed; a commit whose
+ *    message is written meanwhile waits for the read-back, so max_size
+ *    and max_messages count the queue from the first second and nothing
+ *    is delivered (or removed) before the index is whole;
  *  - the delivery state of a message is replaced atomically (write tmp,
  *    fsync, rename, fsync of queue/), retried until it is on disk; a lost
  *    or torn state file only resets the schedule;

@@ -456,3 +456,34 @@ Test(integ, spool_hold_is_answered_only_once_on_disk_and_retried) {
   cr_assert_eq(sp_queue(&px2, args, out, sizeof out), 0, "%s", out);
   cr_assert(strstr(out, "released"), "%s", out);
 }
+
+/* ---- start-up ------------------------------------------------------------ */
+
+Test(integ, spool_limits_hold_while_the_queue_is_read_back) {
+  int port = h_free_port();
+  char yaml[8192], text[1024], out[4096], line[1024];
+  sp_yaml(port, "starttls", "  retry: [1h]\n  max_messages: 3\n", yaml, sizeof yaml);
+  h_proxy px;
+  h_proxy_start_yaml(&px, yaml);
+  const char *const to[] = {"a@example.com", NULL};
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(sp_send(px.port, to, "Subject: before\r\n\r\nx\r\n", text, sizeof text), 250, "%s",
+                 text);
+  stop_clean(&px);
+  /* Restarted on a slow disk: reading queue/ back takes seconds, and the
+   * listeners are open meanwhile. */
+  shim s;
+  shim_init(&s, 700);
+  shim_set(&s, "slow-read");
+  h_proxy px2;
+  h_proxy_start_yaml_env(&px2, yaml, s.env);
+  int code = sp_send(px2.port, to, "Subject: during\r\n\r\nx\r\n", text, sizeof text);
+  cr_assert(h_file_wait_line(px2.log, (const char *const[]){"spool-recovered", NULL}, 15000, line,
+                             sizeof line));
+  cr_assert_neq(code, 250, "a fourth message was taken into a spool of max_messages 3: %s", text);
+  cr_assert(code >= 400 && code < 500, "%d %s", code, text);
+  shim_set(&s, "");
+  cr_assert_eq(sp_queue(&px2, "list", out, sizeof out), 0, "%s", out);
+  cr_assert(strstr(out, "3 messages"), "%s", out);
+  cr_assert_eq(sp_count_lines(out, "route=default"), 3, "%s", out);
+}
