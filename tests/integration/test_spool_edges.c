@@ -487,3 +487,54 @@ Test(integ, spool_limits_hold_while_the_queue_is_read_back) {
   cr_assert(strstr(out, "3 messages"), "%s", out);
   cr_assert_eq(sp_count_lines(out, "route=default"), 3, "%s", out);
 }
+
+/* ---- the route's rate limit paces the spool's deliveries ------------------- */
+
+/* Milliseconds of the day of a log line ("2026-12-06T21:40:07.919Z ..."). */
+static long long log_ms(const char *line) {
+  int h, m, s, ms;
+  const char *t = strchr(line, 'T');
+  cr_assert(t && sscanf(t + 1, "%d:%d:%d.%d", &h, &m, &s, &ms) == 4, "%s", line);
+  return ((h * 60LL + m) * 60 + s) * 1000 + ms;
+}
+
+Test(integ, spool_deliveries_keep_the_route_rate_limit) {
+  int port = h_free_port();
+  h_proxy px;
+  char top[4096], yaml[8192], text[1024], id1[32], id2[32], out[4096], p[16];
+  snprintf(top, sizeof top,
+           "spool:\n  dir: %s/spool\n  notify: postmaster@example.com\n"
+           "  retry: [1h]\n",
+           h_dir());
+  h_proxy_opts o = {.up_port = port,
+                    .connect_timeout = "2s",
+                    .command_timeout = "5s",
+                    .data_timeout = "5s",
+                    .top_extra = top,
+                    .route_extra = "    on_upstream_failure: spool\n    rate_limit: \"1/3s\"\n"};
+  h_proxy_yaml(&o, yaml, sizeof yaml);
+  h_proxy_start_yaml(&px, yaml);
+  const char *const to[] = {"a@example.com", NULL};
+  cr_assert_eq(sp_send(px.port, to, "Subject: r1\r\n\r\nx\r\n", text, sizeof text), 250, "%s",
+               text);
+  cr_assert(sp_queued_id(text, id1));
+  h_sleep_ms(3100); /* the devices keep the limit too */
+  cr_assert_eq(sp_send(px.port, to, "Subject: r2\r\n\r\nx\r\n", text, sizeof text), 250, "%s",
+               text);
+  cr_assert(sp_queued_id(text, id2));
+  h_upstream u;
+  snprintf(p, sizeof p, "%d", port);
+  const char *extra[] = {"--port", p, NULL};
+  h_upstream_start(&u, "starttls", extra);
+  cr_assert_eq(sp_queue(&px, "retry", out, sizeof out), 0, "%s", out);
+  cr_assert_eq(h_wait_records(u.record, "message", 2, 20000), 2, "not both delivered");
+  char l1[1024], l2[1024];
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-delivered", id1, NULL}, 2000, l1,
+                             sizeof l1));
+  cr_assert(h_file_wait_line(px.log, (const char *const[]){"spool-delivered", id2, NULL}, 2000, l2,
+                             sizeof l2));
+  long long gap = llabs(log_ms(l2) - log_ms(l1));
+  /* One message per 3 s: the two deliveries cannot be closer (a lower
+   * bound only, so a slow machine cannot fail it). */
+  cr_assert_geq(gap, 2500, "two deliveries %lld ms apart on a route limited to 1/3s", gap);
+}
