@@ -158,7 +158,16 @@ uint64_t spool_oldest_ms(const spool *sp) {
 
 bool spool_room(const spool *sp) {
   return !sp->closing && sp->n + sp->pending_n < sp->cfg.max_messages &&
-         sp->bytes + sp->pending_bytes < sp->cfg.max_size;
+         sp->bytes + sp->pending_bytes + msgcopy_tmp_bytes() < sp->cfg.max_size;
+}
+
+/* What copies in tmp/ may hold in all (msgcopy_set_room): max_size less
+ * the queue and the commits under way. While a commit is under way its
+ * bytes count twice (reserved, and still a copy): briefly stricter. */
+static uint64_t tmp_room(void *ctx) {
+  const spool *sp = ctx;
+  uint64_t used = sp->bytes + sp->pending_bytes;
+  return used < sp->cfg.max_size ? sp->cfg.max_size - used : 0;
 }
 
 bool spool_degraded(const spool *sp, char *why, size_t cap) {
@@ -185,6 +194,7 @@ static void maybe_destroy(spool *sp) {
   if (sp->lock_fd >= 0)
     close(sp->lock_fd);
   cfg_clear(&sp->cfg);
+  msgcopy_set_room(NULL, NULL);
   free(sp);
 }
 
@@ -607,7 +617,7 @@ static void flushed_cb(void *arg, int err) {
   if (err) {
     char why[96];
     snprintf(why, sizeof why, "write: %s", strerror(-err));
-    in_fail(in, why);
+    in_fail(in, err == -EDQUOT ? "spool full (max_size, counting tmp/)" : why);
     return;
   }
   if (!sp->recovered) { /* rec_after_cb admits it */
@@ -748,6 +758,8 @@ int spool_open(uv_loop_t *loop, const stp_spool_cfg *cfg, spool **out, char *err
   sp->loop = loop;
   sp->lock_fd = lock_fd;
   cfg_copy(&sp->cfg, cfg, cfg->dir);
+  /* Copies in tmp/ (pass-through, API sends) count against max_size. */
+  msgcopy_set_room(tmp_room, sp);
   rec_job *j = stp_xcalloc(1, sizeof *j);
   j->w.data = j;
   j->sp = sp;

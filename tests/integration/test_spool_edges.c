@@ -5,10 +5,12 @@
  * notices for UTF-8 addresses, `queue list`/`show` without control
  * characters, and the route's rate limit pacing spool deliveries. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "harness.h"
 #include "spool_common.h"
@@ -537,4 +539,61 @@ Test(integ, spool_deliveries_keep_the_route_rate_limit) {
   /* One message per 3 s: the two deliveries cannot be closer (a lower
    * bound only, so a slow machine cannot fail it). */
   cr_assert_geq(gap, 2500, "two deliveries %lld ms apart on a route limited to 1/3s", gap);
+}
+
+/* ---- max_size counts tmp/ ---------------------------------------------------- */
+
+static long long tmp_bytes(void) {
+  char p[512], f[1024];
+  snprintf(p, sizeof p, "%s/spool/tmp", h_dir());
+  DIR *d = opendir(p);
+  long long sum = 0;
+  struct dirent *de;
+  while (d && (de = readdir(d)) != NULL) {
+    struct stat st;
+    snprintf(f, sizeof f, "%s/%s", p, de->d_name);
+    if (de->d_name[0] != '.' && stat(f, &st) == 0)
+      sum += (long long)st.st_size;
+  }
+  if (d)
+    closedir(d);
+  return sum;
+}
+
+Test(integ, spool_max_size_counts_the_copies_in_tmp) {
+  h_upstream u;
+  h_fault_start(&u, "no-reply-after-dot", "starttls", "server");
+  char yaml[8192], text[1024];
+  sp_yaml(u.port, "starttls", "  retry: [1h]\n  max_size: 1MiB\n", yaml, sizeof yaml);
+  h_proxy px;
+  h_proxy_start_yaml(&px, yaml);
+  /* 3 MiB through pass-through: its copy for the spool grows in tmp/
+   * while the upstream says nothing after the dot. */
+  size_t n = 3u << 20;
+  char *body = malloc(n + 64);
+  size_t len = (size_t)snprintf(body, 64, "Subject: big\r\n\r\n");
+  while (len + 80 < n) {
+    memset(body + len, 'x', 78);
+    memcpy(body + len + 78, "\r\n", 2);
+    len += 80;
+  }
+  h_smtp c;
+  h_smtp_open(&c, px.port, true);
+  cr_assert_eq(h_smtp_cmd(&c, "MAIL FROM:<scan@printer.test>", text, sizeof text), 250, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "RCPT TO:<a@example.com>", text, sizeof text), 250, "%s", text);
+  cr_assert_eq(h_smtp_cmd(&c, "DATA", text, sizeof text), 354, "%s", text);
+  cr_assert_eq(h_smtp_send(&c, body, len), 0);
+  h_smtp_sendstr(&c, ".\r\n");
+  free(body);
+  long long most = 0;
+  for (int i = 0; i < 60; i++) { /* the upstream is silent for data_timeout (5 s) */
+    long long b = tmp_bytes();
+    most = b > most ? b : most;
+    h_sleep_ms(25);
+  }
+  int code = h_smtp_reply(&c, 15000, text, sizeof text);
+  h_smtp_close(&c);
+  cr_assert_leq(most, 1 << 20, "tmp/ held %lld bytes with max_size 1MiB", most);
+  cr_assert_eq(code, 452, "%s", text);
+  cr_assert(strstr(text, "max_size"), "%s", text);
 }
