@@ -39,4 +39,12 @@ typedef enum { QC_REPLY_DATA, QC_REPLY_OK, QC_REPLY_ERR, QC_REPLY_BAD } queuectl
 /* Classifies an answer line; *text points at what to show. */
 queuectl_reply_kind queuectl_reply(const char *line, const char **text);
 
+/* Makes s[0..n) safe for a terminal, in place: C0 controls and DEL become
+ * spaces; C1 controls (U+0080..U+009F) and bytes that are not valid UTF-8
+ * (raw 0x80..0xFF among them) become '?'; valid UTF-8 stays. Returns the
+ * new length (never more than n; NUL-terminated when shorter). Both the
+ * server (every answer line) and the client (before printing) apply it:
+ * addresses and upstream replies reach `queue list` and `queue show`. */
+size_t queuectl_printable(char *s, size_t n);
+
 #endif

@@ -170,9 +170,10 @@ typedef struct session {
   uint64_t progress;    /* complete commands handled + DATA bytes taken */
   bool auth_user_known; /* the user of the hash check in flight exists */
   /* spool routes (session_spool.c) */
-  bool spool_mode;   /* this transaction goes to the spool, not upstream */
-  bool copying;      /* ops->copy_begin was called for this message */
-  char **kept_rcpts; /* accepted recipients, kept for the spool */
+  bool spool_mode;         /* this transaction goes to the spool, not upstream */
+  bool copying;            /* ops->copy_begin was called for this message */
+  char **kept_rcpts;       /* accepted recipients, kept for the spool */
+  smtp_rcpt_dsn *kept_dsn; /* and their DSN parameters */
   unsigned n_kept;
   char spool_fail[256]; /* the 4xx line pass-through would have given */
   /* The accepted recipients joined by ",", for the message event's

@@ -18,9 +18,13 @@
  *   from: ADDR                   (the device's sender; empty for <>)
  *   upstream-from: ADDR          (after the route's rewrite; empty for <>)
  *   body: none | 7bit | 8bitmime / smtputf8: 0 | 1
+ *   ret: full | hdrs             (DSN, RFC 3461: only when the device gave
+ *   envid: XTEXT                  them; a file without them still parses)
  *   reason: TEXT                 (why it was spooled: SPOOL_REASON_MAX
  *                                 characters, padded with spaces)
- *   rcpt: ADDR                   (one line per recipient, in order)
+ *   rcpt: ADDR                   (one line per recipient, in order,
+ *   notify: NEVER | SUCCESS,...   each followed by its DSN NOTIFY and
+ *   orcpt: TYPE;XTEXT             ORCPT when the device gave them)
  *   size: 20 digits / sha256: 64 hex (of the body)
  * Reason, size and hash have a fixed width, so they are filled in at the
  * commit, once the body is complete and the upstream's last word known,
@@ -61,6 +65,12 @@ typedef struct spool_env {
   const char *reason;
   const char *const *rcpts;
   size_t n_rcpts;
+  /* DSN requests (RFC 3461), passed on at delivery when the upstream
+   * offers DSN and honoured by our own failure notice. */
+  smtp_ret ret;
+  const char *envid;        /* xtext as the device sent it; NULL or "": none */
+  const unsigned *notify;   /* per recipient SMTP_NOTIFY_* bits; NULL: none */
+  const char *const *orcpt; /* per recipient "type;xtext"; NULL or "": none */
   uint64_t size;
   uint8_t sha256[32];
   char *mem_; /* parsed: the owned text */

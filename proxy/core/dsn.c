@@ -1,4 +1,5 @@
-/* dsn.c - the RFC 3464 failure notice (see dsn.h). Pure. */
+/* dsn.c - the RFC 3464 failure notice, RFC 6533 when international
+ * (see dsn.h). Pure. */
 #include "smtp-tls-proxy/dsn.h"
 
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "smtp-tls-proxy/smtp.h"
 #include "smtp-tls-proxy/util.h"
 
 #define DSN_LINE_MAX 900 /* well below RFC 5322's 998 */
@@ -60,6 +62,65 @@ static bool ascii(const char *s, size_t n) {
     if ((unsigned char)s[i] >= 0x80)
       return false;
   return true;
+}
+
+static bool ascii_s(const char *s) {
+  return !s || ascii(s, strlen(s));
+}
+
+bool dsn_wants_failure(unsigned notify) {
+  return notify == 0 || (notify & SMTP_NOTIFY_FAILURE);
+}
+
+bool dsn_is_global(const dsn_input *in) {
+  if (!ascii_s(in->to) || !ascii_s(in->orig_from) ||
+      (in->headers && !ascii(in->headers, in->headers_len)))
+    return true;
+  for (size_t i = 0; i < in->n_rcpts && i < DSN_MAX_RCPTS; i++)
+    if (!ascii_s(in->rcpts[i].addr) || !ascii_s(in->rcpts[i].reply) || !ascii_s(in->rcpts[i].orcpt))
+      return true;
+  return false;
+}
+
+/* xtext (RFC 3461 4) decoded, for Original-Envelope-Id and
+ * Original-Recipient: "+XX" is the octet; controls become spaces. */
+static void xtext_decode(const char *in, char *buf, size_t cap) {
+  static const char hex[] = "0123456789ABCDEF";
+  size_t n = 0;
+  if (cap > DSN_LINE_MAX)
+    cap = DSN_LINE_MAX;
+  for (; in && *in && n + 1 < cap; in++) {
+    unsigned char c = (unsigned char)*in;
+    const char *h1, *h2;
+    if (c == '+' && in[1] && in[2] && (h1 = strchr(hex, in[1])) && (h2 = strchr(hex, in[2]))) {
+      c = (unsigned char)((h1 - hex) << 4 | (h2 - hex));
+      in += 2;
+    }
+    buf[n++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+  }
+  buf[n] = '\0';
+}
+
+/* An address as RFC 6533's utf-8-addr-unitext: UTF-8 stays, and the
+ * ASCII characters it does not allow (controls, space, '+', '=', '\\')
+ * become \x{HH}. */
+static void unitext(const char *in, char *buf, size_t cap) {
+  size_t n = 0;
+  if (cap > DSN_LINE_MAX)
+    cap = DSN_LINE_MAX;
+  for (; in && *in; in++) {
+    unsigned char c = (unsigned char)*in;
+    if (c >= 0x80 || (c > 0x20 && c < 0x7f && c != '+' && c != '=' && c != '\\')) {
+      if (n + 2 > cap)
+        break;
+      buf[n++] = (char)c;
+      continue;
+    }
+    if (n + 8 > cap)
+      break;
+    n += (size_t)snprintf(buf + n, cap - n, "\\x{%02X}", c);
+  }
+  buf[n] = '\0';
 }
 
 void dsn_date(uint64_t ms, char *buf, size_t cap) {
@@ -170,12 +231,29 @@ static void put_explanation(out *o, const dsn_input *in) {
 static void put_status(out *o, const dsn_input *in) {
   char date[64], buf[DSN_LINE_MAX], st[16];
   dsn_date(in->arrival_ms, date, sizeof date);
+  if (in->envid && *in->envid) {
+    xtext_decode(in->envid, buf, sizeof buf);
+    putf(o, "Original-Envelope-Id: %s\r\n", buf);
+  }
   putf(o, "Reporting-MTA: dns; %s\r\n", in->reporting_mta);
   putf(o, "X-Spool-Id: %s\r\n", in->spool_id);
   putf(o, "Arrival-Date: %s\r\n", date);
   for (size_t i = 0; i < in->n_rcpts && i < DSN_MAX_RCPTS; i++) {
+    const char *orcpt = in->rcpts[i].orcpt;
+    if (orcpt && *orcpt) {
+      xtext_decode(orcpt, buf, sizeof buf);
+      putf(o, "\r\nOriginal-Recipient: %s\r\n", buf);
+    } else {
+      puts_(o, "\r\n");
+    }
     flat(in->rcpts[i].addr, buf, sizeof buf);
-    putf(o, "\r\nFinal-Recipient: %s; %s\r\n", ascii(buf, strlen(buf)) ? "rfc822" : "utf-8", buf);
+    if (ascii(buf, strlen(buf))) {
+      putf(o, "Final-Recipient: rfc822; %s\r\n", buf);
+    } else { /* RFC 6533 3: only in message/global-delivery-status */
+      char u[DSN_LINE_MAX];
+      unitext(buf, u, sizeof u);
+      putf(o, "Final-Recipient: utf-8; %s\r\n", u);
+    }
     puts_(o, "Action: failed\r\n");
     dsn_status(in->rcpts[i].reply, in->expired, st);
     putf(o, "Status: %s\r\n", st);
@@ -227,13 +305,20 @@ char *dsn_build(const dsn_input *in, size_t *len) {
        "Content-Type: multipart/report; report-type=delivery-status;\r\n boundary=\"%s\"\r\n\r\n",
        b);
   puts_(&all, "This is a MIME-encapsulated message.\r\n\r\n");
-  putf(&all, "--%s\r\nContent-Type: text/plain; charset=%s\r\n\r\n", b,
-       ascii(expl.p, expl.len) ? "us-ascii" : "utf-8");
+  /* RFC 6533: international notices use the global types, and every
+   * part with 8-bit text says so (RFC 2045 6.2; 6533 6.1 and 6.3). */
+  bool global = dsn_is_global(in);
+  bool expl8 = !ascii(expl.p, expl.len), status8 = !ascii(status.p, status.len);
+  bool hdrs8 = hdrs.p && !ascii(hdrs.p, hdrs.len);
+  putf(&all, "--%s\r\nContent-Type: text/plain; charset=%s\r\n%s\r\n", b,
+       expl8 ? "utf-8" : "us-ascii", expl8 ? "Content-Transfer-Encoding: 8bit\r\n" : "");
   put(&all, expl.p, expl.len);
-  putf(&all, "\r\n--%s\r\nContent-Type: message/delivery-status\r\n\r\n", b);
+  putf(&all, "\r\n--%s\r\nContent-Type: message/%sdelivery-status\r\n%s\r\n", b,
+       global ? "global-" : "", status8 ? "Content-Transfer-Encoding: 8bit\r\n" : "");
   put(&all, status.p, status.len);
-  putf(&all, "\r\n--%s\r\nContent-Type: text/rfc822-headers\r\n", b);
-  if (hdrs.p && !ascii(hdrs.p, hdrs.len))
+  putf(&all, "\r\n--%s\r\nContent-Type: %s\r\n", b,
+       global ? "message/global-headers" : "text/rfc822-headers");
+  if (hdrs8)
     puts_(&all, "Content-Transfer-Encoding: 8bit\r\n");
   puts_(&all, "\r\n");
   if (hdrs.p)

@@ -164,7 +164,9 @@ static void spool_txn_clear(session *s) {
   for (unsigned i = 0; i < s->n_kept; i++)
     free(s->kept_rcpts[i]);
   free(s->kept_rcpts);
+  free(s->kept_dsn);
   s->kept_rcpts = NULL;
+  s->kept_dsn = NULL;
   s->n_kept = 0;
   s->spool_mode = false;
   s->spool_fail[0] = '\0';

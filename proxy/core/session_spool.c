@@ -79,6 +79,8 @@ void session_spool_keep_rcpt(session *s, const char *addr) {
   if (!session_spool_route(s) || s->n_kept >= SESSION_MAX_RCPT)
     return;
   s->kept_rcpts = stp_xrealloc(s->kept_rcpts, (s->n_kept + 1) * sizeof *s->kept_rcpts);
+  s->kept_dsn = stp_xrealloc(s->kept_dsn, (s->n_kept + 1) * sizeof *s->kept_dsn);
+  s->kept_dsn[s->n_kept] = s->rcpt_dsn; /* the RCPT being answered: addr's */
   s->kept_rcpts[s->n_kept++] = stp_xstrdup(addr);
 }
 
@@ -104,8 +106,22 @@ void session_spool_copy_begin(session *s) {
   env.smtputf8 = s->mail.smtputf8;
   env.rcpts = (const char *const *)s->kept_rcpts;
   env.n_rcpts = s->n_kept;
+  /* The device's DSN requests go with the message (RFC 3461 5.2.1: a
+   * relay passes them on), for the delivery and for our own notice. */
+  env.ret = s->mail.ret;
+  env.envid = s->mail.envid;
+  unsigned *notify = stp_xcalloc(s->n_kept, sizeof *notify);
+  const char **orcpt = stp_xcalloc(s->n_kept, sizeof *orcpt);
+  for (unsigned i = 0; i < s->n_kept; i++) {
+    notify[i] = s->kept_dsn[i].notify;
+    orcpt[i] = s->kept_dsn[i].orcpt;
+  }
+  env.notify = notify;
+  env.orcpt = orcpt;
   s->copying = true;
-  s->ops->copy_begin(s->ctx, &env);
+  s->ops->copy_begin(s->ctx, &env); /* env is borrowed for the call only */
+  free(notify);
+  free(orcpt);
 }
 
 void session_spool_commit(session *s, const smtp_reply *r, upstream_fail why) {

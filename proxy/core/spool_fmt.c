@@ -97,6 +97,31 @@ void spool_env_hash_text(const uint8_t sha256[32], char out[SPOOL_HASH_HEX]) {
   }
 }
 
+/* "type;xtext" (RFC 3461 4.2), nothing a line could break on. */
+static bool orcpt_valid(const char *s) {
+  const char *semi = strchr(s, ';');
+  if (!semi || semi == s || semi - s > 64)
+    return false;
+  for (const char *p = s; *p; p++)
+    if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
+      return false;
+  return smtp_xtext_valid(semi + 1, strlen(semi + 1), SMTP_ORCPT_MAX);
+}
+
+/* The notify and orcpt lines of recipient i, when it has them. */
+static void put_rcpt_dsn(sbuf *b, const spool_env *e, size_t i) {
+  unsigned notify = e->notify ? e->notify[i] : 0;
+  const char *orcpt = e->orcpt ? e->orcpt[i] : NULL;
+  if (notify) {
+    char text[64];
+    sb_field(b, "notify", smtp_notify_text(notify, text, sizeof text));
+  }
+  if (orcpt && *orcpt) {
+    b->bad |= !orcpt_valid(orcpt);
+    sb_field(b, "orcpt", orcpt);
+  }
+}
+
 char *spool_env_format(const spool_env *e, size_t *len, spool_env_offsets *off) {
   if (!spool_id_valid(e->id) || e->n_rcpts == 0)
     return NULL;
@@ -114,6 +139,12 @@ char *spool_env_format(const spool_env *e, size_t *len, spool_env_offsets *off) 
   sb_field(&b, "upstream-from", e->up_from);
   sb_field(&b, "body", body_names[(unsigned)e->body < 3 ? e->body : 0]);
   sb_field(&b, "smtputf8", e->smtputf8 ? "1" : "0");
+  if (e->ret == SMTP_RET_FULL || e->ret == SMTP_RET_HDRS)
+    sb_field(&b, "ret", e->ret == SMTP_RET_FULL ? "full" : "hdrs");
+  if (e->envid && e->envid[0]) {
+    b.bad |= !smtp_xtext_valid(e->envid, strlen(e->envid), SMTP_ENVID_MAX);
+    sb_field(&b, "envid", e->envid);
+  }
   spool_env_reason_text(e->reason, reason);
   off->reason = b.len + strlen("reason: ");
   sb_field(&b, "reason", reason);
@@ -121,6 +152,7 @@ char *spool_env_format(const spool_env *e, size_t *len, spool_env_offsets *off) 
     if (!e->rcpts[i] || !e->rcpts[i][0])
       b.bad = true;
     sb_field(&b, "rcpt", e->rcpts[i]);
+    put_rcpt_dsn(&b, e, i);
   }
   char size[SPOOL_SIZE_DIGITS + 1] = {0}, hash[SPOOL_HASH_HEX + 1] = {0};
   spool_env_size_text(e->size, size);
@@ -227,7 +259,20 @@ static bool parse_fields(lines *l, spool_env *e) {
   if ((v = value_of(next_line(l), "smtputf8")) == NULL || (strcmp(v, "0") && strcmp(v, "1")))
     return false;
   e->smtputf8 = v[0] == '1';
-  char *r = value_of(next_line(l), "reason");
+  char *line = next_line(l);
+  if ((v = value_of(line, "ret")) != NULL) {
+    if (strcmp(v, "full") && strcmp(v, "hdrs"))
+      return false;
+    e->ret = v[0] == 'f' ? SMTP_RET_FULL : SMTP_RET_HDRS;
+    line = next_line(l);
+  }
+  if ((v = value_of(line, "envid")) != NULL) {
+    if (!*v || !smtp_xtext_valid(v, strlen(v), SMTP_ENVID_MAX))
+      return false;
+    e->envid = v;
+    line = next_line(l);
+  }
+  char *r = value_of(line, "reason");
   if (!r || strlen(r) != SPOOL_REASON_MAX)
     return false;
   for (size_t n = SPOOL_REASON_MAX; n > 0 && r[n - 1] == ' '; n--)
@@ -236,21 +281,78 @@ static bool parse_fields(lines *l, spool_env *e) {
   return true;
 }
 
-/* rcpt lines, then size, sha256 and the empty line. */
+/* "NEVER", or SUCCESS, FAILURE and DELAY in that order, as
+ * smtp_notify_text writes them. */
+static bool parse_notify(const char *v, unsigned *out) {
+  char text[64];
+  static const unsigned all[] = {SMTP_NOTIFY_NEVER,
+                                 SMTP_NOTIFY_SUCCESS,
+                                 SMTP_NOTIFY_FAILURE,
+                                 SMTP_NOTIFY_DELAY,
+                                 SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE,
+                                 SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY,
+                                 SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY,
+                                 SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY};
+  for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+    if (!strcmp(v, smtp_notify_text(all[i], text, sizeof text))) {
+      *out = all[i];
+      return true;
+    }
+  return false;
+}
+
+/* The optional notify and orcpt lines after recipient i's; returns the
+ * first line that is neither. */
+static char *parse_rcpt_dsn(lines *l, spool_env *e, size_t i, size_t cap, bool *ok) {
+  char *line = next_line(l), *v;
+  if ((v = value_of(line, "notify")) != NULL) {
+    if (!e->notify)
+      e->notify = stp_xcalloc(cap, sizeof *e->notify);
+    *ok &= parse_notify(v, (unsigned *)&e->notify[i]);
+    line = next_line(l);
+  }
+  if ((v = value_of(line, "orcpt")) != NULL) {
+    if (!e->orcpt)
+      e->orcpt = stp_xcalloc(cap, sizeof *e->orcpt);
+    *ok &= orcpt_valid(v);
+    ((const char **)e->orcpt)[i] = v;
+    line = next_line(l);
+  }
+  return line;
+}
+
+/* Grows the per-recipient arrays of a parsed envelope to cap. */
+static void grow_rcpts(spool_env *e, size_t old, size_t cap) {
+  e->rcpts = stp_xrealloc((void *)e->rcpts, cap * sizeof *e->rcpts);
+  if (e->notify) {
+    e->notify = stp_xrealloc((void *)e->notify, cap * sizeof *e->notify);
+    memset((unsigned *)e->notify + old, 0, (cap - old) * sizeof *e->notify);
+  }
+  if (e->orcpt) {
+    e->orcpt = stp_xrealloc((void *)e->orcpt, cap * sizeof *e->orcpt);
+    memset((const char **)e->orcpt + old, 0, (cap - old) * sizeof *e->orcpt);
+  }
+}
+
+/* rcpt lines (each with its DSN lines), then size, sha256 and the empty
+ * line. */
 static bool parse_tail(lines *l, spool_env *e) {
   size_t cap = 8;
-  const char **r = stp_xcalloc(cap, sizeof *r);
   char *line, *v;
-  e->rcpts = r;
-  while ((v = value_of(line = next_line(l), "rcpt")) != NULL) {
+  bool ok = true;
+  e->rcpts = stp_xcalloc(cap, sizeof *e->rcpts);
+  line = next_line(l);
+  while ((v = value_of(line, "rcpt")) != NULL) {
     if (!*v)
       return false;
     if (e->n_rcpts == cap) {
-      r = stp_xrealloc(r, 2 * cap * sizeof *r);
+      grow_rcpts(e, cap, 2 * cap);
       cap *= 2;
-      e->rcpts = r;
     }
-    r[e->n_rcpts++] = v;
+    ((const char **)e->rcpts)[e->n_rcpts++] = v;
+    line = parse_rcpt_dsn(l, e, e->n_rcpts - 1, cap, &ok);
+    if (!ok)
+      return false;
   }
   v = value_of(line, "size");
   if (e->n_rcpts == 0 || !v || strlen(v) != SPOOL_SIZE_DIGITS || !parse_u64(v, &e->size))
@@ -288,6 +390,8 @@ int spool_env_parse(const char *p, size_t n, spool_env *out, size_t *hdr_len) {
 void spool_env_free(spool_env *e) {
   free(e->mem_);
   free((void *)e->rcpts);
+  free((void *)e->notify);
+  free((void *)e->orcpt);
   memset(e, 0, sizeof *e);
 }
 

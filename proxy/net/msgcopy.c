@@ -32,8 +32,15 @@ typedef struct op {
   void *arg;
   int err;
   char *rename_to; /* OP_CLOSE */
+  int fail;        /* OP_WRITE: the copy went over msgcopy_set_room's bound */
   char data[];
 } op;
+
+/* Bytes of every copy, from its append until its file is removed or
+ * renamed away (the loop's only). */
+static uint64_t g_tmp_bytes;
+static uint64_t (*g_room)(void *ctx);
+static void *g_room_ctx;
 
 struct msgcopy {
   uv_loop_t *loop;
@@ -55,6 +62,8 @@ struct msgcopy {
   size_t queued;
   uint64_t size, hash_from; /* hash_from: UINT64_MAX while nothing is hashed */
   uint64_t written;         /* the worker's: bytes appended to the file so far */
+  uint64_t counted;         /* this copy's part of g_tmp_bytes */
+  bool over;                /* went over the bound: appends are dropped */
 };
 
 static void start_job(msgcopy *c);
@@ -111,6 +120,8 @@ static int hash_back(msgcopy *c) {
 }
 
 static void run_op(msgcopy *c, op *o) {
+  if (o->fail && !c->err)
+    c->err = o->fail;
   if (!c->err && c->fd < 0 && !c->fd_done) {
     c->fd = open(c->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (c->fd < 0)
@@ -167,6 +178,7 @@ static void op_free(op *o) {
 }
 
 static void destroy(msgcopy *c) {
+  g_tmp_bytes -= c->counted;
   for (op *o = c->head; o;) {
     op *n = o->next;
     op_free(o);
@@ -183,6 +195,10 @@ static void after_batch(msgcopy *c, op *b) {
     b = b->next;
     if (o->kind == OP_WRITE)
       c->queued -= o->len;
+    if (o->kind == OP_CLOSE && o->rename_to && !o->err) { /* no longer a copy */
+      g_tmp_bytes -= c->counted;
+      c->counted = 0;
+    }
     msgcopy_done_fn done = o->done;
     void *arg = o->arg;
     int err = o->err;
@@ -258,9 +274,27 @@ msgcopy *msgcopy_create(uv_loop_t *loop, const char *path, void (*drain)(void *o
   return c;
 }
 
+uint64_t msgcopy_tmp_bytes(void) {
+  return g_tmp_bytes;
+}
+
+void msgcopy_set_room(uint64_t (*room)(void *ctx), void *ctx) {
+  g_room = room;
+  g_room_ctx = ctx;
+}
+
 void msgcopy_append(msgcopy *c, const void *p, size_t n) {
-  if (c->dead || n == 0)
+  if (c->dead || c->over || n == 0)
     return;
+  if (g_room && g_tmp_bytes + n > g_room(g_room_ctx)) {
+    c->over = true; /* nothing more: flush and close report -EDQUOT */
+    push(c, OP_WRITE, 0)->fail = -EDQUOT;
+    c->urgent = true;
+    start_job(c);
+    return;
+  }
+  g_tmp_bytes += n;
+  c->counted += n;
   op *t = c->tail;
   if (!t || t->kind != OP_WRITE || t->cap - t->len < n)
     t = push(c, OP_WRITE, n > MSGCOPY_CHUNK ? n : MSGCOPY_CHUNK);

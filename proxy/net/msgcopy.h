@@ -42,6 +42,13 @@ typedef void (*msgcopy_done_fn)(void *arg, int err);
  * water mark; may be NULL. */
 msgcopy *msgcopy_create(uv_loop_t *loop, const char *path, void (*drain)(void *owner), void *owner);
 void msgcopy_append(msgcopy *c, const void *p, size_t n);
+/* Process-wide: the bytes appended to copies whose files are neither
+ * removed nor renamed away yet (what sits in tmp/ or is about to). */
+uint64_t msgcopy_tmp_bytes(void);
+/* A bound on them: room(ctx) is how many bytes copies may hold in all; an
+ * append beyond it fails that copy (the rest is dropped; its flush and
+ * close report -EDQUOT). NULL: no bound. The spool sets it (max_size). */
+void msgcopy_set_room(uint64_t (*room)(void *ctx), void *ctx);
 /* The bytes appended from now on are the ones msgcopy_flush hashes. */
 void msgcopy_hash_start(msgcopy *c);
 /* Bytes queued and not yet written. */

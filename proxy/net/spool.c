@@ -35,6 +35,7 @@ struct spool {
   uint64_t pending_bytes;
   unsigned jobs;  /* in the thread pool */
   unsigned n_ins; /* spool_in alive */
+  unsigned users; /* spool_hold()s: readers that keep using sp */
   bool recovered, closing;
   /* Group commit: renamed messages wait here for one fsync(queue/) that
    * covers them all; at most one such fsync runs at a time. */
@@ -46,6 +47,9 @@ struct spool {
   int live_fd;
   uv_timer_t rescan;
   unsigned scan_gen;
+  /* Commits whose message is written while queue/ is still being read
+   * back wait here: the limits count the queue only once it is known. */
+  struct spool_in *rec_wait;
 };
 
 uint64_t spool_wall_ms(void) {
@@ -130,7 +134,12 @@ spool_entry *spool_due(spool *sp, uint64_t now_ms) {
   spool_entry *best = NULL;
   for (size_t i = 0; i < sp->n; i++) {
     spool_entry *e = sp->v[i];
-    if (e->busy || e->st.held || e->st.next_ms > now_ms || e->remove_asked)
+    if (e->busy || e->remove_asked)
+      continue;
+    /* A held message (by an admin, a corrupt body, a missing route) is
+     * due once it has expired: a failure notice ends it like any other. */
+    if (e->st.next_ms > now_ms ||
+        (e->st.held && !spool_expired(&sp->cfg, e->env.created_ms, now_ms)))
       continue;
     if (sp->shared && (e->jobbing || e->skip_until_ms > now_ms))
       continue;
@@ -162,7 +171,16 @@ uint64_t spool_oldest_ms(const spool *sp) {
 
 bool spool_room(const spool *sp) {
   return !sp->closing && sp->n + sp->pending_n < sp->cfg.max_messages &&
-         sp->bytes + sp->pending_bytes < sp->cfg.max_size;
+         sp->bytes + sp->pending_bytes + msgcopy_tmp_bytes() < sp->cfg.max_size;
+}
+
+/* What copies in tmp/ may hold in all (msgcopy_set_room): max_size less
+ * the queue and the commits under way. While a commit is under way its
+ * bytes count twice (reserved, and still a copy): briefly stricter. */
+static uint64_t tmp_room(void *ctx) {
+  const spool *sp = ctx;
+  uint64_t used = sp->bytes + sp->pending_bytes;
+  return used < sp->cfg.max_size ? sp->cfg.max_size - used : 0;
 }
 
 bool spool_degraded(const spool *sp, char *why, size_t cap) {
@@ -181,7 +199,7 @@ void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap
 /* ---- teardown ---------------------------------------------------------------- */
 
 static void maybe_destroy(spool *sp) {
-  if (!sp->closing || sp->jobs || sp->n_ins || sp->rescan_open)
+  if (!sp->closing || sp->jobs || sp->n_ins || sp->rescan_open || sp->users)
     return;
   for (size_t i = 0; i < sp->n; i++) {
     if (sp->v[i]->claimed)
@@ -194,7 +212,17 @@ static void maybe_destroy(spool *sp) {
   if (sp->live_fd >= 0)
     close(sp->live_fd);
   cfg_clear(&sp->cfg);
+  msgcopy_set_room(NULL, NULL);
   free(sp);
+}
+
+void spool_hold(spool *sp) {
+  sp->users++;
+}
+
+void spool_unhold(spool *sp) {
+  sp->users--;
+  maybe_destroy(sp);
 }
 
 static void rescan_closed_cb(uv_handle_t *h) {
@@ -232,7 +260,45 @@ typedef struct entry_job {
   spool_state st;
   spool_claim_fn cb;
   void *cb_arg;
+  spool_waiter *waiters; /* told when this job ends */
 } entry_job;
+
+#define STATE_RETRY_MS 1000 /* a failed state write is tried again after this */
+
+/* Moves the waiters of list *from to the front of list *to. */
+static void waiters_move(spool_waiter **from, spool_waiter **to) {
+  spool_waiter *w = *from;
+  if (!w)
+    return;
+  spool_waiter *last = w;
+  while (last->next)
+    last = last->next;
+  last->next = *to;
+  if (*to)
+    (*to)->prev = &last->next;
+  *to = w;
+  w->prev = to;
+  *from = NULL;
+}
+
+/* Each waiter of a finished job learns the outcome (from the loop). */
+static void waiters_tell(spool_waiter **list, int err) {
+  spool_waiter *w;
+  while ((w = *list) != NULL) {
+    spool_waiter_cancel(w);
+    w->fn(w->arg, err);
+  }
+}
+
+void spool_waiter_cancel(spool_waiter *w) {
+  if (!w->prev)
+    return;
+  *w->prev = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  w->next = NULL;
+  w->prev = NULL;
+}
 
 static void entry_next(spool *sp, spool_entry *e);
 
@@ -269,7 +335,12 @@ static void entry_after_cb(uv_work_t *w, int status) {
     stp_kv kv[] = {
         {"id", e->env.id}, {"op", j->remove ? "remove" : "state"}, {"error", strerror(-err)}};
     stp_log_kv(STP_LOG_ERROR, NULL, "spool-io-error", kv, 3);
+    if (!j->remove) { /* not on disk: written again after a pause */
+      e->st_dirty = true;
+      e->st_retry_ms = spool_wall_ms() + STATE_RETRY_MS;
+    }
   }
+  waiters_tell(&j->waiters, j->remove && !err ? -ENOENT : err);
   if (j->remove) {
     if (j->why[0]) {
       stp_kv kv[] = {{"id", e->env.id}, {"reason", j->why}};
@@ -307,6 +378,7 @@ static void entry_start(spool *sp, spool_entry *e, bool remove, const char *why)
     e->claimed = false;
   }
   j->dir = stp_xstrdup(sp->cfg.dir);
+  waiters_move(&e->waiters, &j->waiters);
   e->jobbing = true;
   sp->jobs++;
   (void)uv_queue_work(sp->loop, &j->w, entry_work_cb, entry_after_cb);
@@ -321,15 +393,36 @@ static void entry_next(spool *sp, spool_entry *e) {
     entry_start(sp, e, true, e->remove_why);
     return;
   }
-  if ((e->st_dirty || e->claimed) && !e->removed)
+  if (((e->st_dirty && e->st_retry_ms <= spool_wall_ms()) || e->claimed) && !e->removed)
     entry_start(sp, e, false, NULL);
 }
 
 void spool_save_state(spool *sp, spool_entry *e) {
   e->st_dirty = true;
   e->touched_gen = sp->scan_gen;
+  e->st_retry_ms = 0; /* a new state: at once */
   if (!e->jobbing && !e->removed && !sp->closing)
     entry_start(sp, e, false, NULL);
+}
+
+void spool_save_state_then(spool *sp, spool_entry *e, spool_waiter *w, void (*fn)(void *, int),
+                           void *arg) {
+  w->fn = fn;
+  w->arg = arg;
+  w->next = e->waiters;
+  if (e->waiters)
+    e->waiters->prev = &w->next;
+  e->waiters = w;
+  w->prev = &e->waiters;
+  spool_save_state(sp, e);
+}
+
+void spool_retry_states(spool *sp, uint64_t now_ms) {
+  for (size_t i = 0; i < sp->n && !sp->closing; i++) {
+    spool_entry *e = sp->v[i];
+    if (e->st_dirty && e->st_retry_ms && e->st_retry_ms <= now_ms && !e->jobbing && !e->removed)
+      entry_start(sp, e, false, NULL);
+  }
 }
 
 void spool_remove(spool *sp, spool_entry *e, const char *why) {
@@ -626,24 +719,43 @@ static void closed_cb(void *arg, int err) {
   start_sync(in->sp);
 }
 
-/* Everything is written: check the limits with the real size, fill in
- * size and hash, then fsync and close. */
+static void admit(spool_in *in);
+
+/* Everything is written: once queue/ has been read back, admit it. */
 static void flushed_cb(void *arg, int err) {
   spool_in *in = arg;
   spool *sp = in->sp;
   if (err) {
     char why[96];
     snprintf(why, sizeof why, "write: %s", strerror(-err));
-    in_fail(in, why);
+    in_fail(in, err == -EDQUOT ? "spool full (max_size, counting tmp/)" : why);
     return;
   }
+  if (!sp->recovered) { /* rec_after_cb admits it */
+    in->next = sp->rec_wait;
+    sp->rec_wait = in;
+    return;
+  }
+  admit(in);
+}
+
+/* Check the limits with the real size, fill in size and hash, then fsync
+ * and close. */
+static void admit(spool_in *in) {
+  spool *sp = in->sp;
   in->body_size = msgcopy_hashed_size(in->mc);
   uint64_t total = in->e->hdr_len + in->body_size;
-  if (sp->n + sp->pending_n >= sp->cfg.max_messages) {
+  /* A failure notice takes the place of the message it is about, which
+   * goes once the notice is durable: refused for a full spool, it would
+   * keep that message (and the spool full) for ever. So notices pass the
+   * limits; at most 2 * SPOOL_RUN_MAX of them (each under DSN_HEADERS_MAX
+   * plus its text) are in flight at once. */
+  bool notice = in->e->env.kind == SPOOL_KIND_NOTICE;
+  if (!notice && sp->n + sp->pending_n >= sp->cfg.max_messages) {
     in_fail(in, "spool full (max_messages)");
     return;
   }
-  if (sp->bytes + sp->pending_bytes + total > sp->cfg.max_size) {
+  if (!notice && sp->bytes + sp->pending_bytes + total > sp->cfg.max_size) {
     in_fail(in, "spool full (max_size)");
     return;
   }
@@ -731,6 +843,16 @@ static void rec_after_cb(uv_work_t *w, int status) {
                  {"orphan_states", orphans}, {"reset_states", states}};
   stp_log_kv(STP_LOG_INFO, NULL, "spool-recovered", kv, 6);
   sp->recovered = true;
+  /* The commits that waited for the queue meet the limits now, with the
+   * messages already on disk counted. */
+  sp->jobs++; /* none of them may end sp meanwhile */
+  for (spool_in *in = sp->rec_wait, *next; in; in = next) {
+    next = in->next;
+    in->next = NULL;
+    admit(in);
+  }
+  sp->rec_wait = NULL;
+  sp->jobs--;
   free(j->scan.v);
   free(j->scan.bad);
   cfg_clear(&j->cfg);
@@ -848,6 +970,8 @@ int spool_open(uv_loop_t *loop, const stp_spool_cfg *cfg, spool **out, char *err
     stp_log_kv(STP_LOG_INFO, NULL, "spool-shared", kv, 3);
   }
   cfg_copy(&sp->cfg, cfg, cfg->dir);
+  /* Copies in tmp/ (pass-through, API sends) count against max_size. */
+  msgcopy_set_room(tmp_room, sp);
   rec_job *j = stp_xcalloc(1, sizeof *j);
   j->w.data = j;
   j->sp = sp;

@@ -22,9 +22,13 @@
  *  - at start tmp/ is emptied (shared: the files of dead replicas only)
  *    and queue/ is read back; a file that does
  *    not parse whole, or whose size disagrees with its envelope, is logged
- *    and never delivered; an orphan state file is removed;
+ *    and never delivered; an orphan state file is removed; a commit whose
+ *    message is written meanwhile waits for the read-back, so max_size
+ *    and max_messages count the queue from the first second and nothing
+ *    is delivered (or removed) before the index is whole;
  *  - the delivery state of a message is replaced atomically (write tmp,
- *    fsync, rename); a lost or torn state file only resets the schedule;
+ *    fsync, rename, fsync of queue/), retried until it is on disk; a lost
+ *    or torn state file only resets the schedule;
  *  - callbacks come from the loop, never from inside a spool_* call.
  */
 #ifndef STP_NET_SPOOL_H
@@ -39,6 +43,14 @@
 #include "smtp-tls-proxy/spool.h"
 
 typedef struct spool spool;
+
+/* Someone waiting for a message's state to be on disk (spool_save_state_then).
+ * Owned by the waiter; linked into the entry or the job writing it. */
+typedef struct spool_waiter {
+  struct spool_waiter *next, **prev;
+  void (*fn)(void *arg, int err); /* 0: durable; else why not (a retry follows) */
+  void *arg;
+} spool_waiter;
 
 /* One committed message. */
 typedef struct spool_entry {
@@ -56,6 +68,8 @@ typedef struct spool_entry {
   int claim_fd;
   unsigned born_gen, touched_gen;
   uint64_t skip_until_ms; /* claimed by another replica: not before */
+  spool_waiter *waiters; /* for the next state write */
+  uint64_t st_retry_ms;  /* a failed state write is tried again then */
 } spool_entry;
 
 /* Wall clock in ms since the epoch (what spool files record). */
@@ -68,8 +82,14 @@ int spool_open(uv_loop_t *loop, const stp_spool_cfg *cfg, spool **out, char *err
 void spool_reconfigure(spool *sp, const stp_spool_cfg *cfg);
 const stp_spool_cfg *spool_cfg(const spool *sp);
 const char *spool_dir(const spool *sp);
-/* Stop: frees itself once the jobs and messages in flight have ended. */
+/* Stop: frees itself once the jobs and messages in flight have ended,
+ * and every spool_hold() was undone. */
 void spool_close(spool *sp);
+/* Whoever reads the spool's files or entries outside its own jobs (a
+ * failure notice reading the original headers) holds it, so that a
+ * SIGTERM meanwhile cannot free it under the reader. */
+void spool_hold(spool *sp);
+void spool_unhold(spool *sp);
 
 /* queue/ has been read back. */
 bool spool_recovered(const spool *sp);
@@ -103,12 +123,24 @@ void spool_in_release(spool_in *in);
 /* ---- the index (for the runner and the control socket) -------------------- */
 spool_entry *spool_find(spool *sp, const char *id);
 size_t spool_entries(spool *sp, spool_entry ***out); /* borrowed array */
-/* The oldest due message (not held, not busy, next try reached), or NULL. */
+/* The oldest due message (not busy, next try reached; when held, only
+ * once past max_age), or NULL. */
 spool_entry *spool_due(spool *sp, uint64_t now_ms);
 /* Path of the message file (for reading its body). */
 void spool_msg_path(const spool *sp, const spool_entry *e, char *out, size_t cap);
-/* Write e->st (serialised per message; the latest state wins). */
+/* Write e->st (serialised per message; the latest state wins): file
+ * fsync, rename into queue/, fsync of queue/, as durable as the message.
+ * A write that fails is tried again (spool_retry_states). */
 void spool_save_state(spool *sp, spool_entry *e);
+/* The same, and w->fn(arg, err) from the loop once a write that began
+ * after this call has ended (err 0: on disk; -ENOENT: the message was
+ * removed meanwhile). Cancel with spool_waiter_cancel before w goes. */
+void spool_save_state_then(spool *sp, spool_entry *e, spool_waiter *w, void (*fn)(void *, int),
+                           void *arg);
+void spool_waiter_cancel(spool_waiter *w);
+/* Start again the state writes that failed, once their pause is over
+ * (the queue runner calls it on its tick). */
+void spool_retry_states(spool *sp, uint64_t now_ms);
 /* Remove the message (files, index); while busy, once spool_release()d.
  * `why` for the log line (event spool-removed) unless NULL. */
 void spool_remove(spool *sp, spool_entry *e, const char *why);

@@ -3,6 +3,7 @@
  */
 #include "spool_ctl.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -39,6 +40,11 @@ struct ctl_conn {
   size_t len;
   char line[QUEUECTL_LINE_MAX];
   spool_ctl_out out;
+  /* hold and release are answered once the state is on disk */
+  spool_waiter saved;
+  bool waiting;
+  char saved_id[SPOOL_ID_LEN + 1];
+  const char *saved_what; /* "held", "released" */
 };
 
 /* One request's execution: where it acts and where its answer goes. */
@@ -47,6 +53,7 @@ typedef struct ctl_exec {
   spool_run *run;
   const char *by; /* for the log: queue-command, admin:NAME */
   spool_ctl_out *out;
+  ctl_conn *conn; /* the socket's connection; NULL from inside (admin) */
 } ctl_exec;
 
 /* ---- the answer ------------------------------------------------------------ */
@@ -136,6 +143,40 @@ static void log_action(const ctl_exec *k, const char *event, const char *id) {
   stp_log_kv(STP_LOG_INFO, NULL, event, kv, 2);
 }
 
+static void answer(ctl_conn *k);
+
+/* The state of a hold or release reached the disk, or could not. */
+static void saved_cb(void *arg, int err) {
+  ctl_conn *k = arg;
+  ctl_exec x = {k->c->sp, k->c->run, "queue-command", &k->out, k};
+  k->waiting = false;
+  if (!err)
+    say(&x, "OK %s %s", k->saved_id, k->saved_what);
+  else if (err == -ENOENT)
+    say(&x, "ERR %s was deleted meanwhile", k->saved_id);
+  else
+    say(&x, "ERR %s %s, but not yet on disk (%s): the write is tried again", k->saved_id,
+        k->saved_what, strerror(-err));
+  answer(k);
+}
+
+/* The socket's answer waits in saved_cb until the new state is durable.
+ * From inside (the admin page, whose calls are synchronous) the answer
+ * comes at once; the write is the same and retried on failure. */
+static void save_then_answer(ctl_exec *x, spool_entry *e, const char *what) {
+  ctl_conn *k = x->conn;
+  if (!k) {
+    spool_save_state(x->sp, e);
+    say(x, "OK %s %s", e->env.id, what);
+    return;
+  }
+  memcpy(k->saved_id, e->env.id, sizeof k->saved_id);
+  k->saved_what = what;
+  k->waiting = true;
+  uv_read_stop((uv_stream_t *)&k->pipe); /* one request per connection */
+  spool_save_state_then(x->sp, e, &k->saved, saved_cb, k);
+}
+
 static void do_retry(ctl_exec *k, const queuectl_req *q, spool_entry *e) {
   spool *sp = k->sp;
   uint64_t now = spool_wall_ms();
@@ -182,9 +223,8 @@ static void handle(ctl_exec *k, const queuectl_req *q) {
     return;
   case QC_HOLD:
     e->st.held = SPOOL_HELD_ADMIN;
-    spool_save_state(sp, e);
     log_action(k, "spool-held", e->env.id);
-    say(k, "OK %s held%s", e->env.id, e->busy ? " (the delivery under way goes on)" : "");
+    save_then_answer(k, e, e->busy ? "held (the delivery under way goes on)" : "held");
     return;
   case QC_RELEASE:
     if (!e->st.held) {
@@ -194,10 +234,9 @@ static void handle(ctl_exec *k, const queuectl_req *q) {
     e->st.held = SPOOL_HELD_NO;
     e->st.next_ms = spool_wall_ms();
     e->force = true;
-    spool_save_state(sp, e);
     spool_run_kick(k->run);
     log_action(k, "spool-released", e->env.id);
-    say(k, "OK %s released", e->env.id);
+    save_then_answer(k, e, "released");
     return;
   case QC_DELETE: {
     char id[SPOOL_ID_LEN + 1];
@@ -215,7 +254,7 @@ static void handle(ctl_exec *k, const queuectl_req *q) {
 
 void spool_ctl_exec(spool *sp, spool_run *run, const queuectl_req *q, const char *by,
                     spool_ctl_out *out) {
-  ctl_exec k = {sp, run, by, out};
+  ctl_exec k = {sp, run, by, out, NULL};
   handle(&k, q);
 }
 
@@ -242,6 +281,7 @@ static void conn_close(ctl_conn *k) {
   if (k->closing)
     return;
   k->closing = true;
+  spool_waiter_cancel(&k->saved); /* its answer has nobody to go to */
   uv_close((uv_handle_t *)&k->pipe, conn_closed_cb);
   uv_close((uv_handle_t *)&k->timer, conn_closed_cb);
 }
@@ -252,6 +292,8 @@ static void written_cb(uv_write_t *w, int status) {
 }
 
 static void answer(ctl_conn *k) {
+  if (k->closing)
+    return;
   k->answered = true;
   uv_read_stop((uv_stream_t *)&k->pipe);
   uv_buf_t b = uv_buf_init(k->out.data, (unsigned)k->out.len);
@@ -279,12 +321,13 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   if (!nl && k->len < sizeof k->line)
     return;
   queuectl_req q;
-  ctl_exec x = {k->c->sp, k->c->run, "queue-command", &k->out};
+  ctl_exec x = {k->c->sp, k->c->run, "queue-command", &k->out, k};
   if (!nl || queuectl_parse(k->line, (size_t)(nl - k->line), &q) < 0)
     say(&x, "ERR bad request (expected LIST, SHOW id, RETRY [id], HOLD id, RELEASE id, DELETE id)");
   else
     handle(&x, &q);
-  answer(k);
+  if (!k->waiting)
+    answer(k);
 }
 
 static void conn_timer_cb(uv_timer_t *t) {

@@ -6,7 +6,9 @@
  * queue ...`: list, show, retry, hold, release, delete. Guarantees: one
  * bounded request line per connection, at most SPOOL_CTL_MAX_CONNS at
  * once, each closed after SPOOL_CTL_TIMEOUT_MS; runs on the loop and
- * touches no file itself (state changes go through spool.c's jobs).
+ * touches no file itself (state changes go through spool.c's jobs); hold
+ * and release answer OK only once the new state is on disk; no answer
+ * line carries a control character (queuectl_printable).
  */
 #ifndef STP_SPOOL_CTL_H
 #define STP_SPOOL_CTL_H

@@ -25,6 +25,7 @@ static long long now_ms(void) {
 /* Prints one answer line; returns 0 (OK), 1 (ERR) or -1 (more to come). */
 static int show_line(char *line) {
   const char *text;
+  queuectl_printable(line, strlen(line)); /* whatever the proxy sent */
   switch (queuectl_reply(line, &text)) {
   case QC_REPLY_DATA:
     printf("%s\n", text);

@@ -145,6 +145,10 @@ int spool_files_write_state(const char *dir, const char *id, const char *text, s
     rc = -errno;
   if (rc)
     unlink(tmp);
+  /* The rename is durable only once queue/ is: a `hold` answered OK must
+   * survive a power cut like the message it holds. */
+  if (!rc && sync)
+    rc = spool_files_sync_queue(dir);
   return rc;
 }
 

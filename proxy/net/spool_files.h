@@ -27,7 +27,7 @@ void spool_files_set_tmp_prefix(const char *prefix);
 const char *spool_files_tmp_prefix(void);
 
 /* The state text of message id, written to tmp/, fsync'd when `sync`,
- * renamed over queue/<id>.state. */
+ * renamed over queue/<id>.state, and queue/ fsync'd when `sync`. */
 int spool_files_write_state(const char *dir, const char *id, const char *text, size_t len,
                             bool sync);
 /* fsync(queue/): what makes the renames into it durable. One call covers

@@ -60,14 +60,17 @@ static void job_end(notice_job *j) {
   spool_notice_done_fn done = j->done;
   void *arg = j->arg;
   bool ok = j->all_ok;
+  spool *sp = j->sp;
   for (size_t i = 0; i < j->n_rcpts; i++) {
     free((char *)j->rcpts[i].addr);
     free((char *)j->rcpts[i].reply);
+    free((char *)j->rcpts[i].orcpt);
   }
   free(j->rcpts);
   free(j->buf);
   free(j);
   done(arg, ok);
+  spool_unhold(sp); /* after done: the caller still uses the spool */
 }
 
 static void committed_cb(void *owner, bool ok, const char *id_or_error) {
@@ -115,7 +118,9 @@ static void frame(const stp_route_cfg *rt, const char *text, size_t len, grow *o
   data_stuff_block(text, len, grow_put, out);
 }
 
-static void spool_one(notice_job *j, const char *to, const char *headers, size_t hlen) {
+/* One notice to `to` about rcpts[0..n). */
+static void spool_one(notice_job *j, const char *to, const dsn_rcpt *rcpts, size_t n,
+                      const char *headers, size_t hlen) {
   long r = notice_route(j, to);
   if (r < 0) {
     stp_kv kv[] = {{"id", j->e->env.id}, {"to", to}};
@@ -130,10 +135,11 @@ static void spool_one(notice_job *j, const char *to, const char *headers, size_t
                   .arrival_ms = j->e->env.created_ms,
                   .now_ms = spool_wall_ms(),
                   .expired = j->expired,
-                  .rcpts = j->rcpts,
-                  .n_rcpts = j->n_rcpts,
+                  .rcpts = rcpts,
+                  .n_rcpts = n,
                   .headers = headers,
-                  .headers_len = hlen};
+                  .headers_len = hlen,
+                  .envid = j->e->env.envid};
   char age[16];
   spool_fmt_age(spool_cfg(j->sp)->max_age_ms, age, sizeof age);
   in.max_age = age;
@@ -144,7 +150,7 @@ static void spool_one(notice_job *j, const char *to, const char *headers, size_t
   free(text);
   char reason[64];
   snprintf(reason, sizeof reason, "failure notice for %s", j->e->env.id);
-  const char *rcpts[1] = {to};
+  const char *env_rcpts[1] = {to};
   spool_env env = {.kind = SPOOL_KIND_NOTICE,
                    .route = rt->name,
                    .listener = j->e->env.listener,
@@ -152,8 +158,9 @@ static void spool_one(notice_job *j, const char *to, const char *headers, size_t
                    .from = "",
                    .up_from = rt->rewrite_mail_from ? rt->rewrite_mail_from : "",
                    .body = SMTP_BODY_8BITMIME,
+                   .smtputf8 = dsn_is_global(&in), /* RFC 6533 / 6531 */
                    .reason = reason,
-                   .rcpts = rcpts,
+                   .rcpts = env_rcpts,
                    .n_rcpts = 1};
   spool_in *si = spool_in_begin(j->sp, &env, NULL, NULL);
   if (!si) {
@@ -171,15 +178,25 @@ static void build_all(notice_job *j) {
   char *headers = stp_xmalloc(DSN_HEADERS_MAX);
   size_t hlen = dsn_header_block(j->buf ? j->buf : "", j->len, headers, DSN_HEADERS_MAX);
   const stp_spool_cfg *sc = spool_cfg(j->sp);
+  /* The sender hears only about the recipients whose NOTIFY asks for
+   * failures (RFC 3461 4.1: none at all for NOTIFY=NEVER); the
+   * administrator's copy lists them all. */
+  dsn_rcpt *wanted = stp_xcalloc(j->n_rcpts ? j->n_rcpts : 1, sizeof *wanted);
+  size_t n_wanted = 0;
+  for (size_t i = 0; i < j->n_rcpts; i++)
+    if (dsn_wants_failure(j->rcpts[i].notify))
+      wanted[n_wanted++] = j->rcpts[i];
   const char *to[2] = {sc->notify, NULL};
-  if (sc->notify_sender && j->e->env.from[0] &&
+  if (sc->notify_sender && j->e->env.from[0] && n_wanted &&
       (!sc->notify || stp_ascii_casecmp(sc->notify, j->e->env.from)))
     to[1] = j->e->env.from;
   bool about_notice = j->e->env.kind == SPOOL_KIND_NOTICE;
   j->pending++; /* hold job_end until every copy is under way */
-  for (size_t i = 0; i < 2 && !about_notice; i++)
-    if (to[i])
-      spool_one(j, to[i], headers, hlen);
+  if (!about_notice && to[0])
+    spool_one(j, to[0], j->rcpts, j->n_rcpts, headers, hlen);
+  if (!about_notice && to[1])
+    spool_one(j, to[1], wanted, n_wanted, headers, hlen);
+  free(wanted);
   if (about_notice || (!to[0] && !to[1])) {
     /* Never a notice about a notice; nobody to tell: the log only. */
     stp_kv kv[] = {{"id", j->e->env.id}, {"why", about_notice ? "a notice failed" : "nobody"}};
@@ -213,6 +230,7 @@ void spool_notice_send(uv_loop_t *loop, spool *sp, const stp_config *cfg, const 
   notice_job *j = stp_xcalloc(1, sizeof *j);
   j->loop = loop;
   j->sp = sp;
+  spool_hold(sp);
   j->cfg = cfg;
   snprintf(j->hostname, sizeof j->hostname, "%s", hostname);
   j->e = e;
@@ -225,6 +243,8 @@ void spool_notice_send(uv_loop_t *loop, spool *sp, const stp_config *cfg, const 
   for (size_t i = 0; i < n; i++) {
     j->rcpts[i].addr = stp_xstrdup(rcpts[i].addr);
     j->rcpts[i].reply = stp_xstrdup(rcpts[i].reply ? rcpts[i].reply : "");
+    j->rcpts[i].notify = rcpts[i].notify;
+    j->rcpts[i].orcpt = rcpts[i].orcpt ? stp_xstrdup(rcpts[i].orcpt) : NULL;
   }
   j->buf = stp_xmalloc(NOTICE_READ_MAX + MSGCOPY_CHUNK);
   uint64_t want = e->env.size < NOTICE_READ_MAX ? e->env.size : NOTICE_READ_MAX;

@@ -5,7 +5,9 @@
  * (spool.notify, and the envelope sender when spool.notify_sender; never
  * <>), each with sender <> and routed as a device's message to that
  * recipient would be (the route's rewrites apply). Guarantees: a notice is
- * never sent about a notice; done() comes once, from the loop.
+ * never sent about a notice; done() comes once, from the loop; the spool
+ * is held (spool_hold) from the start to after done(), so a SIGTERM while
+ * the headers are read cannot free it under the reader.
  */
 #ifndef STP_SPOOL_NOTICE_H
 #define STP_SPOOL_NOTICE_H

@@ -143,8 +143,15 @@ static void next_rcpt(dlv *d) {
   while (d->rcpt < e->env.n_rcpts && d->res[d->rcpt] == SPOOL_RCPT_SKIP)
     d->rcpt++;
   if (d->rcpt < e->env.n_rcpts) {
+    /* The device's NOTIFY and ORCPT, sent on when the upstream offers
+     * DSN (upstream.c drops them, logged, when it does not). */
+    smtp_rcpt_dsn dsn;
+    memset(&dsn, 0, sizeof dsn);
+    dsn.notify = e->env.notify ? e->env.notify[d->rcpt] : 0;
+    if (e->env.orcpt && e->env.orcpt[d->rcpt])
+      snprintf(dsn.orcpt, sizeof dsn.orcpt, "%s", e->env.orcpt[d->rcpt]);
     d->step = D_RCPT;
-    if (upconn_rcpt(d->up, e->env.rcpts[d->rcpt], NULL) < 0)
+    if (upconn_rcpt(d->up, e->env.rcpts[d->rcpt], &dsn) < 0)
       finish(d);
     return;
   }
@@ -165,6 +172,8 @@ static void send_mail(dlv *d) {
   a.size = env->size;
   a.body = env->body;
   a.smtputf8 = env->smtputf8;
+  a.ret = env->ret;
+  snprintf(a.envid, sizeof a.envid, "%s", env->envid ? env->envid : "");
   d->step = D_MAIL;
   if (upconn_mail(d->up, env->up_from, &a) < 0)
     finish(d);
@@ -442,7 +451,9 @@ static void finish(dlv *d) {
   dsn_rcpt *fail = stp_xcalloc(d->e->env.n_rcpts, sizeof *fail);
   for (size_t i = 0; i < d->e->env.n_rcpts; i++)
     if (d->res[i] == SPOOL_RCPT_PERM)
-      fail[n++] = (dsn_rcpt){d->e->env.rcpts[i], d->perm[i]};
+      fail[n++] =
+          (dsn_rcpt){d->e->env.rcpts[i], d->perm[i], d->e->env.notify ? d->e->env.notify[i] : 0,
+                     d->e->env.orcpt ? d->e->env.orcpt[i] : NULL};
   if (n) {
     d->noticing = true;
     spool_notice_send(d->run->loop, d->run->sp, d->gen->cfg, d->gen->cfg->hostname, d->e, fail, n,
@@ -474,11 +485,12 @@ static void hold_for_route(spool_run *run, spool_entry *e) {
 static void dlv_start(spool_run *run, spool_entry *e) {
   const stp_config *cfg = run->gen->cfg;
   long route = route_by_name(cfg, e->env.route);
-  if (route < 0) {
+  bool expired = spool_expired(spool_cfg(run->sp), e->env.created_ms, spool_wall_ms());
+  if (route < 0 && !expired) {
     hold_for_route(run, e);
     return;
   }
-  uint64_t wait = limits_route(&run->gen->limits, (size_t)route, stp_now_ms());
+  uint64_t wait = expired ? 0 : limits_route(&run->gen->limits, (size_t)route, stp_now_ms());
   if (wait) { /* the route's rate limit, shared with the devices */
     e->st.next_ms = spool_wall_ms() + wait;
     return;
@@ -487,7 +499,7 @@ static void dlv_start(spool_run *run, spool_entry *e) {
   d->run = run;
   d->gen = srv_gen_ref(run->gen);
   d->e = e;
-  d->route = (size_t)route;
+  d->route = route < 0 ? 0 : (size_t)route; /* expiring: no upstream is tried */
   d->res = stp_xcalloc(e->env.n_rcpts, sizeof *d->res);
   d->perm = stp_xcalloc(e->env.n_rcpts, sizeof *d->perm);
   for (size_t i = 0; i < e->env.n_rcpts; i++)
@@ -496,7 +508,7 @@ static void dlv_start(spool_run *run, spool_entry *e) {
   run->active = d;
   run->n_active++;
   e->busy = true;
-  if (spool_expired(spool_cfg(run->sp), e->env.created_ms, spool_wall_ms())) {
+  if (expired) { /* held or not: a failure notice, and the message goes */
     d->expired = true;
     snprintf(d->last, sizeof d->last, "%s", e->st.last[0] ? e->st.last : "max_age reached");
     settle(d, SPOOL_RCPT_TEMP, SPOOL_RCPT_PERM, d->last);
@@ -559,6 +571,7 @@ static void tick(spool_run *run) {
   if (run->stopping || run->draining || !spool_recovered(run->sp))
     return;
   uint64_t now = spool_wall_ms();
+  spool_retry_states(run->sp, now);
   spool_entry *e;
   bool shared = spool_shared(run->sp);
   /* Each start either runs or moves the message's next try on. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "smtp-tls-proxy/dsn.h"
+#include "smtp-tls-proxy/smtp.h"
 
 static const char HDRS[] = "From: Scanner <scan@printer.lan>\r\nTo: a@example.com\r\n"
                            "Subject: Scan 42\r\n\r\n";
@@ -51,8 +52,8 @@ static size_t longest_line(const char *s) {
 }
 
 Test(dsn, structure_of_a_5xx_notice) {
-  dsn_rcpt r[] = {{"a@example.com", "550 5.1.1 <a@example.com>: no such user"},
-                  {"b@example.com", "554 rejected"}};
+  dsn_rcpt r[] = {{"a@example.com", "550 5.1.1 <a@example.com>: no such user", 0, NULL},
+                  {"b@example.com", "554 rejected", 0, NULL}};
   dsn_input in = input(r, 2, false);
   size_t len;
   char *t = dsn_build(&in, &len);
@@ -89,7 +90,7 @@ Test(dsn, structure_of_a_5xx_notice) {
 }
 
 Test(dsn, expired_notice) {
-  dsn_rcpt r[] = {{"a@example.com", "451 4.4.1 Upstream not reachable"}};
+  dsn_rcpt r[] = {{"a@example.com", "451 4.4.1 Upstream not reachable", 0, NULL}};
   dsn_input in = input(r, 1, true);
   size_t len;
   char *t = dsn_build(&in, &len);
@@ -123,7 +124,7 @@ Test(dsn, hostile_inputs_stay_inside_their_lines) {
   memset(big, 'x', sizeof big - 1);
   big[sizeof big - 1] = '\0';
   memcpy(big, "550 5.1.1 a\r\nInjected: yes\r\n", 29);
-  dsn_rcpt r[] = {{"a\r\nBcc: victim@x", big}};
+  dsn_rcpt r[] = {{"a\r\nBcc: victim@x", big, 0, NULL}};
   dsn_input in = input(r, 1, false);
   char hdrs[3000];
   memset(hdrs, 'h', sizeof hdrs);
@@ -141,7 +142,7 @@ Test(dsn, hostile_inputs_stay_inside_their_lines) {
 }
 
 Test(dsn, boundary_never_inside_a_part) {
-  dsn_rcpt r[] = {{"a@example.com", "550 --=_stp-dsn-0189c2f3a4b5c6d7-0 looks like one"}};
+  dsn_rcpt r[] = {{"a@example.com", "550 --=_stp-dsn-0189c2f3a4b5c6d7-0 looks like one", 0, NULL}};
   dsn_input in = input(r, 1, false);
   size_t len;
   char *t = dsn_build(&in, &len);
@@ -166,4 +167,66 @@ Test(dsn, header_block_of_a_stored_body) {
   cr_assert_leq(n, DSN_HEADERS_MAX);
   cr_assert_eq(n % 10, 0, "cut at a line end");
   free(huge);
+}
+
+/* RFC 6533: a UTF-8 address makes the notice international. */
+Test(dsn, utf8_address_gives_a_global_notice) {
+  dsn_rcpt r[] = {{"j\xc3\xb6rg+x@example.com", "550 5.1.1 unknown", 0, NULL}};
+  dsn_input in = input(r, 1, false);
+  cr_assert(dsn_is_global(&in));
+  size_t len;
+  char *t = dsn_build(&in, &len);
+  cr_assert(crlf_only(t, len));
+  cr_assert(strstr(t, "Content-Type: message/global-delivery-status\r\n"
+                      "Content-Transfer-Encoding: 8bit\r\n\r\n"),
+            "%s", t);
+  cr_assert_null(strstr(t, "Content-Type: message/delivery-status"));
+  /* unitext: UTF-8 stays, '+' is escaped. */
+  cr_assert(strstr(t, "Final-Recipient: utf-8; j\xc3\xb6rg\\x{2B}x@example.com\r\n"), "%s", t);
+  /* The explanation names the address in UTF-8 and says 8bit. */
+  cr_assert(strstr(t, "Content-Type: text/plain; charset=utf-8\r\n"
+                      "Content-Transfer-Encoding: 8bit\r\n"),
+            "%s", t);
+  cr_assert(strstr(t, "Content-Type: message/global-headers\r\n"), "%s", t);
+  free(t);
+  /* An ASCII notice keeps RFC 3464's types and declares nothing 8-bit. */
+  dsn_rcpt a[] = {{"a@example.com", "550 5.1.1 unknown", 0, NULL}};
+  in = input(a, 1, false);
+  cr_assert_not(dsn_is_global(&in));
+  t = dsn_build(&in, &len);
+  cr_assert(strstr(t, "Content-Type: message/delivery-status\r\n\r\n"), "%s", t);
+  cr_assert(strstr(t, "Content-Type: text/rfc822-headers\r\n\r\n"), "%s", t);
+  cr_assert_null(strstr(t, "8bit"), "%s", t);
+  free(t);
+  /* 8-bit original headers alone: global headers, declared 8bit. */
+  static const char H8[] = "Subject: Gr\xc3\xbc\xc3\x9f"
+                           "e\r\n\r\n";
+  in = input(a, 1, false);
+  in.headers = H8;
+  in.headers_len = sizeof H8 - 1;
+  cr_assert(dsn_is_global(&in));
+  t = dsn_build(&in, &len);
+  cr_assert(
+      strstr(t, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"),
+      "%s", t);
+  free(t);
+}
+
+/* The device's DSN requests show in the notice (RFC 3464 2.2.1, 2.3.1). */
+Test(dsn, envid_and_orcpt_are_reported) {
+  dsn_rcpt r[] = {{"a@example.com", "550 5.1.1 unknown", SMTP_NOTIFY_FAILURE,
+                   "rfc822;Alias+2Bone@example.com"}};
+  dsn_input in = input(r, 1, false);
+  in.envid = "job+2042";
+  size_t len;
+  char *t = dsn_build(&in, &len);
+  cr_assert(strstr(t, "Original-Envelope-Id: job 42\r\n"), "%s", t);
+  cr_assert(strstr(t, "\r\nOriginal-Recipient: rfc822;Alias+one@example.com\r\n"
+                      "Final-Recipient: rfc822; a@example.com\r\n"),
+            "%s", t);
+  free(t);
+  cr_assert(dsn_wants_failure(0));
+  cr_assert(dsn_wants_failure(SMTP_NOTIFY_FAILURE | SMTP_NOTIFY_DELAY));
+  cr_assert_not(dsn_wants_failure(SMTP_NOTIFY_NEVER));
+  cr_assert_not(dsn_wants_failure(SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_DELAY));
 }

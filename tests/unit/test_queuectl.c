@@ -77,3 +77,25 @@ Test(queuectl, answer_lines) {
   cr_assert_str_eq(t, "no message");
   cr_assert_eq(queuectl_reply("OKAY", &t), QC_REPLY_BAD);
 }
+
+static void printable(const char *in, const char *want) {
+  char buf[256];
+  size_t n = strlen(in);
+  memcpy(buf, in, n + 1);
+  size_t got = queuectl_printable(buf, n);
+  cr_assert_eq(got, strlen(want), "length of '%s'", want);
+  cr_assert_eq(memcmp(buf, want, got), 0, "got '%.*s', want '%s'", (int)got, buf, want);
+}
+
+Test(queuectl, printable_drops_c0_c1_and_raw_bytes) {
+  printable("plain <a@b.example> 451 4.4.1 later", "plain <a@b.example> 451 4.4.1 later");
+  printable("a\tb\r\nc\x1b[2Jd\x7f", "a b  c [2Jd ");
+  printable("csi \xc2\x9b"
+            "2J nel \xc2\x85 end",
+            "csi ?2J nel ? end");
+  printable("raw \x9b\x80 byte", "raw ?? byte");
+  printable("ok \xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa0", "ok \xc3\xa9\xe2\x82\xac\xf0\x9f\x93\xa0");
+  printable("nbsp \xc2\xa0 stays", "nbsp \xc2\xa0 stays");
+  printable("overlong \xc0\x80 surrogate \xed\xa0\x80 cut \xe2\x82",
+            "overlong ?? surrogate ??? cut ??");
+}

@@ -27,6 +27,7 @@ typedef struct fake {
   bool commit_ok;     /* the answer to copy_commit */
   bool fail_at_open;  /* up_open fails at once (every upstream backing off) */
   char env_line[512]; /* copy_begin's envelope, flattened */
+  char dsn_line[512]; /* and its DSN requests */
   int closed;
 } fake;
 
@@ -102,6 +103,12 @@ static void f_copy_begin(void *c, const spool_env *e) {
                        e->listener, e->client, e->from, e->up_from);
   for (size_t i = 0; i < e->n_rcpts; i++)
     n += (size_t)snprintf(F.env_line + n, sizeof F.env_line - n, "%s%s", i ? "," : "", e->rcpts[i]);
+  n = (size_t)snprintf(F.dsn_line, sizeof F.dsn_line, "ret=%d envid=%s", (int)e->ret,
+                       e->envid ? e->envid : "-");
+  for (size_t i = 0; i < e->n_rcpts; i++)
+    n += (size_t)snprintf(F.dsn_line + n, sizeof F.dsn_line - n, " [%u %s]",
+                          e->notify ? e->notify[i] : 0u,
+                          e->orcpt && e->orcpt[i] && *e->orcpt[i] ? e->orcpt[i] : "-");
   call("%scopy_begin\n", "");
 }
 static void f_copy_body(void *c, const char *p, size_t n) {
@@ -517,4 +524,16 @@ Test(session_spool, null_sender_is_kept_as_such) {
   session_up_failed(&S, UP_FAIL_CONNECT);
   feed("DATA\r\n");
   cr_assert(strstr(F.env_line, "from=<> up_from=<>"), "%s", F.env_line);
+}
+
+/* The device's DSN requests go to the spool with the message. */
+Test(session_spool, dsn_requests_go_with_the_copy) {
+  feed("EHLO dev\r\nMAIL FROM:<scan@printer.lan> RET=HDRS ENVID=job+2B1\r\n");
+  feed("RCPT TO:<a@example.com> NOTIFY=NEVER ORCPT=rfc822;a@example.com\r\n");
+  session_up_failed(&S, UP_FAIL_CONNECT);
+  feed("RCPT TO:<b@example.com> NOTIFY=SUCCESS,FAILURE\r\nRCPT TO:<c@example.com>\r\n");
+  clear();
+  feed("DATA\r\n");
+  cr_assert_str_eq(F.calls, "copy_begin\n", "%s", F.out);
+  cr_assert_str_eq(F.dsn_line, "ret=2 envid=job+2B1 [1 rfc822;a@example.com] [6 -] [0 -]");
 }

@@ -276,3 +276,65 @@ Test(spool_fmt, ages) {
     cr_assert_str_eq(b, want[i]);
   }
 }
+
+/* The device's DSN requests (RFC 3461) are kept with the message. */
+Test(spool_fmt, dsn_requests_round_trip) {
+  spool_env e = sample();
+  const unsigned notify[] = {SMTP_NOTIFY_NEVER, 0, SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE};
+  const char *const orcpt[] = {"rfc822;a+2Bx@example.com", NULL, ""};
+  e.ret = SMTP_RET_HDRS;
+  e.envid = "QQ+2B42";
+  e.notify = notify;
+  e.orcpt = orcpt;
+  size_t len, hl;
+  spool_env_offsets off;
+  char *h = spool_env_format(&e, &len, &off);
+  cr_assert_not_null(h);
+  cr_assert(strstr(h, "smtputf8: 1\nret: hdrs\nenvid: QQ+2B42\nreason: "), "%s", h);
+  cr_assert(strstr(h, "rcpt: a@example.com\nnotify: NEVER\norcpt: rfc822;a+2Bx@example.com\n"
+                      "rcpt: b@example.com\nrcpt: \"x y\"@example.com\nnotify: SUCCESS,FAILURE\n"
+                      "size: "),
+            "%s", h);
+  spool_env p;
+  cr_assert_eq(spool_env_parse(h, len, &p, &hl), STP_OK);
+  cr_assert_eq(p.ret, SMTP_RET_HDRS);
+  cr_assert_str_eq(p.envid, "QQ+2B42");
+  cr_assert_eq(p.n_rcpts, 3);
+  cr_assert_eq(p.notify[0], SMTP_NOTIFY_NEVER);
+  cr_assert_eq(p.notify[1], 0);
+  cr_assert_eq(p.notify[2], SMTP_NOTIFY_SUCCESS | SMTP_NOTIFY_FAILURE);
+  cr_assert_str_eq(p.orcpt[0], "rfc822;a+2Bx@example.com");
+  cr_assert_null(p.orcpt[1]);
+  cr_assert_null(p.orcpt[2]);
+  spool_env_free(&p);
+  free(h);
+  /* Many recipients: the arrays grow with them. */
+  const char *many[40];
+  unsigned nn[40];
+  for (size_t i = 0; i < 40; i++) {
+    many[i] = "m@example.com";
+    nn[i] = i == 39 ? SMTP_NOTIFY_DELAY : 0;
+  }
+  e = sample();
+  e.rcpts = many;
+  e.n_rcpts = 40;
+  e.notify = nn;
+  h = spool_env_format(&e, &len, &off);
+  cr_assert_eq(spool_env_parse(h, len, &p, &hl), STP_OK);
+  cr_assert_eq(p.notify[39], SMTP_NOTIFY_DELAY);
+  cr_assert_eq(p.notify[0], 0);
+  cr_assert_null(p.orcpt);
+  spool_env_free(&p);
+  free(h);
+  /* What the formatter never writes is refused. */
+  e = sample();
+  e.envid = "bad value";
+  cr_assert_null(spool_env_format(&e, &len, &off));
+  e = sample();
+  e.orcpt = (const char *const[]){"no-semicolon", NULL, NULL};
+  cr_assert_null(spool_env_format(&e, &len, &off));
+  static const char torn[] = "smtp-tls-proxy-spool 1\nid: 0189c2f3a4b5c6d7\nkind: message\n"
+                             "created: 1\nroute: r\nlistener: l\nclient: c\nfrom: \n"
+                             "upstream-from: \nbody: 7bit\nsmtputf8: 0\nret: most\n\n";
+  cr_assert_eq(spool_env_parse(torn, sizeof torn - 1, &p, &hl), STP_ESYNTAX);
+}
