@@ -374,7 +374,7 @@ static void advance(apiconn *a, const http1_response *r) {
       unexpected(a, "a draft without an id");
       return;
     }
-    snprintf(a->draft_id, sizeof a->draft_id, "%s", a->scan.value);
+    memcpy(a->draft_id, a->scan.value, strlen(a->scan.value) + 1); /* length checked above */
     a->att = 0;
     next_attachment(a);
     return;
