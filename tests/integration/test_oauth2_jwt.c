@@ -17,12 +17,9 @@
 #include <time.h>
 
 #include "harness.h"
+#include "oauth_common.h"
 
-typedef struct jsrv {
-  h_proc *proc;
-  int http_port, smtp_port;
-  char record[512];
-} jsrv;
+typedef oauth_srv jsrv;
 
 /* RSA keys and a certificate made with the openssl command, once per test. */
 static void make_keys(void) {
@@ -66,29 +63,11 @@ static void write_sa_json(int http_port) {
 }
 
 static void jsrv_start(jsrv *t, const char *const extra[]) {
-  static unsigned seq;
-  char script[512], cert[512], key[512], sa[512], app[512], name[32];
-  char *argv[32];
-  size_t n = 0;
-  snprintf(name, sizeof name, "jwt%u", seq++);
-  snprintf(script, sizeof script, "%s/jwt_server.py", STP_TOOLS_DIR);
-  snprintf(cert, sizeof cert, "%s/server.crt", h_certs());
-  snprintf(key, sizeof key, "%s/server.key", h_certs());
-  snprintf(t->record, sizeof t->record, "%s/%s.jsonl", h_dir(), name);
+  char sa[512], app[512];
   h_path(sa, sizeof sa, "sa.pem");
   h_path(app, sizeof app, "app.crt");
-  const char *fixed[] = {H_PYTHON,   script,    "--cert",   cert, "--key",      key,
-                         "--record", t->record, "--sa-key", sa,   "--app-cert", app};
-  for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-    argv[n++] = (char *)fixed[i];
-  for (size_t i = 0; extra && extra[i] && n < 30; i++)
-    argv[n++] = (char *)extra[i];
-  argv[n] = NULL;
-  t->proc = h_spawn(name, argv, NULL);
-  char line[128];
-  cr_assert_eq(h_proc_wait_line(t->proc, "READY ", 15000, line, sizeof line), 0,
-               "jwt_server.py did not start");
-  cr_assert_eq(sscanf(line, "READY %d %d", &t->http_port, &t->smtp_port), 2);
+  oauth_srv_start(t, "jwt_server", (const char *const[]){"--sa-key", sa, "--app-cert", app, NULL},
+                  extra);
 }
 
 static void proxy_start(h_proxy *px, const jsrv *t, const char *auth) {
