@@ -125,17 +125,7 @@ static int send_one(const h_proxy *px, char *text, size_t cap) {
 }
 
 static int metrics_port(const h_proxy *px) {
-  for (int i = 0; i < 100; i++) {
-    char *log = h_read_file(px->log, NULL);
-    const char *p = log ? strstr(log, "metrics-listening addr=127.0.0.1:") : NULL;
-    int port = p ? atoi(p + strlen("metrics-listening addr=127.0.0.1:")) : -1;
-    free(log);
-    if (port > 0)
-      return port;
-    h_sleep_ms(50);
-  }
-  cr_assert_fail("no metrics-listening line");
-  return -1;
+  return h_proxy_listen_port(px, "metrics-listening");
 }
 
 /* The value of the sample line starting with `series` on /metrics. */

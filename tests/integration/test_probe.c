@@ -10,12 +10,7 @@
 #include "harness.h"
 
 static int metrics_port(const h_proxy *px) {
-  char line[512];
-  const char *want[] = {"metrics-listening", NULL};
-  cr_assert(h_file_wait_line(px->log, want, 5000, line, sizeof line));
-  const char *p = strstr(line, "addr=127.0.0.1:");
-  cr_assert_not_null(p, "%s", line);
-  return atoi(p + strlen("addr=127.0.0.1:"));
+  return h_proxy_listen_port(px, "metrics-listening");
 }
 
 static void scrape(int port, char *out, size_t cap) {
