@@ -31,3 +31,16 @@ void oauth_srv_start(oauth_srv *s, const char *tool, const char *const args[],
                "%s.py did not start", tool);
   cr_assert_eq(sscanf(line, "READY %d %d", &s->http_port, &s->smtp_port), 2);
 }
+
+int oauth_send_one(const h_proxy *px, const char *from, const char *subject, char *text,
+                   size_t cap) {
+  h_smtp c;
+  char body[256];
+  int n = snprintf(body, sizeof body, "Subject: %s\r\n\r\nscan\r\n", subject);
+  h_smtp_open(&c, px->port, true);
+  int code = h_smtp_message(&c, from, (const char *const[]){"to@example.com", NULL}, body,
+                            (size_t)n, text, cap, NULL);
+  h_smtp_cmd(&c, "QUIT", NULL, 0);
+  h_smtp_close(&c);
+  return code;
+}

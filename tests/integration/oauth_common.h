@@ -19,5 +19,9 @@ typedef struct oauth_srv {
  * fails the test when the stand-in does not say READY within 15 s. */
 void oauth_srv_start(oauth_srv *s, const char *tool, const char *const args[],
                      const char *const extra[]);
+/* One message from `from` to to@example.com with `subject`, then QUIT; the
+ * reply code to the data (its text in text[cap] when text is not NULL). */
+int oauth_send_one(const h_proxy *px, const char *from, const char *subject, char *text,
+                   size_t cap);
 
 #endif

@@ -58,14 +58,7 @@ static void write_rt(const char *value) {
 }
 
 static int send_one(const h_proxy *px, const char *from, char *text, size_t cap) {
-  h_smtp c;
-  h_smtp_open(&c, px->port, true);
-  static const char body[] = "Subject: oauth2\r\n\r\nscan\r\n";
-  int code = h_smtp_message(&c, from, (const char *const[]){"to@example.com", NULL}, body,
-                            sizeof body - 1, text, cap, NULL);
-  h_smtp_cmd(&c, "QUIT", NULL, 0);
-  h_smtp_close(&c);
-  return code;
+  return oauth_send_one(px, from, "oauth2", text, cap);
 }
 
 /* No token or secret of the token server's in the proxy's log. */

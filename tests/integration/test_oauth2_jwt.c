@@ -114,14 +114,7 @@ static const char *cert_auth(const jsrv *t, const char *crt) {
 }
 
 static int send_one(const h_proxy *px, char *text, size_t cap) {
-  h_smtp c;
-  h_smtp_open(&c, px->port, true);
-  static const char body[] = "Subject: jwt\r\n\r\nscan\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"to@example.com", NULL},
-                            body, sizeof body - 1, text, cap, NULL);
-  h_smtp_cmd(&c, "QUIT", NULL, 0);
-  h_smtp_close(&c);
-  return code;
+  return oauth_send_one(px, "scan@printer.test", "jwt", text, cap);
 }
 
 static int metrics_port(const h_proxy *px) {
