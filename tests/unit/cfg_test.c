@@ -37,3 +37,10 @@ void cfg_fails_with(const char *yaml, const char *expected) {
   cr_assert_null(cfg, "loaded, but should have failed with: %s", expected);
   cr_assert_str_eq(cfg_diags(), expected);
 }
+
+bool cfg_diag_has(const stp_diag *d, const char *s) {
+  for (size_t i = 0; i < d->n; i++)
+    if (strstr(d->lines[i], s))
+      return true;
+  return false;
+}
