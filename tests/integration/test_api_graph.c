@@ -91,24 +91,8 @@ ITest(integ, api_graph_lasting_404_on_a_spool_route_spools) {
   h_proxy px;
   scan s;
   api_fake_start(&f, "graph", NULL, (const char *const[]){"--consistency-404", "100", NULL});
-  char up[4096], yaml[16384], spool[512];
-  h_path(spool, sizeof spool, "spool");
-  snprintf(yaml, sizeof yaml,
-           "hostname: proxy.test\n"
-           "log: { level: info, format: text }\n"
-           "shutdown_grace: 2s\n"
-           "spool: { dir: %s }\n"
-           "listeners:\n"
-           "  - name: lan\n"
-           "    listen: \"127.0.0.1:0\"\n"
-           "    max_message_size: 60MiB\n"
-           "upstreams:\n%s"
-           "routes:\n"
-           "  - name: default\n"
-           "    upstream: [api]\n"
-           "    on_upstream_failure: spool\n",
-           spool, api_upstream(&f, "api", NULL, up, sizeof up));
-  h_proxy_start_yaml(&px, yaml);
+  char spool[512];
+  api_proxy_spooling(&px, &f, spool, sizeof spool);
   api_make_scan(&s, 3584 * 1024, TO, NULL);
   char text[512];
   int code = api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
