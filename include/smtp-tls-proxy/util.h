@@ -75,6 +75,9 @@ int stp_ascii_ncasecmp(const char *a, const char *b, size_t n);
 static inline char stp_ascii_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
 }
+/* The value (0..63) of one base64 digit whose last two digits are c62 and
+ * c63 ('+' '/' for base64, '-' '_' for base64url), -1 for any other char. */
+int stp_b64_digit(char c, char c62, char c63);
 
 /* Case-insensitive glob with '*' (any run) and '?' (one char). */
 bool stp_glob_match(const char *pattern, const char *s);

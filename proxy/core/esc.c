@@ -49,7 +49,9 @@ size_t esc_utf8_cut(const char *s, size_t max) {
 
 #define REPLACEMENT "\xEF\xBF\xBD"
 
-int esc_json(stp_buf *b, const char *s) {
+/* Copy s (NULL: "") to b: a valid multi-byte UTF-8 sequence as it is, an
+ * invalid byte as U+FFFD, and each ASCII byte through one(). */
+static int esc_walk(stp_buf *b, const char *s, int (*one)(stp_buf *b, unsigned char c)) {
   int rc = 0;
   for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && rc == 0;) {
     size_t n = utf8_len(p);
@@ -60,16 +62,22 @@ int esc_json(stp_buf *b, const char *s) {
       rc = stp_buf_append(b, p, n);
       p += n;
     } else {
-      unsigned c = *p++;
-      if (c == '"' || c == '\\')
-        rc = stp_buf_appendf(b, "\\%c", (char)c);
-      else if (c < 0x20 || c == 0x7F || c == '<' || c == '>' || c == '&')
-        rc = stp_buf_appendf(b, "\\u%04x", c); /* safe inside a <script> too */
-      else
-        rc = stp_buf_append(b, p - 1, 1);
+      rc = one(b, *p++);
     }
   }
   return rc;
+}
+
+static int json_byte(stp_buf *b, unsigned char c) {
+  if (c == '"' || c == '\\')
+    return stp_buf_appendf(b, "\\%c", (char)c);
+  if (c < 0x20 || c == 0x7F || c == '<' || c == '>' || c == '&')
+    return stp_buf_appendf(b, "\\u%04x", c); /* safe inside a <script> too */
+  return stp_buf_append(b, &c, 1);
+}
+
+int esc_json(stp_buf *b, const char *s) {
+  return esc_walk(b, s, json_byte);
 }
 
 int esc_json_kv(stp_buf *b, const char *key, const char *val, int first) {
@@ -85,41 +93,16 @@ int esc_json_kv(stp_buf *b, const char *key, const char *val, int first) {
   return rc;
 }
 
+static int html_byte(stp_buf *b, unsigned char c) {
+  static const char *const entity[128] = {
+      ['&'] = "&amp;", ['<'] = "&lt;", ['>'] = "&gt;", ['"'] = "&quot;", ['\''] = "&#39;"};
+  if (c < 128 && entity[c])
+    return stp_buf_append(b, entity[c], strlen(entity[c]));
+  if (c < 0x20 || c == 0x7F)
+    return stp_buf_append(b, REPLACEMENT, 3);
+  return stp_buf_append(b, &c, 1);
+}
+
 int esc_html(stp_buf *b, const char *s) {
-  int rc = 0;
-  for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p && rc == 0;) {
-    size_t n = utf8_len(p);
-    if (n == 0) {
-      rc = stp_buf_append(b, REPLACEMENT, 3);
-      p++;
-      continue;
-    }
-    if (n > 1) {
-      rc = stp_buf_append(b, p, n);
-      p += n;
-      continue;
-    }
-    unsigned c = *p++;
-    switch (c) {
-    case '&':
-      rc = stp_buf_append(b, "&amp;", 5);
-      break;
-    case '<':
-      rc = stp_buf_append(b, "&lt;", 4);
-      break;
-    case '>':
-      rc = stp_buf_append(b, "&gt;", 4);
-      break;
-    case '"':
-      rc = stp_buf_append(b, "&quot;", 6);
-      break;
-    case '\'':
-      rc = stp_buf_append(b, "&#39;", 5);
-      break;
-    default:
-      rc = c < 0x20 || c == 0x7F ? stp_buf_append(b, "\xEF\xBF\xBD", 3)
-                                 : stp_buf_append(b, p - 1, 1);
-    }
-  }
-  return rc;
+  return esc_walk(b, s, html_byte);
 }

@@ -169,16 +169,6 @@ void oauth_device_free(oauth_device *d) {
 
 /* ---- the id_token's account (display only) ----------------------------- */
 
-static int b64url_val(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
 /* The payload of a JWT, decoded; NULL when it is not one. The signature is
  * not checked: the token came straight from the token endpoint over TLS
  * (OpenID Connect Core 3.1.3.7), and it is only shown. */
@@ -192,7 +182,7 @@ static char *jwt_payload(const char *jwt, size_t *n) {
   uint32_t acc = 0;
   int bits = 0;
   for (const char *p = a + 1; p < b; p++) {
-    int v = b64url_val(*p);
+    int v = stp_b64_digit(*p, '-', '_');
     if (v < 0) {
       free(out);
       return NULL;

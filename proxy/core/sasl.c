@@ -47,17 +47,7 @@ long sasl_b64_encode(const void *in, size_t n, char *out, size_t cap) {
 }
 
 static int b64_value(char c) {
-  if (c >= 'A' && c <= 'Z')
-    return c - 'A';
-  if (c >= 'a' && c <= 'z')
-    return c - 'a' + 26;
-  if (c >= '0' && c <= '9')
-    return c - '0' + 52;
-  if (c == '+')
-    return 62;
-  if (c == '/')
-    return 63;
-  return -1;
+  return stp_b64_digit(c, '+', '/');
 }
 
 /* Non-zero bits left over in the last character before '=' are accepted

@@ -112,6 +112,16 @@ void stp_buf_consume(stp_buf *b, size_t n) {
   b->len -= n;
 }
 
+int stp_b64_digit(char c, char c62, char c63) {
+  if (c >= 'A' && c <= 'Z')
+    return c - 'A';
+  if (c >= 'a' && c <= 'z')
+    return c - 'a' + 26;
+  if (c >= '0' && c <= '9')
+    return c - '0' + 52;
+  return c == c62 ? 62 : c == c63 ? 63 : -1;
+}
+
 int stp_ascii_ncasecmp(const char *a, const char *b, size_t n) {
   for (size_t i = 0; i < n; i++) {
     char ca = stp_ascii_lower(a[i]), cb = stp_ascii_lower(b[i]);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "admin_assets.h"
+#include "connset.h"
 #include "netbind.h"
 #include "smtp-tls-proxy/admin.h"
 #include "smtp-tls-proxy/history.h"
@@ -31,16 +32,14 @@ struct admin_http {
   struct spool_run *run;
   history hist;
   admin core;
-  ah_conn *conns;
-  unsigned n_conns;
-  bool stopping, srv_open;
+  connset set;
 };
 
 typedef enum { AC_READING, AC_CHECKING, AC_TESTING, AC_WRITING, AC_CLOSING } ac_state;
 
 struct ah_conn {
+  connset_link link; /* first: see connset.h */
   admin_http *h;
-  ah_conn *prev, *next;
   stream *s;
   uv_timer_t timer;
   uv_work_t work;
@@ -59,7 +58,7 @@ struct ah_conn {
 /* ---- lifetime ------------------------------------------------------------------ */
 
 static void maybe_free_server(admin_http *h) {
-  if (!h->stopping || h->srv_open || h->n_conns)
+  if (!connset_finished(&h->set))
     return;
   stp_log_unobserve(history_observe, &h->hist);
   history_free(&h->hist);
@@ -73,13 +72,7 @@ static void conn_release(ah_conn *c) {
   if (c->n_open || c->working)
     return;
   admin_http *h = c->h;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    h->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  h->n_conns--;
+  connset_remove(&h->set, &c->link);
   admin_req_wipe(&c->req);
   stp_cleanse(c->buf, sizeof c->buf); /* it held an Authorization header */
   free(c);
@@ -265,21 +258,17 @@ static const stream_cbs conn_cbs = {NULL, on_read, on_error, on_quiet, on_quiet,
 
 static void on_connection(uv_stream_t *srv, int status) {
   admin_http *h = srv->data;
-  if (status < 0 || h->stopping)
+  if (status < 0 || h->set.stopping)
     return;
   ah_conn *c = stp_xcalloc(1, sizeof *c);
   c->h = h;
-  c->next = h->conns;
-  if (h->conns)
-    h->conns->prev = c;
-  h->conns = c;
-  h->n_conns++;
+  unsigned n = connset_add(&h->set, &c->link);
   c->s = stream_new(h->loop, &conn_cbs, c);
   uv_timer_init(h->loop, &c->timer);
   c->timer.data = c;
   c->n_open = 2;
   c->st = AC_READING;
-  if (uv_accept(srv, (uv_stream_t *)stream_tcp(c->s)) < 0 || h->n_conns > ADMIN_HTTP_MAX_CONNS) {
+  if (uv_accept(srv, (uv_stream_t *)stream_tcp(c->s)) < 0 || n > ADMIN_HTTP_MAX_CONNS) {
     conn_close(c);
     return;
   }
@@ -394,7 +383,7 @@ static int64_t wall_clock_ms(void) {
 
 static void srv_closed_cb(uv_handle_t *hd) {
   admin_http *h = hd->data;
-  h->srv_open = false;
+  h->set.srv_open = false;
   maybe_free_server(h);
 }
 
@@ -417,7 +406,7 @@ int admin_http_start(uv_loop_t *loop, srv_gen *gen, struct spool *sp, struct spo
              (int64_t)(spool_wall_ms() / 1000));
   uv_tcp_init(loop, &h->srv);
   h->srv.data = h;
-  h->srv_open = true;
+  h->set.srv_open = true;
   char addr[80];
   int rc = netbind_listen(&h->srv, ac->listen, 64, on_connection, addr, sizeof addr, err, errlen);
   if (rc == 0 && stp_log_observe(history_observe, &h->hist) < 0) {
@@ -425,7 +414,7 @@ int admin_http_start(uv_loop_t *loop, srv_gen *gen, struct spool *sp, struct spo
     rc = STP_EINVAL;
   }
   if (rc < 0) {
-    h->stopping = true;
+    h->set.stopping = true;
     uv_close((uv_handle_t *)&h->srv, srv_closed_cb);
     return rc;
   }
@@ -445,10 +434,10 @@ void admin_http_set_gen(admin_http *h, srv_gen *gen) {
 }
 
 void admin_http_stop(admin_http *h) {
-  if (!h || h->stopping)
+  if (!h || h->set.stopping)
     return;
-  h->stopping = true;
+  h->set.stopping = true;
   uv_close((uv_handle_t *)&h->srv, srv_closed_cb);
-  for (ah_conn *c = h->conns; c; c = c->next)
-    conn_close(c);
+  for (connset_link *k = h->set.head; k; k = k->next)
+    conn_close((ah_conn *)k);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connset.h"
 #include "loopback.h"
 #include "smtp-tls-proxy/http1.h"
 #include "smtp-tls-proxy/util.h"
@@ -15,14 +16,12 @@ struct loopback {
   uv_tcp_t srv;
   loopback_fn fn;
   void *arg;
-  lb_conn *conns;
-  unsigned n_conns;
-  bool stopping, srv_open;
+  connset set;
 };
 
 struct lb_conn {
+  connset_link link; /* first: see connset.h */
   loopback *lb;
-  lb_conn *next;
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wr;
@@ -34,7 +33,7 @@ struct lb_conn {
 };
 
 static void maybe_free(loopback *lb) {
-  if (lb->stopping && !lb->srv_open && lb->n_conns == 0)
+  if (connset_finished(&lb->set))
     free(lb);
 }
 
@@ -43,13 +42,7 @@ static void conn_closed(uv_handle_t *h) {
   if (--c->n_open)
     return;
   loopback *lb = c->lb;
-  for (lb_conn **pp = &lb->conns; *pp; pp = &(*pp)->next) {
-    if (*pp == c) {
-      *pp = c->next;
-      break;
-    }
-  }
-  lb->n_conns--;
+  connset_remove(&lb->set, &c->link);
   stp_cleanse(c->head, sizeof c->head); /* it held an authorization code */
   free(c->resp);
   free(c);
@@ -107,7 +100,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     return;
   if (rc < 0) {
     answer(c, 400, "This is not a request this listener understands.\n");
-  } else if (r.method_len != 3 || memcmp(r.method, "GET", 3) != 0 || c->lb->stopping) {
+  } else if (r.method_len != 3 || memcmp(r.method, "GET", 3) != 0 || c->lb->set.stopping) {
     answer(c, 404, "Nothing here.\n");
   } else {
     int status = 404;
@@ -124,7 +117,7 @@ static void timer_cb(uv_timer_t *t) {
 
 static void accept_cb(uv_stream_t *srv, int status) {
   loopback *lb = srv->data;
-  if (status < 0 || lb->stopping)
+  if (status < 0 || lb->set.stopping)
     return;
   lb_conn *c = stp_xcalloc(1, sizeof *c);
   c->lb = lb;
@@ -132,10 +125,8 @@ static void accept_cb(uv_stream_t *srv, int status) {
   uv_timer_init(srv->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->n_open = 2;
-  c->next = lb->conns;
-  lb->conns = c;
-  lb->n_conns++;
-  if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0 || lb->n_conns > LOOPBACK_MAX_CONNS) {
+  unsigned n = connset_add(&lb->set, &c->link);
+  if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0 || n > LOOPBACK_MAX_CONNS) {
     conn_close(c);
     return;
   }
@@ -145,7 +136,7 @@ static void accept_cb(uv_stream_t *srv, int status) {
 
 static void srv_closed(uv_handle_t *h) {
   loopback *lb = h->data;
-  lb->srv_open = false;
+  lb->set.srv_open = false;
   maybe_free(lb);
 }
 
@@ -156,7 +147,7 @@ loopback *loopback_start(uv_loop_t *loop, loopback_fn fn, void *arg, int *port, 
   lb->arg = arg;
   uv_tcp_init(loop, &lb->srv);
   lb->srv.data = lb;
-  lb->srv_open = true;
+  lb->set.srv_open = true;
   struct sockaddr_in sa;
   struct sockaddr_storage got;
   int len = sizeof got;
@@ -176,11 +167,13 @@ loopback *loopback_start(uv_loop_t *loop, loopback_fn fn, void *arg, int *port, 
 }
 
 void loopback_stop(loopback *lb) {
-  if (!lb || lb->stopping)
+  if (!lb || lb->set.stopping)
     return;
-  lb->stopping = true;
+  lb->set.stopping = true;
   uv_close((uv_handle_t *)&lb->srv, srv_closed);
-  for (lb_conn *c = lb->conns; c; c = c->next)
+  for (connset_link *k = lb->set.head; k; k = k->next) {
+    lb_conn *c = (lb_conn *)k;
     if (!c->answered)
       conn_close(c);
+  }
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connset.h"
 #include "metrics_http.h"
 #include "netbind.h"
 #include "smtp-tls-proxy/cidr.h"
@@ -35,15 +36,12 @@ struct metrics_http {
   bool (*healthy)(void *);
   void *ctx;
   bool (*degraded)(void *ctx, char *why, size_t cap);
-  mh_conn *conns;
-  unsigned n_conns;
-  bool stopping;
-  bool srv_open; /* srv not yet through its close callback */
+  connset set;
 };
 
 struct mh_conn {
+  connset_link link; /* first: see connset.h */
   metrics_http *h;
-  mh_conn *prev, *next;
   uv_tcp_t tcp;
   uv_timer_t timer;
   uv_write_t wr;
@@ -57,7 +55,7 @@ struct mh_conn {
 };
 
 static void maybe_free(metrics_http *h) {
-  if (h->stopping && !h->srv_open && h->n_conns == 0)
+  if (connset_finished(&h->set))
     free(h);
 }
 
@@ -66,13 +64,7 @@ static void conn_closed_cb(uv_handle_t *hd) {
   if (--c->n_open)
     return;
   metrics_http *h = c->h;
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    h->conns = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
-  h->n_conns--;
+  connset_remove(&h->set, &c->link);
   free(c->resp);
   free(c);
   maybe_free(h);
@@ -190,7 +182,7 @@ static void answer(mh_conn *c, int rc, const http1_request *req) {
     break;
   case METRICS_HTTP_HEALTHZ: {
     metrics_http *h = c->h;
-    bool ok = !h->stopping && (!h->healthy || h->healthy(h->ctx));
+    bool ok = !h->set.stopping && (!h->healthy || h->healthy(h->ctx));
     char why[256], body[300];
     if (ok && h->degraded && h->degraded(h->ctx, why, sizeof why)) {
       /* Still 200: a liveness probe that failed would restart the proxy,
@@ -250,17 +242,13 @@ static void on_connection(uv_stream_t *srv, int status) {
   }
   mh_conn *c = stp_xcalloc(1, sizeof *c);
   c->h = h;
-  c->next = h->conns;
-  if (h->conns)
-    h->conns->prev = c;
-  h->conns = c;
-  h->n_conns++;
+  unsigned n = connset_add(&h->set, &c->link);
   uv_tcp_init(h->loop, &c->tcp);
   uv_timer_init(h->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->n_open = 2;
   c->st = C_READING;
-  if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0 || h->n_conns > METRICS_HTTP_MAX_CONNS) {
+  if (uv_accept(srv, (uv_stream_t *)&c->tcp) < 0 || n > METRICS_HTTP_MAX_CONNS) {
     conn_close(c);
     return;
   }
@@ -271,7 +259,7 @@ static void on_connection(uv_stream_t *srv, int status) {
 
 static void srv_closed_cb(uv_handle_t *hd) {
   metrics_http *h = hd->data;
-  h->srv_open = false;
+  h->set.srv_open = false;
   maybe_free(h);
 }
 
@@ -293,11 +281,11 @@ int metrics_http_start(uv_loop_t *loop, const char *listen, bool (*healthy)(void
   h->ctx = ctx;
   uv_tcp_init(loop, &h->srv);
   h->srv.data = h;
-  h->srv_open = true;
+  h->set.srv_open = true;
   *out = NULL;
   int rc = bind_listen(h, listen, err, errlen);
   if (rc < 0) {
-    h->stopping = true;
+    h->set.stopping = true;
     uv_close((uv_handle_t *)&h->srv, srv_closed_cb);
     return rc;
   }
@@ -312,10 +300,10 @@ void metrics_http_set_degraded(metrics_http *h,
 }
 
 void metrics_http_stop(metrics_http *h) {
-  if (!h || h->stopping)
+  if (!h || h->set.stopping)
     return;
-  h->stopping = true;
+  h->set.stopping = true;
   uv_close((uv_handle_t *)&h->srv, srv_closed_cb);
-  for (mh_conn *c = h->conns; c; c = c->next)
-    conn_close(c);
+  for (connset_link *k = h->set.head; k; k = k->next)
+    conn_close((mh_conn *)k);
 }

@@ -27,12 +27,12 @@
 #include "msgcopy.h"
 #include "pool.h"
 #include "relay.h"
+#include "relay_pp.h"
 #include "smtp-tls-proxy/backoff.h"
 #include "smtp-tls-proxy/cidr.h"
 #include "smtp-tls-proxy/failover.h"
 #include "smtp-tls-proxy/log.h"
 #include "smtp-tls-proxy/metrics.h"
-#include "smtp-tls-proxy/proxyproto.h"
 #include "smtp-tls-proxy/session.h"
 #include "smtp-tls-proxy/upstream.h"
 #include "smtp-tls-proxy/util.h"
@@ -42,7 +42,6 @@
 
 #define RELAY_CLOSE_GRACE_MS 10000 /* bound on flushing our last reply */
 #define RELAY_EVQ_MAX 4            /* outcomes known at once, awaiting the loop */
-#define RELAY_PP_TIMEOUT_MS 5000   /* whole PROXY header; capped by idle_timeout */
 
 typedef enum {
   RELAY_EV_READY,
@@ -76,13 +75,8 @@ struct relay {
   bool closing;
   bool refusing;
   bool in_session;      /* session_init ran (relay_start) */
-  pp_reader *pp;        /* a balancer's PROXY header is being read */
+  relay_pp pp;          /* a balancer's PROXY header; a direct client's first bytes */
   relay_admit_fn admit; /* the listener's verdict on the client it names */
-  bool sniff;           /* no header allowed: refuse one if it comes */
-  uint8_t sniffed[PP_SNIFF_MAX];
-  size_t n_sniffed;
-  char via[64]; /* the balancer's address, "" when direct */
-  struct sockaddr_storage via_addr;
   bool pause_session, pause_bp, pause_client_bp;
   bool pause_copy_bp;   /* the spool copy's writes lag behind */
   spool_in *copy;       /* routes that spool: the message's copy */
@@ -112,7 +106,7 @@ static void relay_handle_gone(relay *r) {
   if (--r->open_handles > 0)
     return;
   defer_cancel(&r->ev_item);
-  free(r->pp);
+  relay_pp_free(&r->pp);
   if (r->in_session) {
     session_free(&r->sess);
     metrics_session_close(r->gen->cfg->listeners[r->lindex].name);
@@ -478,11 +472,11 @@ static void feed_session(relay *r, const char *p, size_t n) {
 
 static void client_on_read(void *ctx, const char *p, size_t n) {
   relay *r = ctx;
-  if (r->pp) {
+  if (relay_pp_reading(&r->pp)) {
     header_read(r, p, n);
     return;
   }
-  if (r->sniff && !sniff_read(r, &p, &n))
+  if (r->pp.sniff && !sniff_read(r, &p, &n))
     return;
   if (n)
     feed_session(r, p, n);
@@ -503,17 +497,13 @@ static const char *relay_state_name(const relay *r) {
   return r->up ? "upstream-ready" : "idle";
 }
 
-static void header_fail(relay *r, int level, const char *why, const char *metric,
-                        const char *reply);
+static void header_refuse(relay *r, const char *reply);
 
 static void client_on_error(void *ctx, const char *reason, bool tls, bool verify) {
   relay *r = ctx;
   (void)verify;
-  if (r->pp) {
-    /* Connected and gone without a byte: a balancer's TCP health check. */
-    bool silent = r->pp->n == 0;
-    header_fail(r, silent ? STP_LOG_DEBUG : STP_LOG_WARN, reason,
-                silent ? NULL : "proxy_header_invalid", NULL);
+  if (relay_pp_reading(&r->pp)) {
+    header_refuse(r, relay_pp_lost(&r->pp, reason));
     return;
   }
   if (!r->in_session) {
@@ -771,11 +761,12 @@ void relay_start(relay *r, const struct sockaddr *peer) {
   session_init(&r->sess, r->gen->cfg, lc, peer, r->sid, &relay_session_ops, r);
   session_set_limits(&r->sess, &r->gen->limits);
   r->in_session = true;
-  r->sniff = lc->n_proxy_protocol > 0 && !r->via[0];
+  if (lc->n_proxy_protocol > 0 && !r->pp.via[0])
+    relay_pp_sniff_start(&r->pp, lc->name);
   char ip[64];
   stp_kv kv[] = {{"listener", lc->name},
                  {"client", stp_sockaddr_ip(peer, ip, sizeof ip)},
-                 {"via", r->via[0] ? r->via : NULL}};
+                 {"via", r->pp.via[0] ? r->pp.via : NULL}};
   stp_log_kv(STP_LOG_INFO, r->sid, "connect", kv, 3);
   uv_tcp_nodelay(stream_tcp(r->client), 1);
   uv_timer_start(&r->idle_timer, idle_cb, lc->idle_timeout_ms, lc->idle_timeout_ms);
@@ -793,8 +784,7 @@ void relay_shutdown(relay *r) {
   if (r->closing)
     return;
   if (!r->in_session) { /* still waiting for a PROXY header */
-    free(r->pp);
-    r->pp = NULL;
+    relay_pp_free(&r->pp);
     r->refusing = true;
     relay_close(r);
     return;
@@ -802,25 +792,9 @@ void relay_shutdown(relay *r) {
   session_shutdown(&r->sess, NULL);
 }
 
-/* ---- the PROXY header (listeners with proxy_protocol) ------------------------
- * From a listed balancer nothing is spoken before its header has been read
- * whole (the spec: SMTP servers speak first, so the greeting waits); the
- * header's client then goes to the listener's checks, and the bytes read
- * behind the header are given back to the stream, so TLS or the session
- * gets them as the device sent them. From any other address the first
- * bytes are held until they show they are not a header. */
+/* ---- the PROXY header (listeners with proxy_protocol; relay_pp.c) -------- */
 
-static void header_fail(relay *r, int level, const char *why, const char *metric,
-                        const char *reply) {
-  const char *name = r->gen->cfg->listeners[r->lindex].name;
-  char reason[160];
-  snprintf(reason, sizeof reason, "PROXY header: %s", why);
-  stp_kv kv[] = {{"listener", name}, {"client", r->via}, {"reason", reason}};
-  stp_log_kv(level, NULL, "refused", kv, 3);
-  if (metric)
-    metrics_refused_connection(name, metric);
-  free(r->pp);
-  r->pp = NULL;
+static void header_refuse(relay *r, const char *reply) {
   if (reply) {
     relay_refuse(r, reply);
     return;
@@ -831,29 +805,23 @@ static void header_fail(relay *r, int level, const char *why, const char *metric
 
 static void header_timeout_cb(uv_timer_t *t) {
   relay *r = t->data;
-  if (r->pp)
-    header_fail(r, STP_LOG_WARN, "none within the header timeout", "proxy_header_timeout",
-                "421 4.4.2 PROXY protocol header timeout\r\n");
+  if (relay_pp_reading(&r->pp))
+    header_refuse(r, relay_pp_timeout(&r->pp));
 }
 
 static void header_read(relay *r, const char *p, size_t n) {
   size_t used;
-  pp_header h;
-  pp_status st = pp_reader_feed(r->pp, (const uint8_t *)p, n, &used, &h);
-  if (st == PP_MORE)
+  const struct sockaddr *client;
+  const char *reply;
+  relay_pp_step st = relay_pp_read(&r->pp, p, n, &used, &client, &reply);
+  if (st == RELAY_PP_MORE)
     return;
-  if (st == PP_BAD) {
-    header_fail(r, STP_LOG_WARN, pp_reader_error(r->pp), "proxy_header_invalid",
-                "554 5.7.1 Invalid PROXY protocol header\r\n");
+  if (st == RELAY_PP_REFUSE) {
+    header_refuse(r, reply);
     return;
   }
   uv_timer_stop(&r->idle_timer);
-  free(r->pp);
-  r->pp = NULL;
-  /* LOCAL (the balancer's own check) and UNKNOWN: the socket's endpoints. */
-  const struct sockaddr *client = h.kind == PP_PROXIED ? (const struct sockaddr *)&h.src
-                                                       : (const struct sockaddr *)&r->via_addr;
-  const char *reply = r->admit(r->owner, client);
+  reply = r->admit(r->owner, client);
   if (reply) {
     relay_refuse(r, reply); /* the listener logged why */
     return;
@@ -863,38 +831,22 @@ static void header_read(relay *r, const char *p, size_t n) {
 }
 
 static bool sniff_read(relay *r, const char **p, size_t *n) {
-  size_t room = PP_SNIFF_MAX - r->n_sniffed, take = *n < room ? *n : room;
-  memcpy(r->sniffed + r->n_sniffed, *p, take);
-  r->n_sniffed += take;
-  *p += take;
-  *n -= take;
-  pp_sniff_result v = pp_sniff(r->sniffed, r->n_sniffed);
-  if (v == PP_SNIFF_MAYBE)
-    return false; /* every byte is held (a decision needs at most 12) */
-  r->sniff = false;
-  if (v == PP_SNIFF_YES) {
-    const char *name = r->gen->cfg->listeners[r->lindex].name;
-    stp_kv kv[] = {{"listener", name},
-                   {"client", r->sess.client_ip},
-                   {"reason", "PROXY header from an address not in proxy_protocol"}};
-    stp_log_kv(STP_LOG_WARN, r->sid, "refused", kv, 3);
-    metrics_refused_connection(name, "proxy_header_not_allowed");
-    session_shutdown(&r->sess, "554 5.7.1 PROXY protocol header not allowed from your address\r\n");
+  const char *reply;
+  relay_pp_step st = relay_pp_sniff(&r->pp, p, n, r->sid, r->sess.client_ip, &reply);
+  if (st == RELAY_PP_MORE)
+    return false;
+  if (st == RELAY_PP_REFUSE) {
+    session_shutdown(&r->sess, reply);
     return false;
   }
-  feed_session(r, (const char *)r->sniffed, r->n_sniffed);
+  feed_session(r, (const char *)r->pp.sniffed, r->pp.n_sniffed);
   return !r->closing;
 }
 
 void relay_await_header(relay *r, const struct sockaddr *balancer, relay_admit_fn admit) {
   const stp_listener_cfg *lc = &r->gen->cfg->listeners[r->lindex];
-  size_t len =
-      balancer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  memcpy(&r->via_addr, balancer, len);
-  stp_sockaddr_ip(balancer, r->via, sizeof r->via);
+  relay_pp_await(&r->pp, lc->name, balancer);
   r->admit = admit;
-  r->pp = stp_xmalloc(sizeof *r->pp);
-  pp_reader_init(r->pp);
   uint64_t ms =
       lc->idle_timeout_ms < RELAY_PP_TIMEOUT_MS ? lc->idle_timeout_ms : RELAY_PP_TIMEOUT_MS;
   uv_timer_start(&r->idle_timer, header_timeout_cb, ms, 0);

@@ -27,17 +27,11 @@ ROOT=$PWD
 SECS=${BENCH_SECONDS:-4}
 ROUNDS=${BENCH_ROUNDS:-3}
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 command -v haproxy >/dev/null || die "haproxy is not installed (apt-get install haproxy)"
 
-BUILD=$ROOT/build-bench
-say "building (Release) in build-bench/"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSTP_BENCH=ON -DSTP_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target smtp-tls-proxy bench_tools >/dev/null
-PROXY=$BUILD/smtp-tls-proxy
-LOADGEN=$BUILD/tests/bench/loadgen
-SINK=$BUILD/tests/bench/sink
+bench_build
 
 W=$(mktemp -d /tmp/stp-replicas-bench.XXXXXX)
 PIDS=()

@@ -43,8 +43,8 @@ SECS=${BENCH_SECONDS:-8}
 QUICK=${BENCH_QUICK:-0}
 [ "$QUICK" = 1 ] && SECS=1
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and runs Postfix)"
 
 # --- install ------------------------------------------------------------------
@@ -67,13 +67,7 @@ if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
 fi
 
 # --- build --------------------------------------------------------------------
-say "building (Release) in build-bench/"
-BUILD=$ROOT/build-bench
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSTP_BENCH=ON -DSTP_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target smtp-tls-proxy bench_tools >/dev/null
-PROXY=$BUILD/smtp-tls-proxy
-LOADGEN=$BUILD/tests/bench/loadgen
-SINK=$BUILD/tests/bench/sink
+bench_build
 BASE_REV=${BENCH_BASELINE:-}
 if [ -n "$BASE_REV" ]; then
   say "building the baseline $BASE_REV (Release) in build-bench-base/"

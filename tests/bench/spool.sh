@@ -38,8 +38,8 @@ T_START=$(date +%s)
 SECS=${BENCH_SECONDS:-4}
 ROUNDS=${BENCH_ROUNDS:-5}
 
-say() { printf '== %s\n' "$*" >&2; }
-die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. tests/bench/lib.sh
 [ "$(id -u)" = 0 ] || die "run as root (it installs packages and runs Postfix)"
 
 if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
@@ -59,13 +59,7 @@ if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
   fi
 fi
 
-say "building (Release) in build-bench/"
-BUILD=$ROOT/build-bench
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSTP_BENCH=ON -DSTP_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target smtp-tls-proxy bench_tools >/dev/null
-PROXY=$BUILD/smtp-tls-proxy
-LOADGEN=$BUILD/tests/bench/loadgen
-SINK=$BUILD/tests/bench/sink
+bench_build
 
 W=$(mktemp -d /tmp/stp-spool-bench.XXXXXX)
 chmod 755 "$W" # Postfix's unprivileged daemons read the CA and maps here

@@ -100,6 +100,27 @@ void api_proxy_for(h_proxy *px, const fake *f, const char *extra) {
   api_proxy_start(px, api_upstream(f, "api", extra, up, sizeof up), "api");
 }
 
+void api_proxy_spooling(h_proxy *px, const fake *f, char *spool, size_t cap) {
+  char up[4096], yaml[16384];
+  h_path(spool, cap, "spool");
+  snprintf(yaml, sizeof yaml,
+           "hostname: proxy.test\n"
+           "log: { level: info, format: text }\n"
+           "shutdown_grace: 2s\n"
+           "spool: { dir: %s }\n"
+           "listeners:\n"
+           "  - name: lan\n"
+           "    listen: \"127.0.0.1:0\"\n"
+           "    max_message_size: 60MiB\n"
+           "upstreams:\n%s"
+           "routes:\n"
+           "  - name: default\n"
+           "    upstream: [api]\n"
+           "    on_upstream_failure: spool\n",
+           spool, api_upstream(f, "api", NULL, up, sizeof up));
+  h_proxy_start_yaml(px, yaml);
+}
+
 /* ---- messages as a scanner writes them ------------------------------------------ */
 
 /* About `total` bytes: a text part and a PDF in base64 (76-column lines). */

@@ -32,6 +32,9 @@ char *api_upstream(const fake *f, const char *name, const char *extra, char *out
 void api_proxy_start(h_proxy *px, const char *upstreams, const char *route);
 /* A proxy with one upstream "api" for f (extra: its lines, indented 4). */
 void api_proxy_for(h_proxy *px, const fake *f, const char *extra);
+/* The same with a spool in h_dir()/spool (its path into spool[cap]) and
+ * route "default" spooling what its API upstream fails (4xx). */
+void api_proxy_spooling(h_proxy *px, const fake *f, char *spool, size_t cap);
 
 typedef struct scan {
   char *msg;

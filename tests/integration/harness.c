@@ -1150,6 +1150,15 @@ bool h_file_contains(const char *path, const void *needle, size_t n) {
   return found;
 }
 
+int h_proxy_listen_port(const h_proxy *px, const char *event) {
+  char line[512];
+  const char *want[] = {event, "addr=127.0.0.1:", NULL};
+  cr_assert(h_file_wait_line(px->log, want, 5000, line, sizeof line), "no %s line", event);
+  int port = atoi(strstr(line, "addr=127.0.0.1:") + strlen("addr=127.0.0.1:"));
+  cr_assert_gt(port, 0, "%s", line);
+  return port;
+}
+
 bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms, char *line,
                       size_t cap) {
   int64_t deadline = h_now_ms() + timeout_ms;

@@ -238,6 +238,10 @@ bool h_file_contains(const char *path, const void *needle, size_t n);
  * list); copy it to line. Returns true when found within timeout_ms. */
 bool h_file_wait_line(const char *path, const char *const all[], int timeout_ms, char *line,
                       size_t cap);
+/* The port in the proxy's "<event> addr=127.0.0.1:PORT" log line (event:
+ * "metrics-listening", "admin-listening"), waited for up to 5 s; fails the
+ * test when there is none. */
+int h_proxy_listen_port(const h_proxy *px, const char *event);
 
 /* --- misc --------------------------------------------------------------- */
 /* A TCP port on 127.0.0.1 that was free a moment ago (for a peer that is

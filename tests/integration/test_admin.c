@@ -21,19 +21,7 @@
   "admin:\n  listen: \"127.0.0.1:0\"\n  users: { admin: \"" ADM_HASH "\" }\n  history: 50\n"
 
 static int admin_port(const h_proxy *px) {
-  const char *key = "admin-listening addr=127.0.0.1:";
-  for (int i = 0; i < 100; i++) {
-    char *log = h_read_file(px->log, NULL);
-    const char *p = log ? strstr(log, key) : NULL;
-    int port = p ? atoi(p + strlen(key)) : -1;
-    free(log);
-    if (port > 0)
-      return port;
-    struct timespec d = {0, 50 * 1000000};
-    nanosleep(&d, NULL);
-  }
-  cr_assert_fail("no admin-listening line");
-  return -1;
+  return h_proxy_listen_port(px, "admin-listening");
 }
 
 /* curl ARGS URL: body, then "\nHTTP <code>" (and the head with -i in args). */

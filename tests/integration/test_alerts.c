@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "probe_common.h"
 #include "spool_common.h"
 
 typedef struct receiver {
@@ -39,22 +40,7 @@ static void receiver_start(receiver *r, const char *fail_first) {
  * (same server, a password it refuses), probed every second. */
 static void proxy_start_route(h_proxy *px, const h_upstream *u, const char *alerts,
                               const char *route_upstream) {
-  char yaml[8192], extra[1024];
-  snprintf(extra, sizeof extra,
-           "    probe_interval: 0s\n"
-           "  - name: bad\n"
-           "    host: 127.0.0.1\n"
-           "    port: %d\n"
-           "    server_name: localhost\n"
-           "    ca_file: %s/ca.crt\n"
-           "    auth: { username: u, password_env: STP_WRONG_PW }\n"
-           "    probe_interval: 1s\n",
-           u->port, h_certs());
-  h_proxy_yaml(&(h_proxy_opts){.up_port = u->port, .top_extra = alerts, .upstream_extra = extra},
-               yaml, sizeof yaml);
-  char routed[8192];
-  sp_replace(yaml, "    upstream: up\n", route_upstream, routed, sizeof routed);
-  h_proxy_start_yaml_env(px, routed, (char *const[]){"STP_WRONG_PW=not-the-password", NULL});
+  probe_start_two(px, u, "0s", alerts, route_upstream);
 }
 
 static void proxy_start(h_proxy *px, const h_upstream *u, const char *alerts) {

@@ -580,25 +580,9 @@ ITest(integ, api_copies_use_the_spool_directory) {
   h_proxy px;
   scan s;
   api_fake_start(&f, "gmail", NULL, NULL);
-  char up[4096], yaml[16384], spool[512];
-  h_path(spool, sizeof spool, "spool");
-  snprintf(yaml, sizeof yaml,
-           "hostname: proxy.test\n"
-           "log: { level: info, format: text }\n"
-           "shutdown_grace: 2s\n"
-           "spool: { dir: %s }\n"
-           "listeners:\n"
-           "  - name: lan\n"
-           "    listen: \"127.0.0.1:0\"\n"
-           "    max_message_size: 60MiB\n"
-           "upstreams:\n%s"
-           "routes:\n"
-           "  - name: default\n"
-           "    upstream: [api]\n"
-           "    on_upstream_failure: spool\n",
-           spool, api_upstream(&f, "api", NULL, up, sizeof up));
+  char spool[512];
   setenv("TMPDIR", h_dir(), 1);
-  h_proxy_start_yaml(&px, yaml);
+  api_proxy_spooling(&px, &f, spool, sizeof spool);
   unsetenv("TMPDIR");
   api_make_scan(&s, 1024 * 1024, TO, NULL);
   h_smtp c;

@@ -91,24 +91,8 @@ ITest(integ, api_graph_lasting_404_on_a_spool_route_spools) {
   h_proxy px;
   scan s;
   api_fake_start(&f, "graph", NULL, (const char *const[]){"--consistency-404", "100", NULL});
-  char up[4096], yaml[16384], spool[512];
-  h_path(spool, sizeof spool, "spool");
-  snprintf(yaml, sizeof yaml,
-           "hostname: proxy.test\n"
-           "log: { level: info, format: text }\n"
-           "shutdown_grace: 2s\n"
-           "spool: { dir: %s }\n"
-           "listeners:\n"
-           "  - name: lan\n"
-           "    listen: \"127.0.0.1:0\"\n"
-           "    max_message_size: 60MiB\n"
-           "upstreams:\n%s"
-           "routes:\n"
-           "  - name: default\n"
-           "    upstream: [api]\n"
-           "    on_upstream_failure: spool\n",
-           spool, api_upstream(&f, "api", NULL, up, sizeof up));
-  h_proxy_start_yaml(&px, yaml);
+  char spool[512];
+  api_proxy_spooling(&px, &f, spool, sizeof spool);
   api_make_scan(&s, 3584 * 1024, TO, NULL);
   char text[512];
   int code = api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
@@ -163,46 +147,39 @@ ITest(integ, api_graph_conflict_and_locked_are_retried) {
   }
 }
 
-/* The connection closes as the draft is sent: 4xx, and the draft the
- * failure left is deleted (by a request that outlives the connection). */
-ITest(integ, api_graph_draft_deleted_when_the_connection_closes_mid_send) {
+/* A 3.5 MiB scan (a draft plus an attachment upload) through a Graph fake
+ * run with `flag`: a 4xx for the device, and the draft the failure left is
+ * deleted. Returns how many `event` records the fake wrote by the reply. */
+static size_t draft_failure_case(const char *flag, const char *event) {
   fake f;
   h_proxy px;
   scan s;
-  api_fake_start(&f, "graph", NULL, (const char *const[]){"--close-on-send", NULL});
+  api_fake_start(&f, "graph", NULL, (const char *const[]){flag, NULL});
   api_proxy_for(&px, &f, NULL);
   api_make_scan(&s, 3584 * 1024, TO, NULL);
   char text[512];
   int code = api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
   cr_assert(code >= 400 && code < 500, "%d %s", code, text);
-  cr_assert_eq(api_count_records(&f, "closed_on_send"), 1);
+  size_t n = api_count_records(&f, event);
   char line[1024];
   cr_assert(h_file_wait_line(px.log, (const char *const[]){"api-draft-deleted", NULL}, 5000, line,
                              sizeof line),
             "no DELETE of the draft");
   cr_assert_eq(api_count_records(&f, "graph_delete"), 1);
   api_scan_free(&s);
+  return n;
+}
+
+/* The connection closes as the draft is sent: 4xx, and the draft the
+ * failure left is deleted (by a request that outlives the connection). */
+ITest(integ, api_graph_draft_deleted_when_the_connection_closes_mid_send) {
+  cr_assert_eq(draft_failure_case("--close-on-send", "closed_on_send"), 1);
 }
 
 /* A 401 after the draft exists and the token refresh fails: 4xx, and the
  * draft is still deleted (with the next token the cache fetches). */
 ITest(integ, api_graph_draft_deleted_when_the_token_refresh_fails) {
-  fake f;
-  h_proxy px;
-  scan s;
-  api_fake_start(&f, "graph", NULL, (const char *const[]){"--revoke-after-draft", NULL});
-  api_proxy_for(&px, &f, NULL);
-  api_make_scan(&s, 3584 * 1024, TO, NULL);
-  char text[512];
-  int code = api_send_msg(&px, &s, (const char *const[]){TO, NULL}, text, sizeof text, NULL);
-  cr_assert(code >= 400 && code < 500, "%d %s", code, text);
-  cr_assert_geq(api_count_records(&f, "unauthorized"), 1);
-  char line[1024];
-  cr_assert(h_file_wait_line(px.log, (const char *const[]){"api-draft-deleted", NULL}, 5000, line,
-                             sizeof line),
-            "no DELETE of the draft");
-  cr_assert_eq(api_count_records(&f, "graph_delete"), 1);
-  api_scan_free(&s);
+  cr_assert_geq(draft_failure_case("--revoke-after-draft", "unauthorized"), 1);
 }
 
 /* A message of 501 parts where Graph's JSON is needed (save_to_sent_items:

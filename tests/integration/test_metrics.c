@@ -9,18 +9,7 @@
 #include "harness.h"
 
 static int metrics_port(const h_proxy *px) {
-  for (int i = 0; i < 100; i++) {
-    char *log = h_read_file(px->log, NULL);
-    const char *p = log ? strstr(log, "metrics-listening addr=127.0.0.1:") : NULL;
-    int port = p ? atoi(p + strlen("metrics-listening addr=127.0.0.1:")) : -1;
-    free(log);
-    if (port > 0)
-      return port;
-    struct timespec d = {0, 50 * 1000000};
-    nanosleep(&d, NULL);
-  }
-  cr_assert_fail("no metrics-listening line");
-  return -1;
+  return h_proxy_listen_port(px, "metrics-listening");
 }
 
 static int curl(const char *args, int port, const char *path, char *out, size_t cap) {

@@ -13,41 +13,12 @@
 #include <sys/stat.h>
 
 #include "harness.h"
+#include "oauth_common.h"
 
-typedef struct tsrv {
-  h_proc *proc;
-  int http_port, smtp_port;
-  char record[512];
-} tsrv;
+typedef oauth_srv tsrv;
 
 static void tsrv_start(tsrv *t, const char *const extra[]) {
-  static unsigned seq;
-  const char *certs = h_certs();
-  char script[512], cert[512], key[512], name[32];
-  char *argv[32];
-  size_t n = 0;
-  snprintf(name, sizeof name, "token%u", seq++);
-  snprintf(script, sizeof script, "%s/token_server.py", STP_TOOLS_DIR);
-  snprintf(cert, sizeof cert, "%s/server.crt", certs);
-  snprintf(key, sizeof key, "%s/server.key", certs);
-  snprintf(t->record, sizeof t->record, "%s/%s.jsonl", h_dir(), name);
-  argv[n++] = H_PYTHON;
-  argv[n++] = script;
-  argv[n++] = "--cert";
-  argv[n++] = cert;
-  argv[n++] = "--key";
-  argv[n++] = key;
-  argv[n++] = "--record";
-  argv[n++] = t->record;
-  argv[n++] = "--smtp";
-  for (size_t i = 0; extra && extra[i] && n < 30; i++)
-    argv[n++] = (char *)extra[i];
-  argv[n] = NULL;
-  t->proc = h_spawn(name, argv, NULL);
-  char line[128];
-  cr_assert_eq(h_proc_wait_line(t->proc, "READY ", 15000, line, sizeof line), 0,
-               "token_server.py did not start");
-  cr_assert_eq(sscanf(line, "READY %d %d", &t->http_port, &t->smtp_port), 2);
+  oauth_srv_start(t, "token_server", (const char *const[]){"--smtp", NULL}, extra);
 }
 
 /* A proxy whose upstream authenticates with `auth` (lines indented 4). */
@@ -87,14 +58,7 @@ static void write_rt(const char *value) {
 }
 
 static int send_one(const h_proxy *px, const char *from, char *text, size_t cap) {
-  h_smtp c;
-  h_smtp_open(&c, px->port, true);
-  static const char body[] = "Subject: oauth2\r\n\r\nscan\r\n";
-  int code = h_smtp_message(&c, from, (const char *const[]){"to@example.com", NULL}, body,
-                            sizeof body - 1, text, cap, NULL);
-  h_smtp_cmd(&c, "QUIT", NULL, 0);
-  h_smtp_close(&c);
-  return code;
+  return oauth_send_one(px, from, "oauth2", text, cap);
 }
 
 /* No token or secret of the token server's in the proxy's log. */

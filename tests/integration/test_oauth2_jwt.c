@@ -17,12 +17,9 @@
 #include <time.h>
 
 #include "harness.h"
+#include "oauth_common.h"
 
-typedef struct jsrv {
-  h_proc *proc;
-  int http_port, smtp_port;
-  char record[512];
-} jsrv;
+typedef oauth_srv jsrv;
 
 /* RSA keys and a certificate made with the openssl command, once per test. */
 static void make_keys(void) {
@@ -66,29 +63,11 @@ static void write_sa_json(int http_port) {
 }
 
 static void jsrv_start(jsrv *t, const char *const extra[]) {
-  static unsigned seq;
-  char script[512], cert[512], key[512], sa[512], app[512], name[32];
-  char *argv[32];
-  size_t n = 0;
-  snprintf(name, sizeof name, "jwt%u", seq++);
-  snprintf(script, sizeof script, "%s/jwt_server.py", STP_TOOLS_DIR);
-  snprintf(cert, sizeof cert, "%s/server.crt", h_certs());
-  snprintf(key, sizeof key, "%s/server.key", h_certs());
-  snprintf(t->record, sizeof t->record, "%s/%s.jsonl", h_dir(), name);
+  char sa[512], app[512];
   h_path(sa, sizeof sa, "sa.pem");
   h_path(app, sizeof app, "app.crt");
-  const char *fixed[] = {H_PYTHON,   script,    "--cert",   cert, "--key",      key,
-                         "--record", t->record, "--sa-key", sa,   "--app-cert", app};
-  for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-    argv[n++] = (char *)fixed[i];
-  for (size_t i = 0; extra && extra[i] && n < 30; i++)
-    argv[n++] = (char *)extra[i];
-  argv[n] = NULL;
-  t->proc = h_spawn(name, argv, NULL);
-  char line[128];
-  cr_assert_eq(h_proc_wait_line(t->proc, "READY ", 15000, line, sizeof line), 0,
-               "jwt_server.py did not start");
-  cr_assert_eq(sscanf(line, "READY %d %d", &t->http_port, &t->smtp_port), 2);
+  oauth_srv_start(t, "jwt_server", (const char *const[]){"--sa-key", sa, "--app-cert", app, NULL},
+                  extra);
 }
 
 static void proxy_start(h_proxy *px, const jsrv *t, const char *auth) {
@@ -135,28 +114,11 @@ static const char *cert_auth(const jsrv *t, const char *crt) {
 }
 
 static int send_one(const h_proxy *px, char *text, size_t cap) {
-  h_smtp c;
-  h_smtp_open(&c, px->port, true);
-  static const char body[] = "Subject: jwt\r\n\r\nscan\r\n";
-  int code = h_smtp_message(&c, "scan@printer.test", (const char *const[]){"to@example.com", NULL},
-                            body, sizeof body - 1, text, cap, NULL);
-  h_smtp_cmd(&c, "QUIT", NULL, 0);
-  h_smtp_close(&c);
-  return code;
+  return oauth_send_one(px, "scan@printer.test", "jwt", text, cap);
 }
 
 static int metrics_port(const h_proxy *px) {
-  for (int i = 0; i < 100; i++) {
-    char *log = h_read_file(px->log, NULL);
-    const char *p = log ? strstr(log, "metrics-listening addr=127.0.0.1:") : NULL;
-    int port = p ? atoi(p + strlen("metrics-listening addr=127.0.0.1:")) : -1;
-    free(log);
-    if (port > 0)
-      return port;
-    h_sleep_ms(50);
-  }
-  cr_assert_fail("no metrics-listening line");
-  return -1;
+  return h_proxy_listen_port(px, "metrics-listening");
 }
 
 /* The value of the sample line starting with `series` on /metrics. */

@@ -18,40 +18,12 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "oauth_common.h"
 
-typedef struct asrv {
-  h_proc *proc;
-  int http_port, smtp_port;
-  char record[512];
-} asrv;
+typedef oauth_srv asrv;
 
 static void asrv_start(asrv *a, const char *const extra[]) {
-  static unsigned seq;
-  const char *certs = h_certs();
-  char script[512], cert[512], key[512], name[32];
-  char *argv[40];
-  size_t n = 0;
-  snprintf(name, sizeof name, "authz%u", seq++);
-  snprintf(script, sizeof script, "%s/authz_server.py", STP_TOOLS_DIR);
-  snprintf(cert, sizeof cert, "%s/server.crt", certs);
-  snprintf(key, sizeof key, "%s/server.key", certs);
-  snprintf(a->record, sizeof a->record, "%s/%s.jsonl", h_dir(), name);
-  argv[n++] = H_PYTHON;
-  argv[n++] = script;
-  argv[n++] = "--cert";
-  argv[n++] = cert;
-  argv[n++] = "--key";
-  argv[n++] = key;
-  argv[n++] = "--record";
-  argv[n++] = a->record;
-  for (size_t i = 0; extra && extra[i] && n < 38; i++)
-    argv[n++] = (char *)extra[i];
-  argv[n] = NULL;
-  a->proc = h_spawn(name, argv, NULL);
-  char line[128];
-  cr_assert_eq(h_proc_wait_line(a->proc, "READY ", 15000, line, sizeof line), 0,
-               "authz_server.py did not start");
-  cr_assert_eq(sscanf(line, "READY %d %d", &a->http_port, &a->smtp_port), 2);
+  oauth_srv_start(a, "authz_server", NULL, extra);
 }
 
 #define M365_SCOPE "https://outlook.office365.com/SMTP.Send offline_access"

@@ -8,14 +8,10 @@
 #include <time.h>
 
 #include "harness.h"
+#include "probe_common.h"
 
 static int metrics_port(const h_proxy *px) {
-  char line[512];
-  const char *want[] = {"metrics-listening", NULL};
-  cr_assert(h_file_wait_line(px->log, want, 5000, line, sizeof line));
-  const char *p = strstr(line, "addr=127.0.0.1:");
-  cr_assert_not_null(p, "%s", line);
-  return atoi(p + strlen("addr=127.0.0.1:"));
+  return h_proxy_listen_port(px, "metrics-listening");
 }
 
 static void scrape(int port, char *out, size_t cap) {
@@ -26,27 +22,7 @@ static void scrape(int port, char *out, size_t cap) {
 
 /* A second upstream "bad": the same server, a password it refuses. */
 static void start_two(h_proxy *px, h_upstream *u, const char *good_probe, const char *route) {
-  char yaml[8192], extra[1024];
-  snprintf(extra, sizeof extra,
-           "    probe_interval: %s\n"
-           "  - name: bad\n"
-           "    host: 127.0.0.1\n"
-           "    port: %d\n"
-           "    server_name: localhost\n"
-           "    ca_file: %s/ca.crt\n"
-           "    auth: { username: u, password_env: STP_WRONG_PW }\n"
-           "    probe_interval: 1s\n",
-           good_probe, u->port, h_certs());
-  h_proxy_yaml(&(h_proxy_opts){.up_port = u->port,
-                               .top_extra = "metrics: { listen: \"127.0.0.1:0\" }\n",
-                               .upstream_extra = extra},
-               yaml, sizeof yaml);
-  char *r = strstr(yaml, "    upstream: up\n");
-  cr_assert_not_null(r);
-  char tail[512];
-  snprintf(tail, sizeof tail, "%s", r + strlen("    upstream: up\n"));
-  snprintf(r, sizeof yaml - (size_t)(r - yaml), "%s%s", route, tail);
-  h_proxy_start_yaml_env(px, yaml, (char *const[]){"STP_WRONG_PW=not-the-password", NULL});
+  probe_start_two(px, u, good_probe, "metrics: { listen: \"127.0.0.1:0\" }\n", route);
 }
 
 ITest(integ, probe_good_and_wrong_password_set_the_metrics) {

@@ -51,15 +51,12 @@ import hashlib
 import json
 import re
 import secrets
-import signal
-import ssl
 import sys
 import threading
 import time
 import types
 import urllib.parse
-import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
 import token_server  # noqa: E402  (its XOAUTH2 SMTP handler and record())
@@ -326,34 +323,11 @@ async def main():
     ARGS = parse_args()
     token_server.ARGS = types.SimpleNamespace(record=ARGS.record, static_token=None,
                                               revoke_first=False)
-    warnings.filterwarnings("ignore")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ARGS.cert, ARGS.key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    httpd.daemon_threads = True
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-
+    ctx = token_server.tls_context(ARGS.cert, ARGS.key)
+    httpd = token_server.start_https(Handler, ctx)
     loop = asyncio.get_running_loop()
-    handler = token_server.SmtpHandler()
-
-    def factory():
-        return token_server.SMTP(handler, hostname="upstream.test", decode_data=False,
-                                 tls_context=ctx, require_starttls=True, auth_required=True,
-                                 auth_require_tls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"],
-                                 timeout=60, loop=loop)
-
-    server = await loop.create_server(factory, host="127.0.0.1", port=0)
-    sys.stdout.write("READY %d %d\n" % (httpd.server_address[1],
-                                        server.sockets[0].getsockname()[1]))
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.call_later(ARGS.lifetime, stop.set)
-    await stop.wait()
-    server.close()
-    httpd.shutdown()
+    await token_server.serve(loop, ARGS.lifetime, httpd,
+                             await token_server.start_smtp(loop, ctx))
 
 
 if __name__ == "__main__":

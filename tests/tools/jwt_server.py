@@ -43,15 +43,11 @@ import hashlib
 import json
 import os
 import secrets
-import signal
-import ssl
 import sys
-import threading
 import time
 import urllib.parse
 import uuid
-import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -324,33 +320,11 @@ async def main():
     ARGS = parse_args()
     ts.ARGS = ARGS
     load_keys()
-    warnings.filterwarnings("ignore")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ARGS.cert, ARGS.key)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
-    httpd.daemon_threads = True
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    ctx = ts.tls_context(ARGS.cert, ARGS.key)
+    httpd = ts.start_https(TokenHandler, ctx)
     URL = "https://127.0.0.1:%d/token" % httpd.server_address[1]
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-
     loop = asyncio.get_running_loop()
-    handler = ts.SmtpHandler()
-
-    def factory():
-        return ts.SMTP(handler, hostname="upstream.test", decode_data=False, tls_context=ctx,
-                       require_starttls=True, auth_required=True, auth_require_tls=True,
-                       auth_exclude_mechanism=["LOGIN", "PLAIN"], timeout=60, loop=loop)
-
-    server = await loop.create_server(factory, host="127.0.0.1", port=0)
-    sys.stdout.write("READY %d %d\n" % (httpd.server_address[1], server.sockets[0].getsockname()[1]))
-    sys.stdout.flush()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.call_later(ARGS.lifetime, stop.set)
-    await stop.wait()
-    server.close()
-    httpd.shutdown()
+    await ts.serve(loop, ARGS.lifetime, httpd, await ts.start_smtp(loop, ctx))
 
 
 if __name__ == "__main__":

@@ -193,43 +193,64 @@ class SmtpHandler:
         return "250 2.0.0 Ok: queued"
 
 
-async def main():
-    global ARGS
-    ARGS = parse_args()
-    STATE["refresh"] = ARGS.refresh_token
+# ---- what the other OAuth stand-ins (jwt_server.py, authz_server.py) share ----
+
+
+def tls_context(cert, key):
+    """The server side of every stand-in: the test CA's server certificate."""
     warnings.filterwarnings("ignore")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(ARGS.cert, ARGS.key)
+    ctx.load_cert_chain(cert, key)
+    return ctx
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), TokenHandler)
+
+def start_https(handler_cls, ctx):
+    """A threaded HTTPS server on 127.0.0.1 (a free port), serving from a daemon thread."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
     httpd.daemon_threads = True
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
-    loop = asyncio.get_running_loop()
-    smtp_port = 0
-    server = None
-    if ARGS.smtp:
-        handler = SmtpHandler()
 
-        def factory():
-            return SMTP(handler, hostname="upstream.test", decode_data=False,
-                        tls_context=ctx, require_starttls=True, auth_required=True,
-                        auth_require_tls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"],
-                        timeout=60, loop=loop)
+async def start_smtp(loop, ctx):
+    """The XOAUTH2 upstream: STARTTLS and AUTH required, LOGIN and PLAIN excluded."""
+    handler = SmtpHandler()
 
-        server = await loop.create_server(factory, host="127.0.0.1", port=0)
-        smtp_port = server.sockets[0].getsockname()[1]
+    def factory():
+        return SMTP(handler, hostname="upstream.test", decode_data=False,
+                    tls_context=ctx, require_starttls=True, auth_required=True,
+                    auth_require_tls=True, auth_exclude_mechanism=["LOGIN", "PLAIN"],
+                    timeout=60, loop=loop)
+
+    return await loop.create_server(factory, host="127.0.0.1", port=0)
+
+
+async def serve(loop, lifetime, httpd, server):
+    """Say "READY <https port> <smtp port>" (0: no SMTP side), then run until
+    SIGTERM, SIGINT or `lifetime` seconds, and stop both servers."""
+    smtp_port = server.sockets[0].getsockname()[1] if server else 0
     sys.stdout.write("READY %d %d\n" % (httpd.server_address[1], smtp_port))
     sys.stdout.flush()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.call_later(ARGS.lifetime, stop.set)
+    loop.call_later(lifetime, stop.set)
     await stop.wait()
     if server:
         server.close()
     httpd.shutdown()
+
+
+async def main():
+    global ARGS
+    ARGS = parse_args()
+    STATE["refresh"] = ARGS.refresh_token
+    ctx = tls_context(ARGS.cert, ARGS.key)
+    httpd = start_https(TokenHandler, ctx)
+    loop = asyncio.get_running_loop()
+    server = await start_smtp(loop, ctx) if ARGS.smtp else None
+    await serve(loop, ARGS.lifetime, httpd, server)
 
 
 if __name__ == "__main__":

@@ -8,35 +8,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cfg_test.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/util.h"
 
-static stp_diag D;
-static char joined[8192];
-
-static const char *diags(void) {
-  joined[0] = '\0';
-  for (size_t i = 0; i < D.n; i++) {
-    if (i)
-      strncat(joined, "\n", sizeof joined - strlen(joined) - 1);
-    strncat(joined, D.lines[i], sizeof joined - strlen(joined) - 1);
-  }
-  return joined;
-}
-
 static stp_config *load(const char *yaml) {
-  stp_config *cfg = NULL;
-  stp_diag_free(&D);
   setenv("STP_TEST_CS", "cs-value", 1);
-  stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &D);
-  return cfg;
+  return cfg_load(yaml);
 }
 
 static void fails_with(const char *yaml, const char *expected) {
-  stp_config *cfg = load(yaml);
-  cr_assert_null(cfg, "loaded, expected: %s", expected);
-  cr_assert_str_eq(diags(), expected);
-  stp_diag_free(&D);
+  setenv("STP_TEST_CS", "cs-value", 1);
+  cfg_fails_with(yaml, expected);
+  cfg_diag_reset();
 }
 
 #define HEAD "listeners:\n  - name: lan\n    listen: \":0\"\nupstreams:\n"
@@ -48,7 +32,7 @@ static void fails_with(const char *yaml, const char *expected) {
 Test(config_api, graph_defaults_and_derived_address) {
   stp_config *cfg = load(
       HEAD "  - name: up\n    kind: graph\n    mailbox: scan@contoso.example\n" GRAPH_AUTH TAIL);
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_upstream_cfg *u = &cfg->upstreams[0];
   cr_assert_eq(u->kind, STP_UP_GRAPH);
   cr_assert_str_eq(u->mailbox, "scan@contoso.example");
@@ -66,7 +50,7 @@ Test(config_api, graph_defaults_and_derived_address) {
   cr_assert_str_eq(u->token_src->client_secret, "cs-value");
   cr_assert_null(u->username);
   stp_config_free(cfg);
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
 }
 
 Test(config_api, gmail_defaults_and_api_url_override) {
@@ -85,14 +69,15 @@ Test(config_api, gmail_defaults_and_api_url_override) {
   /* save_to_sent_items is Graph's; on gmail it is an error. */
   stp_config *cfg = load(yaml);
   cr_assert_null(cfg);
-  cr_assert_str_eq(diags(), "t.yaml:8:5: error: save_to_sent_items is only used with kind: graph");
+  cr_assert_str_eq(cfg_diags(),
+                   "t.yaml:8:5: error: save_to_sent_items is only used with kind: graph");
   snprintf(yaml, sizeof yaml,
            HEAD "  - name: up\n    kind: gmail\n    api_url: https://127.0.0.1:8443/\n"
                 "    auth:\n      oauth2: { preset: google-gmail-api, client_id: c, "
                 "refresh_token_file: %s }\n" TAIL,
            rt);
   cfg = load(yaml);
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_upstream_cfg *u = &cfg->upstreams[0];
   cr_assert_eq(u->kind, STP_UP_GMAIL);
   cr_assert_str_eq(u->mailbox, "me");
@@ -103,7 +88,7 @@ Test(config_api, gmail_defaults_and_api_url_override) {
   cr_assert_str_eq(u->token_src->token_url, "https://oauth2.googleapis.com/token");
   cr_assert_str_eq(u->token_src->scope, "https://www.googleapis.com/auth/gmail.send");
   stp_config_free(cfg);
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
   unlink(rt);
 }
 
@@ -159,10 +144,10 @@ Test(config_api, api_kinds_refuse_password_auth) {
   /* token_command is a token source like oauth2: accepted. */
   stp_config *cfg = load(HEAD "  - name: up\n    kind: gmail\n"
                               "    auth: { token_command: [/bin/echo, tok] }\n" TAIL);
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert_eq(cfg->upstreams[0].token_src->kind, STP_TOKSRC_COMMAND);
   stp_config_free(cfg);
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
 }
 
 Test(config_api, presets_must_fit_the_kind) {
@@ -196,12 +181,13 @@ Test(config_api, api_url_checks) {
   stp_config *cfg =
       load(HEAD "  - name: up\n    kind: graph\n    mailbox: a@b\n    insecure: true\n"
                 "    api_url: http://127.0.0.1:8080/g\n" GRAPH_AUTH TAIL);
-  cr_assert_not_null(cfg, "%s", diags());
-  cr_assert_str_eq(diags(), "t.yaml:9:14: warning: api_url over http://: mail and credentials to "
-                            "upstream 'up' cross the network in clear");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
+  cr_assert_str_eq(cfg_diags(),
+                   "t.yaml:9:14: warning: api_url over http://: mail and credentials to "
+                   "upstream 'up' cross the network in clear");
   cr_assert_eq(cfg->upstreams[0].tls, STP_TLS_NONE);
   cr_assert_eq(cfg->upstreams[0].port, 8080);
   cr_assert_str_eq(cfg->upstreams[0].api_url, "http://127.0.0.1:8080/g");
   stp_config_free(cfg);
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
 }

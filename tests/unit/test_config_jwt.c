@@ -11,22 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfg_test.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/util.h"
 
-static stp_diag D;
-static char joined[8192];
 static char dir[64];
-
-static const char *diags(void) {
-  joined[0] = '\0';
-  for (size_t i = 0; i < D.n; i++) {
-    if (i)
-      strncat(joined, "\n", sizeof joined - strlen(joined) - 1);
-    strncat(joined, D.lines[i], sizeof joined - strlen(joined) - 1);
-  }
-  return joined;
-}
 
 #define PEM_KEY "-----BEGIN PRIVATE KEY-----\nMIIEsecretmaterial\n-----END PRIVATE KEY-----\n"
 /* as read from a file: the trailing newline stripped */
@@ -63,7 +52,7 @@ static void teardown(void) {
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   cr_assert_eq(system(cmd), 0);
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
 }
 
 /* The config with `auth` (lines indented 4) on an SMTP upstream; %D is dir. */
@@ -85,17 +74,18 @@ static stp_config *load(const char *auth) {
            "    host: smtp.gmail.com\n%sroutes:\n  - name: all\n    upstream: up\n",
            a);
   stp_config *cfg = NULL;
-  stp_diag_free(&D);
+  stp_diag_free(&cfg_diag);
   setenv("STP_TEST_CS", "cs-value", 1);
-  stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &D);
-  cr_assert(!strstr(diags(), "secretmaterial"), "key material in a diagnostic: %s", diags());
+  stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &cfg_diag);
+  cr_assert(!strstr(cfg_diags(), "secretmaterial"), "key material in a diagnostic: %s",
+            cfg_diags());
   return cfg;
 }
 
 static void fails_with(const char *auth, const char *expected) {
   stp_config *cfg = load(auth);
   cr_assert_null(cfg, "loaded, expected: %s", expected);
-  cr_assert_str_eq(diags(), expected);
+  cr_assert_str_eq(cfg_diags(), expected);
 }
 
 TestSuite(config_jwt, .init = setup, .fini = teardown);
@@ -104,7 +94,7 @@ Test(config_jwt, service_account_from_googles_key) {
   stp_config *cfg = load("    auth:\n      username: scan@example.com\n      oauth2:\n"
                          "        preset: google\n        grant: service_account\n"
                          "        service_account_file: %D/sa.json\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_eq(o->grant, STP_GRANT_SERVICE_ACCOUNT);
   cr_assert_str_eq(o->token_url, "https://oauth2.googleapis.com/token", "the key's token_uri");
@@ -123,7 +113,7 @@ Test(config_jwt, service_account_subject_scope_and_token_url_written) {
                          "      oauth2:\n        grant: service_account\n"
                          "        service_account_file: %D/sa-http.json\n"
                          "        subject: other@example.com\n        scope: s1 s2\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_str_eq(o->subject, "other@example.com");
   cr_assert_str_eq(o->scope, "s1 s2");
@@ -151,7 +141,7 @@ Test(config_jwt, service_account_mistakes) {
                          "        grant: service_account\n        scope: x\n"
                          "        service_account_file: %D/missing.json\n");
   cr_assert_null(cfg);
-  cr_assert(strstr(diags(), "missing.json"), "%s", diags());
+  cr_assert(strstr(cfg_diags(), "missing.json"), "%s", cfg_diags());
   snprintf(want, sizeof want,
            "t.yaml:13:31: error: cannot use service_account_file '%s/bad.json': it has no "
            "client_email (expected Google's service-account JSON key)",
@@ -160,7 +150,7 @@ Test(config_jwt, service_account_mistakes) {
              "        grant: service_account\n        scope: x\n        client_id: c\n"
              "        service_account_file: %D/bad.json\n");
   cr_assert_null(cfg);
-  cr_assert_str_eq(diags(), want);
+  cr_assert_str_eq(cfg_diags(), want);
   fails_with("    auth:\n      username: a@b.c\n      oauth2:\n        grant: service_account\n"
              "        service_account_file: %D/sa.json\n        scope: x\n"
              "        client_secret_env: STP_TEST_CS\n        refresh_token_file: /x\n",
@@ -191,9 +181,9 @@ Test(config_jwt, service_account_for_gmail_api_acts_as_mailbox) {
            "routes:\n  - name: all\n    upstream: up\n",
            dir);
   stp_config *cfg = NULL;
-  stp_diag_free(&D);
-  stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &D);
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_diag_free(&cfg_diag);
+  stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &cfg_diag);
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_str_eq(o->subject, "scan@example.com");
   cr_assert_str_eq(o->scope, "https://www.googleapis.com/auth/gmail.send");
@@ -206,20 +196,21 @@ Test(config_jwt, certificate_credentials) {
            "        tenant: contoso.example\n        client_id: app-1\n"
            "        grant: client_credentials\n        client_certificate_file: %D/app.crt\n"
            "        client_key_file: %D/app.key\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_null(o->client_secret);
   cr_assert_str_eq(o->private_key, PEM_KEY_READ);
   cr_assert(!strncmp(o->certificate, "-----BEGIN CERTIFICATE-----", 27));
-  cr_assert_eq(D.n, 0, "a certificate readable by all draws no warning: %s", diags());
+  cr_assert_eq(cfg_diag.n, 0, "a certificate readable by all draws no warning: %s", cfg_diags());
   stp_config_free(cfg);
   /* a key readable by others: a warning, still loads */
   cfg = load("    auth:\n      username: a@b.c\n      oauth2:\n        token_url: https://h/t\n"
              "        client_id: app-1\n        grant: client_credentials\n"
              "        client_certificate_file: %D/app.crt\n        client_key_file: %D/open.key\n");
-  cr_assert_not_null(cfg, "%s", diags());
-  cr_assert(strstr(diags(), "t.yaml:14:26: warning: client_key_file"), "%s", diags());
-  cr_assert(strstr(diags(), "is readable by group or others (chmod 600 it)"), "%s", diags());
+  cr_assert_not_null(cfg, "%s", cfg_diags());
+  cr_assert(strstr(cfg_diags(), "t.yaml:14:26: warning: client_key_file"), "%s", cfg_diags());
+  cr_assert(strstr(cfg_diags(), "is readable by group or others (chmod 600 it)"), "%s",
+            cfg_diags());
   stp_config_free(cfg);
 }
 
@@ -249,7 +240,7 @@ Test(config_jwt, certificate_mistakes) {
            "t.yaml:14:26: error: client_key_file '%s/enc.key' does not hold a PEM private key "
            "(an encrypted key cannot be used)",
            dir);
-  cr_assert_str_eq(diags(), want);
+  cr_assert_str_eq(cfg_diags(), want);
   fails_with("    auth:\n      username: a@b.c\n      oauth2:\n        token_url: https://h/t\n"
              "        client_id: app-1\n        grant: client_credentials\n"
              "        client_secret_env: STP_TEST_CS\n        subject: x@y.z\n",

@@ -6,51 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cfg_test.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/util.h"
 
-static stp_diag D;
-
-static const char *diags(void) {
-  static char buf[8192];
-  buf[0] = '\0';
-  for (size_t i = 0; i < D.n; i++) {
-    if (i)
-      strcat(buf, "\n");
-    strncat(buf, D.lines[i], sizeof buf - strlen(buf) - 2);
-  }
-  return buf;
-}
-
-static stp_config *load(const char *yaml) {
-  stp_config *cfg = NULL;
-  stp_diag_free(&D);
-  memset(&D, 0, sizeof D);
-  int rc = stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &D);
-  cr_assert_eq(rc == STP_OK, cfg != NULL);
-  return cfg;
-}
-
-static void fails_with(const char *yaml, const char *expected) {
-  stp_config *cfg = load(yaml);
-  cr_assert_null(cfg, "loaded, but should have failed with: %s", expected);
-  cr_assert_str_eq(diags(), expected);
-}
-
-static void teardown(void) {
-  stp_diag_free(&D);
-  memset(&D, 0, sizeof D);
-}
-
-TestSuite(config_spool, .fini = teardown);
+TestSuite(config_spool, .fini = cfg_diag_reset);
 
 #define LST "listeners:\n  - name: lan\n    listen: \":0\"\n"
 #define UPS "upstreams:\n  - name: up\n    host: smtp.example.com\n"
 #define RT_SPOOL "routes:\n  - name: r\n    upstream: up\n    on_upstream_failure: spool\n"
 
 Test(config_spool, defaults) {
-  stp_config *cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /var/spool/stp\n  notify: pm@x.test\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg =
+      cfg_load(LST UPS RT_SPOOL "spool:\n  dir: /var/spool/stp\n  notify: pm@x.test\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_spool_cfg *s = cfg->spool;
   cr_assert_str_eq(s->dir, "/var/spool/stp");
   cr_assert_eq(s->max_size, 2ull << 30);
@@ -62,16 +31,16 @@ Test(config_spool, defaults) {
   cr_assert_str_eq(s->notify, "pm@x.test");
   cr_assert_not(s->notify_sender);
   cr_assert(cfg->routes[0].spool);
-  cr_assert_eq(D.n, 0, "%s", diags());
+  cr_assert_eq(cfg_diag.n, 0, "%s", cfg_diags());
   stp_config_free(cfg);
 }
 
 Test(config_spool, every_key) {
-  stp_config *cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s/\n  max_size: 10MiB\n"
-                                          "  max_messages: 5\n  retry: [10s, 2m]\n"
-                                          "  max_age: 1h\n  notify: pm@x.test\n"
-                                          "  notify_sender: true\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg = cfg_load(LST UPS RT_SPOOL "spool:\n  dir: /s/\n  max_size: 10MiB\n"
+                                              "  max_messages: 5\n  retry: [10s, 2m]\n"
+                                              "  max_age: 1h\n  notify: pm@x.test\n"
+                                              "  notify_sender: true\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   const stp_spool_cfg *s = cfg->spool;
   cr_assert_str_eq(s->dir, "/s", "a trailing slash is dropped");
   cr_assert_eq(s->max_size, 10u << 20);
@@ -85,9 +54,9 @@ Test(config_spool, every_key) {
 }
 
 Test(config_spool, retry_single_value_and_defer_is_the_default) {
-  stp_config *cfg = load(LST UPS "routes:\n  - name: r\n    upstream: up\n"
-                                 "spool:\n  dir: /s\n  retry: 30s\n  notify_sender: true\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg = cfg_load(LST UPS "routes:\n  - name: r\n    upstream: up\n"
+                                     "spool:\n  dir: /s\n  retry: 30s\n  notify_sender: true\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert_eq(cfg->spool->n_retry, 1);
   cr_assert_eq(cfg->spool->retry_ms[0], 30000);
   cr_assert_not(cfg->routes[0].spool);
@@ -95,21 +64,22 @@ Test(config_spool, retry_single_value_and_defer_is_the_default) {
 }
 
 Test(config_spool, no_spool_section_means_no_spool) {
-  stp_config *cfg = load(LST UPS "routes:\n  - name: r\n    upstream: up\n"
-                                 "    on_upstream_failure: defer\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg = cfg_load(LST UPS "routes:\n  - name: r\n    upstream: up\n"
+                                     "    on_upstream_failure: defer\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert_null(cfg->spool);
   cr_assert_not(cfg->routes[0].spool);
   stp_config_free(cfg);
 }
 
 Test(config_spool, spool_route_needs_the_section) {
-  fails_with(LST UPS RT_SPOOL, "t.yaml:10:26: error: on_upstream_failure: spool needs a top-level "
-                               "'spool:' section (dir, max_size, ...)");
+  cfg_fails_with(LST UPS RT_SPOOL,
+                 "t.yaml:10:26: error: on_upstream_failure: spool needs a top-level "
+                 "'spool:' section (dir, max_size, ...)");
 }
 
 Test(config_spool, passthrough_listener_cannot_spool) {
-  fails_with(
+  cfg_fails_with(
       "listeners:\n  - name: lan\n    listen: \":0\"\n"
       "  - name: pt\n    listen: \":1\"\n    tls: implicit\n    auth: passthrough\n" UPS RT_SPOOL
       "spool: { dir: /s, notify: a@b.c }\n",
@@ -120,32 +90,34 @@ Test(config_spool, passthrough_listener_cannot_spool) {
 }
 
 Test(config_spool, passthrough_listener_elsewhere_is_fine) {
-  stp_config *cfg = load("listeners:\n  - name: lan\n    listen: \":0\"\n"
-                         "  - name: pt\n    listen: \":1\"\n    auth: passthrough\n" UPS
-                         "routes:\n  - name: r\n    match: { listener: lan }\n    upstream: up\n"
-                         "    on_upstream_failure: spool\nspool: { dir: /s, notify: a@b.c }\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg =
+      cfg_load("listeners:\n  - name: lan\n    listen: \":0\"\n"
+               "  - name: pt\n    listen: \":1\"\n    auth: passthrough\n" UPS
+               "routes:\n  - name: r\n    match: { listener: lan }\n    upstream: up\n"
+               "    on_upstream_failure: spool\nspool: { dir: /s, notify: a@b.c }\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert(cfg->routes[0].spool);
   stp_config_free(cfg);
 }
 
 Test(config_spool, bad_values) {
-  fails_with(LST UPS RT_SPOOL "spool:\n  max_size: 0\n  max_messages: x\n  retry: []\n"
-                              "  max_age: soon\n  notify: nobody\n  notify_sender: maybe\n"
-                              "  colour: red\n",
-             "t.yaml:12:3: error: spool needs 'dir' (e.g. /var/spool/smtp-tls-proxy)\n"
-             "t.yaml:12:13: error: max_size must be greater than 0\n"
-             "t.yaml:13:17: error: bad max_messages 'x' (expected an integer from 1 to 10000000)\n"
-             "t.yaml:14:10: error: 'retry' needs 1 to 32 intervals\n"
-             "t.yaml:15:12: error: bad duration 'soon' for max_age (use e.g. 30s, 5m, 1h, 250ms)\n"
-             "t.yaml:16:11: error: bad address 'nobody' for notify (expected user@domain)\n"
-             "t.yaml:17:18: error: bad notify_sender 'maybe' (expected true or false)\n"
-             "t.yaml:18:3: error: unknown key 'colour' in spool");
+  cfg_fails_with(
+      LST UPS RT_SPOOL "spool:\n  max_size: 0\n  max_messages: x\n  retry: []\n"
+                       "  max_age: soon\n  notify: nobody\n  notify_sender: maybe\n"
+                       "  colour: red\n",
+      "t.yaml:12:3: error: spool needs 'dir' (e.g. /var/spool/smtp-tls-proxy)\n"
+      "t.yaml:12:13: error: max_size must be greater than 0\n"
+      "t.yaml:13:17: error: bad max_messages 'x' (expected an integer from 1 to 10000000)\n"
+      "t.yaml:14:10: error: 'retry' needs 1 to 32 intervals\n"
+      "t.yaml:15:12: error: bad duration 'soon' for max_age (use e.g. 30s, 5m, 1h, 250ms)\n"
+      "t.yaml:16:11: error: bad address 'nobody' for notify (expected user@domain)\n"
+      "t.yaml:17:18: error: bad notify_sender 'maybe' (expected true or false)\n"
+      "t.yaml:18:3: error: unknown key 'colour' in spool");
 }
 
 Test(config_spool, bad_on_upstream_failure) {
-  fails_with(LST UPS "routes:\n  - name: r\n    upstream: up\n    on_upstream_failure: queue\n",
-             "t.yaml:10:26: error: bad on_upstream_failure 'queue' (expected defer or spool)");
+  cfg_fails_with(LST UPS "routes:\n  - name: r\n    upstream: up\n    on_upstream_failure: queue\n",
+                 "t.yaml:10:26: error: bad on_upstream_failure 'queue' (expected defer or spool)");
 }
 
 Test(config_spool, dir_too_long_for_the_socket) {
@@ -155,16 +127,18 @@ Test(config_spool, dir_too_long_for_the_socket) {
   dir[sizeof dir - 1] = '\0';
   snprintf(yaml, sizeof yaml,
            LST UPS "routes:\n  - name: r\n    upstream: up\nspool: { dir: %s }\n", dir);
-  stp_config *cfg = load(yaml);
+  stp_config *cfg = cfg_load(yaml);
   cr_assert_null(cfg);
-  cr_assert(strstr(diags(), "is too long (at most 94 characters)"), "%s", diags());
+  cr_assert(strstr(cfg_diags(), "is too long (at most 94 characters)"), "%s", cfg_diags());
 }
 
 Test(config_spool, nobody_to_notify_is_a_warning) {
-  stp_config *cfg = load(LST UPS "routes:\n  - name: r\n    upstream: up\nspool: { dir: /s }\n");
-  cr_assert_not_null(cfg, "%s", diags());
-  cr_assert_str_eq(diags(), "t.yaml:10:8: warning: spool has neither 'notify' nor 'notify_sender': "
-                            "a message that finally fails is only logged");
+  stp_config *cfg =
+      cfg_load(LST UPS "routes:\n  - name: r\n    upstream: up\nspool: { dir: /s }\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
+  cr_assert_str_eq(cfg_diags(),
+                   "t.yaml:10:8: warning: spool has neither 'notify' nor 'notify_sender': "
+                   "a message that finally fails is only logged");
   stp_config_free(cfg);
 }
 
@@ -181,9 +155,8 @@ Test(config_spool, relative_dir_resolves_against_the_file) {
   fputs(yaml, f);
   fclose(f);
   stp_config *cfg = NULL;
-  stp_diag_free(&D);
-  memset(&D, 0, sizeof D);
-  cr_assert_eq(stp_config_load(path, &cfg, &D), STP_OK, "%s", diags());
+  cfg_diag_reset();
+  cr_assert_eq(stp_config_load(path, &cfg, &cfg_diag), STP_OK, "%s", cfg_diags());
   char want[300];
   snprintf(want, sizeof want, "%s/q", dir);
   cr_assert_str_eq(cfg->spool->dir, want);
@@ -208,13 +181,12 @@ Test(config_spool, layout_load_reads_no_secret) {
         f);
   fclose(f);
   stp_config *cfg = NULL;
-  stp_diag_free(&D);
-  memset(&D, 0, sizeof D);
-  cr_assert_lt(stp_config_load(path, &cfg, &D), 0, "a normal load needs the secrets");
-  cr_assert(strstr(diags(), "environment variable STP_SURELY_UNSET_VAR is not set"), "%s", diags());
-  stp_diag_free(&D);
-  memset(&D, 0, sizeof D);
-  cr_assert_eq(stp_config_load_layout(path, &cfg, &D), STP_OK, "%s", diags());
+  cfg_diag_reset();
+  cr_assert_lt(stp_config_load(path, &cfg, &cfg_diag), 0, "a normal load needs the secrets");
+  cr_assert(strstr(cfg_diags(), "environment variable STP_SURELY_UNSET_VAR is not set"), "%s",
+            cfg_diags());
+  cfg_diag_reset();
+  cr_assert_eq(stp_config_load_layout(path, &cfg, &cfg_diag), STP_OK, "%s", cfg_diags());
   cr_assert_str_eq(cfg->spool->dir, "/s");
   cr_assert_str_eq(cfg->upstreams[0].secret, "(not read)");
   cr_assert_str_eq(cfg->upstreams[1].secret, "(not read)");
@@ -224,14 +196,14 @@ Test(config_spool, layout_load_reads_no_secret) {
 }
 
 Test(config_spool, shared_defaults_to_false_and_is_a_bool) {
-  stp_config *cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  stp_config *cfg = cfg_load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert_not(cfg->spool->shared);
   stp_config_free(cfg);
-  cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: true\n");
-  cr_assert_not_null(cfg, "%s", diags());
+  cfg = cfg_load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: true\n");
+  cr_assert_not_null(cfg, "%s", cfg_diags());
   cr_assert(cfg->spool->shared);
   stp_config_free(cfg);
-  cfg = load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: often\n");
+  cfg = cfg_load(LST UPS RT_SPOOL "spool:\n  dir: /s\n  notify: pm@x.test\n  shared: often\n");
   cr_assert_null(cfg);
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfg_test.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/json.h"
 #include "smtp-tls-proxy/oauth2.h"
@@ -337,22 +338,6 @@ static int load(const char *yaml, stp_config **cfg, stp_diag *d) {
   return stp_config_load_string("t.yaml", yaml, strlen(yaml), cfg, d);
 }
 
-static bool diag_has(const stp_diag *d, const char *s) {
-  for (size_t i = 0; i < d->n; i++)
-    if (strstr(d->lines[i], s))
-      return true;
-  return false;
-}
-
-#define HEAD                                                                                       \
-  "listeners: [{name: lan, listen: \"127.0.0.1:0\"}]\n"                                            \
-  "routes: [{name: r, upstream: up}]\n"                                                            \
-  "upstreams:\n"                                                                                   \
-  "  - name: up\n"                                                                                 \
-  "    host: smtp.example.com\n"                                                                   \
-  "    auth:\n"                                                                                    \
-  "      username: me@example.com\n"
-
 Test(oauth2_config, google_preset_refresh_token) {
   char dir[] = "/tmp/stp-oauth2c-XXXXXX", yaml[2048];
   cr_assert_not_null(mkdtemp(dir));
@@ -364,8 +349,9 @@ Test(oauth2_config, google_preset_refresh_token) {
   chmod(rt, 0600);
   setenv("STP_T_CS", "cs-value", 1);
   snprintf(yaml, sizeof yaml,
-           HEAD "      oauth2: {preset: google, client_id: id.apps, client_secret_env: STP_T_CS,\n"
-                "               refresh_token_file: %s}\n",
+           CFG_AUTH_HEAD
+           "      oauth2: {preset: google, client_id: id.apps, client_secret_env: STP_T_CS,\n"
+           "               refresh_token_file: %s}\n",
            rt);
   stp_config *cfg;
   stp_diag d;
@@ -393,12 +379,12 @@ Test(oauth2_config, microsoft365_client_credentials) {
   stp_config *cfg;
   stp_diag d;
   setenv("STP_T_CS", "cs-value", 1);
-  const char *yaml = HEAD "      oauth2:\n"
-                          "        preset: microsoft365\n"
-                          "        tenant: contoso.onmicrosoft.com\n"
-                          "        grant: client_credentials\n"
-                          "        client_id: 00000000-0000-0000-0000-000000000000\n"
-                          "        client_secret_env: STP_T_CS\n";
+  const char *yaml = CFG_AUTH_HEAD "      oauth2:\n"
+                                   "        preset: microsoft365\n"
+                                   "        tenant: contoso.onmicrosoft.com\n"
+                                   "        grant: client_credentials\n"
+                                   "        client_id: 00000000-0000-0000-0000-000000000000\n"
+                                   "        client_secret_env: STP_T_CS\n";
   cr_assert_eq(load(yaml, &cfg, &d), 0, "%s", d.n ? d.lines[0] : "");
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_eq(o->grant, STP_GRANT_CLIENT_CREDENTIALS);
@@ -412,8 +398,8 @@ Test(oauth2_config, microsoft365_client_credentials) {
 Test(oauth2_config, token_command_and_ttl) {
   stp_config *cfg;
   stp_diag d;
-  const char *yaml = HEAD "      token_command: [get-token, --account, me]\n"
-                          "      token_ttl: 10m\n";
+  const char *yaml = CFG_AUTH_HEAD "      token_command: [get-token, --account, me]\n"
+                                   "      token_ttl: 10m\n";
   cr_assert_eq(load(yaml, &cfg, &d), 0, "%s", d.n ? d.lines[0] : "");
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
   cr_assert_eq(o->kind, STP_TOKSRC_COMMAND);
@@ -464,13 +450,13 @@ Test(oauth2_config, errors_with_positions) {
   setenv("STP_T_CS", "cs-value", 1);
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     char yaml[2048];
-    snprintf(yaml, sizeof yaml, HEAD "%s", cases[i].auth);
+    snprintf(yaml, sizeof yaml, CFG_AUTH_HEAD "%s", cases[i].auth);
     stp_config *cfg;
     stp_diag d;
     cr_assert_lt(load(yaml, &cfg, &d), 0, "case %zu accepted", i);
-    cr_assert(diag_has(&d, cases[i].want), "case %zu: want '%s', got '%s'", i, cases[i].want,
+    cr_assert(cfg_diag_has(&d, cases[i].want), "case %zu: want '%s', got '%s'", i, cases[i].want,
               d.n ? d.lines[0] : "");
-    cr_assert(diag_has(&d, "t.yaml:"), "case %zu: no position", i);
+    cr_assert(cfg_diag_has(&d, "t.yaml:"), "case %zu: no position", i);
     stp_diag_free(&d);
   }
 }

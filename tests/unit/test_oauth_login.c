@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cfg_test.h"
 #include "smtp-tls-proxy/config.h"
 #include "smtp-tls-proxy/oauth_login.h"
 #include "smtp-tls-proxy/oauthq.h"
@@ -315,30 +316,14 @@ Test(oauth_login, explain_conditional_access_and_google) {
 
 /* ---- config ---- */
 
-#define HEAD                                                                                       \
-  "listeners: [{name: lan, listen: \"127.0.0.1:0\"}]\n"                                            \
-  "routes: [{name: r, upstream: up}]\n"                                                            \
-  "upstreams:\n"                                                                                   \
-  "  - name: up\n"                                                                                 \
-  "    host: smtp.example.com\n"                                                                   \
-  "    auth:\n"                                                                                    \
-  "      username: me@example.com\n"
-
-static bool diag_has(const stp_diag *d, const char *s) {
-  for (size_t i = 0; i < d->n; i++)
-    if (strstr(d->lines[i], s))
-      return true;
-  return false;
-}
-
 Test(oauth_login_config, presets_and_overrides) {
   char dir[] = "/tmp/stp-login-XXXXXX", yaml[2048];
   cr_assert_not_null(mkdtemp(dir));
   stp_config *cfg;
   stp_diag d = {0};
   snprintf(yaml, sizeof yaml,
-           HEAD "      oauth2: {preset: microsoft365, tenant: contoso.com, client_id: x,\n"
-                "               refresh_token_file: %s/m.rt}\n",
+           CFG_AUTH_HEAD "      oauth2: {preset: microsoft365, tenant: contoso.com, client_id: x,\n"
+                         "               refresh_token_file: %s/m.rt}\n",
            dir);
   cr_assert_eq(stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d), 0);
   const stp_oauth2_cfg *o = cfg->upstreams[0].token_src;
@@ -348,16 +333,17 @@ Test(oauth_login_config, presets_and_overrides) {
                    "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/devicecode");
   cr_assert(!o->login_google);
   cr_assert_null(o->refresh_token);
-  cr_assert(diag_has(&d, "t.yaml:9:"), "position of the warning");
-  cr_assert(diag_has(&d, "warning: refresh_token_file"));
-  cr_assert(diag_has(&d, "oauth2 login up`"));
+  cr_assert(cfg_diag_has(&d, "t.yaml:9:"), "position of the warning");
+  cr_assert(cfg_diag_has(&d, "warning: refresh_token_file"));
+  cr_assert(cfg_diag_has(&d, "oauth2 login up`"));
   stp_config_free(cfg);
   stp_diag_free(&d);
 
   snprintf(yaml, sizeof yaml,
-           HEAD "      oauth2: {preset: google, client_id: x, refresh_token_file: %s/g.rt,\n"
-                "               authorization_url: \"https://a.example/auth\",\n"
-                "               device_authorization_url: \"https://a.example/device\"}\n",
+           CFG_AUTH_HEAD
+           "      oauth2: {preset: google, client_id: x, refresh_token_file: %s/g.rt,\n"
+           "               authorization_url: \"https://a.example/auth\",\n"
+           "               device_authorization_url: \"https://a.example/device\"}\n",
            dir);
   memset(&d, 0, sizeof d);
   cr_assert_eq(stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d), 0);
@@ -370,7 +356,9 @@ Test(oauth_login_config, presets_and_overrides) {
 
   /* Google's preset has no device endpoint */
   snprintf(yaml, sizeof yaml,
-           HEAD "      oauth2: {preset: google, client_id: x, refresh_token_file: %s/g.rt}\n", dir);
+           CFG_AUTH_HEAD
+           "      oauth2: {preset: google, client_id: x, refresh_token_file: %s/g.rt}\n",
+           dir);
   memset(&d, 0, sizeof d);
   cr_assert_eq(stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d), 0);
   o = cfg->upstreams[0].token_src;
@@ -384,11 +372,11 @@ Test(oauth_login_config, presets_and_overrides) {
 Test(oauth_login_config, url_errors) {
   stp_config *cfg;
   stp_diag d = {0};
-  const char *yaml = HEAD
+  const char *yaml = CFG_AUTH_HEAD
       "      oauth2: {token_url: \"https://h/t\", client_id: x, refresh_token_file: /tmp/x.rt,\n"
       "               authorization_url: \"http://h/a\", device_authorization_url: nope}\n";
   cr_assert_lt(stp_config_load_string("t.yaml", yaml, strlen(yaml), &cfg, &d), 0);
-  cr_assert(diag_has(&d, "t.yaml:9:35: error: authorization_url over http:// needs insecure"));
-  cr_assert(diag_has(&d, "error: bad device_authorization_url 'nope'"));
+  cr_assert(cfg_diag_has(&d, "t.yaml:9:35: error: authorization_url over http:// needs insecure"));
+  cr_assert(cfg_diag_has(&d, "error: bad device_authorization_url 'nope'"));
   stp_diag_free(&d);
 }
