@@ -152,10 +152,10 @@ typedef struct stp_upstream_cfg {
   /* kind: graph | gmail (config_upstream.c). host, port, tls (implicit for
    * https) and server_name are then derived from api_url, so the TLS
    * context, logs and --test-route treat both kinds alike. */
-  stp_up_kind kind;        /* default smtp */
-  char *mailbox;           /* graph: the user (UPN or id); gmail: default "me" */
-  char *api_url;           /* default per kind; no trailing '/' */
-  bool save_to_sent_items; /* graph; default true */
+  stp_up_kind kind;           /* default smtp */
+  char *mailbox;              /* graph: the user (UPN or id); gmail: default "me" */
+  char *api_url;              /* default per kind; no trailing '/' */
+  bool save_to_sent_items;    /* graph; default true */
   uint64_t probe_interval_ms; /* probes (probe.c); default 15 min; 0 = off */
 } stp_upstream_cfg;
 
@@ -228,9 +228,9 @@ typedef struct stp_config {
   size_t n_upstreams;
   stp_route_cfg *routes;
   size_t n_routes;
-  stp_spool_cfg *spool; /* NULL: no spool, every route is pass-through */
+  stp_spool_cfg *spool;   /* NULL: no spool, every route is pass-through */
   stp_alerts_cfg *alerts; /* NULL: no alerts */
-  stp_admin_cfg *admin; /* NULL: no admin page */
+  stp_admin_cfg *admin;   /* NULL: no admin page */
 } stp_config;
 
 /* Diagnostics: each one is a finished line "FILE:LINE:COL: error: text"

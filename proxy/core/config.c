@@ -38,9 +38,9 @@
 #include <yaml.h>
 
 #include "config_admin.h"
+#include "config_alerts.h"
 #include "config_file.h"
 #include "config_listener.h"
-#include "config_alerts.h"
 #include "config_spool.h"
 #include "config_upstream.h"
 #include "config_values.h"

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "alerts.h"
 #include "admin_http.h"
+#include "alerts.h"
 #include "apiconn.h"
 #include "gen.h"
 #include "listener.h"

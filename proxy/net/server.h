@@ -23,13 +23,13 @@ typedef struct server {
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t grace;
   bool stopping;
-  bool spool_drained; /* stopping: no spool delivery runs any more */
+  bool spool_drained;           /* stopping: no spool delivery runs any more */
   struct metrics_http *metrics; /* /metrics and /healthz; NULL when off */
   struct spool *spool;          /* spool: section at start; NULL when none */
   struct spool_run *spool_run;
   struct spool_ctl *spool_ctl;
-  struct probes *probes; /* upstream probes (probe.h) */
-  struct alerts *alerts; /* alerts: webhook and email (alerts.h) */
+  struct probes *probes;    /* upstream probes (probe.h) */
+  struct alerts *alerts;    /* alerts: webhook and email (alerts.h) */
   struct admin_http *admin; /* admin: section at start; NULL when none */
   const char *config_path;
 } server;

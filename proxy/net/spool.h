@@ -68,8 +68,8 @@ typedef struct spool_entry {
   int claim_fd;
   unsigned born_gen, touched_gen;
   uint64_t skip_until_ms; /* claimed by another replica: not before */
-  spool_waiter *waiters; /* for the next state write */
-  uint64_t st_retry_ms;  /* a failed state write is tried again then */
+  spool_waiter *waiters;  /* for the next state write */
+  uint64_t st_retry_ms;   /* a failed state write is tried again then */
 } spool_entry;
 
 /* Wall clock in ms since the epoch (what spool files record). */

@@ -232,8 +232,8 @@ ITest(spool_shared, three_replicas_one_killed_every_message_once_at_a_time) {
   /* The queue command asks whichever replica answers first: each sees
    * the whole queue once its rescan (every 2 s) has run. */
   for (int r = 1; r < N_REPLICAS; r++)
-    cr_assert(wait_count(tag[r], N_MSGS, 8000, out, sizeof out), "replica %d's LIST: %.300s",
-              r + 1, out);
+    cr_assert(wait_count(tag[r], N_MSGS, 8000, out, sizeof out), "replica %d's LIST: %.300s", r + 1,
+              out);
   cr_assert_eq(sp_count_lines(out, "to=<someone@example.com>"), N_MSGS, "one line per message");
   char cli[4096];
   cr_assert_eq(sp_queue(&px[1], "list | tail -1", cli, sizeof cli), 0, "%s", cli);
