@@ -29,6 +29,15 @@ uint64_t backoff_delay_ms(unsigned n);
 bool backoff_failed(backoff_state *b, uint64_t now_ms);
 /* A success: back to healthy. True when it was failing. */
 bool backoff_succeeded(backoff_state *b);
+/* The one way every path that talks to an upstream (sessions, spool
+ * deliveries, probes, alert mail) reports a change, so the log lines that
+ * uphealth and the alerts read are the same whoever saw it first.
+ * backoff_report_ready: a success; logs "upstream-recovered" when it was
+ * failing. backoff_report_started: logs "upstream-backoff" with reason and
+ * skip_ms when skip_ms is not 0 (a back-off began). sid may be NULL. */
+void backoff_report_ready(backoff_state *b, const char *upstream, const char *sid);
+void backoff_report_started(const char *upstream, const char *reason, uint64_t skip_ms,
+                            const char *sid);
 /* True while it should be skipped (now_ms < until_ms). */
 bool backoff_active(const backoff_state *b, uint64_t now_ms);
 /* Milliseconds until it may be tried again, 0 if now. */

@@ -1,9 +1,31 @@
 /* backoff.c - per-upstream failure back-off (see backoff.h).
  *
- * Owns: the back-off schedule. Guarantees: pure; no overflow whatever the
- * failure count or the clock value (saturating arithmetic).
+ * Owns: the back-off schedule and its two log events. Guarantees: no I/O
+ * but those log lines; no overflow whatever the failure count or the clock
+ * value (saturating arithmetic).
  */
 #include "smtp-tls-proxy/backoff.h"
+
+#include <stdio.h>
+
+#include "smtp-tls-proxy/log.h"
+
+void backoff_report_ready(backoff_state *b, const char *upstream, const char *sid) {
+  if (!backoff_succeeded(b))
+    return;
+  stp_kv kv[] = {{"upstream", upstream}};
+  stp_log_kv(STP_LOG_INFO, sid, "upstream-recovered", kv, 1);
+}
+
+void backoff_report_started(const char *upstream, const char *reason, uint64_t skip_ms,
+                            const char *sid) {
+  if (!skip_ms)
+    return;
+  char ms[24];
+  snprintf(ms, sizeof ms, "%llu", (unsigned long long)skip_ms);
+  stp_kv kv[] = {{"upstream", upstream}, {"reason", reason}, {"skip_ms", ms}};
+  stp_log_kv(STP_LOG_WARN, sid, "upstream-backoff", kv, 3);
+}
 
 uint64_t backoff_delay_ms(unsigned n) {
   uint64_t d = BACKOFF_BASE_MS;

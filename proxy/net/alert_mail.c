@@ -124,10 +124,8 @@ static void on_ready(void *owner, upconn *u) {
   alert_mail *m = owner;
   (void)u;
   const stp_route_cfg *rt = &m->q[m->head].gen->cfg->routes[m->route];
-  if (backoff_succeeded(&m->q[m->head].gen->limits.upstream[failover_current(&m->fo)])) {
-    stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}};
-    stp_log_kv(STP_LOG_INFO, "alert", "upstream-recovered", kv, 1);
-  }
+  backoff_report_ready(&m->q[m->head].gen->limits.upstream[failover_current(&m->fo)],
+                       upconn_cfg(u)->name, "alert");
   m->step = AM_MAIL;
   upconn_mail(m->up, rt->rewrite_mail_from ? rt->rewrite_mail_from : "", NULL);
 }
@@ -180,12 +178,7 @@ static void on_failed(void *owner, upstream_fail why, const char *detail,
   uint64_t skip_ms;
   bool more = failover_failed(&m->fo, gen->limits.upstream, upstream_fail_name(why),
                               m->step == AM_OPEN, true, stp_now_ms(), &skip_ms);
-  if (skip_ms) {
-    char ms[24];
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)skip_ms);
-    stp_kv kv[] = {{"upstream", c->name}, {"reason", upstream_fail_name(why)}, {"skip_ms", ms}};
-    stp_log_kv(STP_LOG_WARN, "alert", "upstream-backoff", kv, 3);
-  }
+  backoff_report_started(c->name, upstream_fail_name(why), skip_ms, "alert");
   if (more) {
     try_upstream(m);
     return;

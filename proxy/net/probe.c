@@ -57,10 +57,8 @@ static void finish(probe_one *o, bool ok, const char *reason, const char *reply,
   uint64_t now = stp_now_ms();
   char ms[24];
   snprintf(ms, sizeof ms, "%llu", (unsigned long long)(now - o->t0));
-  if (ok && backoff_succeeded(b)) {
-    stp_kv kv[] = {{"upstream", name}};
-    stp_log_kv(STP_LOG_INFO, "probe", "upstream-recovered", kv, 1);
-  }
+  if (ok)
+    backoff_report_ready(b, name, "probe");
   stp_kv kv[] = {{"upstream", name},
                  {"result", ok ? "ok" : "failed"},
                  {"reason", ok ? NULL : reason},
@@ -68,15 +66,9 @@ static void finish(probe_one *o, bool ok, const char *reason, const char *reply,
                  {"hint", ok ? NULL : hint},
                  {"duration_ms", ms}};
   stp_log_kv(ok ? STP_LOG_INFO : STP_LOG_WARN, "probe", "probe", kv, sizeof kv / sizeof *kv);
-  if (!ok) {
-    bool was = backoff_active(b, now);
-    backoff_failed(b, now);
-    if (!was && backoff_active(b, now)) {
-      snprintf(ms, sizeof ms, "%llu", (unsigned long long)backoff_remaining(b, now));
-      stp_kv bk[] = {{"upstream", name}, {"reason", reason}, {"skip_ms", ms}};
-      stp_log_kv(STP_LOG_WARN, "probe", "upstream-backoff", bk, 3);
-    }
-  }
+  /* As a live session's failure: a back-off that began is logged. */
+  if (!ok && backoff_failed(b, now))
+    backoff_report_started(name, reason, backoff_remaining(b, now), "probe");
   uv_timer_start(&o->timer, timer_cb, cfg_of(o)->probe_interval_ms, 0);
 }
 

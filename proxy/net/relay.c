@@ -581,10 +581,8 @@ static void up_ready(void *owner, upconn *u) {
     sm_call_failed(r, upconn_mail(u, r->mail_from, &r->mail_args));
     return;
   }
-  if (backoff_succeeded(&r->gen->limits.upstream[failover_current(&r->fo)])) {
-    stp_kv kv[] = {{"upstream", upconn_cfg(u)->name}};
-    stp_log_kv(STP_LOG_INFO, r->sid, "upstream-recovered", kv, 1);
-  }
+  backoff_report_ready(&r->gen->limits.upstream[failover_current(&r->fo)], upconn_cfg(u)->name,
+                       r->sid);
   session_up_skipped(&r->sess, r->fo.skipped);
   session_up_ready(sess_for_delivery(r), upconn_cfg(u)->name, upconn_tls_version(u));
 }
@@ -619,14 +617,8 @@ static bool record_failure(relay *r, size_t index, upstream_fail why, bool befor
   uint64_t skip_ms;
   bool more = failover_failed(&r->fo, r->gen->limits.upstream, upstream_fail_name(why),
                               before_ready, count, stp_now_ms(), &skip_ms);
-  if (skip_ms) {
-    char ms[24];
-    snprintf(ms, sizeof ms, "%llu", (unsigned long long)skip_ms);
-    stp_kv kv[] = {{"upstream", r->gen->cfg->upstreams[index].name},
-                   {"reason", upstream_fail_name(why)},
-                   {"skip_ms", ms}};
-    stp_log_kv(STP_LOG_WARN, r->sid, "upstream-backoff", kv, 3);
-  }
+  backoff_report_started(r->gen->cfg->upstreams[index].name, upstream_fail_name(why), skip_ms,
+                         r->sid);
   return more;
 }
 

@@ -304,10 +304,7 @@ static void on_ready(void *owner, upconn *u) {
   dlv *d = owner;
   d->up_ready = true;
   snprintf(d->up_name, sizeof d->up_name, "%s", upconn_cfg(u)->name);
-  if (backoff_succeeded(&d->gen->limits.upstream[failover_current(&d->fo)])) {
-    stp_kv kv[] = {{"upstream", d->up_name}};
-    stp_log_kv(STP_LOG_INFO, NULL, "upstream-recovered", kv, 1);
-  }
+  backoff_report_ready(&d->gen->limits.upstream[failover_current(&d->fo)], d->up_name, NULL);
   send_mail(d);
 }
 
@@ -326,8 +323,10 @@ static void on_failed(void *owner, upstream_fail why, const char *detail,
   }
   upconn_log_failed(NULL, d->e->env.id, c, why, detail, v);
   uint64_t skip_ms;
-  if (failover_failed(&d->fo, d->gen->limits.upstream, upstream_fail_name(why), !was_ready, true,
-                      stp_now_ms(), &skip_ms)) {
+  bool more = failover_failed(&d->fo, d->gen->limits.upstream, upstream_fail_name(why), !was_ready,
+                              true, stp_now_ms(), &skip_ms);
+  backoff_report_started(c->name, upstream_fail_name(why), skip_ms, NULL);
+  if (more) {
     try_upstream(d, false);
     return;
   }
