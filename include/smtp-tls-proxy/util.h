@@ -78,6 +78,10 @@ static inline char stp_ascii_lower(char c) {
 /* The value (0..63) of one base64 digit whose last two digits are c62 and
  * c63 ('+' '/' for base64, '-' '_' for base64url), -1 for any other char. */
 int stp_b64_digit(char c, char c62, char c63);
+/* The length (2..4) of the valid multi-byte UTF-8 sequence at s[0..n)
+ * (RFC 3629: no overlong form, no surrogate, at most U+10FFFF), or 0 when
+ * it is not one (ASCII included); *cp (may be NULL) gets the code point. */
+size_t stp_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
 
 /* Case-insensitive glob with '*' (any run) and '?' (one char). */
 bool stp_glob_match(const char *pattern, const char *s);

@@ -4,34 +4,10 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when invalid. */
+/* Length of the character at s (1..4; s NUL-terminated), or 0 when it is
+ * no valid UTF-8: a NUL stops stp_utf8_seq before it reads further. */
 static size_t utf8_len(const unsigned char *s) {
-  unsigned c = s[0];
-  size_t n;
-  uint32_t cp;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF) {
-    n = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    n = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-      (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return n;
+  return *s < 0x80 ? 1 : stp_utf8_seq(s, 4, NULL);
 }
 
 size_t esc_utf8_cut(const char *s, size_t max) {

@@ -387,35 +387,6 @@ static void endline(writer *w) {
     w->line = w->len;
 }
 
-/* Length of a valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  unsigned char c = p[0];
-  size_t len;
-  unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-  if (c >= 0xC2 && c <= 0xDF)
-    len = 2;
-  else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    if (c == 0xE0)
-      lo = 0xA0; /* overlong */
-    else if (c == 0xED)
-      hi = 0x9F; /* surrogates */
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    if (c == 0xF0)
-      lo = 0x90; /* overlong */
-    else if (c == 0xF4)
-      hi = 0x8F; /* past U+10FFFF */
-  } else
-    return 0;
-  if (n < len || p[1] < lo || p[1] > hi)
-    return 0;
-  for (size_t i = 2; i < len; i++)
-    if ((p[i] & 0xC0) != 0x80)
-      return 0;
-  return len;
-}
-
 static void put_escaped(writer *w, const char *s) {
   const unsigned char *p = (const unsigned char *)s;
   size_t n = strlen(s), run = 0;
@@ -428,7 +399,7 @@ static void put_escaped(writer *w, const char *s) {
       esc = "\\\"";
     else if (p[i] == '\n')
       esc = "\\n";
-    else if (p[i] >= 0x80 && (adv = utf8_seq(p + i, n - i)) == 0) {
+    else if (p[i] >= 0x80 && (adv = stp_utf8_seq(p + i, n - i, NULL)) == 0) {
       esc = "\xEF\xBF\xBD"; /* U+FFFD for a byte that is not UTF-8 */
       adv = 1;
     }

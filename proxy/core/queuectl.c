@@ -102,38 +102,18 @@ queuectl_reply_kind queuectl_reply(const char *line, const char **text) {
   return QC_REPLY_BAD;
 }
 
-/* The length of the valid UTF-8 sequence at s[0..n) (RFC 3629: no
- * overlongs, no surrogates, at most U+10FFFF), 0 when invalid; *cp gets
- * the code point. */
-static size_t utf8_seq(const unsigned char *s, size_t n, unsigned *cp) {
-  unsigned c = s[0];
-  size_t len = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
-  if (!len || len > n || c > 0xf4)
-    return 0;
-  unsigned v = c & (0x7fu >> len);
-  for (size_t i = 1; i < len; i++) {
-    if ((s[i] & 0xc0) != 0x80)
-      return 0;
-    v = v << 6 | (s[i] & 0x3fu);
-  }
-  if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
-      (len == 4 && (v < 0x10000 || v > 0x10ffff)))
-    return 0;
-  *cp = v;
-  return len;
-}
-
 size_t queuectl_printable(char *s, size_t n) {
   const unsigned char *in = (const unsigned char *)s;
   size_t i = 0, o = 0;
   while (i < n) {
-    unsigned c = in[i], cp = 0;
+    unsigned c = in[i];
+    uint32_t cp = 0;
     if (c < 0x80) {
       s[o++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
       i++;
       continue;
     }
-    size_t len = utf8_seq(in + i, n - i, &cp);
+    size_t len = stp_utf8_seq(in + i, n - i, &cp);
     if (!len || (cp >= 0x80 && cp <= 0x9f)) { /* a raw byte, or a C1 control */
       s[o++] = '?';
       i += len ? len : 1;

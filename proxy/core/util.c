@@ -171,3 +171,25 @@ uint64_t stp_now_ms(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
+
+size_t stp_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
+  unsigned c = n ? s[0] : 0;
+  size_t len = c >= 0xf0 && c <= 0xf4  ? 4
+               : c >= 0xe0 && c < 0xf0 ? 3
+               : c >= 0xc2 && c < 0xe0 ? 2
+                                       : 0;
+  if (!len || len > n)
+    return 0;
+  uint32_t v = c & (0x7fu >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80)
+      return 0;
+    v = v << 6 | (s[i] & 0x3fu);
+  }
+  if ((len == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) ||
+      (len == 4 && (v < 0x10000 || v > 0x10ffff)))
+    return 0;
+  if (cp)
+    *cp = v;
+  return len;
+}

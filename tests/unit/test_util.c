@@ -68,3 +68,28 @@ Test(util, error_codes_are_unique_and_apart_from_libuv) {
     cr_assert_str_neq(stp_strerror(stp[i]), "unknown error");
   }
 }
+
+/* The one UTF-8 decoder (metrics labels, admin escaping, queue output). */
+Test(util, utf8_seq_takes_only_rfc3629_sequences) {
+  uint32_t cp = 0;
+  cr_assert_eq(stp_utf8_seq((const unsigned char *)"\xC3\xA9", 2, &cp), 2);
+  cr_assert_eq(cp, 0xE9u);
+  cr_assert_eq(stp_utf8_seq((const unsigned char *)"\xE2\x82\xAC", 3, &cp), 3);
+  cr_assert_eq(cp, 0x20ACu);
+  cr_assert_eq(stp_utf8_seq((const unsigned char *)"\xF0\x9F\x93\xA0", 4, &cp), 4);
+  cr_assert_eq(cp, 0x1F4E0u);
+  cr_assert_eq(stp_utf8_seq((const unsigned char *)"\xC2\x85", 2, NULL), 2, "C1 is valid UTF-8");
+  static const char *const bad[] = {
+      "A",                /* ASCII is no multi-byte sequence */
+      "\xC0\xAF",         /* overlong */
+      "\xE0\x80\xAF",     /* overlong */
+      "\xED\xA0\x80",     /* surrogate */
+      "\xF4\x90\x80\x80", /* past U+10FFFF */
+      "\xF5\x80\x80\x80", /* no such lead byte */
+      "\x80",             /* a lone continuation */
+      "\xE2\x82",         /* cut short */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    cr_expect_eq(stp_utf8_seq((const unsigned char *)bad[i], strlen(bad[i]), NULL), 0, "case %zu",
+                 i);
+}
